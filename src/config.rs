@@ -1,0 +1,1482 @@
+//! Lowering of the parsed kamailio.cfg into a typed [`Config`] plus the
+//! compiled routing [`Program`]. This is the ONE place holding every default
+//! (core globals, siptrace, mi_fifo, jsonrpcs, tm, rr, maxfwd parameters) and
+//! the one place that knows which Kamailio globals and modules exist. Pure:
+//! it sees only the AST (`cfg`) and hands the route blocks to `script`.
+//!
+//! Two stages, one call: [`build`] lowers globals, `loadmodule` and
+//! `modparam` in file order, then compiles the routes against the loaded
+//! modules; every diagnostic of both stages comes back together.
+
+use log::LevelFilter;
+
+use crate::cfg::ast::{self, GlobalValue, Item, ModValue};
+use crate::cfg::{Diagnostic, Pos};
+use crate::script::{AvpName, CompileEnv, Program, Proto};
+
+/// Modules siptraced accepts in `loadmodule` (DECISIONS §5): those whose
+/// functions or parameters it implements, and known ones it needs nothing
+/// from (kex, corex, pv, ctl, xlog…) which load silently.
+pub const SUPPORTED_MODULES: &[&str] = &[
+    "cfg_rpc",
+    "corex",
+    "ctl",
+    "db_mysql",
+    "db_postgres",
+    "db_sqlite",
+    "db_text",
+    "jsonrpcs",
+    "kex",
+    "maxfwd",
+    "mi_fifo",
+    "mi_rpc",
+    "pv",
+    "rr",
+    "sanity",
+    "siptrace",
+    "siputils",
+    "sl",
+    "textops",
+    "textopsx",
+    "tm",
+    "tmx",
+    "xlog",
+];
+
+/// Old (OpenSER 1.x) module file names and the module they are now.
+const MODULE_ALIASES: &[(&str, &str)] = &[
+    ("mysql", "db_mysql"),
+    ("postgres", "db_postgres"),
+    ("dbtext", "db_text"),
+];
+
+/// Every core parameter name of Kamailio (3.x–5.x `cfg.lex`, plus the
+/// OpenSER 1.x/Kamailio 1.5 names that later disappeared), aliases included.
+/// A global not listed here is no Kamailio parameter at all and an error;
+/// one listed but not applied below is accepted and ignored.
+#[rustfmt::skip]
+const KNOWN_GLOBALS: &[&str] = &[
+    "advertised_address", "advertised_port", "alias", "async_nonblock", "async_usleep",
+    "async_workers", "async_workers_group", "auto_aliases", "auto_bind_ipv6", "avp_aliases",
+    "bind_ipv6_link_local", "cfgengine", "check_via", "children", "chroot", "core_log",
+    "corelog", "db_default_url", "db_version_table", "debug", "desc", "descr", "description",
+    "disable_503_translation", "disable_core_dump", "disable_dns_blacklist",
+    "disable_dns_failover", "disable_sctp", "disable_stateless_fwd", "disable_tcp",
+    "disable_tls", "dns", "dns_cache_del_nonexp", "dns_cache_delete_nonexpired",
+    "dns_cache_flags", "dns_cache_gc_interval", "dns_cache_init", "dns_cache_max_ttl",
+    "dns_cache_mem", "dns_cache_min_ttl", "dns_cache_negative_ttl", "dns_cache_rec_pref",
+    "dns_naptr_ignore_rfc", "dns_retr_no", "dns_retr_time", "dns_sctp_pref",
+    "dns_sctp_preference", "dns_search_full_match", "dns_servers_no", "dns_slow_query_ms",
+    "dns_srv_lb", "dns_srv_loadbalancing", "dns_tcp_pref", "dns_tcp_preference", "dns_tls_pref",
+    "dns_tls_preference", "dns_try_ipv6", "dns_try_naptr", "dns_udp_pref", "dns_udp_preference",
+    "dns_use_search_list", "dst_blacklist", "dst_blacklist_expire", "dst_blacklist_gc_interval",
+    "dst_blacklist_init", "dst_blacklist_mem", "dst_blacklist_sctp_imask",
+    "dst_blacklist_tcp_imask", "dst_blacklist_tls_imask", "dst_blacklist_ttl",
+    "dst_blacklist_udp_imask", "enable_sctp", "enable_tls", "event_route_callback",
+    "exec_dns_threshold", "exec_msg_threshold", "execdnsthreshold", "execmsgthreshold",
+    "exit_timeout", "fifo", "fifo_db_url", "fifo_dir", "fifo_group", "fifo_mode", "fifo_user",
+    "file_mode", "force_rport", "fork", "fork_delay", "gid", "group", "http_reply_hack",
+    "http_reply_parse", "ip_free_bind", "ip_nonlocal_bind", "ipfreebind", "ipv6_hex_style",
+    "kemi", "latency_cfg_log", "latency_limit_action", "latency_limit_cfg", "latency_limit_db",
+    "latency_log", "listen", "loadpath", "local_rport", "log_color", "log_engine_data",
+    "log_engine_type", "log_facility", "log_name", "log_prefix", "log_prefix_mode",
+    "log_stderror", "max_branches", "max_recursive_level", "max_while_loops", "maxbuffer",
+    "mcast", "mcast_loopback", "mcast_ttl", "mem_dbg", "mem_dump", "mem_join", "mem_log",
+    "mem_safety", "mem_status_mode", "mem_summary", "memdbg", "memdump", "memlog", "mhomed",
+    "mlock_pages", "modinit_delay", "mpath", "msg_time", "onsend_route_callback",
+    "onsend_route_reply", "open_files_limit", "phone2tel", "pmtu_discovery", "port",
+    "pv_buffer_size", "pv_buffer_slots", "pv_cache_action", "pv_cache_limit",
+    "query_buffer_size", "query_flush_time", "real_time", "received_route_callback",
+    "received_route_mode", "reply_route_callback", "reply_to_via", "rev_dns",
+    "route_locks_size", "rt_fast_timer_prio", "rt_ftimer_policy", "rt_ftimer_prio", "rt_policy",
+    "rt_prio", "rt_stimer_policy", "rt_stimer_prio", "rt_timer1_policy", "rt_timer1_prio",
+    "rt_timer2_policy", "rt_timer2_prio", "run_dir", "rundir", "sctp_children",
+    "ser_kill_timeout", "server_header", "server_id", "server_signature", "shm",
+    "shm_force_alloc", "shm_mem", "shm_mem_size", "sip_parser_log", "sip_parser_mode",
+    "sip_warning", "sock_group", "sock_mode", "sock_user", "socket_workers", "sql_buffer_size",
+    "statistics", "stats_name_separator", "syn_branch", "tcp_accept_aliases",
+    "tcp_accept_haproxy", "tcp_accept_hep3", "tcp_accept_no_cl", "tcp_accept_unique",
+    "tcp_async", "tcp_buf_write", "tcp_children", "tcp_clone_rcvbuf", "tcp_conn_wq_max",
+    "tcp_connect_timeout", "tcp_connection_lifetime", "tcp_connection_match", "tcp_crlf_ping",
+    "tcp_crlf_pingpong", "tcp_defer_accept", "tcp_delayed_ack", "tcp_fd_cache", "tcp_keepalive",
+    "tcp_keepcnt", "tcp_keepcount", "tcp_keepidle", "tcp_keepinterval", "tcp_keepintvl",
+    "tcp_linger2", "tcp_max_connections", "tcp_no_connect", "tcp_no_new_conn_bflag",
+    "tcp_poll_method", "tcp_rd_buf_size", "tcp_reuse_port", "tcp_send_timeout",
+    "tcp_source_ipv4", "tcp_source_ipv6", "tcp_syncnt", "tcp_threshold", "tcp_wq_blk_size",
+    "tcp_wq_max", "tcpthreshold", "tls_ca_list", "tls_certificate", "tls_ciphers_list",
+    "tls_client_domain", "tls_client_domain_avp", "tls_disable", "tls_enable",
+    "tls_handshake_timeout", "tls_log", "tls_max_connections", "tls_method", "tls_port_no",
+    "tls_private_key", "tls_require_certificate", "tls_require_client_certificate",
+    "tls_send_timeout", "tls_server_domain", "tls_verify", "tls_verify_client",
+    "tls_verify_server", "tlslog", "tos", "udp4_raw", "udp4_raw_mtu", "udp4_raw_ttl", "udp_mtu",
+    "udp_mtu_try_proto", "uid", "unix_sock", "unix_sock_children", "unix_tx_timeout",
+    "uri_host_extra_chars", "use_dns_cache", "use_dns_failover", "use_dst_blacklist", "user",
+    "user_agent_header", "verbose_startup", "version_table", "wait_worker1_mode",
+    "wait_worker1_time", "wait_worker1_usleep", "wdir", "workdir", "xavp_via_fields",
+    "xavp_via_params",
+];
+
+/// Multi-process knobs: accepted, but siptraced is one thread by design.
+const PROCESS_KNOBS: &[&str] = &[
+    "children",
+    "tcp_children",
+    "sctp_children",
+    "socket_workers",
+    "async_workers",
+];
+
+/// Kamailio's SIP port (RFC 3261 §19.1.2).
+pub const DEFAULT_SIP_PORT: u16 = 5060;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListenSpec {
+    pub proto: Proto,
+    /// IP literal (IPv6 without brackets), `*` for all addresses, or a name.
+    pub host: String,
+    /// Given, or the `port` global.
+    pub port: u16,
+    /// `advertise host[:port]`; a missing port is the listen port.
+    pub advertise: Option<(String, u16)>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SpoolFullPolicy {
+    /// Drop the oldest spooled rows (counted).
+    Drop,
+    /// Stop spooling new rows (counted as dropped).
+    Stop,
+}
+
+/// siptrace modparams (old guide's eight plus the later ones).
+#[derive(Debug, Clone, PartialEq)]
+pub struct SiptraceParams {
+    pub db_url: String,
+    pub table: String,
+    /// None: flag-driven tracing off (DECISIONS §1).
+    pub trace_flag: Option<u8>,
+    pub trace_on: bool,
+    pub traced_user_avp: Option<AvpName>,
+    pub trace_table_avp: Option<AvpName>,
+    /// As configured; parsed by the trace module.
+    pub duplicate_uri: Option<String>,
+    /// Verbatim into fromip/toip (§4.1).
+    pub trace_local_ip: Option<String>,
+    pub trace_to_database: bool,
+    pub hep_mode_on: bool,
+    /// As configured; see [`SiptraceParams::hep_version`].
+    pub hep_version: Option<u8>,
+    pub hep_capture_id: u32,
+    pub auth_key: Option<String>,
+    /// `send_sock_addr` / `force_send_sock`.
+    pub send_sock_addr: Option<String>,
+    pub trace_sl_acks: bool,
+    pub xheaders_write: bool,
+    pub xheaders_read: bool,
+    pub spool_dir: Option<String>,
+    pub spool_max_mb: u64,
+    pub spool_full_policy: SpoolFullPolicy,
+    /// None: chosen at start-up (DECISIONS §9).
+    pub state_dir: Option<String>,
+    pub db_batch_rows: u32,
+    pub db_connect_timeout_ms: u32,
+}
+
+impl Default for SiptraceParams {
+    fn default() -> Self {
+        SiptraceParams {
+            // Our embedded default: a SQLite file that works with zero set-up (DECISIONS §3).
+            db_url: "sqlite:///var/lib/siptraced/siptrace.db".into(),
+            table: "sip_trace".into(),
+            trace_flag: None,
+            trace_on: false,
+            traced_user_avp: None,
+            trace_table_avp: None,
+            duplicate_uri: None,
+            trace_local_ip: None,
+            trace_to_database: true,
+            hep_mode_on: false,
+            hep_version: None,
+            hep_capture_id: 1,
+            auth_key: None,
+            send_sock_addr: None,
+            trace_sl_acks: true,
+            xheaders_write: false,
+            xheaders_read: false,
+            spool_dir: None,
+            spool_max_mb: 256,
+            spool_full_policy: SpoolFullPolicy::Drop,
+            state_dir: None,
+            db_batch_rows: 1000,
+            db_connect_timeout_ms: 2000,
+        }
+    }
+}
+
+impl SiptraceParams {
+    /// The HEP version to send: as configured, else 3 (DECISIONS §8).
+    pub fn hep_version(&self) -> u8 {
+        self.hep_version.unwrap_or(3)
+    }
+}
+
+/// mi_fifo modparams (facts §1.1).
+#[derive(Debug, Clone, PartialEq)]
+pub struct MiFifoParams {
+    /// Mandatory in Kamailio ("No MI fifo configured" otherwise); used as given.
+    pub fifo_name: Option<String>,
+    pub fifo_mode: u32,
+    pub fifo_user: Option<String>,
+    pub fifo_group: Option<String>,
+    /// String-concatenated with reply names, so it must end in '/'.
+    pub reply_dir: String,
+    pub reply_indent: String,
+}
+
+impl Default for MiFifoParams {
+    fn default() -> Self {
+        MiFifoParams {
+            fifo_name: None,
+            fifo_mode: 0o660,
+            fifo_user: None,
+            fifo_group: None,
+            reply_dir: "/tmp/".into(),
+            reply_indent: "\t".into(),
+        }
+    }
+}
+
+/// jsonrpcs modparams (facts §6.3).
+#[derive(Debug, Clone, PartialEq)]
+pub struct JsonrpcsParams {
+    /// Relative names live under the run dir: see [`Config::jsonrpcs_fifo_path`].
+    pub fifo_name: String,
+    pub fifo_mode: u32,
+    pub fifo_user: Option<String>,
+    pub fifo_group: Option<String>,
+    pub fifo_reply_dir: String,
+    pub pretty_format: bool,
+    /// 1 HTTP, 2 FIFO, 4 datagram, 0 all; only the FIFO is served here.
+    pub transport: u32,
+}
+
+impl Default for JsonrpcsParams {
+    fn default() -> Self {
+        JsonrpcsParams {
+            fifo_name: "kamailio_rpc.fifo".into(),
+            fifo_mode: 0o660,
+            fifo_user: None,
+            fifo_group: None,
+            fifo_reply_dir: "/tmp/".into(),
+            pretty_format: true,
+            transport: 6,
+        }
+    }
+}
+
+/// tm modparams that matter here (DECISIONS §7), in milliseconds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TmParams {
+    pub fr_timer_ms: u32,
+    pub fr_inv_timer_ms: u32,
+}
+
+impl Default for TmParams {
+    fn default() -> Self {
+        TmParams {
+            fr_timer_ms: 30_000,
+            fr_inv_timer_ms: 120_000,
+        }
+    }
+}
+
+/// rr modparams that change what record_route() writes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RrParams {
+    /// `;lr=on` instead of `;lr`.
+    pub enable_full_lr: bool,
+    pub append_fromtag: bool,
+    /// Two Record-Routes when the proxy changes socket/protocol.
+    pub enable_double_rr: bool,
+}
+
+impl Default for RrParams {
+    fn default() -> Self {
+        RrParams {
+            enable_full_lr: false,
+            append_fromtag: false,
+            enable_double_rr: true,
+        }
+    }
+}
+
+/// Everything the daemon needs from kamailio.cfg besides the routes.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Sockets to open; a listen without protocol gives one per protocol
+    /// (udp, and tcp unless disable_tcp), and no listen at all gives `*` on `port`.
+    pub listen: Vec<ListenSpec>,
+    pub port: u16,
+    pub aliases: Vec<(String, Option<u16>)>,
+    pub auto_aliases: bool,
+    pub advertised_address: Option<String>,
+    pub advertised_port: Option<u16>,
+    /// Kamailio's level number, see [`Config::log_level`].
+    pub debug: i32,
+    pub log_stderror: bool,
+    pub log_facility: String,
+    pub log_name: Option<String>,
+    pub log_prefix: Option<String>,
+    pub fork: bool,
+    pub children: Option<i64>,
+    pub user: Option<String>,
+    pub group: Option<String>,
+    pub mpath: Option<String>,
+    pub run_dir: String,
+    pub work_dir: Option<String>,
+    /// Full header line for local replies, e.g. "Server: x"; None: the default.
+    pub server_header: Option<String>,
+    pub user_agent_header: Option<String>,
+    pub server_signature: bool,
+    pub sip_warning: bool,
+    pub max_while_loops: u32,
+    pub disable_tcp: bool,
+    pub tcp_connection_lifetime_s: u32,
+    pub tcp_max_connections: u32,
+    pub tcp_connect_timeout_s: u32,
+    pub tcp_send_timeout_s: u32,
+    /// Loaded modules by base name, in load order.
+    pub modules: Vec<String>,
+    /// None when siptrace is not loaded.
+    pub siptrace: Option<SiptraceParams>,
+    pub mi_fifo: Option<MiFifoParams>,
+    pub jsonrpcs: Option<JsonrpcsParams>,
+    pub tm: TmParams,
+    pub rr: RrParams,
+    /// maxfwd `max_limit`.
+    pub maxfwd_max_limit: u32,
+    /// Things accepted but worth telling (the caller logs them at warn).
+    pub warnings: Vec<Diagnostic>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: Vec::new(),
+            port: DEFAULT_SIP_PORT,
+            aliases: Vec::new(),
+            auto_aliases: true,
+            advertised_address: None,
+            advertised_port: None,
+            // Kamailio's default: L_WARN.
+            debug: 0,
+            log_stderror: false,
+            log_facility: "LOG_DAEMON".into(),
+            log_name: None,
+            log_prefix: None,
+            fork: true,
+            children: None,
+            user: None,
+            group: None,
+            mpath: None,
+            run_dir: "/run/siptraced".into(),
+            work_dir: None,
+            server_header: None,
+            user_agent_header: None,
+            server_signature: true,
+            sip_warning: false,
+            // Kamailio's max_while_loops default.
+            max_while_loops: 100,
+            disable_tcp: false,
+            // Kamailio's tcp defaults: 120 s lifetime, 2048 connections, 10 s timeouts.
+            tcp_connection_lifetime_s: 120,
+            tcp_max_connections: 2048,
+            tcp_connect_timeout_s: 10,
+            tcp_send_timeout_s: 10,
+            modules: Vec::new(),
+            siptrace: None,
+            mi_fifo: None,
+            jsonrpcs: None,
+            tm: TmParams::default(),
+            rr: RrParams::default(),
+            // maxfwd's MAXFWD_UPPER_LIMIT.
+            maxfwd_max_limit: 256,
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Config {
+    /// Kamailio's `debug` numbers as a log filter: ≤-1 error, 0 warn,
+    /// 1–2 info (notice, info), 3 debug, ≥4 trace.
+    pub fn log_level(&self) -> LevelFilter {
+        match self.debug {
+            i32::MIN..=-1 => LevelFilter::Error,
+            0 => LevelFilter::Warn,
+            1 | 2 => LevelFilter::Info,
+            3 => LevelFilter::Debug,
+            _ => LevelFilter::Trace,
+        }
+    }
+
+    /// The Server header line for local replies, or None when
+    /// `server_signature=no`.
+    pub fn server_header_line(&self) -> Option<String> {
+        if !self.server_signature {
+            return None;
+        }
+        Some(
+            self.server_header
+                .clone()
+                .unwrap_or_else(|| format!("Server: siptraced ({})", env!("CARGO_PKG_VERSION"))),
+        )
+    }
+
+    /// The User-Agent header line for requests the proxy itself generates.
+    pub fn user_agent_header_line(&self) -> String {
+        self.user_agent_header
+            .clone()
+            .unwrap_or_else(|| format!("User-Agent: siptraced ({})", env!("CARGO_PKG_VERSION")))
+    }
+
+    /// The JSON-RPC FIFO path: a relative `fifo_name` lives under `run_dir`.
+    pub fn jsonrpcs_fifo_path(&self) -> Option<String> {
+        let j = self.jsonrpcs.as_ref()?;
+        Some(if j.fifo_name.starts_with('/') {
+            j.fifo_name.clone()
+        } else {
+            format!("{}/{}", self.run_dir.trim_end_matches('/'), j.fifo_name)
+        })
+    }
+
+    pub fn module_loaded(&self, name: &str) -> bool {
+        self.modules.iter().any(|m| m == name)
+    }
+}
+
+/// Lowers `cfg` and compiles its routes. Returns every diagnostic found.
+pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
+    let mut b = Builder {
+        c: Config::default(),
+        diags: Vec::new(),
+        listens: Vec::new(),
+    };
+    for item in &cfg.items {
+        match item {
+            Item::Global(g) => b.global(g),
+            Item::LoadModule { path, pos } => b.loadmodule(path, pos),
+            Item::ModParam(m) => b.modparam(m),
+            Item::Route(_) => {}
+        }
+    }
+    b.finish_listen();
+    let env = CompileEnv {
+        modules: b.c.modules.clone(),
+        max_while_loops: b.c.max_while_loops,
+        maxfwd_max_limit: b.c.maxfwd_max_limit,
+    };
+    let prog = Program::compile(cfg, &env);
+    let mut diags = b.diags;
+    match prog {
+        Ok(p) if diags.is_empty() => Ok((b.c, p)),
+        Ok(_) => Err(diags),
+        Err(d) => {
+            diags.extend(d);
+            Err(diags)
+        }
+    }
+}
+
+struct Builder {
+    c: Config,
+    diags: Vec<Diagnostic>,
+    /// Listens as written (proto optional, port optional), resolved at the end.
+    listens: Vec<ast::SockSpec>,
+}
+
+/// A modparam or global value problem, reported at the value.
+type VResult<T> = Result<T, String>;
+
+fn int_of(v: &ModValue) -> VResult<i64> {
+    match v {
+        ModValue::Int(n) => Ok(*n),
+        // Kamailio converts a string given for an integer parameter (decimal).
+        ModValue::Str(s) => s
+            .trim()
+            .parse()
+            .map_err(|_| format!("expects an integer, got \"{s}\"")),
+    }
+}
+
+fn str_of(v: &ModValue) -> VResult<String> {
+    match v {
+        ModValue::Str(s) => Ok(s.clone()),
+        ModValue::Int(n) => Err(format!("expects a string, got the number {n}")),
+    }
+}
+
+/// int or string, as the user/group parameters take.
+fn name_of(v: &ModValue) -> String {
+    match v {
+        ModValue::Str(s) => s.clone(),
+        ModValue::Int(n) => n.to_string(),
+    }
+}
+
+fn range_of<T: TryFrom<i64>>(v: &ModValue, lo: i64, hi: i64) -> VResult<T> {
+    let n = int_of(v)?;
+    if n < lo || n > hi {
+        return Err(format!("must be from {lo} to {hi}, got {n}"));
+    }
+    T::try_from(n).map_err(|_| format!("must be from {lo} to {hi}, got {n}"))
+}
+
+fn bool_of(v: &ModValue) -> VResult<bool> {
+    Ok(int_of(v)? != 0)
+}
+
+/// SQL identifier rule for table names (DECISIONS §3).
+fn is_sql_identifier(s: &str) -> bool {
+    let mut chars = s.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && s.len() <= 64
+}
+
+impl Builder {
+    fn err(&mut self, pos: &Pos, msg: impl Into<String>) {
+        self.diags.push(Diagnostic::at(pos, msg));
+    }
+
+    fn warn(&mut self, pos: &Pos, msg: impl Into<String>) {
+        self.c.warnings.push(Diagnostic::at(pos, msg));
+    }
+
+    // ---- globals ----
+
+    fn global(&mut self, g: &ast::Global) {
+        let name = g.name.as_str();
+        if !KNOWN_GLOBALS.contains(&name) {
+            self.err(&g.pos, format!("unknown core parameter '{name}'"));
+            return;
+        }
+        if let Err(m) = self.apply_global(g) {
+            self.err(&g.value_pos, format!("{name}: {m}"));
+        }
+    }
+
+    fn apply_global(&mut self, g: &ast::Global) -> VResult<()> {
+        let v = &g.value;
+        let int = || match v {
+            GlobalValue::Int(n) => Ok(*n),
+            _ => Err(format!("expects a number, got {v}")),
+        };
+        let boolean = || match v {
+            GlobalValue::Int(n) => Ok(*n != 0),
+            _ => Err(format!("expects yes/no or a number, got {v}")),
+        };
+        let text = || match v {
+            GlobalValue::Str(s) | GlobalValue::Word(s) => Ok(s.clone()),
+            GlobalValue::Int(n) => Ok(n.to_string()),
+            GlobalValue::Sockets(_) => Err(format!("expects a string, got {v}")),
+        };
+        let u32_of = |n: i64| {
+            u32::try_from(n).map_err(|_| format!("must be from 0 to {}, got {n}", u32::MAX))
+        };
+        let name = g.name.as_str();
+        match name {
+            "listen" => match v {
+                GlobalValue::Sockets(s) => self.listens.extend(s.iter().cloned()),
+                _ => return Err("expects an address".into()),
+            },
+            "alias" => match v {
+                GlobalValue::Sockets(socks) => {
+                    for s in socks {
+                        if s.advertise.is_some() {
+                            return Err("an alias takes no 'advertise'".into());
+                        }
+                        let port = s.port.map(port_of).transpose()?;
+                        self.c.aliases.push((s.host.clone(), port));
+                    }
+                }
+                _ => return Err("expects a host name".into()),
+            },
+            "port" => {
+                self.c.port =
+                    port_of(u32::try_from(int()?).map_err(|_| "must be 1..65535".to_string())?)?;
+            }
+            "debug" => {
+                self.c.debug = i32::try_from(int()?).map_err(|_| "out of range".to_string())?
+            }
+            "log_stderror" => self.c.log_stderror = boolean()?,
+            "log_facility" => self.c.log_facility = text()?,
+            "log_name" => self.c.log_name = Some(text()?),
+            "log_prefix" => self.c.log_prefix = Some(text()?),
+            "fork" => self.c.fork = boolean()?,
+            "user" | "uid" => self.c.user = Some(text()?),
+            "group" | "gid" => self.c.group = Some(text()?),
+            "mpath" | "loadpath" => self.c.mpath = Some(text()?),
+            "rundir" | "run_dir" => self.c.run_dir = text()?,
+            "workdir" | "wdir" => self.c.work_dir = Some(text()?),
+            "server_header" => self.c.server_header = Some(text()?),
+            "user_agent_header" => self.c.user_agent_header = Some(text()?),
+            "server_signature" => self.c.server_signature = boolean()?,
+            "sip_warning" => self.c.sip_warning = boolean()?,
+            "auto_aliases" => self.c.auto_aliases = boolean()?,
+            "advertised_address" => self.c.advertised_address = Some(text()?),
+            "advertised_port" => {
+                self.c.advertised_port = Some(port_of(u32_of(int()?)?)?);
+            }
+            "max_while_loops" => self.c.max_while_loops = u32_of(int()?)?,
+            "disable_tcp" => self.c.disable_tcp = boolean()?,
+            "tcp_connection_lifetime" => self.c.tcp_connection_lifetime_s = u32_of(int()?)?,
+            "tcp_max_connections" => self.c.tcp_max_connections = u32_of(int()?)?,
+            "tcp_connect_timeout" => self.c.tcp_connect_timeout_s = u32_of(int()?)?,
+            "tcp_send_timeout" => self.c.tcp_send_timeout_s = u32_of(int()?)?,
+            "enable_tls" | "tls_enable" | "enable_sctp" if boolean().unwrap_or(false) => {
+                self.warn(
+                    &g.pos,
+                    format!("{name}: siptraced speaks SIP over UDP and TCP only; ignored"),
+                );
+            }
+            "chroot" => self.warn(&g.pos, "chroot is not supported; ignored"),
+            n if PROCESS_KNOBS.contains(&n) => {
+                if n == "children" {
+                    self.c.children = Some(int()?);
+                }
+                self.warn(
+                    &g.pos,
+                    format!("{n} is accepted but siptraced runs one thread by design"),
+                );
+            }
+            n => log::debug!("core parameter '{n}' accepted and ignored"),
+        }
+        Ok(())
+    }
+
+    /// Resolves listen specs: proto-less ones open udp and tcp, missing ports
+    /// take the `port` global, and no listen at all means every address.
+    fn finish_listen(&mut self) {
+        let protos_for = |p: Option<Proto>, disable_tcp: bool| -> Vec<Proto> {
+            match p {
+                Some(p) => vec![p],
+                None if disable_tcp => vec![Proto::Udp],
+                None => vec![Proto::Udp, Proto::Tcp],
+            }
+        };
+        if self.listens.is_empty() {
+            for proto in protos_for(None, self.c.disable_tcp) {
+                self.c.listen.push(ListenSpec {
+                    proto,
+                    host: "*".into(),
+                    port: self.c.port,
+                    advertise: None,
+                });
+            }
+            return;
+        }
+        for s in std::mem::take(&mut self.listens) {
+            let proto = match &s.proto {
+                None => None,
+                Some(p) => match Proto::parse(p) {
+                    Some(p) => Some(p),
+                    None => {
+                        self.err(&s.pos, format!("listen: unknown protocol '{p}'"));
+                        continue;
+                    }
+                },
+            };
+            let port = match s.port.map(port_of).transpose() {
+                Ok(p) => p.unwrap_or(self.c.port),
+                Err(m) => {
+                    self.err(&s.pos, format!("listen: {m}"));
+                    continue;
+                }
+            };
+            let advertise = match &s.advertise {
+                None => None,
+                Some((h, p)) => match p.map(port_of).transpose() {
+                    Ok(ap) => Some((h.clone(), ap.unwrap_or(port))),
+                    Err(m) => {
+                        self.err(&s.pos, format!("listen: advertise {m}"));
+                        continue;
+                    }
+                },
+            };
+            for proto in protos_for(proto, self.c.disable_tcp) {
+                self.c.listen.push(ListenSpec {
+                    proto,
+                    host: s.host.clone(),
+                    port,
+                    advertise: advertise.clone(),
+                });
+            }
+        }
+    }
+
+    // ---- modules ----
+
+    fn loadmodule(&mut self, path: &str, pos: &Pos) {
+        let file = path.rsplit('/').next().unwrap_or(path);
+        let base = file.strip_suffix(".so").unwrap_or(file);
+        let name = MODULE_ALIASES
+            .iter()
+            .find(|(old, _)| *old == base)
+            .map(|(_, new)| *new)
+            .unwrap_or(base);
+        if !SUPPORTED_MODULES.contains(&name) {
+            self.err(
+                pos,
+                format!(
+                    "unknown module \"{base}\" (loadmodule \"{path}\"); siptraced supports: {}",
+                    SUPPORTED_MODULES.join(", ")
+                ),
+            );
+            return;
+        }
+        if self.c.module_loaded(name) {
+            self.warn(pos, format!("module {name} is loaded twice"));
+            return;
+        }
+        self.c.modules.push(name.to_string());
+        match name {
+            "siptrace" => self.c.siptrace = Some(SiptraceParams::default()),
+            "mi_fifo" => self.c.mi_fifo = Some(MiFifoParams::default()),
+            "jsonrpcs" => self.c.jsonrpcs = Some(JsonrpcsParams::default()),
+            _ => {}
+        }
+    }
+
+    fn modparam(&mut self, m: &ast::ModParam) {
+        let module = m.module.as_str();
+        let plain = !module.is_empty()
+            && module
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_');
+        if !plain {
+            self.err(
+                &m.pos,
+                format!("modparam: \"{module}\" must be a plain module name (regular expressions such as \"tm|sl\" are not supported)"),
+            );
+            return;
+        }
+        let module = MODULE_ALIASES
+            .iter()
+            .find(|(old, _)| *old == module)
+            .map(|(_, new)| *new)
+            .unwrap_or(module);
+        if !self.c.module_loaded(module) {
+            self.err(
+                &m.pos,
+                format!("modparam for module \"{module}\", which is not loaded: put loadmodule \"{module}.so\" before it"),
+            );
+            return;
+        }
+        let r = match module {
+            "siptrace" => self.siptrace_param(m),
+            "mi_fifo" => self.mi_fifo_param(m),
+            "jsonrpcs" => self.jsonrpcs_param(m),
+            "tm" => self.tm_param(m),
+            "rr" => self.rr_param(m),
+            "maxfwd" => self.maxfwd_param(m),
+            _ => {
+                log::debug!("modparam {module}.{} accepted and ignored", m.param);
+                Ok(())
+            }
+        };
+        if let Err(msg) = r {
+            self.err(
+                &m.value_pos,
+                format!("modparam {module}.{}: {msg}", m.param),
+            );
+        }
+    }
+
+    fn siptrace_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        const COLUMN_PARAMS: &[&str] = &[
+            "date_column",
+            "callid_column",
+            "traced_user_column",
+            "msg_column",
+            "method_column",
+            "status_column",
+            "fromip_column",
+            "toip_column",
+            "fromtag_column",
+            "direction_column",
+            "time_us_column",
+            "totag_column",
+        ];
+        const UNSUPPORTED: &[&str] = &[
+            "trace_mode",
+            "trace_init_mode",
+            "evcb_msg",
+            "send_sock_name",
+        ];
+        let v = &m.value;
+        let p = m.param.as_str();
+        if COLUMN_PARAMS.contains(&p) {
+            return Err(
+                "column name overrides are not supported: the sip_trace columns are fixed".into(),
+            );
+        }
+        if UNSUPPORTED.contains(&p) {
+            return Err("not supported by siptraced".into());
+        }
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        match p {
+            "db_url" => t.db_url = str_of(v)?,
+            "table" => {
+                let s = str_of(v)?;
+                if !is_sql_identifier(&s) {
+                    return Err(format!(
+                        "\"{s}\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)"
+                    ));
+                }
+                t.table = s;
+            }
+            // Kamailio's MAX_FLAG is 31; an unset flag disables flag-driven tracing.
+            "trace_flag" => t.trace_flag = Some(range_of(v, 0, 31)?),
+            "trace_on" => t.trace_on = bool_of(v)?,
+            "traced_user_avp" => t.traced_user_avp = opt_avp(v)?,
+            "trace_table_avp" => t.trace_table_avp = opt_avp(v)?,
+            "duplicate_uri" => t.duplicate_uri = Some(str_of(v)?).filter(|s| !s.is_empty()),
+            "trace_local_ip" => t.trace_local_ip = Some(str_of(v)?).filter(|s| !s.is_empty()),
+            "trace_to_database" => t.trace_to_database = bool_of(v)?,
+            "hep_mode_on" => t.hep_mode_on = bool_of(v)?,
+            "hep_version" => t.hep_version = Some(range_of(v, 1, 3)?),
+            "hep_capture_id" => t.hep_capture_id = range_of(v, 0, u32::MAX as i64)?,
+            "auth_key" => t.auth_key = Some(str_of(v)?),
+            "send_sock_addr" | "force_send_sock" => t.send_sock_addr = Some(str_of(v)?),
+            "trace_sl_acks" => t.trace_sl_acks = bool_of(v)?,
+            "xheaders_write" => t.xheaders_write = bool_of(v)?,
+            "xheaders_read" => t.xheaders_read = bool_of(v)?,
+            "spool_dir" => t.spool_dir = Some(str_of(v)?),
+            // Sanity bounds only: up to 1 TiB of spool.
+            "spool_max_mb" => t.spool_max_mb = range_of(v, 1, 1 << 20)?,
+            "spool_full_policy" => {
+                t.spool_full_policy = match str_of(v)?.as_str() {
+                    "drop" => SpoolFullPolicy::Drop,
+                    "stop" => SpoolFullPolicy::Stop,
+                    other => return Err(format!("must be \"drop\" or \"stop\", got \"{other}\"")),
+                }
+            }
+            "state_dir" => t.state_dir = Some(str_of(v)?),
+            // Sanity bounds: a batch above a million rows or a connect
+            // timeout above 10 minutes is a typo, not a setting.
+            "db_batch_rows" => t.db_batch_rows = range_of(v, 1, 1_000_000)?,
+            "db_connect_timeout_ms" => t.db_connect_timeout_ms = range_of(v, 1, 600_000)?,
+            // Insert tuning knobs of Kamailio: our batching replaces them.
+            "trace_delayed" | "trace_db_mode" => {
+                int_of(v)?;
+                log::debug!("siptrace {p} accepted and ignored: rows are batched per reactor turn");
+            }
+            _ => return Err("unknown siptrace parameter".into()),
+        }
+        Ok(())
+    }
+
+    fn mi_fifo_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        let mut warn = None;
+        let f = self.c.mi_fifo.get_or_insert_with(MiFifoParams::default);
+        match m.param.as_str() {
+            "fifo_name" => f.fifo_name = Some(str_of(v)?),
+            "fifo_mode" => {
+                let mode: u32 = range_of(v, 0, 0o7777)?;
+                f.fifo_mode = if mode == 0 {
+                    // As mi_fifo does: 0 would make the FIFO unusable.
+                    warn = Some("mi_fifo fifo_mode 0 is not usable; using 0600");
+                    0o600
+                } else {
+                    mode
+                };
+            }
+            "fifo_user" => f.fifo_user = Some(name_of(v)),
+            "fifo_group" => f.fifo_group = Some(name_of(v)),
+            "reply_dir" => f.reply_dir = str_of(v)?,
+            "reply_indent" => f.reply_indent = str_of(v)?,
+            _ => return Err("unknown mi_fifo parameter (fifo_name, fifo_mode, fifo_user, fifo_group, reply_dir, reply_indent)".into()),
+        }
+        if let Some(w) = warn {
+            self.warn(&m.value_pos, w);
+        }
+        Ok(())
+    }
+
+    fn jsonrpcs_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        let j = self.c.jsonrpcs.get_or_insert_with(JsonrpcsParams::default);
+        match m.param.as_str() {
+            "fifo_name" => j.fifo_name = str_of(v)?,
+            "fifo_mode" => j.fifo_mode = range_of(v, 0, 0o7777)?,
+            "fifo_user" => j.fifo_user = Some(name_of(v)),
+            "fifo_group" => j.fifo_group = Some(name_of(v)),
+            "fifo_reply_dir" => j.fifo_reply_dir = str_of(v)?,
+            "pretty_format" => j.pretty_format = bool_of(v)?,
+            "transport" => j.transport = range_of(v, 0, 7)?,
+            // Datagram/TCP transports of jsonrpcs: accepted, not served.
+            "dgram_socket" | "dgram_workers" | "dgram_timeout" | "dgram_mode" | "dgram_user"
+            | "dgram_group" | "tcp_socket" => {
+                log::debug!("jsonrpcs {} accepted and ignored", m.param)
+            }
+            _ => return Err("unknown jsonrpcs parameter".into()),
+        }
+        Ok(())
+    }
+
+    fn tm_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        match m.param.as_str() {
+            p @ ("fr_timer" | "fr_inv_timer") => {
+                let ms: u32 = range_of(v, 1, u32::MAX as i64)?;
+                // Kamailio ≥3.0 takes milliseconds; 1.x took seconds.
+                if ms < 1000 {
+                    self.warn(
+                        &m.value_pos,
+                        format!("tm {p}={ms} is in milliseconds (Kamailio 1.x used seconds: did you mean {}?)", ms as u64 * 1000),
+                    );
+                }
+                if p == "fr_timer" {
+                    self.c.tm.fr_timer_ms = ms;
+                } else {
+                    self.c.tm.fr_inv_timer_ms = ms;
+                }
+            }
+            p => log::debug!("tm {p} accepted and ignored"),
+        }
+        Ok(())
+    }
+
+    fn rr_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        match m.param.as_str() {
+            "enable_full_lr" => self.c.rr.enable_full_lr = bool_of(v)?,
+            "append_fromtag" => self.c.rr.append_fromtag = bool_of(v)?,
+            "enable_double_rr" => self.c.rr.enable_double_rr = bool_of(v)?,
+            p => log::debug!("rr {p} accepted and ignored"),
+        }
+        Ok(())
+    }
+
+    fn maxfwd_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        match m.param.as_str() {
+            // maxfwd's MAXFWD_UPPER_LIMIT bounds max_limit.
+            "max_limit" => self.c.maxfwd_max_limit = range_of(&m.value, 1, 256)?,
+            p => return Err(format!("unknown maxfwd parameter '{p}'")),
+        }
+        Ok(())
+    }
+}
+
+fn opt_avp(v: &ModValue) -> VResult<Option<AvpName>> {
+    let s = str_of(v)?;
+    if s.trim().is_empty() {
+        return Ok(None);
+    }
+    AvpName::parse_spec(&s).map(Some)
+}
+
+fn port_of(p: u32) -> VResult<u16> {
+    u16::try_from(p)
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("port {p} out of range 1..65535"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cfg;
+    use std::path::Path;
+
+    const REAL: &str = include_str!("cfg/testdata/stateful-proxy.cfg");
+
+    fn load(src: &str) -> Result<(Config, Program), String> {
+        let mut no_files = |p: &Path| -> std::io::Result<String> {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                p.display().to_string(),
+            ))
+        };
+        let join = |d: Vec<Diagnostic>| {
+            d.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("\n")
+        };
+        let cfg = cfg::parse_with("k.cfg", src, &[], &mut no_files).map_err(join)?;
+        build(&cfg).map_err(join)
+    }
+
+    fn config(src: &str) -> Config {
+        match load(src) {
+            Ok((c, _)) => c,
+            Err(e) => panic!("{src}\n{e}"),
+        }
+    }
+
+    const ROUTE: &str = "\nrequest_route { exit; }\n";
+
+    #[test]
+    fn defaults() {
+        let c = config(&format!("loadmodule \"siptrace.so\"{ROUTE}"));
+        assert_eq!(c.port, 5060);
+        assert_eq!(c.debug, 0);
+        assert_eq!(c.log_level(), LevelFilter::Warn);
+        assert!(c.fork && !c.log_stderror && c.auto_aliases && c.server_signature);
+        assert_eq!(c.max_while_loops, 100);
+        assert_eq!(c.run_dir, "/run/siptraced");
+        assert_eq!(
+            c.listen,
+            vec![
+                ListenSpec {
+                    proto: Proto::Udp,
+                    host: "*".into(),
+                    port: 5060,
+                    advertise: None
+                },
+                ListenSpec {
+                    proto: Proto::Tcp,
+                    host: "*".into(),
+                    port: 5060,
+                    advertise: None
+                },
+            ]
+        );
+        assert_eq!(c.modules, ["siptrace"]);
+        let t = c.siptrace.clone().unwrap();
+        assert_eq!(t, SiptraceParams::default());
+        assert_eq!(t.db_url, "sqlite:///var/lib/siptraced/siptrace.db");
+        assert_eq!(t.table, "sip_trace");
+        assert_eq!(t.trace_flag, None);
+        assert!(!t.trace_on && t.trace_to_database && t.trace_sl_acks && !t.hep_mode_on);
+        assert_eq!(t.hep_version(), 3);
+        assert_eq!(
+            (
+                t.hep_capture_id,
+                t.spool_max_mb,
+                t.db_batch_rows,
+                t.db_connect_timeout_ms
+            ),
+            (1, 256, 1000, 2000)
+        );
+        assert_eq!(t.spool_full_policy, SpoolFullPolicy::Drop);
+        assert!(c.mi_fifo.is_none() && c.jsonrpcs.is_none());
+        assert_eq!(
+            c.tm,
+            TmParams {
+                fr_timer_ms: 30000,
+                fr_inv_timer_ms: 120000
+            }
+        );
+        assert_eq!(c.maxfwd_max_limit, 256);
+        assert!(c.warnings.is_empty());
+        assert!(
+            c.server_header_line()
+                .unwrap()
+                .starts_with("Server: siptraced")
+        );
+
+        let c = config(&format!(
+            "loadmodule \"mi_fifo.so\"\nloadmodule \"jsonrpcs.so\"{ROUTE}"
+        ));
+        let f = c.mi_fifo.clone().unwrap();
+        assert_eq!(
+            (
+                f.fifo_name,
+                f.fifo_mode,
+                f.reply_dir.as_str(),
+                f.reply_indent.as_str()
+            ),
+            (None, 0o660, "/tmp/", "\t")
+        );
+        let j = c.jsonrpcs.clone().unwrap();
+        assert_eq!(
+            (
+                j.fifo_mode,
+                j.fifo_reply_dir.as_str(),
+                j.pretty_format,
+                j.transport
+            ),
+            (0o660, "/tmp/", true, 6)
+        );
+        assert_eq!(
+            c.jsonrpcs_fifo_path().unwrap(),
+            "/run/siptraced/kamailio_rpc.fifo"
+        );
+    }
+
+    #[test]
+    fn every_siptrace_param() {
+        let c = config(&format!(
+            r#"loadmodule "/usr/lib/kamailio/modules/siptrace.so"
+modparam("siptrace", "db_url", "postgres://u:p@db/kam")
+modparam("siptrace", "table", "strace")
+modparam("siptrace", "trace_flag", "22")
+modparam("siptrace", "trace_on", 1)
+modparam("siptrace", "traced_user_avp", "$avp(i:123)")
+modparam("siptrace", "trace_table_avp", "$avp(s:siptrace_table)")
+modparam("siptrace", "duplicate_uri", "sip:10.0.0.2:5085")
+modparam("siptrace", "trace_local_ip", "10.1.1.1:5064")
+modparam("siptrace", "trace_to_database", 0)
+modparam("siptrace", "hep_mode_on", 1)
+modparam("siptrace", "hep_version", 2)
+modparam("siptrace", "hep_capture_id", 7)
+modparam("siptrace", "auth_key", "secret")
+modparam("siptrace", "force_send_sock", "udp:10.0.0.1:5060")
+modparam("siptrace", "trace_sl_acks", 0)
+modparam("siptrace", "xheaders_write", 1)
+modparam("siptrace", "xheaders_read", 1)
+modparam("siptrace", "spool_dir", "/var/spool/st")
+modparam("siptrace", "spool_max_mb", 10)
+modparam("siptrace", "spool_full_policy", "stop")
+modparam("siptrace", "state_dir", "/var/lib/st")
+modparam("siptrace", "db_batch_rows", 50)
+modparam("siptrace", "db_connect_timeout_ms", 500)
+modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
+        ));
+        let t = c.siptrace.unwrap();
+        let want = SiptraceParams {
+            db_url: "postgres://u:p@db/kam".into(),
+            table: "strace".into(),
+            trace_flag: Some(22),
+            trace_on: true,
+            traced_user_avp: Some(AvpName::Int(123)),
+            trace_table_avp: Some(AvpName::Str("siptrace_table".into())),
+            duplicate_uri: Some("sip:10.0.0.2:5085".into()),
+            trace_local_ip: Some("10.1.1.1:5064".into()),
+            trace_to_database: false,
+            hep_mode_on: true,
+            hep_version: Some(2),
+            hep_capture_id: 7,
+            auth_key: Some("secret".into()),
+            send_sock_addr: Some("udp:10.0.0.1:5060".into()),
+            trace_sl_acks: false,
+            xheaders_write: true,
+            xheaders_read: true,
+            spool_dir: Some("/var/spool/st".into()),
+            spool_max_mb: 10,
+            spool_full_policy: SpoolFullPolicy::Stop,
+            state_dir: Some("/var/lib/st".into()),
+            db_batch_rows: 50,
+            db_connect_timeout_ms: 500,
+        };
+        assert_eq!(t, want);
+        assert_eq!(t.hep_version(), 2);
+        // $avp(s:user) and $avp(user) are one name.
+        let c = config(&format!(
+            "loadmodule \"siptrace\"\nmodparam(\"siptrace\",\"traced_user_avp\",\"$avp(user)\"){ROUTE}"
+        ));
+        assert_eq!(
+            c.siptrace.unwrap().traced_user_avp,
+            Some(AvpName::Str("user".into()))
+        );
+    }
+
+    #[test]
+    fn globals() {
+        let c = config(&format!(
+            r#"debug=3
+log_stderror=yes
+fork=no
+children=8
+port=5070
+listen=udp:127.0.0.1
+listen=10.0.0.1:5080 advertise 1.2.3.4
+listen=tcp:[::1]:5090
+alias=example.com
+alias=udp:other.example.com:5061
+user="kamailio"
+group=kamailio
+server_signature=no
+max_while_loops=20
+tcp_connection_lifetime=3605
+memdbg=5
+dns=off
+log_facility=LOG_LOCAL0
+rundir="/var/run/x"{ROUTE}"#
+        ));
+        assert_eq!(c.log_level(), LevelFilter::Debug);
+        assert!(c.log_stderror && !c.fork);
+        assert_eq!(c.children, Some(8));
+        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "k.cfg:4:1: children is accepted but siptraced runs one thread by design"
+        );
+        let l = |p, h: &str, port, adv: Option<(&str, u16)>| ListenSpec {
+            proto: p,
+            host: h.into(),
+            port,
+            advertise: adv.map(|(a, b)| (a.to_string(), b)),
+        };
+        assert_eq!(
+            c.listen,
+            vec![
+                l(Proto::Udp, "127.0.0.1", 5070, None),
+                l(Proto::Udp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
+                l(Proto::Tcp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
+                l(Proto::Tcp, "::1", 5090, None),
+            ]
+        );
+        assert_eq!(
+            c.aliases,
+            vec![
+                ("example.com".to_string(), None),
+                ("other.example.com".to_string(), Some(5061))
+            ]
+        );
+        assert_eq!(
+            (c.user.as_deref(), c.group.as_deref()),
+            (Some("kamailio"), Some("kamailio"))
+        );
+        assert_eq!(c.server_header_line(), None);
+        assert_eq!((c.max_while_loops, c.tcp_connection_lifetime_s), (20, 3605));
+        assert_eq!(c.log_facility, "LOG_LOCAL0");
+        assert_eq!(c.jsonrpcs_fifo_path(), None);
+        let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
+        assert_eq!(c.listen, vec![l(Proto::Udp, "1.2.3.4", 5060, None)]);
+    }
+
+    #[test]
+    fn debug_levels() {
+        for (d, want) in [
+            (-3, LevelFilter::Error),
+            (-1, LevelFilter::Error),
+            (0, LevelFilter::Warn),
+            (1, LevelFilter::Info),
+            (2, LevelFilter::Info),
+            (3, LevelFilter::Debug),
+            (4, LevelFilter::Trace),
+            (9, LevelFilter::Trace),
+        ] {
+            let c = Config {
+                debug: d,
+                ..Config::default()
+            };
+            assert_eq!(c.log_level(), want, "debug={d}");
+        }
+    }
+
+    #[test]
+    fn modules_and_params() {
+        let c = config(&format!(
+            r#"loadmodule "mysql.so"
+loadmodule "tm"
+loadmodule "rr.so"
+loadmodule "maxfwd.so"
+loadmodule "mi_fifo.so"
+loadmodule "jsonrpcs.so"
+modparam("tm", "fr_timer", 5000)
+modparam("tm", "fr_inv_timer", "60000")
+modparam("tm", "restart_fr_on_each_reply", 0)
+modparam("rr", "enable_full_lr", 1)
+modparam("rr", "append_fromtag", yes)
+modparam("maxfwd", "max_limit", 70)
+modparam("mi_fifo", "fifo_name", "/tmp/kamailio_fifo")
+modparam("mi_fifo", "fifo_mode", 0)
+modparam("mi_fifo", "fifo_user", 33)
+modparam("mi_fifo", "reply_indent", "  ")
+modparam("jsonrpcs", "fifo_name", "/tmp/rpc.fifo")
+modparam("jsonrpcs", "pretty_format", 0)
+modparam("jsonrpcs", "dgram_socket", "udp:1.2.3.4:9090")
+modparam("mysql", "ping_interval", 10){ROUTE}"#
+        ));
+        assert_eq!(
+            c.modules,
+            ["db_mysql", "tm", "rr", "maxfwd", "mi_fifo", "jsonrpcs"]
+        );
+        assert_eq!(
+            c.tm,
+            TmParams {
+                fr_timer_ms: 5000,
+                fr_inv_timer_ms: 60000
+            }
+        );
+        assert!(c.rr.enable_full_lr && c.rr.append_fromtag && c.rr.enable_double_rr);
+        assert_eq!(c.maxfwd_max_limit, 70);
+        let f = c.mi_fifo.clone().unwrap();
+        assert_eq!(f.fifo_name.as_deref(), Some("/tmp/kamailio_fifo"));
+        assert_eq!(f.fifo_mode, 0o600);
+        assert_eq!(f.fifo_user.as_deref(), Some("33"));
+        assert_eq!(f.reply_indent, "  ");
+        assert_eq!(c.jsonrpcs_fifo_path().as_deref(), Some("/tmp/rpc.fifo"));
+        assert!(!c.jsonrpcs.as_ref().unwrap().pretty_format);
+        assert_eq!(c.warnings.len(), 1);
+        assert_eq!(
+            c.warnings[0].message,
+            "mi_fifo fifo_mode 0 is not usable; using 0600"
+        );
+        let c = config(&format!(
+            "loadmodule \"tm.so\"\nmodparam(\"tm\",\"fr_timer\",30){ROUTE}"
+        ));
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "k.cfg:2:26: tm fr_timer=30 is in milliseconds (Kamailio 1.x used seconds: did you mean 30000?)"
+        );
+    }
+
+    #[test]
+    fn errors_with_positions() {
+        let supported = SUPPORTED_MODULES.join(", ");
+        let cases: Vec<(String, String)> = vec![
+            ("foo_bar=1".into(), "k.cfg:1:1: unknown core parameter 'foo_bar'".into()),
+            ("debug=\"x\"".into(), "k.cfg:1:7: debug: expects a number, got \"x\"".into()),
+            ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
+            ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
+            ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
+            ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),
+            ("modparam(\"tm\",\"fr_timer\",1)".into(), "k.cfg:1:1: modparam for module \"tm\", which is not loaded: put loadmodule \"tm.so\" before it".into()),
+            ("loadmodule \"tm.so\"\nmodparam(\"tm|sl\",\"x\",1)".into(), "k.cfg:2:1: modparam: \"tm|sl\" must be a plain module name (regular expressions such as \"tm|sl\" are not supported)".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_flag\",40)".into(), "k.cfg:2:34: modparam siptrace.trace_flag: must be from 0 to 31, got 40".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_flag\",-1)".into(), "k.cfg:2:34: modparam siptrace.trace_flag: must be from 0 to 31, got -1".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_flag\",\"abc\")".into(), "k.cfg:2:34: modparam siptrace.trace_flag: expects an integer, got \"abc\"".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"db_url\",5)".into(), "k.cfg:2:30: modparam siptrace.db_url: expects a string, got the number 5".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"traced_user_avp\",\"s:user\")".into(), "k.cfg:2:39: modparam siptrace.traced_user_avp: 's:user' is not an AVP spec: expected $avp(i:NUMBER), $avp(s:NAME) or $avp(NAME)".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_table_avp\",\"$avp(i:x)\")".into(), "k.cfg:2:39: modparam siptrace.trace_table_avp: invalid AVP name 'i:x': expected i:NUMBER, s:NAME or NAME".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"table\",\"a;drop\")".into(), "k.cfg:2:29: modparam siptrace.table: \"a;drop\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_version\",4)".into(), "k.cfg:2:35: modparam siptrace.hep_version: must be from 1 to 3, got 4".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"spool_full_policy\",\"wait\")".into(), "k.cfg:2:41: modparam siptrace.spool_full_policy: must be \"drop\" or \"stop\", got \"wait\"".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"nope\",1)".into(), "k.cfg:2:28: modparam siptrace.nope: unknown siptrace parameter".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"date_column\",\"d\")".into(), "k.cfg:2:35: modparam siptrace.date_column: column name overrides are not supported: the sip_trace columns are fixed".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_mode\",1)".into(), "k.cfg:2:34: modparam siptrace.trace_mode: not supported by siptraced".into()),
+            ("loadmodule \"mi_fifo.so\"\nmodparam(\"mi_fifo\",\"fifo_nmae\",\"x\")".into(), "k.cfg:2:32: modparam mi_fifo.fifo_nmae: unknown mi_fifo parameter (fifo_name, fifo_mode, fifo_user, fifo_group, reply_dir, reply_indent)".into()),
+            ("loadmodule \"maxfwd.so\"\nmodparam(\"maxfwd\",\"max_limit\",300)".into(), "k.cfg:2:31: modparam maxfwd.max_limit: must be from 1 to 256, got 300".into()),
+        ];
+        let mut bad = Vec::new();
+        for (src, want) in &cases {
+            let got = match load(&format!("{src}{ROUTE}")) {
+                Ok(_) => "ok".to_string(),
+                Err(e) => e,
+            };
+            if &got != want {
+                bad.push(format!("{src}\n  got: {got}\n want: {want}"));
+            }
+        }
+        assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn all_errors_at_once() {
+        let err = load("foo=1\nbar=2\nloadmodule \"x.so\"\nroute { nosuch(); }").unwrap_err();
+        let lines: Vec<&str> = err.lines().collect();
+        assert_eq!(lines.len(), 4, "{err}");
+        assert!(
+            lines[3].starts_with("k.cfg:4:9: unknown function 'nosuch'"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn function_table_modules_are_supported() {
+        for d in crate::script::function_modules() {
+            assert!(SUPPORTED_MODULES.contains(&d), "{d}");
+        }
+    }
+
+    /// Mutated configs that still parse must build, and programs that build
+    /// must run, without panicking.
+    #[test]
+    fn mutations_never_panic() {
+        use crate::script::{Host, HostCall, MsgPv, MsgState, Value, Vars};
+        struct Quiet(u32);
+        impl Host for Quiet {
+            fn pv_get(&mut self, _: &MsgPv) -> Value {
+                Value::Str("x".into())
+            }
+            fn pv_set(&mut self, _: &MsgPv, _: &Value) -> bool {
+                true
+            }
+            fn call(&mut self, _: HostCall<'_>, _: &mut MsgState) -> i32 {
+                self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
+                // Cycle through true, false and "stop".
+                (self.0 >> 16) as i32 % 3 - 1
+            }
+            fn log(&mut self, _: log::Level, _: &str) {}
+        }
+        let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut rnd = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed as usize
+        };
+        let lines: Vec<&str> = REAL.lines().collect();
+        let (mut built, mut runs) = (0, 0);
+        for _ in 0..400 {
+            // Drop, duplicate or swap a few lines: mostly still valid syntax.
+            let mut l = lines.clone();
+            for _ in 0..(1 + rnd() % 3) {
+                let (a, b) = (rnd() % l.len(), rnd() % l.len());
+                match rnd() % 3 {
+                    0 => {
+                        l.remove(a);
+                    }
+                    1 => l.insert(a, lines[b]),
+                    _ => l.swap(a, b),
+                }
+            }
+            let src = l.join("\n");
+            if let Ok((_, p)) = load(&src) {
+                built += 1;
+                for seed in 0..4 {
+                    let mut st = MsgState::default();
+                    let mut vars = Vars::default();
+                    let _ = p.run(p.request_route(), &mut st, &mut vars, &mut Quiet(seed));
+                    runs += 1;
+                }
+            }
+        }
+        assert!(built > 20 && runs > 80, "too few mutations built: {built}");
+    }
+
+    #[test]
+    fn realistic_stateful_proxy_loads_unchanged() {
+        let (c, p) = load(REAL).unwrap();
+        assert_eq!(c.debug, 2);
+        assert_eq!(
+            c.listen,
+            vec![
+                ListenSpec {
+                    proto: Proto::Udp,
+                    host: "127.0.0.1".into(),
+                    port: 5060,
+                    advertise: None
+                },
+                ListenSpec {
+                    proto: Proto::Tcp,
+                    host: "127.0.0.1".into(),
+                    port: 5060,
+                    advertise: None
+                },
+            ]
+        );
+        assert_eq!(c.aliases, vec![("sip.example.com".to_string(), None)]);
+        let t = c.siptrace.clone().unwrap();
+        assert_eq!(t.trace_flag, Some(22));
+        assert!(t.trace_on);
+        assert_eq!(t.traced_user_avp, Some(AvpName::Str("traced_user".into())));
+        assert_eq!(t.trace_local_ip.as_deref(), Some("127.0.0.1:5060"));
+        assert_eq!(
+            c.mi_fifo.as_ref().unwrap().fifo_name.as_deref(),
+            Some("/tmp/kamailio_fifo")
+        );
+        assert_eq!(c.tm.fr_inv_timer_ms, 120000);
+        assert_eq!(c.server_header_line().as_deref(), Some("Server: siptraced"));
+        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        assert!(p.onreply_route().is_none());
+        for (kind, name) in [
+            (crate::script::RouteKind::Named, "RELAY"),
+            (crate::script::RouteKind::Named, "REQINIT"),
+            (crate::script::RouteKind::Named, "WITHINDLG"),
+            (crate::script::RouteKind::Branch, "MANAGE_BRANCH"),
+            (crate::script::RouteKind::OnReply, "MANAGE_REPLY"),
+            (crate::script::RouteKind::Failure, "MANAGE_FAILURE"),
+        ] {
+            let id = p.route_id(kind, name).unwrap_or_else(|| panic!("{name}"));
+            assert_eq!(p.route_name(id), name);
+        }
+    }
+}

@@ -1,0 +1,641 @@
+//! The script's view of one message: `Ctx` implements `script::Host` for
+//! the message being routed — pseudo-variables over the working copy, and
+//! the stateless builtins (forward, sl_send_reply, record_route,
+//! loose_route, sip_trace, header edits). Transaction builtins (`t_*`) are
+//! handed to tm.rs.
+//!
+//! Two copies of the message live here: `orig`/`raw`, exactly as received
+//! (what sip_trace() stores — "prior applying changes"), and `msg`, the
+//! working copy the script edits and the proxy sends.
+
+use super::{Remembered, Send, State, facts, local_endpoint};
+use crate::clock::WallTime;
+use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, RouteId, Value};
+use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, build_reply, stateless_branch};
+use crate::trace::dup::DupTarget;
+use crate::trace::{Direction, Event, Trigger, endpoint};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub(crate) struct Ctx<'a> {
+    pub s: &'a mut State,
+    pub li: usize,
+    pub src: SocketAddr,
+    pub raw: &'a [u8],
+    pub orig: &'a SipMsg,
+    pub msg: SipMsg,
+    /// `$du`: the next hop overriding the R-URI (set by loose_route too).
+    pub du: Option<String>,
+    pub now: Instant,
+    pub wall: WallTime,
+    /// Routes armed by t_on_reply / t_on_failure for the transaction t_relay
+    /// creates from this message.
+    pub on_reply: Option<RouteId>,
+    pub on_failure: Option<RouteId>,
+    /// Status of the winning reply while failure_route runs ($T_reply_code).
+    pub t_reply_code: Option<u16>,
+    /// The transaction of this message, once t_newtran/t_relay made or
+    /// found it.
+    pub current_tx: Option<crate::tsx::TxId>,
+    /// Set while failure_route runs for this transaction.
+    pub in_failure_route: Option<crate::tsx::TxId>,
+    /// t_relay()/t_reply() ran (failure_route: no automatic final reply).
+    pub relayed: bool,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(
+        s: &'a mut State,
+        li: usize,
+        src: SocketAddr,
+        raw: &'a [u8],
+        orig: &'a SipMsg,
+        now: Instant,
+        wall: WallTime,
+    ) -> Ctx<'a> {
+        Ctx {
+            s,
+            li,
+            src,
+            raw,
+            orig,
+            msg: orig.clone(),
+            du: None,
+            now,
+            wall,
+            on_reply: None,
+            on_failure: None,
+            t_reply_code: None,
+            current_tx: None,
+            in_failure_route: None,
+            relayed: false,
+        }
+    }
+
+    pub fn proto(&self) -> crate::trace::Proto {
+        self.s
+            .socks
+            .get(self.li)
+            .map(|l| l.proto)
+            .unwrap_or(crate::trace::Proto::Udp)
+    }
+
+    pub fn flag_set(&self, st: &MsgState) -> bool {
+        self.s.settings.trace_flag.is_some_and(|f| st.flag(f))
+    }
+
+    /// The received message as an event (sip_trace(), replies in, sl ACKs).
+    pub fn trace_received(
+        &mut self,
+        trigger: Trigger,
+        st: &MsgState,
+        mirror: Option<(SocketAddr, Option<&str>)>,
+    ) {
+        let Some(f) = facts(self.orig) else {
+            log::debug!("not traced: message without Call-ID, CSeq, From or To");
+            return;
+        };
+        let local = match self.s.socks.get(self.li) {
+            Some(l) => endpoint(l.proto, l.addr),
+            None => crate::trace::ANY_DEST.to_string(),
+        };
+        let toip = match trigger {
+            // sip_trace() shows the receiving socket as is (kamailio-facts §4.3).
+            Trigger::Script => local,
+            Trigger::Flag { .. } => self.s.tracer.local(local),
+        };
+        let ev = Event {
+            bytes: self.raw,
+            facts: &f,
+            dir: Direction::In,
+            fromip: endpoint(self.proto(), self.src),
+            toip,
+            time: self.wall,
+        };
+        self.s.trace(&ev, trigger, st, mirror);
+    }
+
+    /// A message we send, as an `out` event from listener `li` to `to`.
+    pub fn trace_sent(
+        &mut self,
+        bytes: &[u8],
+        f: &crate::trace::Facts,
+        li: usize,
+        to: SocketAddr,
+        st: &MsgState,
+    ) {
+        let flag_set = self.flag_set(st);
+        let proto = self
+            .s
+            .socks
+            .get(li)
+            .map(|l| l.proto)
+            .unwrap_or(crate::trace::Proto::Udp);
+        let ev = Event {
+            bytes,
+            facts: f,
+            dir: Direction::Out,
+            fromip: local_endpoint(self.s, li),
+            toip: endpoint(proto, to),
+            time: self.wall,
+        };
+        self.s.trace(&ev, Trigger::Flag { flag_set }, st, None);
+    }
+
+    /// Where a request goes: `$du`, else the R-URI (maddr-less, RFC 3263
+    /// without SRV: host and port, 5060 by default).
+    pub fn next_hop(&mut self, dest: Option<&Dest<'_>>) -> Option<SocketAddr> {
+        let (host, port) = match dest {
+            Some(d) => (d.host.to_string(), d.port),
+            None => {
+                let uri = match &self.du {
+                    Some(du) => du.clone(),
+                    None => self.msg.request_uri()?.to_string(),
+                };
+                let u = Uri::parse(&uri).ok()?;
+                (u.host_unbracketed().to_string(), u.port())
+            }
+        };
+        self.s
+            .resolver
+            .resolve(&host, port.unwrap_or(crate::sip::DEFAULT_PORT))
+    }
+
+    pub fn forward(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> i32 {
+        if !self.msg.is_request() {
+            // forward() in onreply_route: Kamailio relays the reply; we do
+            // that after the route anyway.
+            return 1;
+        }
+        let Some(to) = self.next_hop(dest) else {
+            log::warn!(
+                "forward(): no usable destination for {}",
+                self.msg.request_uri().unwrap_or("?")
+            );
+            return -1;
+        };
+        let Some(out_li) = self.s.pick_listener(to, Some(self.li)) else {
+            log::warn!("forward(): no listening socket can reach {to}");
+            return -1;
+        };
+        let sock = &self.s.socks[out_li];
+        let branch = stateless_branch(&self.msg, sock.addr.to_string().as_bytes());
+        let via = format!(
+            "SIP/2.0/{} {}:{};branch={}",
+            sock.proto.as_str().to_ascii_uppercase(),
+            sock.sip_host,
+            sock.sip_port,
+            branch
+        );
+        let mut out = self.msg.clone();
+        if out.push_via(&via).is_err() {
+            log::warn!("forward(): cannot add our Via");
+            return -1;
+        }
+        let bytes = out.as_bytes().to_vec();
+        let users = self.s.traced_users(st);
+        if self.flag_set(st) || !users.is_empty() {
+            if let Some(f) = facts(&out) {
+                self.trace_sent(&bytes, &f, out_li, to, st);
+            }
+            self.s.memory.remember(
+                branch,
+                Remembered {
+                    state: st.clone(),
+                    listener: self.li,
+                },
+                self.now,
+            );
+        }
+        self.s.sends.push(Send {
+            listener: out_li,
+            to,
+            bytes,
+        });
+        1
+    }
+
+    /// After onreply_route: our Via off, on to the next Via's address.
+    pub fn relay_reply_statelessly(&mut self, out_li: Option<usize>, traced: Option<&MsgState>) {
+        let mut out = self.msg.clone();
+        if !matches!(out.pop_top_via(), Ok(true)) {
+            return;
+        }
+        let Some(Ok(next)) = out.top_via() else {
+            log::debug!("reply with no Via left after ours: it was for us, dropped");
+            return;
+        };
+        let (host, port) = next.response_target();
+        let Some(to) = self.s.resolver.resolve(&host, port) else {
+            return;
+        };
+        let Some(li) = self.s.pick_listener(to, out_li.or(Some(self.li))) else {
+            return;
+        };
+        let bytes = out.as_bytes().to_vec();
+        if let Some(st) = traced {
+            if let Some(f) = facts(&out) {
+                self.trace_sent(&bytes, &f, li, to, st);
+            }
+        }
+        self.s.sends.push(Send {
+            listener: li,
+            to,
+            bytes,
+        });
+    }
+
+    fn sl_reply(&mut self, code: u16, reason: &str, st: &MsgState) -> i32 {
+        if !self.msg.is_request() || self.msg.method() == Some("ACK") {
+            return -1;
+        }
+        let Some((bytes, li, to)) =
+            send_stateless_reply(self.s, self.li, &self.msg, code, reason, &[], true)
+        else {
+            return -1;
+        };
+        // Local replies carry the request's tags in the row (§7.1).
+        if let Some(mut f) = facts(&self.msg) {
+            f.status = code.to_string();
+            self.trace_sent(&bytes, &f, li, to, st);
+        }
+        1
+    }
+
+    fn record_route(&mut self) -> i32 {
+        let Some(sock) = self.s.socks.get(self.li) else {
+            return -1;
+        };
+        let value = format!("<sip:{}:{};lr>", sock.sip_host, sock.sip_port);
+        match self.msg.insert_header_top("Record-Route", &value) {
+            Ok(()) => 1,
+            Err(_) => -1,
+        }
+    }
+
+    /// RFC 3261 §16.4 loose routing: our own Route entry off the top, the
+    /// next one becomes `$du`. -1 when there is no Route header at all.
+    fn loose_route(&mut self) -> i32 {
+        let routes: Vec<String> = self
+            .msg
+            .route_values()
+            .filter_map(|v| {
+                NameAddr::parse(v)
+                    .ok()
+                    .and_then(|n| n.uri_str().map(str::to_string))
+            })
+            .collect();
+        let Some(first) = routes.first() else {
+            return -1;
+        };
+        let ours = Uri::parse(first).is_ok_and(|u| self.s.is_local(u.host_unbracketed(), u.port()));
+        let next = if ours {
+            if self.msg.remove_first_route().is_err() {
+                return -1;
+            }
+            routes.get(1)
+        } else {
+            Some(first)
+        };
+        if let Some(n) = next {
+            self.du = Some(n.clone());
+        }
+        1
+    }
+
+    fn maxfwd(&mut self, value: u32) -> i32 {
+        match self.msg.max_forwards() {
+            MaxForwards::Absent => match self.msg.set_max_forwards(value.min(255) as u8) {
+                Ok(()) => 2,
+                Err(_) => -1,
+            },
+            MaxForwards::Value(0) => -1,
+            MaxForwards::Value(_) => match self.msg.add_max_forwards(-1) {
+                Ok(_) => 1,
+                Err(_) => -1,
+            },
+            MaxForwards::Invalid => -2,
+        }
+    }
+
+    fn uri_part(&self, uri: Option<&str>, part: UriPart) -> Value {
+        let Some(u) = uri.and_then(|s| Uri::parse(s).ok()) else {
+            return Value::Null;
+        };
+        match part {
+            UriPart::User => u
+                .user()
+                .map(|x| Value::Str(x.to_string()))
+                .unwrap_or(Value::Null),
+            UriPart::Host => Value::Str(u.host().to_string()),
+            UriPart::Port => Value::Int(i64::from(u.port().unwrap_or(crate::sip::DEFAULT_PORT))),
+        }
+    }
+
+    fn name_addr_uri(&self, which: HeaderSide) -> Option<String> {
+        let na = match which {
+            HeaderSide::From => self.msg.from(),
+            HeaderSide::To => self.msg.to(),
+        }?;
+        na.uri_str().map(str::to_string)
+    }
+
+    fn rewrite_ruri(&mut self, part: UriPart, v: &Value) -> bool {
+        let Some(cur) = self.msg.request_uri().and_then(|s| Uri::parse(s).ok()) else {
+            return false;
+        };
+        let text = v.to_text();
+        let user = match part {
+            UriPart::User => (!text.is_empty()).then_some(text.as_str()),
+            _ => cur.user(),
+        };
+        let host = match part {
+            UriPart::Host => text.as_str(),
+            _ => cur.host(),
+        };
+        let port = match part {
+            UriPart::Port => text.parse::<u16>().ok(),
+            _ => cur.port(),
+        };
+        let mut s = format!("{}:", cur.scheme_str());
+        if let Some(u) = user {
+            s.push_str(u);
+            if let Some(p) = cur.password() {
+                s.push(':');
+                s.push_str(p);
+            }
+            s.push('@');
+        }
+        s.push_str(host);
+        if let Some(p) = port {
+            s.push_str(&format!(":{p}"));
+        }
+        s.push_str(cur.params_str());
+        if let Some(h) = cur.headers() {
+            s.push('?');
+            s.push_str(h);
+        }
+        self.msg.set_request_uri(&s).is_ok()
+    }
+}
+
+#[derive(Clone, Copy)]
+enum UriPart {
+    User,
+    Host,
+    Port,
+}
+
+#[derive(Clone, Copy)]
+enum HeaderSide {
+    From,
+    To,
+}
+
+fn text(v: Option<impl AsRef<[u8]>>) -> Value {
+    match v {
+        Some(b) => Value::Str(String::from_utf8_lossy(b.as_ref()).into_owned()),
+        None => Value::Null,
+    }
+}
+
+fn fnv1a(parts: &[&[u8]]) -> u64 {
+    // FNV-1a: stable across runs (unlike std's RandomState), enough to make
+    // our To-tags differ per dialog.
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for p in parts {
+        for b in p.iter().chain(b"\0") {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    h
+}
+
+/// Builds and queues a stateless reply to `req` (whose top Via already has
+/// received/rport), sent to that Via's response address. Returns what was
+/// sent for the caller to trace.
+pub(crate) fn send_stateless_reply(
+    s: &mut State,
+    li: usize,
+    req: &SipMsg,
+    code: u16,
+    reason: &str,
+    extra: &[String],
+    with_tag: bool,
+) -> Option<(Vec<u8>, usize, SocketAddr)> {
+    let via = req.top_via()?.ok()?;
+    let (host, port) = via.response_target();
+    let to = s.resolver.resolve(&host, port)?;
+    let out_li = s.pick_listener(to, Some(li))?;
+    let tag = with_tag.then(|| {
+        let h = fnv1a(&[
+            req.call_id().unwrap_or_default(),
+            req.from_tag().unwrap_or_default(),
+            via.branch().unwrap_or_default().as_bytes(),
+        ]);
+        format!("{}.{h:x}", s.sl_tag)
+    });
+    let bytes = build_reply(
+        req,
+        code,
+        reason,
+        tag.as_deref(),
+        extra,
+        s.settings.server_header.as_deref(),
+    );
+    s.sends.push(Send {
+        listener: out_li,
+        to,
+        bytes: bytes.clone(),
+    });
+    Some((bytes, out_li, to))
+}
+
+impl Host for Ctx<'_> {
+    fn pv_get(&mut self, pv: &MsgPv) -> Value {
+        let m = &self.msg;
+        match pv {
+            MsgPv::Method => text(m.method().or_else(|| m.cseq_method())),
+            MsgPv::RUri => text(m.request_uri()),
+            MsgPv::RUser => self.uri_part(m.request_uri(), UriPart::User),
+            MsgPv::RDomain => self.uri_part(m.request_uri(), UriPart::Host),
+            MsgPv::RPort => self.uri_part(m.request_uri(), UriPart::Port),
+            MsgPv::OrigRUri => text(self.orig.request_uri()),
+            MsgPv::DstUri => self.du.clone().map(Value::Str).unwrap_or(Value::Null),
+            MsgPv::FromUri => text(self.name_addr_uri(HeaderSide::From)),
+            MsgPv::FromUser => self.uri_part(
+                self.name_addr_uri(HeaderSide::From).as_deref(),
+                UriPart::User,
+            ),
+            MsgPv::FromDomain => self.uri_part(
+                self.name_addr_uri(HeaderSide::From).as_deref(),
+                UriPart::Host,
+            ),
+            MsgPv::FromName => text(m.from().and_then(|n| n.display)),
+            MsgPv::FromTag => text(m.from_tag()),
+            MsgPv::ToUri => text(self.name_addr_uri(HeaderSide::To)),
+            MsgPv::ToUser => {
+                self.uri_part(self.name_addr_uri(HeaderSide::To).as_deref(), UriPart::User)
+            }
+            MsgPv::ToDomain => {
+                self.uri_part(self.name_addr_uri(HeaderSide::To).as_deref(), UriPart::Host)
+            }
+            MsgPv::ToName => text(m.to().and_then(|n| n.display)),
+            MsgPv::ToTag => text(m.to_tag()),
+            MsgPv::CallId => text(m.call_id()),
+            MsgPv::CSeq => m
+                .cseq()
+                .map(|(n, _)| Value::Int(i64::from(n)))
+                .unwrap_or(Value::Null),
+            MsgPv::Contact => text(m.header("Contact")),
+            MsgPv::ContentType => text(m.header("Content-Type")),
+            MsgPv::ContentLength => Value::Int(m.body().len() as i64),
+            MsgPv::SrcIp => Value::Str(self.src.ip().to_string()),
+            MsgPv::SrcPort => Value::Int(i64::from(self.src.port())),
+            MsgPv::RcvIp => self
+                .s
+                .socks
+                .get(self.li)
+                .map(|l| Value::Str(l.addr.ip().to_string()))
+                .unwrap_or(Value::Null),
+            MsgPv::RcvPort => self
+                .s
+                .socks
+                .get(self.li)
+                .map(|l| Value::Int(i64::from(l.addr.port())))
+                .unwrap_or(Value::Null),
+            MsgPv::Proto => Value::Str(self.proto().as_str().to_string()),
+            MsgPv::Status => m
+                .status()
+                .map(|c| Value::Int(i64::from(c)))
+                .unwrap_or(Value::Null),
+            MsgPv::Reason => text(m.reason()),
+            MsgPv::UserAgent => text(m.user_agent()),
+            MsgPv::Header(name) => text(m.header(name)),
+            MsgPv::MsgBuf => text(Some(m.as_bytes())),
+            MsgPv::MsgLen => Value::Int(m.as_bytes().len() as i64),
+            MsgPv::Body => text(Some(m.body())),
+            MsgPv::TReplyCode => match self.t_reply_code.or_else(|| m.status()) {
+                Some(c) => Value::Int(i64::from(c)),
+                None => Value::Null,
+            },
+        }
+    }
+
+    fn pv_set(&mut self, pv: &MsgPv, v: &Value) -> bool {
+        match pv {
+            MsgPv::DstUri => {
+                self.du = match v {
+                    Value::Null => None,
+                    v => Some(v.to_text()),
+                };
+                true
+            }
+            MsgPv::RUri => match v {
+                Value::Null => false,
+                v => self.msg.set_request_uri(&v.to_text()).is_ok(),
+            },
+            MsgPv::RUser => self.rewrite_ruri(UriPart::User, v),
+            MsgPv::RDomain => self.rewrite_ruri(UriPart::Host, v),
+            MsgPv::RPort => self.rewrite_ruri(UriPart::Port, v),
+            _ => false,
+        }
+    }
+
+    fn call(&mut self, call: HostCall<'_>, st: &mut MsgState) -> i32 {
+        match call {
+            HostCall::SipTrace {
+                dest,
+                correlation_id,
+                mode,
+            } => {
+                let mirror = match dest.as_deref() {
+                    Some(d) => match DupTarget::parse(d) {
+                        Ok(t) => match self.s.resolver.resolve(&t.host, t.port) {
+                            Some(a) => Some(a),
+                            None => return -1,
+                        },
+                        Err(e) => {
+                            log::warn!("sip_trace(): {e}");
+                            return -1;
+                        }
+                    },
+                    None => None,
+                };
+                if matches!(
+                    mode,
+                    Some(crate::script::TraceMode::Transaction | crate::script::TraceMode::Dialog)
+                ) {
+                    // Kamailio 5's transaction mode: the rest of the
+                    // transaction is traced too — our trace flag does that.
+                    if let Some(f) = self.s.settings.trace_flag {
+                        st.flags |= 1 << f;
+                    }
+                }
+                let corr = correlation_id.as_deref();
+                self.trace_received(Trigger::Script, st, mirror.map(|a| (a, corr)));
+                1
+            }
+            HostCall::IsMethod(list) => {
+                let m = self
+                    .msg
+                    .method()
+                    .or_else(|| self.msg.cseq_method())
+                    .unwrap_or("");
+                if list.iter().any(|x| x.eq_ignore_ascii_case(m)) {
+                    1
+                } else {
+                    -1
+                }
+            }
+            HostCall::HasTotag => {
+                if self.msg.has_totag() {
+                    1
+                } else {
+                    -1
+                }
+            }
+            HostCall::MaxFwd { value } => self.maxfwd(value),
+            HostCall::RecordRoute => self.record_route(),
+            HostCall::LooseRoute => self.loose_route(),
+            HostCall::Forward(dest) => self.forward(dest.as_ref(), st),
+            HostCall::SlSendReply { code, reason } => self.sl_reply(code, &reason, st),
+            HostCall::SlReplyError => self.sl_reply(500, "Server Internal Error", st),
+            HostCall::IsPresentHf(name) => {
+                if self.msg.header(name).is_some() {
+                    1
+                } else {
+                    -1
+                }
+            }
+            HostCall::AppendHf(line) => {
+                let line = line.trim_end_matches(['\r', '\n']);
+                match self.msg.append_header(line) {
+                    Ok(()) => 1,
+                    Err(_) => -1,
+                }
+            }
+            HostCall::RemoveHf(name) => match self.msg.remove_header(name) {
+                Ok(n) if n > 0 => 1,
+                _ => -1,
+            },
+            HostCall::IsMyself(target) => {
+                let t = target.trim();
+                let mine = match Uri::parse(t) {
+                    Ok(u) if u.is_sip() => self.s.is_local(u.host_unbracketed(), u.port()),
+                    _ => match t.parse::<std::net::IpAddr>() {
+                        Ok(ip) => self.s.socks.iter().any(|s| s.addr.ip() == ip),
+                        Err(_) => self.s.is_local(t, None),
+                    },
+                };
+                if mine { 1 } else { -1 }
+            }
+            tm_call => super::tm::call(self, tm_call, st),
+        }
+    }
+
+    fn log(&mut self, level: log::Level, text: &str) {
+        log::log!(level, "{}", text.trim_end_matches('\n'));
+    }
+}

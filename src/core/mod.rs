@@ -1,0 +1,488 @@
+//! The proxy core: one received datagram in, datagrams to send and trace
+//! rows out. It runs the routing script for each message and implements
+//! the script's `Host` (pseudo-variables, sip_trace(), forward(),
+//! sl_send_reply(), record_route(), loose_route()…), deciding which trace
+//! events happen (DECISIONS §1, §7).
+//!
+//! Pure: no sockets, no clock, no database. The reactor hands in the bytes,
+//! addresses and the time, then takes `take_sends()` and `take_rows()`.
+//! Depends on sip/ (messages), script/ (the program), trace/ (rows and
+//! mirrors) and tsx/ (transactions, through tm.rs).
+
+mod host;
+pub mod memory;
+mod resolve;
+mod tm;
+
+use crate::clock::WallTime;
+use crate::db::Row;
+use crate::script::{AvpName, MsgState, Program, Value, Vars};
+use crate::sip::SipMsg;
+use crate::trace::{Event, Facts, Proto, Tracer, Trigger, endpoint};
+use memory::{Memory, Remembered};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+pub use resolve::Resolver;
+
+/// One local socket as the core sees it.
+#[derive(Debug, Clone)]
+pub struct LocalSock {
+    pub proto: Proto,
+    pub addr: SocketAddr,
+    /// Host and port written in our Via and Record-Route (advertised ones
+    /// when configured; IPv6 in brackets).
+    pub sip_host: String,
+    pub sip_port: u16,
+}
+
+/// HEP encapsulation of mirrored copies (issue: duplicate_uri / Homer).
+#[derive(Debug, Clone)]
+pub struct HepSettings {
+    pub version: u8,
+    pub capture_id: u32,
+    pub auth_key: Option<String>,
+}
+
+/// The siptrace and core settings the proxy needs at run time.
+#[derive(Debug, Clone, Default)]
+pub struct CoreSettings {
+    pub trace_flag: Option<u8>,
+    pub traced_user_avp: Option<AvpName>,
+    pub trace_table_avp: Option<AvpName>,
+    pub trace_sl_acks: bool,
+    /// `alias=` names (and ports) that mean "us" besides the listeners.
+    pub aliases: Vec<(String, Option<u16>)>,
+    pub server_header: Option<String>,
+    /// duplicate_uri, resolved at start-up.
+    pub duplicate: Option<SocketAddr>,
+    pub hep: Option<HepSettings>,
+    /// Local address to send mirrored copies from (`send_sock_addr`).
+    pub send_sock: Option<SocketAddr>,
+    /// Cap of the stateless reply memory (entries).
+    pub memory_cap: usize,
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Send {
+    pub listener: usize,
+    pub to: SocketAddr,
+    pub bytes: Vec<u8>,
+}
+
+/// Counters of the SIP side.
+#[derive(Debug, Default, Clone)]
+pub struct CoreStats {
+    pub received: u64,
+    pub not_sip: u64,
+    pub malformed: u64,
+    pub replies_not_ours: u64,
+    pub copies_sent: u64,
+    pub copies_dropped: u64,
+}
+
+/// Everything but the program and `$var`s, so a message context can borrow
+/// it mutably while the interpreter holds those.
+pub(crate) struct State {
+    pub settings: CoreSettings,
+    pub socks: Vec<LocalSock>,
+    pub tracer: Tracer,
+    pub memory: Memory,
+    pub sends: Vec<Send>,
+    pub rows: Vec<Row>,
+    pub stats: CoreStats,
+    pub resolver: Resolver,
+    /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
+    /// it answers one of our stateless replies and is absorbed (sl module).
+    pub sl_tag: String,
+    pub tm: tm::Tm,
+}
+
+pub struct Core {
+    program: Program,
+    vars: Vars,
+    pub(crate) s: State,
+}
+
+impl Core {
+    pub fn new(
+        program: Program,
+        settings: CoreSettings,
+        socks: Vec<LocalSock>,
+        tracer: Tracer,
+        tm_config: crate::tsx::TsxConfig,
+        seed: u64,
+    ) -> Core {
+        let memory = Memory::new(settings.memory_cap.max(1024));
+        Core {
+            program,
+            vars: Vars::default(),
+            s: State {
+                settings,
+                socks,
+                tracer,
+                memory,
+                sends: Vec::new(),
+                rows: Vec::new(),
+                stats: CoreStats::default(),
+                resolver: Resolver::default(),
+                sl_tag: format!("{seed:016x}"),
+                tm: tm::Tm::new(tm_config),
+            },
+        }
+    }
+
+    pub fn tracer(&self) -> &Tracer {
+        &self.s.tracer
+    }
+
+    pub fn tracer_mut(&mut self) -> &mut Tracer {
+        &mut self.s.tracer
+    }
+
+    pub fn stats(&self) -> &CoreStats {
+        &self.s.stats
+    }
+
+    /// Live transactions (for `tm_stats`), and remembered stateless branches.
+    pub fn live_transactions(&self) -> usize {
+        self.s.tm.len()
+    }
+
+    pub fn transactions_created(&self) -> u64 {
+        self.s.tm.created
+    }
+
+    pub fn take_sends(&mut self) -> Vec<Send> {
+        std::mem::take(&mut self.s.sends)
+    }
+
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        std::mem::take(&mut self.s.rows)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.s.memory.next_deadline(), self.s.tm.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    pub fn on_timer(&mut self, now: Instant, wall: WallTime) {
+        self.s.memory.expire(now);
+        tm::on_timer(self, now, wall);
+    }
+
+    /// One datagram received on listener `li` from `src`.
+    pub fn on_datagram(
+        &mut self,
+        li: usize,
+        src: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        wall: WallTime,
+    ) {
+        self.s.stats.received += 1;
+        let msg = match SipMsg::parse(raw) {
+            Ok(m) => m,
+            Err(e) => {
+                self.s.stats.not_sip += 1;
+                log::debug!("dropped {} bytes from {src}: not SIP ({e})", raw.len());
+                return;
+            }
+        };
+        if let Err(why) = msg.validate() {
+            self.s.stats.malformed += 1;
+            log::debug!("malformed message from {src}: {why}");
+            if msg.is_request() && msg.method() != Some("ACK") {
+                let (code, reason) = why.status();
+                let mut m = msg;
+                let _ = m.set_via_received(src.ip(), src.port());
+                host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
+            }
+            return;
+        }
+        if msg.is_request() {
+            self.on_request(li, src, raw, msg, now, wall);
+        } else {
+            self.on_reply(li, src, raw, msg, now, wall);
+        }
+    }
+
+    fn on_request(
+        &mut self,
+        li: usize,
+        src: SocketAddr,
+        raw: &[u8],
+        orig: SipMsg,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        if orig.method() == Some("ACK") && self.absorbs_sl_ack(&orig) {
+            if self.s.settings.trace_sl_acks {
+                let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+                ctx.trace_received(Trigger::Script, &MsgState::default(), None);
+            }
+            return;
+        }
+        // tm absorbs retransmissions and matches ACK/CANCEL of its
+        // transactions before the script sees them only where Kamailio's
+        // tm does so itself (t_check_trans / t_relay); the script runs for
+        // every request (DECISIONS §7).
+        let mut work = orig.clone();
+        let _ = work.set_via_received(src.ip(), src.port());
+        let mut st = MsgState::default();
+        let route = self.program.request_route();
+        let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.msg = work;
+        self.program.run(route, &mut st, &mut self.vars, &mut ctx);
+        tm::run_pending(self, now, wall);
+    }
+
+    fn on_reply(
+        &mut self,
+        li: usize,
+        src: SocketAddr,
+        raw: &[u8],
+        orig: SipMsg,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        let Some(Ok(via)) = orig.top_via() else {
+            self.s.stats.replies_not_ours += 1;
+            return;
+        };
+        let via_port = via.port.unwrap_or(crate::sip::DEFAULT_PORT);
+        if !self.s.is_local(via.host_unbracketed(), Some(via_port)) {
+            self.s.stats.replies_not_ours += 1;
+            log::debug!(
+                "reply from {src} whose top Via {} is not ours: dropped",
+                via.as_str()
+            );
+            return;
+        }
+        let branch = via.branch().unwrap_or("").to_string();
+        if tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
+            return;
+        }
+        let rem = self.s.memory.get(&branch).cloned();
+        let mut st = rem.as_ref().map(|r| r.state.clone()).unwrap_or_default();
+        let out_li = rem.as_ref().map(|r| r.listener);
+        let route = self.program.onreply_route();
+        let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.msg = orig.clone();
+        let outcome = match route {
+            Some(r) => Some(self.program.run(r, &mut st, &mut self.vars, &mut ctx)),
+            None => None,
+        };
+        // Flag-driven rows for a relayed reply: its request was remembered,
+        // or onreply_route set the flag (DECISIONS §1).
+        let flag_set = ctx.flag_set(&st);
+        let traced = rem.is_some() || flag_set;
+        if traced {
+            ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
+        }
+        if outcome == Some(crate::script::Outcome::Drop) {
+            return;
+        }
+        ctx.relay_reply_statelessly(out_li, traced.then_some(&st));
+    }
+
+    fn absorbs_sl_ack(&self, ack: &SipMsg) -> bool {
+        ack.to_tag()
+            .is_some_and(|t| t.starts_with(self.s.sl_tag.as_bytes()))
+    }
+
+    /// MI/RPC view of the trace switch.
+    pub fn trace_on(&self) -> i32 {
+        self.s.tracer.on
+    }
+
+    pub fn set_trace_on(&mut self, on: bool) {
+        self.s.tracer.on = i32::from(on);
+    }
+}
+
+impl State {
+    /// Is `host[:port]` one of our sockets or aliases? A missing port means
+    /// 5060 (RFC 3261 §19.1.2).
+    pub fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.unwrap_or(crate::sip::DEFAULT_PORT);
+        let ip: Option<std::net::IpAddr> = host.parse().ok();
+        self.socks.iter().any(|s| {
+            let same_host = match ip {
+                Some(ip) => ip == s.addr.ip(),
+                None => false,
+            } || s
+                .sip_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(host);
+            same_host && (port == s.addr.port() || port == s.sip_port)
+        }) || self.settings.aliases.iter().any(|(a, p)| {
+            a.eq_ignore_ascii_case(host)
+                && match p {
+                    Some(p) => *p == port,
+                    None => self.socks.iter().any(|s| s.addr.port() == port),
+                }
+        })
+    }
+
+    /// The listener to send to `to` from: the preferred one when its
+    /// address family fits, else the first that fits.
+    pub fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
+        if let Some(p) = preferred {
+            if self
+                .socks
+                .get(p)
+                .is_some_and(|s| s.addr.is_ipv4() == to.is_ipv4())
+            {
+                return Some(p);
+            }
+        }
+        self.socks
+            .iter()
+            .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+    }
+
+    pub fn traced_users(&self, st: &MsgState) -> Vec<String> {
+        match &self.settings.traced_user_avp {
+            Some(name) => st.avps.values(name).map(Value::to_text).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    pub fn trace_table(&self, st: &MsgState) -> Option<String> {
+        let name = self.settings.trace_table_avp.as_ref()?;
+        match st.avps.get(name) {
+            Some(Value::Str(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// One traced wire event: rows (unless trace_to_database=0) and, when
+    /// the event yields any, one mirrored copy (DECISIONS §1).
+    pub fn trace(
+        &mut self,
+        ev: &Event<'_>,
+        trigger: Trigger,
+        st: &MsgState,
+        mirror: Option<(SocketAddr, Option<&str>)>,
+    ) {
+        let users = self.traced_users(st);
+        if !self.tracer.wants(trigger, users.len()) {
+            return;
+        }
+        let table = self.trace_table(st);
+        if self.tracer.to_database() {
+            self.tracer
+                .rows(ev, trigger, &users, table.as_deref(), &mut self.rows);
+        } else {
+            let mut scratch = Vec::new();
+            self.tracer
+                .rows(ev, trigger, &users, table.as_deref(), &mut scratch);
+        }
+        let (dest, corr) = match mirror {
+            Some((d, c)) => (Some(d), c),
+            None => (self.settings.duplicate, None),
+        };
+        if let Some(dest) = dest {
+            self.mirror(ev, dest, corr);
+        }
+    }
+
+    fn mirror(&mut self, ev: &Event<'_>, dest: SocketAddr, corr: Option<&str>) {
+        let from = match self.settings.send_sock {
+            Some(a) => self.socks.iter().position(|s| s.addr == a),
+            None => None,
+        }
+        .or_else(|| self.pick_listener(dest, None));
+        let Some(li) = from else {
+            self.stats.copies_dropped += 1;
+            log::warn!("duplicate to {dest}: no listening socket of that address family");
+            return;
+        };
+        let bytes = match &self.settings.hep {
+            None => ev.bytes.to_vec(),
+            Some(h) => match hep_packet(ev, h, corr) {
+                Ok(b) => b,
+                Err(e) => {
+                    self.stats.copies_dropped += 1;
+                    log::warn!("HEP copy not sent: {e}");
+                    return;
+                }
+            },
+        };
+        self.stats.copies_sent += 1;
+        self.sends.push(Send {
+            listener: li,
+            to: dest,
+            bytes,
+        });
+    }
+}
+
+/// Addresses of a trace event back from their `proto:ip:port` renderings.
+fn parse_endpoint(s: &str) -> Option<SocketAddr> {
+    let (_, rest) = s.split_once(':')?;
+    rest.parse().ok()
+}
+
+fn hep_packet(ev: &Event<'_>, h: &HepSettings, corr: Option<&str>) -> Result<Vec<u8>, String> {
+    use crate::trace::hep;
+    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let p = hep::HepPacket {
+        src: parse_endpoint(&ev.fromip).unwrap_or(unspecified),
+        dst: parse_endpoint(&ev.toip).unwrap_or(unspecified),
+        proto: Proto::Udp,
+        ts_sec: ev.time.sec as u32,
+        ts_usec: ev.time.usec,
+        capture_id: h.capture_id,
+        auth_key: h.auth_key.as_deref(),
+        correlation_id: corr,
+        payload: ev.bytes,
+        proto_type: hep::PROTO_TYPE_SIP,
+    };
+    match h.version {
+        1 => hep::encode_v1(&p),
+        2 => hep::encode_v2(&p),
+        _ => hep::encode_v3(&p),
+    }
+    .map_err(|e| e.to_string())
+}
+
+/// The columns of a message, or None when Call-ID, CSeq, From or To is
+/// missing (Kamailio stores no row for such a message, §7.1).
+pub fn facts(m: &SipMsg) -> Option<Facts> {
+    let callid = m.call_id_str()?.into_owned();
+    let (_, cseq_method) = m.cseq()?;
+    m.from()?;
+    m.to()?;
+    let lossy = |b: Option<&[u8]>| {
+        b.map(|b| String::from_utf8_lossy(b).into_owned())
+            .unwrap_or_default()
+    };
+    Some(Facts {
+        callid,
+        method: if m.is_request() {
+            m.method().unwrap_or(cseq_method).to_string()
+        } else {
+            cseq_method.to_string()
+        },
+        status: m.status().map(|c| c.to_string()).unwrap_or_default(),
+        fromtag: lossy(m.from_tag()),
+        totag: lossy(m.to_tag()),
+    })
+}
+
+/// `proto:ip:port` of a local socket, or trace_local_ip (DECISIONS §1).
+pub(crate) fn local_endpoint(s: &State, li: usize) -> String {
+    let actual = s
+        .socks
+        .get(li)
+        .map(|l| endpoint(l.proto, l.addr))
+        .unwrap_or_else(|| crate::trace::ANY_DEST.to_string());
+    s.tracer.local(actual)
+}

@@ -1,0 +1,677 @@
+//! tm: the script's `t_*` functions on top of the pure transaction table
+//! (tsx/), and what the core does with the table's outputs — datagrams to
+//! send, trace events (DECISIONS §1: request sent per branch, every reply
+//! received, every reply sent incl. `100 Trying`, tm's CANCEL and
+//! hop-by-hop ACK; retransmissions the table makes itself are not traced),
+//! failure_route runs and locally generated final replies.
+//!
+//! The transaction carries the script state of the request (flags and
+//! AVPs), so its replies are traced with the same flag and traced_user
+//! values, and failure_route sees them.
+
+use super::host::Ctx;
+use super::{Core, Send, State, facts};
+use crate::clock::WallTime;
+use crate::script::{HostCall, MsgState, Outcome, RouteId};
+use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel, build_reply};
+use crate::trace::{Event as TraceEvent, Trigger};
+use crate::tsx::{
+    ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, Sent,
+    ServerKey, Table, Transmit, TsxConfig, TxId,
+};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Where a transaction sends: out of listener `li`, to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Hop {
+    pub li: usize,
+    pub to: SocketAddr,
+}
+
+/// What the core keeps with each transaction.
+#[derive(Debug, Clone)]
+pub(crate) struct TxData {
+    pub st: MsgState,
+    /// The request as the script left it when t_relay() ran (received/rport
+    /// set): failure_route works on it and local replies are built from it.
+    pub request: SipMsg,
+    pub raw: Arc<[u8]>,
+    pub li: usize,
+    pub src: SocketAddr,
+    pub on_reply: Option<RouteId>,
+    pub on_failure: Option<RouteId>,
+}
+
+pub(crate) struct Tm {
+    table: Table<TxData, Hop>,
+    next_branch: u64,
+    /// Events that need the program (failure_route): handled by the core
+    /// once the script that caused them has returned.
+    pending: Vec<Event<Hop>>,
+    pub created: u64,
+}
+
+impl Tm {
+    pub fn new(cfg: TsxConfig) -> Tm {
+        let table = match Table::new(cfg) {
+            Ok(t) => t,
+            Err(e) => {
+                log::error!("tm settings refused ({e}); using tm's defaults");
+                match Table::new(TsxConfig::default()) {
+                    Ok(t) => t,
+                    Err(_) => unreachable_defaults(),
+                }
+            }
+        };
+        Tm {
+            table,
+            next_branch: 0,
+            pending: Vec::new(),
+            created: 0,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.table.next_deadline()
+    }
+}
+
+/// The defaults are validated by tsx's own tests; failing them is a bug.
+fn unreachable_defaults() -> ! {
+    panic!("tsx rejects its own default configuration")
+}
+
+/// The server-transaction key of a received request (RFC 3261 §17.2.3,
+/// with the RFC 2543 fallback).
+pub(crate) fn request_key(m: &SipMsg) -> Option<RequestKey> {
+    let via = m.top_via()?.ok()?;
+    let method = Method::from_token(m.method()?);
+    match via.branch() {
+        Some(b)
+            if RequestKey::is_rfc3261_branch(Some(b))
+                && b.len() > crate::tsx::MAGIC_COOKIE.len() =>
+        {
+            let sent_by = match via.port {
+                Some(p) => format!("{}:{p}", via.host),
+                None => via.host.to_string(),
+            };
+            Some(RequestKey::Rfc3261(ServerKey {
+                branch: b.to_string(),
+                sent_by,
+                method,
+            }))
+        }
+        _ => {
+            let lossy = |b: Option<&[u8]>| b.map(|b| String::from_utf8_lossy(b).into_owned());
+            Some(RequestKey::Rfc2543(LegacyKey {
+                request_uri: m.request_uri()?.to_string(),
+                to_tag: lossy(m.to_tag()),
+                from_tag: lossy(m.from_tag()),
+                call_id: m.call_id_str()?.into_owned(),
+                cseq_num: m.cseq()?.0,
+                top_via: String::from_utf8_lossy(m.top_via_value()?).into_owned(),
+                method,
+            }))
+        }
+    }
+}
+
+/// Builtins of the tm module, called from a route.
+pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> i32 {
+    match call {
+        HostCall::TCheckTrans => check_trans(ctx),
+        HostCall::TNewTran => match ensure_tx(ctx, st) {
+            Ok(_) => 1,
+            Err(rc) => rc,
+        },
+        HostCall::TRelay(dest) => relay(ctx, dest.as_ref(), st),
+        HostCall::TOnReply(id) => {
+            ctx.on_reply = Some(id);
+            if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
+                d.on_reply = Some(id);
+            }
+            1
+        }
+        HostCall::TOnFailure(id) => {
+            ctx.on_failure = Some(id);
+            if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
+                d.on_failure = Some(id);
+            }
+            1
+        }
+        HostCall::TOnBranch(_) => {
+            log::debug!("t_on_branch(): branch_route is accepted but not run by siptraced");
+            1
+        }
+        HostCall::TReply { code, reason } => t_reply(ctx, code, &reason, st),
+        HostCall::TRelease => 1,
+        HostCall::TIsCanceled => match ctx.current_tx {
+            Some(tx) if ctx.s.tm.table.is_cancelled(tx) => 1,
+            _ => -1,
+        },
+        other => {
+            log::error!("{other:?} is not a tm function");
+            -1
+        }
+    }
+}
+
+fn check_trans(ctx: &mut Ctx<'_>) -> i32 {
+    let Some(key) = request_key(ctx.orig) else {
+        return -1;
+    };
+    if *key.method() == Method::Cancel {
+        return if ctx.s.tm.table.find_invite(&key).is_some() {
+            1
+        } else {
+            -1
+        };
+    }
+    match ctx.s.tm.table.handle_request(&key, ctx.now) {
+        RequestMatch::NoMatch => -1,
+        RequestMatch::Retransmission { tx } => {
+            ctx.current_tx = Some(tx);
+            drain(ctx.s, ctx.wall);
+            0
+        }
+        RequestMatch::AckAbsorbed { tx, first } => {
+            ack_absorbed(ctx, tx, first);
+            0
+        }
+    }
+}
+
+/// ACK for a negative final reply (Kamailio's ACK_NEG_IN): traced `in` with
+/// the transaction's flag and users.
+fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
+    if let Some(d) = ctx.s.tm.table.user(tx) {
+        let st = d.st.clone();
+        let flag_set = ctx.flag_set(&st);
+        if first {
+            ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
+        }
+    }
+    drain(ctx.s, ctx.wall);
+}
+
+/// The transaction of this request, created if it has none. `Err(rc)` is
+/// the script return code when there is none to have (retransmission: 0,
+/// absorbed; error: -1).
+fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, i32> {
+    if let Some(tx) = ctx.current_tx {
+        if ctx.s.tm.table.user(tx).is_some() {
+            return Ok(tx);
+        }
+    }
+    let key = request_key(ctx.orig).ok_or(-1)?;
+    match ctx.s.tm.table.handle_request(&key, ctx.now) {
+        RequestMatch::NoMatch => {}
+        RequestMatch::Retransmission { tx } => {
+            ctx.current_tx = Some(tx);
+            drain(ctx.s, ctx.wall);
+            return Err(0);
+        }
+        RequestMatch::AckAbsorbed { tx, first } => {
+            ack_absorbed(ctx, tx, first);
+            return Err(0);
+        }
+    }
+    let via = ctx.msg.top_via().and_then(Result::ok).ok_or(-1)?;
+    let (host, port) = via.response_target();
+    let to = ctx.s.resolver.resolve(&host, port).ok_or(-1)?;
+    let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(-1)?;
+    let trying = (ctx.msg.method() == Some("INVITE")).then(|| {
+        let b = build_reply(
+            &ctx.msg,
+            100,
+            "Trying",
+            None,
+            &[],
+            ctx.s.settings.server_header.as_deref(),
+        );
+        Payload::from(b)
+    });
+    let data = TxData {
+        st: st.clone(),
+        request: ctx.msg.clone(),
+        raw: Arc::from(ctx.raw),
+        li: ctx.li,
+        src: ctx.src,
+        on_reply: ctx.on_reply,
+        on_failure: ctx.on_failure,
+    };
+    match ctx
+        .s
+        .tm
+        .table
+        .create(key, Hop { li, to }, data, trying, ctx.now)
+    {
+        Ok(tx) => {
+            ctx.s.tm.created += 1;
+            ctx.current_tx = Some(tx);
+            drain(ctx.s, ctx.wall);
+            Ok(tx)
+        }
+        Err(e) => {
+            log::warn!("cannot create transaction: {e}");
+            Err(-1)
+        }
+    }
+}
+
+fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut MsgState) -> i32 {
+    if !ctx.msg.is_request() {
+        return -1;
+    }
+    match ctx.msg.method() {
+        // A 2xx ACK has no transaction: relayed statelessly, as Kamailio.
+        Some("ACK") => {
+            if let Some(key) = request_key(ctx.orig) {
+                match ctx.s.tm.table.handle_request(&key, ctx.now) {
+                    RequestMatch::AckAbsorbed { tx, first } => {
+                        ack_absorbed(ctx, tx, first);
+                        return 0;
+                    }
+                    RequestMatch::Retransmission { .. } | RequestMatch::NoMatch => {}
+                }
+            }
+            return ctx.forward(dest, st);
+        }
+        Some("CANCEL") if ctx.in_failure_route.is_none() => return relay_cancel(ctx, st),
+        _ => {}
+    }
+    let tx = match ctx.in_failure_route {
+        Some(tx) => tx,
+        None => match ensure_tx(ctx, st) {
+            Ok(tx) => tx,
+            Err(rc) => return rc,
+        },
+    };
+    // The script state at t_relay time is what the transaction traces with.
+    if let Some(d) = ctx.s.tm.table.user_mut(tx) {
+        d.st = st.clone();
+        d.on_reply = ctx.on_reply.or(d.on_reply);
+        d.on_failure = ctx.on_failure;
+    }
+    let Some(to) = ctx.next_hop(dest) else {
+        log::warn!(
+            "t_relay(): no usable destination for {}",
+            ctx.msg.request_uri().unwrap_or("?")
+        );
+        return -1;
+    };
+    let Some(li) = ctx.s.pick_listener(to, Some(ctx.li)) else {
+        log::warn!("t_relay(): no listening socket can reach {to}");
+        return -1;
+    };
+    ctx.s.tm.next_branch += 1;
+    let sock = &ctx.s.socks[li];
+    let branch = format!("z9hG4bK{}.{:x}", ctx.s.sl_tag, ctx.s.tm.next_branch);
+    let via = format!(
+        "SIP/2.0/{} {}:{};branch={branch}",
+        sock.proto.as_str().to_ascii_uppercase(),
+        sock.sip_host,
+        sock.sip_port
+    );
+    let mut out = ctx.msg.clone();
+    if out.push_via(&via).is_err() {
+        return -1;
+    }
+    let method = Method::from_token(ctx.msg.method().unwrap_or(""));
+    let key = ClientKey { branch, method };
+    match ctx.s.tm.table.add_branch(
+        tx,
+        key,
+        Hop { li, to },
+        Payload::from(out.into_bytes()),
+        ctx.now,
+    ) {
+        Ok(_) => {
+            ctx.relayed = true;
+            drain(ctx.s, ctx.wall);
+            1
+        }
+        Err(e) => {
+            log::warn!("t_relay(): {e}");
+            -1
+        }
+    }
+}
+
+/// CANCEL of an INVITE we relayed: 200 to the CANCEL, the table cancels
+/// the branches (RFC 3261 §16.10). An unknown CANCEL gets 481.
+fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> i32 {
+    let Some(key) = request_key(ctx.orig) else {
+        return -1;
+    };
+    let Some(tx) = ctx.s.tm.table.find_invite(&key) else {
+        local_stateless(ctx, 481, "Call/Transaction Does Not Exist", st);
+        return -1;
+    };
+    local_stateless(ctx, 200, "canceling", st);
+    match ctx.s.tm.table.cancel(tx, ctx.now) {
+        Ok(crate::tsx::CancelOutcome::NothingPending) => {
+            send_local_final(ctx.s, tx, 487, "Request Terminated", ctx.now);
+        }
+        Ok(_) => {}
+        Err(e) => log::debug!("CANCEL: {e}"),
+    }
+    drain(ctx.s, ctx.wall);
+    1
+}
+
+fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
+    if let Some((bytes, li, to)) =
+        super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, &[], true)
+    {
+        if let Some(mut f) = facts(&ctx.msg) {
+            f.status = code.to_string();
+            ctx.trace_sent(&bytes, &f, li, to, st);
+        }
+    }
+}
+
+fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> i32 {
+    let tx = match ctx.in_failure_route {
+        Some(tx) => tx,
+        None => match ensure_tx(ctx, st) {
+            Ok(tx) => tx,
+            Err(rc) => return rc,
+        },
+    };
+    ctx.relayed = true;
+    if send_local_final(ctx.s, tx, code, reason, ctx.now) {
+        drain(ctx.s, ctx.wall);
+        1
+    } else {
+        -1
+    }
+}
+
+/// A reply tm builds itself from the transaction's request.
+fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Instant) -> bool {
+    let Some(d) = s.tm.table.user(tx) else {
+        return false;
+    };
+    let tag = (code > 100).then(|| format!("tm{}.{:x}", s.sl_tag, tx_hash(&d.request)));
+    let bytes = build_reply(
+        &d.request,
+        code,
+        reason,
+        tag.as_deref(),
+        &[],
+        s.settings.server_header.as_deref(),
+    );
+    match s.tm.table.send_reply(tx, code, Payload::from(bytes), now) {
+        Ok(()) => true,
+        Err(e) => {
+            log::debug!("t_reply({code}): {e}");
+            false
+        }
+    }
+}
+
+fn tx_hash(m: &SipMsg) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in m
+        .call_id()
+        .unwrap_or_default()
+        .iter()
+        .chain(m.from_tag().unwrap_or_default())
+    {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// Sends (and traces) what the table queued; keeps events for the core.
+pub(crate) fn drain(s: &mut State, wall: WallTime) {
+    while let Some(t) = s.tm.table.poll_transmit() {
+        transmit(s, t, wall);
+    }
+    while let Some(ev) = s.tm.table.poll_event() {
+        s.tm.pending.push(ev);
+    }
+}
+
+fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
+    let Transmit {
+        tx,
+        to,
+        bytes,
+        what,
+        retransmission,
+    } = t;
+    if !retransmission {
+        if let Some(st) = s.tm.table.user(tx).map(|d| d.st.clone()) {
+            trace_out(s, &bytes, what, to, &st, wall, tx);
+        }
+    }
+    s.sends.push(Send {
+        listener: to.li,
+        to: to.to,
+        bytes: bytes.to_vec(),
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn trace_out(
+    s: &mut State,
+    bytes: &[u8],
+    what: Sent,
+    to: Hop,
+    st: &MsgState,
+    wall: WallTime,
+    tx: TxId,
+) {
+    let flag_set = s.settings.trace_flag.is_some_and(|f| st.flag(f));
+    if !s
+        .tracer
+        .wants(Trigger::Flag { flag_set }, s.traced_users(st).len())
+    {
+        return;
+    }
+    let Ok(m) = SipMsg::parse(bytes) else { return };
+    let Some(mut f) = facts(&m) else { return };
+    if let Sent::Reply { .. } = what {
+        // Local replies carry the request's tags in the row (§7.1).
+        if let Some(d) = s.tm.table.user(tx) {
+            if m.to_tag().is_some() && d.request.to_tag().is_none() && is_local_reply(&m, s) {
+                f.totag = String::new();
+            }
+        }
+    }
+    let proto = s
+        .socks
+        .get(to.li)
+        .map(|l| l.proto)
+        .unwrap_or(crate::trace::Proto::Udp);
+    let ev = TraceEvent {
+        bytes,
+        facts: &f,
+        dir: crate::trace::Direction::Out,
+        fromip: super::local_endpoint(s, to.li),
+        toip: crate::trace::endpoint(proto, to.to),
+        time: wall,
+    };
+    s.trace(&ev, Trigger::Flag { flag_set }, st, None);
+}
+
+fn is_local_reply(m: &SipMsg, s: &State) -> bool {
+    m.to_tag()
+        .is_some_and(|t| t.starts_with(format!("tm{}", s.sl_tag).as_bytes()))
+}
+
+/// A reply that reached us: matched to a branch, traced, onreply_route
+/// run, relayed when the table says so. False when no transaction knows
+/// it (the caller relays it statelessly).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn on_reply(
+    core: &mut Core,
+    li: usize,
+    src: SocketAddr,
+    raw: &[u8],
+    orig: &SipMsg,
+    branch: &str,
+    now: Instant,
+    wall: WallTime,
+) -> bool {
+    let Some(code) = orig.status() else {
+        return false;
+    };
+    let key = ClientKey {
+        branch: branch.to_string(),
+        method: Method::from_token(orig.cseq_method().unwrap_or("")),
+    };
+    let m = core
+        .s
+        .tm
+        .table
+        .handle_reply(&key, code, Payload::from(raw), now, |req| {
+            let ack = SipMsg::parse(req)
+                .ok()
+                .and_then(|r| build_ack_for_non2xx(&r, orig).ok());
+            Payload::from(ack.unwrap_or_default())
+        });
+    let m = match m {
+        ReplyMatch::NoMatch => return false,
+        ReplyMatch::InvalidStatus => return true,
+        ReplyMatch::Matched(m) => m,
+    };
+    let Some(d) = core.s.tm.table.user(m.tx).cloned() else {
+        return true;
+    };
+    let mut st = d.st.clone();
+    let mut ctx = Ctx::new(&mut core.s, li, src, raw, orig, now, wall);
+    ctx.current_tx = Some(m.tx);
+    let flag_set = ctx.flag_set(&st);
+    ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
+    use crate::tsx::Disposition;
+    if matches!(m.disposition, Disposition::Relay | Disposition::Stored) && !m.to_cancel {
+        let route = d.on_reply.or(core.program.onreply_route());
+        let outcome = route.map(|r| core.program.run(r, &mut st, &mut core.vars, &mut ctx));
+        if m.disposition == Disposition::Relay && outcome != Some(Outcome::Drop) {
+            let mut out = ctx.msg.clone();
+            if matches!(out.pop_top_via(), Ok(true)) {
+                if let Err(e) =
+                    ctx.s
+                        .tm
+                        .table
+                        .send_reply(m.tx, code, Payload::from(out.into_bytes()), now)
+                {
+                    log::debug!("relaying {code}: {e}");
+                }
+            }
+        }
+    }
+    drain(&mut core.s, wall);
+    run_pending(core, now, wall);
+    true
+}
+
+/// Timers of the table, then what they caused.
+pub(crate) fn on_timer(core: &mut Core, now: Instant, wall: WallTime) {
+    core.s.tm.table.handle_timeout(now);
+    drain(&mut core.s, wall);
+    run_pending(core, now, wall);
+}
+
+/// Events that need the program or build messages: failure_route and the
+/// final reply when all branches failed, CANCELs for branches.
+pub(crate) fn run_pending(core: &mut Core, now: Instant, wall: WallTime) {
+    // Bounded: each event handled may queue more (a failure_route relaying
+    // again), but a transaction's branches are bounded by tsx.
+    let mut rounds = 0;
+    while !core.s.tm.pending.is_empty() && rounds < 64 {
+        rounds += 1;
+        for ev in std::mem::take(&mut core.s.tm.pending) {
+            match ev {
+                Event::CancelBranch {
+                    tx,
+                    branch,
+                    request,
+                    ..
+                } => {
+                    let cancel = SipMsg::parse(&request)
+                        .ok()
+                        .and_then(|r| build_cancel(&r).ok());
+                    if let Some(c) = cancel {
+                        if let Err(e) =
+                            core.s
+                                .tm
+                                .table
+                                .send_cancel(tx, branch, Payload::from(c), now)
+                        {
+                            log::debug!("CANCEL on {tx}: {e}");
+                        }
+                    }
+                }
+                Event::AllBranchesFailed { tx, best } => all_failed(core, tx, best, now, wall),
+                Event::Timeout { tx, branch, timer } => {
+                    log::debug!("{tx} branch {} timed out ({timer:?})", branch.0)
+                }
+                Event::Expired { tx } => log::info!("{tx} expired with no final reply"),
+                Event::NoAck { .. } | Event::CancelTimeout { .. } | Event::Freed { .. } => {}
+            }
+            drain(&mut core.s, wall);
+        }
+    }
+}
+
+fn all_failed(
+    core: &mut Core,
+    tx: TxId,
+    best: crate::tsx::BestReply,
+    now: Instant,
+    wall: WallTime,
+) {
+    let Some(d) = core.s.tm.table.user(tx).cloned() else {
+        return;
+    };
+    let mut relayed = false;
+    if let Some(route) = d.on_failure {
+        let mut st = d.st.clone();
+        let raw = d.raw.clone();
+        let mut ctx = Ctx::new(&mut core.s, d.li, d.src, &raw, &d.request, now, wall);
+        ctx.msg = d.request.clone();
+        ctx.current_tx = Some(tx);
+        ctx.in_failure_route = Some(tx);
+        ctx.t_reply_code = Some(best.code);
+        // A failure_route arms its own next failure_route, as in Kamailio.
+        if let Some(dd) = ctx.s.tm.table.user_mut(tx) {
+            dd.on_failure = None;
+        }
+        core.program.run(route, &mut st, &mut core.vars, &mut ctx);
+        relayed = ctx.relayed;
+    }
+    if relayed || core.s.tm.table.final_reply(tx).is_some() {
+        return;
+    }
+    let sent = match best.reply.as_deref().map(SipMsg::parse) {
+        Some(Ok(mut r)) => {
+            matches!(r.pop_top_via(), Ok(true))
+                && core
+                    .s
+                    .tm
+                    .table
+                    .send_reply(tx, best.code, Payload::from(r.into_bytes()), now)
+                    .is_ok()
+        }
+        _ => false,
+    };
+    if !sent {
+        let reason = match best.code {
+            408 => "Request Timeout",
+            487 => "Request Terminated",
+            _ => "Server Internal Error",
+        };
+        send_local_final(&mut core.s, tx, best.code, reason, now);
+    }
+}

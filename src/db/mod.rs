@@ -1,0 +1,405 @@
+//! Synchronous row store for `sip_trace` rows, chosen by `db_url` scheme:
+//! SQLite, PostgreSQL, MySQL/MariaDB or Kamailio's dbtext files.
+//!
+//! It moves rows whose values the trace layer already decided; it knows
+//! nothing of SIP, scripts or the reactor, and never reads the clock for row
+//! values. The one blocking call is [`Backend::write_batch`]: one transaction
+//! per call, bounded in time by [`OpenOptions`] (connect and I/O timeouts), so
+//! the reactor can call it once per turn.
+//!
+//! What it guarantees (DECISIONS §2, §3):
+//! - the table layout (v1 `date` … v4 `totag`) is read from the catalog and
+//!   rows are written with the columns the table has;
+//! - table names are `[A-Za-z_][A-Za-z0-9_]{0,63}`; a row aimed at an invalid,
+//!   missing or unusable table goes to the default table (logged once per name);
+//! - values are always bound parameters; identifiers enter SQL only validated
+//!   and quoted;
+//! - content never fails an insert: bytes a column cannot hold are written as
+//!   `\xNN`, over-long values are cut to the column's declared length;
+//! - a failed batch is not partially committed; [`DbError::is_connection`]
+//!   says "retry later (spool it)", and the next call reconnects.
+//!
+//! Depends on: std, log, and per cargo feature rusqlite (`sqlite`),
+//! tokio-postgres + tokio (`postgres`), mysql (`mysql`); `dbtext` is std only.
+
+// A build with some backends left out leaves helpers only they use.
+#![cfg_attr(
+    not(all(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "dbtext"
+    )),
+    allow(dead_code, unused_variables, unused_imports)
+)]
+
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub mod encode;
+pub mod schema;
+mod store;
+pub mod url;
+
+#[cfg(feature = "mysql")]
+mod mysql;
+#[cfg(feature = "postgres")]
+mod postgres;
+#[cfg(feature = "sqlite")]
+mod sqlite;
+#[cfg(feature = "dbtext")]
+pub mod text;
+
+#[cfg(all(
+    test,
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "dbtext"
+))]
+mod live_tests;
+
+pub use schema::{LayoutProblem, valid_table_name};
+pub use url::{DbUrl, UrlError};
+
+/// One `sip_trace` row; values already decided by the trace layer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Row {
+    /// From `trace_table_avp`; `None` = the configured default table.
+    pub table: Option<String>,
+    /// Exact message bytes; may contain NUL or invalid UTF-8.
+    pub msg: Vec<u8>,
+    pub callid: String,
+    pub method: String,
+    pub status: String,
+    pub fromip: String,
+    pub toip: String,
+    /// Unix seconds (what dbtext stores).
+    pub time_sec: i64,
+    pub time_us: u32,
+    /// Local time `YYYY-MM-DD HH:MM:SS`, formatted by the caller (SQL backends).
+    pub time_stamp: String,
+    /// `"in"` or `"out"`.
+    pub direction: &'static str,
+    pub fromtag: String,
+    pub totag: String,
+    pub traced_user: String,
+}
+
+/// A row value as the backends see it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Value<'a> {
+    Text(&'a [u8]),
+    Int(i64),
+}
+
+impl Row {
+    /// The value of one field (`Time` is the formatted local time; dbtext
+    /// integer columns use [`Row::time_sec`] instead).
+    pub(crate) fn value(&self, field: schema::Field) -> Value<'_> {
+        use schema::Field as F;
+        Value::Text(match field {
+            F::Msg => &self.msg,
+            F::CallId => self.callid.as_bytes(),
+            F::Method => self.method.as_bytes(),
+            F::Status => self.status.as_bytes(),
+            F::FromIp => self.fromip.as_bytes(),
+            F::ToIp => self.toip.as_bytes(),
+            F::Time => self.time_stamp.as_bytes(),
+            F::Direction => self.direction.as_bytes(),
+            F::FromTag => self.fromtag.as_bytes(),
+            F::TracedUser => self.traced_user.as_bytes(),
+            F::ToTag => self.totag.as_bytes(),
+            F::TimeUs => return Value::Int(i64::from(self.time_us)),
+        })
+    }
+
+    /// The value for one target column: as [`Row::value`], except that a
+    /// time column of an integer type gets Unix seconds, as Kamailio's
+    /// dbtext `time_stamp(int)` does.
+    pub(crate) fn value_for(&self, target: &schema::Target) -> Value<'_> {
+        match (target.field, &target.column.kind) {
+            (schema::Field::Time, schema::ColumnKind::Integer) => Value::Int(self.time_sec),
+            (f, _) => self.value(f),
+        }
+    }
+}
+
+/// What one [`Backend::write_batch`] call did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct WriteReport {
+    /// Rows stored.
+    pub written: u64,
+    /// Rows with a value written with `\xNN` escapes (msg_escaped counter).
+    pub escaped: u64,
+    /// Rows sent to the default table instead of their `table`.
+    pub rerouted: u64,
+    /// Rows with a value cut to its column's declared length.
+    pub truncated: u64,
+    /// Rows the database refused for their content even after escaping and
+    /// cutting (e.g. a CHECK constraint); logged, not stored, not retryable.
+    pub refused: u64,
+}
+
+/// Knobs for [`open`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenOptions {
+    /// Bound on establishing a server connection (TCP connect + login).
+    pub connect_timeout: Duration,
+    /// Bound on any single exchange with a server (a batch's statements,
+    /// a catalog query): a stalled server costs at most this, then the
+    /// connection is dropped and the batch reported as a connection error.
+    pub io_timeout: Duration,
+    /// Create the schema in a new, empty SQLite file, and the table file (and
+    /// `version` entry) in an existing dbtext directory without one.
+    pub create_sqlite_schema: bool,
+    /// How long a SQLite write waits for another process's lock before the
+    /// batch fails with [`DbError::Busy`] (to be spooled).
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl Default for OpenOptions {
+    fn default() -> Self {
+        OpenOptions {
+            // 3 s: a reachable server on a LAN logs in within milliseconds;
+            // longer only delays the spool taking over at start-up.
+            connect_timeout: Duration::from_secs(3),
+            // 5 s: a 1000-row batch takes tens of ms; anything near seconds
+            // means the server is stuck, and the proxy must not stall longer.
+            io_timeout: Duration::from_secs(5),
+            create_sqlite_schema: true,
+            // 50 ms: about one reactor turn's worth of waiting; a longer lock
+            // (a cron DELETE on the same file) is better met by spooling.
+            sqlite_busy_timeout: Duration::from_millis(50),
+        }
+    }
+}
+
+/// A row store. Implemented by each backend (through a shared router).
+pub trait Backend {
+    /// Write all rows in order in ONE transaction (or one multi-row INSERT
+    /// per run of rows aimed at the same table). On `Err`, nothing of the
+    /// batch is committed; if `is_connection()`, retry later.
+    fn write_batch(&mut self, rows: &[Row]) -> Result<WriteReport, DbError>;
+    /// E.g. `sqlite:/var/lib/siptraced/trace.db (sip_trace v4)`.
+    fn describe(&self) -> String;
+}
+
+/// Why the store cannot (now) do what was asked.
+#[derive(Debug)]
+pub enum DbError {
+    /// The `db_url` is malformed.
+    Url(UrlError),
+    /// The default table name is not an SQL identifier.
+    BadTableName { table: String },
+    /// The URL names a backend this binary was built without.
+    BackendDisabled {
+        scheme: &'static str,
+        feature: &'static str,
+    },
+    /// The server cannot be reached, the connection was lost, or it did not
+    /// answer within the timeout: retry later.
+    Connection {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
+    /// The database is locked by someone else or the server asks to retry
+    /// (deadlock, lock wait timeout): retry later.
+    Busy {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
+    /// The default table does not exist.
+    MissingTable { table: String, hint: String },
+    /// The default table cannot hold trace rows.
+    BadLayout {
+        table: String,
+        problem: LayoutProblem,
+    },
+    /// The server refused the statement for a reason that retrying will not
+    /// fix by itself (permissions, read-only database, disk full, a schema
+    /// change we could not follow).
+    Rejected {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
+    /// A file could not be opened, read or written.
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    /// The dbtext directory does not exist.
+    MissingDirectory { path: PathBuf },
+    /// A dbtext table file whose header cannot be parsed.
+    BadTextTable { path: PathBuf, detail: String },
+}
+
+impl DbError {
+    /// Connection refused, lost or timed out, server shutting down, or the
+    /// database busy: "retry later, spool the batch". Everything else needs a
+    /// person (or is a problem of the rows themselves).
+    pub fn is_connection(&self) -> bool {
+        matches!(self, DbError::Connection { .. } | DbError::Busy { .. })
+    }
+}
+
+impl fmt::Display for DbError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DbError::Url(e) => e.fmt(f),
+            DbError::BadTableName { table } => write!(
+                f,
+                "table name {table:?} is not an SQL identifier [A-Za-z_][A-Za-z0-9_]{{0,63}}; \
+                 fix modparam(\"siptrace\", \"table\", …)"
+            ),
+            DbError::BackendDisabled { scheme, feature } => write!(
+                f,
+                "db_url scheme '{scheme}' needs the '{feature}' cargo feature, which this \
+                 build left out; rebuild with --features {feature}"
+            ),
+            DbError::Connection {
+                backend,
+                target,
+                detail,
+            } => write!(
+                f,
+                "{backend} at {target} unreachable: {detail} (rows are kept and retried)"
+            ),
+            DbError::Busy {
+                backend,
+                target,
+                detail,
+            } => write!(f, "{backend} {target} busy: {detail} (will retry)"),
+            DbError::MissingTable { table, hint } => {
+                write!(f, "table {table} does not exist; {hint}")
+            }
+            DbError::BadLayout { table, problem } => write!(
+                f,
+                "table {table} cannot hold sip_trace rows: {problem}; recreate it from \
+                 sql/<backend>/siptrace-create.sql"
+            ),
+            DbError::Rejected {
+                backend,
+                target,
+                detail,
+            } => write!(f, "{backend} {target} refused the insert: {detail}"),
+            DbError::Io { path, source } => write!(f, "{}: {source}", path.display()),
+            DbError::MissingDirectory { path } => write!(
+                f,
+                "dbtext directory {} does not exist; create it (scripts/siptraced-dbinit text://…)",
+                path.display()
+            ),
+            DbError::BadTextTable { path, detail } => {
+                write!(f, "dbtext table {}: {detail}", path.display())
+            }
+        }
+    }
+}
+
+impl std::error::Error for DbError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DbError::Url(e) => Some(e),
+            DbError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
+
+impl From<UrlError> for DbError {
+    fn from(e: UrlError) -> Self {
+        DbError::Url(e)
+    }
+}
+
+/// The hint of [`DbError::MissingTable`] for one backend directory of sql/.
+pub(crate) fn missing_table_hint(sql_dir: &str, url: &str) -> String {
+    format!("run sql/{sql_dir}/siptrace-create.sql (or scripts/siptraced-dbinit {url})")
+}
+
+/// Open the store named by `url`, whose rows go to `default_table` unless a
+/// row names another. Connects, reads the default table's layout and fails if
+/// the table is missing (a new SQLite file, or a dbtext directory without the
+/// table file, is initialised instead when `create_sqlite_schema`).
+pub fn open(
+    url: &str,
+    default_table: &str,
+    opts: &OpenOptions,
+) -> Result<Box<dyn Backend>, DbError> {
+    if !valid_table_name(default_table) {
+        return Err(DbError::BadTableName {
+            table: default_table.to_string(),
+        });
+    }
+    let parsed = url::parse(url)?;
+    match parsed {
+        #[cfg(feature = "sqlite")]
+        DbUrl::Sqlite { path } => {
+            let engine = sqlite::Sqlite::open(&path, default_table, opts)?;
+            Ok(Box::new(store::Store::new(engine, default_table)?))
+        }
+        #[cfg(feature = "postgres")]
+        DbUrl::Postgres(server) => {
+            let engine = postgres::Postgres::open(server, opts)?;
+            Ok(Box::new(store::Store::new(engine, default_table)?))
+        }
+        #[cfg(feature = "mysql")]
+        DbUrl::Mysql(server) => {
+            let engine = mysql::Mysql::open(server, opts)?;
+            Ok(Box::new(store::Store::new(engine, default_table)?))
+        }
+        #[cfg(feature = "dbtext")]
+        DbUrl::Text { dir } => {
+            let engine = text::Text::open(&dir, default_table, opts)?;
+            Ok(Box::new(store::Store::new(engine, default_table)?))
+        }
+        #[allow(unreachable_patterns)]
+        other => Err(disabled(&other)),
+    }
+}
+
+#[allow(dead_code)] // unused when every backend is compiled in
+fn disabled(url: &DbUrl) -> DbError {
+    let (scheme, feature) = match url {
+        DbUrl::Sqlite { .. } => ("sqlite", "sqlite"),
+        DbUrl::Postgres(_) => ("postgres", "postgres"),
+        DbUrl::Mysql(_) => ("mysql", "mysql"),
+        DbUrl::Text { .. } => ("text", "dbtext"),
+    };
+    DbError::BackendDisabled { scheme, feature }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn disabled_backend_names_the_feature() {
+        let url = url::parse("text:///x").unwrap();
+        let e = disabled(&url);
+        assert!(!e.is_connection());
+        assert!(e.to_string().contains("--features dbtext"), "{e}");
+    }
+
+    #[cfg(not(feature = "mysql"))]
+    #[test]
+    fn compiled_out_backend_is_a_clear_error() {
+        let e = open("mysql://u@h/d", "sip_trace", &OpenOptions::default())
+            .err()
+            .unwrap();
+        assert!(
+            matches!(
+                e,
+                DbError::BackendDisabled {
+                    feature: "mysql",
+                    ..
+                }
+            ),
+            "{e}"
+        );
+    }
+}

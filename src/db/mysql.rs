@@ -1,0 +1,450 @@
+//! MySQL / MariaDB engine (the `mysql` crate, synchronous, no TLS).
+//!
+//! A run of rows becomes multi-row `INSERT … VALUES (?,…),(?,…)` statements
+//! with bound parameters, all in one transaction. Statement sizes are powers
+//! of two (1, 2, 4 … [`MAX_ROWS_PER_STATEMENT`]) so that any batch size
+//! reuses a handful of cached prepared statements, and each statement's
+//! values stay under half of the server's `max_allowed_packet`.
+//! Socket timeouts bound every exchange (`tcp_connect_timeout`,
+//! `read_timeout`, `write_timeout`). The URL's host is used as given (no
+//! switch to the local Unix socket).
+//!
+//! Text is escaped per column character set (utf8mb4: NUL and invalid UTF-8
+//! as `\xNN`; utf8mb3 also 4-byte characters; other sets every non-ASCII
+//! byte; binary columns take the raw bytes) and cut to the column's length.
+//! Old v2 tables are MyISAM: there a failed batch may be partly stored.
+//! Depends on mysql and the store/schema/encode modules.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use mysql::prelude::Queryable;
+use mysql::{Conn, OptsBuilder, TxOpts, Value as MyValue};
+
+use super::encode;
+use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
+use super::store::{Counts, Engine, Fault, Run};
+use super::url::ServerUrl;
+use super::{DbError, OpenOptions, Row, Value, missing_table_hint};
+
+/// Largest multi-row statement: 1024 rows × 13 columns stays far below the
+/// protocol's 65535 placeholders, and beyond ~1000 rows a statement gains
+/// nothing measurable.
+const MAX_ROWS_PER_STATEMENT: usize = 1024;
+/// Prepared statements kept per connection: 11 sizes (2^0..2^10) for a few
+/// tables.
+const STMT_CACHE: usize = 64;
+/// Per-value overhead counted against the packet budget (length prefix,
+/// type bytes).
+const VALUE_OVERHEAD: usize = 16;
+
+pub(crate) struct Mysql {
+    server: ServerUrl,
+    connect_timeout: Duration,
+    io_timeout: Duration,
+    conn: Option<MyConn>,
+    /// INSERT prefix (`INSERT INTO t (cols) VALUES `) and one row's
+    /// placeholder group, per table.
+    sql: HashMap<String, (String, String)>,
+}
+
+struct MyConn {
+    conn: Conn,
+    /// Bytes of values one statement may carry: half of max_allowed_packet.
+    value_budget: usize,
+}
+
+fn quote(ident: &str) -> String {
+    format!("`{}`", ident.replace('`', "``"))
+}
+
+impl Mysql {
+    pub fn open(server: ServerUrl, opts: &OpenOptions) -> Result<Mysql, DbError> {
+        let mut m = Mysql {
+            server,
+            connect_timeout: opts.connect_timeout,
+            io_timeout: opts.io_timeout,
+            conn: None,
+            sql: HashMap::new(),
+        };
+        m.connection()?;
+        Ok(m)
+    }
+
+    fn connect(&self) -> Result<MyConn, DbError> {
+        let s = &self.server;
+        let opts = OptsBuilder::new()
+            .ip_or_hostname(Some(s.host.clone()))
+            .tcp_port(s.port)
+            .user(Some(s.user.clone()))
+            .pass(s.password.clone())
+            .db_name(Some(s.database.clone()))
+            .prefer_socket(false)
+            .tcp_connect_timeout(Some(self.connect_timeout))
+            .read_timeout(Some(self.io_timeout))
+            .write_timeout(Some(self.io_timeout))
+            .stmt_cache_size(Some(STMT_CACHE))
+            .init(vec!["SET NAMES utf8mb4"]);
+        let mut conn = Conn::new(opts).map_err(|e| self.db_error(e))?;
+        let packet: Option<u64> = conn
+            .query_first("SELECT @@max_allowed_packet")
+            .map_err(|e| self.db_error(e))?;
+        // 4 MiB: MySQL 5.x's default, if the server will not say.
+        let packet = packet.unwrap_or(4 << 20);
+        Ok(MyConn {
+            conn,
+            value_budget: usize::try_from(packet / 2).unwrap_or(usize::MAX),
+        })
+    }
+
+    fn connection(&mut self) -> Result<&mut MyConn, DbError> {
+        if self.conn.is_none() {
+            self.conn = Some(self.connect()?);
+        }
+        match self.conn.as_mut() {
+            Some(c) => Ok(c),
+            None => Err(DbError::Connection {
+                backend: "mysql",
+                target: self.server.display_target(),
+                detail: "not connected".to_string(),
+            }),
+        }
+    }
+
+    fn db_error(&self, e: mysql::Error) -> DbError {
+        match classify(e, &self.target()) {
+            Fault::Db(d) => d,
+            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
+                backend: "mysql",
+                target: self.target(),
+                detail,
+            },
+        }
+    }
+
+    fn sql_for(&mut self, layout: &Layout) -> &(String, String) {
+        self.sql.entry(layout.table.clone()).or_insert_with(|| {
+            let cols: Vec<String> = layout
+                .targets
+                .iter()
+                .map(|t| quote(&t.column.name))
+                .collect();
+            let group = format!("({})", vec!["?"; cols.len()].join(","));
+            (
+                format!(
+                    "INSERT INTO {} ({}) VALUES ",
+                    quote(&layout.table),
+                    cols.join(", ")
+                ),
+                group,
+            )
+        })
+    }
+}
+
+/// Sort an error by what the caller can do about it. Server error numbers
+/// from the MariaDB/MySQL error reference.
+fn classify(e: mysql::Error, target: &str) -> Fault {
+    use mysql::DriverError as D;
+    let detail = e.to_string();
+    let connection = || {
+        Fault::Db(DbError::Connection {
+            backend: "mysql",
+            target: target.to_string(),
+            detail: detail.clone(),
+        })
+    };
+    match &e {
+        mysql::Error::IoError(_) | mysql::Error::CodecError(_) => connection(),
+        mysql::Error::DriverError(
+            D::ConnectTimeout
+            | D::CouldNotConnect(_)
+            | D::Timeout
+            | D::PacketOutOfSync
+            | D::UnexpectedPacket
+            | D::SetupError,
+        ) => connection(),
+        mysql::Error::MySqlError(me) => match me.code {
+            // 1146 no such table, 1054 unknown column.
+            1146 | 1054 => Fault::Schema { detail },
+            // 1406 data too long, 1366 incorrect string value, 1292 bad
+            // datetime, 1048 NULL, 1062 duplicate key, 1264 out of range,
+            // 1451/1452 foreign key, 4025 (MariaDB) / 3819 (MySQL) CHECK.
+            1406 | 1366 | 1292 | 1048 | 1062 | 1264 | 1451 | 1452 | 4025 | 3819 => {
+                Fault::Data { detail }
+            }
+            // 1205 lock wait timeout, 1213 deadlock, 1040/1203 too many
+            // connections, 1021 disk full, 1114 table full.
+            1205 | 1213 | 1040 | 1203 | 1021 | 1114 => Fault::Db(DbError::Busy {
+                backend: "mysql",
+                target: target.to_string(),
+                detail,
+            }),
+            // 1053 server shutdown, 1927 connection killed (MariaDB), 3169
+            // session killed (MySQL), 1152/1184 aborted connection, 2006/2013
+            // server gone / lost during query.
+            1053 | 1927 | 3169 | 1152 | 1184 | 2006 | 2013 => connection(),
+            _ => Fault::Db(DbError::Rejected {
+                backend: "mysql",
+                target: target.to_string(),
+                detail,
+            }),
+        },
+        _ => Fault::Db(DbError::Rejected {
+            backend: "mysql",
+            target: target.to_string(),
+            detail,
+        }),
+    }
+}
+
+/// Column kind and character set from information_schema.COLUMNS.
+fn my_kind(data_type: &str, charset: Option<&str>) -> (ColumnKind, Charset) {
+    let cs = match charset {
+        Some("utf8mb4") => Charset::Utf8,
+        Some("utf8" | "utf8mb3") => Charset::Bmp,
+        Some("binary") => Charset::Raw,
+        Some(_) => Charset::Ascii,
+        None => Charset::Raw,
+    };
+    match data_type {
+        "char" | "varchar" | "tinytext" | "text" | "mediumtext" | "longtext" => {
+            (ColumnKind::Text, cs)
+        }
+        "binary" | "varbinary" | "tinyblob" | "blob" | "mediumblob" | "longblob" => {
+            (ColumnKind::Text, Charset::Raw)
+        }
+        "tinyint" | "smallint" | "mediumint" | "int" | "bigint" | "decimal" => {
+            (ColumnKind::Integer, cs)
+        }
+        "datetime" | "timestamp" | "date" => (ColumnKind::Timestamp(""), cs),
+        _ => (ColumnKind::Other, cs),
+    }
+}
+
+/// One row's parameters, appended to `out`; returns (escaped, truncated).
+fn push_row(row: &Row, layout: &Layout, out: &mut Vec<MyValue>) -> (bool, bool) {
+    let (mut escaped, mut cut) = (false, false);
+    for t in &layout.targets {
+        let v = match row.value_for(t) {
+            Value::Int(n) => MyValue::Int(n),
+            Value::Text(b)
+                if t.column.charset == Charset::Raw && t.column.kind == ColumnKind::Text =>
+            {
+                let (b, c) = encode::fit_bytes(b, t.column.max_bytes);
+                cut |= c;
+                MyValue::Bytes(b.to_vec())
+            }
+            Value::Text(b) => {
+                let (s, e, c) = encode::for_column(b, &t.column);
+                escaped |= e;
+                cut |= c;
+                MyValue::Bytes(s.into_owned().into_bytes())
+            }
+        };
+        out.push(v);
+    }
+    (escaped, cut)
+}
+
+/// Bytes a row's values take on the wire, roughly (for chunking).
+fn row_size(row: &Row) -> usize {
+    row.msg.len()
+        + row.callid.len()
+        + row.method.len()
+        + row.status.len()
+        + row.fromip.len()
+        + row.toip.len()
+        + row.time_stamp.len()
+        + row.fromtag.len()
+        + row.totag.len()
+        + row.traced_user.len()
+        + 13 * VALUE_OVERHEAD
+}
+
+/// Split `rows` into statement sizes: powers of two, each within `budget`
+/// bytes (at least one row per statement).
+fn chunk_sizes(rows: &[&Row], budget: usize) -> Vec<usize> {
+    let mut sizes = Vec::new();
+    let mut i = 0;
+    while i < rows.len() {
+        let mut n = 0;
+        let mut bytes = 0;
+        while i + n < rows.len() && n < MAX_ROWS_PER_STATEMENT {
+            let s = row_size(rows[i + n]);
+            if n > 0 && bytes + s > budget {
+                break;
+            }
+            bytes += s;
+            n += 1;
+        }
+        // Largest power of two ≤ n.
+        let n = 1usize << (usize::BITS - 1 - n.leading_zeros());
+        sizes.push(n);
+        i += n;
+    }
+    sizes
+}
+
+impl Engine for Mysql {
+    fn backend(&self) -> &'static str {
+        "mysql"
+    }
+
+    fn target(&self) -> String {
+        format!("mysql://{}", self.server.display_target())
+    }
+
+    fn missing_table_hint(&self) -> String {
+        missing_table_hint("mysql", &self.target())
+    }
+
+    fn columns(&mut self, table: &str) -> Result<Option<Vec<ColumnInfo>>, DbError> {
+        type ColRow = (String, String, Option<u64>, Option<u64>, Option<String>);
+        let target = self.target();
+        let conn = self.connection()?;
+        let rows: Vec<ColRow> = conn
+            .conn
+            .exec(
+                "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, \
+                        CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME \
+                 FROM information_schema.COLUMNS \
+                 WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+                 ORDER BY ORDINAL_POSITION",
+                (table,),
+            )
+            .map_err(|e| match classify(e, &target) {
+                Fault::Db(d) => d,
+                Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
+                    backend: "mysql",
+                    target: target.clone(),
+                    detail,
+                },
+            })?;
+        // A MySQL table has at least one column: no rows = no table.
+        if rows.is_empty() {
+            return Ok(None);
+        }
+        let to_usize = |n: Option<u64>| n.and_then(|n| usize::try_from(n).ok());
+        Ok(Some(
+            rows.into_iter()
+                .map(|(name, ty, chars, octets, cs)| {
+                    let (kind, charset) = my_kind(&ty.to_ascii_lowercase(), cs.as_deref());
+                    ColumnInfo {
+                        name,
+                        kind,
+                        max_chars: to_usize(chars),
+                        max_bytes: to_usize(octets),
+                        charset,
+                    }
+                })
+                .collect(),
+        ))
+    }
+
+    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+        let target = self.target();
+        let budget = self.connection()?.value_budget;
+        let mut statements: Vec<(String, Vec<MyValue>)> = Vec::new();
+        let mut counts = Counts::default();
+        for run in runs {
+            let (prefix, group) = self.sql_for(&run.layout).clone();
+            let mut start = 0;
+            for n in chunk_sizes(&run.rows, budget) {
+                let mut sql = String::with_capacity(prefix.len() + n * (group.len() + 1));
+                sql.push_str(&prefix);
+                let mut params = Vec::with_capacity(n * run.layout.targets.len());
+                for (k, row) in run.rows[start..start + n].iter().enumerate() {
+                    if k > 0 {
+                        sql.push(',');
+                    }
+                    sql.push_str(&group);
+                    let (e, c) = push_row(row, &run.layout, &mut params);
+                    counts.row(e, c);
+                }
+                statements.push((sql, params));
+                start += n;
+            }
+        }
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(Fault::Db(DbError::Connection {
+                backend: "mysql",
+                target,
+                detail: "not connected".to_string(),
+            }));
+        };
+        if statements.len() == 1
+            && let Some((sql, params)) = statements.pop()
+        {
+            // One statement is atomic by itself (InnoDB, autocommit).
+            conn.conn
+                .exec_drop(sql.as_str(), params)
+                .map_err(|e| classify(e, &target))?;
+            return Ok(counts);
+        }
+        let mut tx = conn
+            .conn
+            .start_transaction(TxOpts::default())
+            .map_err(|e| classify(e, &target))?;
+        for (sql, params) in statements {
+            // Dropping `tx` uncommitted on error rolls it back.
+            tx.exec_drop(sql.as_str(), params)
+                .map_err(|e| classify(e, &target))?;
+        }
+        tx.commit().map_err(|e| classify(e, &target))?;
+        Ok(counts)
+    }
+
+    fn drop_connection(&mut self) {
+        self.conn = None;
+    }
+
+    fn forget_statements(&mut self) {
+        self.sql.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(msg_len: usize) -> Row {
+        Row {
+            table: None,
+            msg: vec![b'x'; msg_len],
+            callid: String::new(),
+            method: String::new(),
+            status: String::new(),
+            fromip: String::new(),
+            toip: String::new(),
+            time_sec: 0,
+            time_us: 0,
+            time_stamp: String::new(),
+            direction: "in",
+            fromtag: String::new(),
+            totag: String::new(),
+            traced_user: String::new(),
+        }
+    }
+
+    #[test]
+    fn chunks_are_powers_of_two_within_budget() {
+        let r = row(100);
+        let per = row_size(&r);
+        let check = |count: usize, budget: usize, want: &[usize]| {
+            let rows: Vec<&Row> = std::iter::repeat_n(&r, count).collect();
+            assert_eq!(
+                chunk_sizes(&rows, budget),
+                want,
+                "{count} rows, budget {budget}"
+            );
+        };
+        check(1, usize::MAX, &[1]);
+        check(13, usize::MAX, &[8, 4, 1]);
+        check(1000, usize::MAX, &[512, 256, 128, 64, 32, 8]);
+        check(2100, usize::MAX, &[1024, 1024, 32, 16, 4]);
+        check(5, per * 2, &[2, 2, 1]);
+        check(3, 1, &[1, 1, 1]);
+        check(0, 1, &[]);
+    }
+}

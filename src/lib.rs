@@ -1,0 +1,36 @@
+//! siptraced: a SIP proxy and tracer driven like Kamailio's siptrace.
+//!
+//! Code map (see ARCHITECTURE.md for the invariants):
+//! - `cli`       command line, kamailio-like flags (pure)
+//! - `cfg`       kamailio.cfg syntax: lexer, preprocessor, parser (pure)
+//! - `config`    lowering of the syntax tree to a typed `Config`; every default lives there
+//! - `script`    route blocks compiled once and interpreted per message against a `Host`
+//! - `sip`       lenient SIP scanner and in-place edits (pure)
+//! - `core`      the proxy: implements the script `Host`, decides sends and trace events (pure)
+//! - `trace`     which rows an event yields and what they say; duplicate_uri and HEP encoders
+//! - `db`        synchronous row stores chosen by URL scheme
+//! - `mi`        MI FIFO text protocol and JSON-RPC codecs, command table (pure)
+//! - `tsx`       RFC 3261 transaction state machines (pure, handed the time)
+//! - `reactor`   the one owner of mio::Poll, the clock, FIFOs and the DB write
+//! - `transport` UDP sockets
+//! - `process`   logging, daemonising, pid file, privilege drop
+//! - `clock`     wall-clock values and their local-time renderings
+
+pub mod cfg;
+pub mod cli;
+pub mod clock;
+pub mod config;
+pub mod core;
+pub mod daemon;
+pub mod db;
+pub mod mi;
+pub mod process;
+pub mod reactor;
+pub mod script;
+pub mod sip;
+pub mod trace;
+pub mod transport;
+pub mod tsx;
+
+/// The version string shown by `-V`, MI `version` and `core.version`.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

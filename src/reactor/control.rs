@@ -1,0 +1,529 @@
+//! The control plane's edge: the MI FIFO (old text protocol) and the
+//! JSON-RPC FIFO. Bytes come in here, go through mi/'s pure codecs and
+//! command table, and replies go out to the clients' reply FIFOs — opened
+//! with timer-driven retries, written without blocking (fifo.rs).
+//!
+//! The MI reader handles one request at a time, as Kamailio's MI process
+//! does: while a reply FIFO is being opened (up to 5 tries 80 ms apart) the
+//! reader waits, which keeps the order of operations of §1.3 (open the
+//! reply first, then parse the arguments, then run).
+
+use super::DbCounters;
+use super::fifo::{PendingReply, Progress, ServerFifo};
+use crate::cli::Args;
+use crate::clock::{WallTime, ctime, local_datetime};
+use crate::config::Config;
+use crate::core::Core;
+use crate::mi::commands::{self, DbState, MiHost, Process, TraceStats, Uptime, VersionInfo};
+use crate::mi::jsonrpc::{Frame, JsonFramer};
+use crate::mi::text::{self, TextEvent, TextReader};
+use nix::unistd::{Gid, Uid};
+use std::os::fd::RawFd;
+use std::path::PathBuf;
+use std::time::Instant;
+
+#[derive(Debug, Clone)]
+pub struct FifoSettings {
+    pub path: PathBuf,
+    pub mode: u32,
+    pub reply_dir: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct ControlSettings {
+    pub mi: Option<FifoSettings>,
+    pub reply_indent: String,
+    pub rpc: Option<FifoSettings>,
+    pub pretty: bool,
+    pub fifo_user: Option<String>,
+    pub fifo_group: Option<String>,
+    pub rpc_user: Option<String>,
+    pub rpc_group: Option<String>,
+    pub argv: Vec<String>,
+    pub debug: i32,
+    pub tm_loaded: bool,
+}
+
+impl ControlSettings {
+    pub fn from_config(conf: &Config, _args: &Args) -> ControlSettings {
+        let mi = conf.mi_fifo.as_ref().and_then(|m| {
+            m.fifo_name.as_ref().map(|n| FifoSettings {
+                path: PathBuf::from(n),
+                mode: m.fifo_mode,
+                reply_dir: m.reply_dir.clone(),
+            })
+        });
+        let rpc = conf.jsonrpcs.as_ref().and_then(|j| {
+            // transport: 0 = all, else bit 2 = FIFO (kamailio-facts §6.3).
+            let fifo = j.transport == 0 || j.transport & 2 != 0;
+            let path = conf.jsonrpcs_fifo_path()?;
+            fifo.then(|| FifoSettings {
+                path: PathBuf::from(path),
+                mode: j.fifo_mode,
+                reply_dir: j.fifo_reply_dir.clone(),
+            })
+        });
+        ControlSettings {
+            mi,
+            reply_indent: conf
+                .mi_fifo
+                .as_ref()
+                .map(|m| m.reply_indent.clone())
+                .unwrap_or_else(|| "\t".into()),
+            rpc,
+            pretty: conf.jsonrpcs.as_ref().is_none_or(|j| j.pretty_format),
+            fifo_user: conf.mi_fifo.as_ref().and_then(|m| m.fifo_user.clone()),
+            fifo_group: conf.mi_fifo.as_ref().and_then(|m| m.fifo_group.clone()),
+            rpc_user: conf.jsonrpcs.as_ref().and_then(|j| j.fifo_user.clone()),
+            rpc_group: conf.jsonrpcs.as_ref().and_then(|j| j.fifo_group.clone()),
+            argv: std::env::args().collect(),
+            debug: conf.debug,
+            tm_loaded: conf.module_loaded("tm"),
+        }
+    }
+}
+
+struct MiEnd {
+    fifo: ServerFifo,
+    settings: FifoSettings,
+    owner: (Option<Uid>, Option<Gid>),
+    reader: TextReader,
+    /// The reply FIFO being opened for the request the reader holds.
+    opening: Option<PendingReply>,
+    /// Opened, waiting for the request's reply bytes.
+    opened: Option<PendingReply>,
+    writing: Vec<PendingReply>,
+}
+
+struct RpcEnd {
+    fifo: ServerFifo,
+    settings: FifoSettings,
+    owner: (Option<Uid>, Option<Gid>),
+    framer: JsonFramer,
+    writing: Vec<PendingReply>,
+}
+
+/// What the command handlers may read or change besides the core.
+struct Info {
+    argv: Vec<String>,
+    started: WallTime,
+    debug: i32,
+    kill: bool,
+    tm_loaded: bool,
+    indent: String,
+    pretty: bool,
+}
+
+pub struct Control {
+    mi: Option<MiEnd>,
+    rpc: Option<RpcEnd>,
+    info: Info,
+}
+
+fn owner(user: Option<&str>, group: Option<&str>) -> Result<(Option<Uid>, Option<Gid>), String> {
+    crate::process::lookup_ids(user, group).map_err(|e| format!("FIFO owner: {e}"))
+}
+
+impl Control {
+    /// Creates the FIFOs (before privileges are dropped, so fifo_user and
+    /// fifo_group can be applied). Their owner defaults to the user the
+    /// daemon runs as after the drop.
+    pub fn create(
+        s: ControlSettings,
+        run_uid: Option<Uid>,
+        run_gid: Option<Gid>,
+    ) -> Result<Control, String> {
+        let mi = match &s.mi {
+            Some(f) => {
+                let (u, g) = owner(s.fifo_user.as_deref(), s.fifo_group.as_deref())?;
+                let own = (u.or(run_uid), g.or(run_gid));
+                let fifo = ServerFifo::create(&f.path, f.mode, own.0, own.1)
+                    .map_err(|e| format!("MI FIFO: {e}"))?;
+                Some(MiEnd {
+                    fifo,
+                    settings: f.clone(),
+                    owner: own,
+                    reader: TextReader::new(&f.reply_dir),
+                    opening: None,
+                    opened: None,
+                    writing: Vec::new(),
+                })
+            }
+            None => None,
+        };
+        let rpc = match &s.rpc {
+            Some(f) => {
+                let (u, g) = owner(s.rpc_user.as_deref(), s.rpc_group.as_deref())?;
+                let own = (u.or(run_uid), g.or(run_gid));
+                if let Some(dir) = f.path.parent() {
+                    let _ = std::fs::create_dir_all(dir);
+                }
+                let fifo = ServerFifo::create(&f.path, f.mode, own.0, own.1)
+                    .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
+                Some(RpcEnd {
+                    fifo,
+                    settings: f.clone(),
+                    owner: own,
+                    framer: JsonFramer::new(),
+                    writing: Vec::new(),
+                })
+            }
+            None => None,
+        };
+        Ok(Control {
+            mi,
+            rpc,
+            info: Info {
+                argv: s.argv,
+                started: WallTime::now(),
+                debug: s.debug,
+                kill: false,
+                tm_loaded: s.tm_loaded,
+                indent: s.reply_indent,
+                pretty: s.pretty,
+            },
+        })
+    }
+
+    pub fn mi_fd(&self) -> Option<RawFd> {
+        self.mi.as_ref().map(|m| m.fifo.fd())
+    }
+
+    pub fn rpc_fd(&self) -> Option<RawFd> {
+        self.rpc.as_ref().map(|r| r.fifo.fd())
+    }
+
+    pub fn kill_requested(&self) -> bool {
+        self.info.kill
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let mut d: Vec<Instant> = Vec::new();
+        if let Some(m) = &self.mi {
+            d.extend(m.opening.as_ref().map(|o| o.next_try));
+            d.extend(m.writing.iter().map(|w| w.next_try));
+        }
+        if let Some(r) = &self.rpc {
+            d.extend(r.framer.poll_timeout());
+            d.extend(r.writing.iter().map(|w| w.next_try));
+        }
+        d.into_iter().min()
+    }
+
+    pub fn on_mi_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let Some(m) = self.mi.as_mut() else { return };
+        let mut buf = Vec::new();
+        if let Err(e) = m.fifo.read_available(&mut buf) {
+            log::error!("reading MI FIFO {}: {e}", m.fifo.path.display());
+        }
+        m.reader.push(&buf);
+        self.pump_mi(core, db, now);
+    }
+
+    pub fn on_rpc_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let Some(r) = self.rpc.as_mut() else { return };
+        let mut buf = Vec::new();
+        if let Err(e) = r.fifo.read_available(&mut buf) {
+            log::error!("reading JSON-RPC FIFO {}: {e}", r.fifo.path.display());
+        }
+        r.framer.push(&buf, now);
+        self.pump_rpc(core, db, now);
+    }
+
+    pub fn on_timer(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        if let Some(r) = self.rpc.as_mut() {
+            if r.framer.poll_timeout().is_some_and(|t| t <= now) {
+                r.framer.handle_timeout(now);
+            }
+            step_all(&mut r.writing, now, "JSON-RPC");
+        }
+        if let Some(m) = self.mi.as_mut() {
+            step_all(&mut m.writing, now, "MI");
+        }
+        self.pump_mi(core, db, now);
+        self.pump_rpc(core, db, now);
+    }
+
+    fn pump_mi(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let Some(m) = self.mi.as_mut() else { return };
+        loop {
+            if let Some(op) = m.opening.as_mut() {
+                if op.next_try > now {
+                    return;
+                }
+                match op.step(now) {
+                    Progress::Again => return,
+                    Progress::Opened | Progress::Done => {
+                        m.opened = m.opening.take();
+                        m.reader.reply_opened(true);
+                    }
+                    Progress::Failed(why) => {
+                        log::warn!(
+                            "MI reply FIFO {}: {why}; request not run",
+                            op.path.display()
+                        );
+                        m.opening = None;
+                        m.reader.reply_opened(false);
+                    }
+                }
+            }
+            let mut host = Host {
+                core: &mut *core,
+                db,
+                info: &mut self.info,
+                now: WallTime::now(),
+            };
+            let ev = m.reader.next(&|c| commands::text_kind(&host, c));
+            match ev {
+                None => return,
+                Some(TextEvent::OpenReply { path, .. }) => {
+                    m.opening = Some(PendingReply::open(path, now))
+                }
+                Some(TextEvent::Request(req)) => {
+                    let indent = host.info.indent.clone();
+                    let bytes = commands::handle_text(&mut host, &req, &indent);
+                    match m.opened.take() {
+                        Some(mut w) => {
+                            w.set_bytes(bytes, now);
+                            if let Some(w) = step_one(w, now, "MI") {
+                                m.writing.push(w);
+                            }
+                        }
+                        None => log::debug!("MI request without an open reply FIFO"),
+                    }
+                }
+                Some(TextEvent::Rejected(r)) => log::warn!("MI FIFO: {r}"),
+            }
+        }
+    }
+
+    fn pump_rpc(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let Some(r) = self.rpc.as_mut() else { return };
+        while let Some(frame) = r.framer.next_frame() {
+            match frame {
+                Frame::Dropped(why) => log::warn!("JSON-RPC FIFO: {why}"),
+                Frame::Document(doc) => {
+                    let mut host = Host {
+                        core: &mut *core,
+                        db,
+                        info: &mut self.info,
+                        now: WallTime::now(),
+                    };
+                    let pretty = host.info.pretty;
+                    let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
+                    if let Some(n) = &out.notice {
+                        log::warn!("JSON-RPC: {n}");
+                    }
+                    let (Some(name), Some(reply)) = (out.reply_name, out.reply) else {
+                        continue;
+                    };
+                    match text::reply_path(&r.settings.reply_dir, &name) {
+                        Ok(path) => {
+                            if let Some(w) =
+                                step_one(PendingReply::new(path, reply, now), now, "JSON-RPC")
+                            {
+                                r.writing.push(w);
+                            }
+                        }
+                        Err(e) => log::warn!(
+                            "JSON-RPC reply name {}: {e}",
+                            String::from_utf8_lossy(&name)
+                        ),
+                    }
+                }
+            }
+        }
+    }
+
+    /// Recreates a FIFO whose path was deleted or replaced. True when a
+    /// descriptor changed (the reactor then registers it again).
+    pub fn recreate_stale(&mut self) -> Result<bool, String> {
+        let mut changed = false;
+        if let Some(m) = self.mi.as_mut() {
+            if m.fifo.is_stale() {
+                log::warn!(
+                    "MI FIFO {} was removed or replaced: recreating it",
+                    m.settings.path.display()
+                );
+                m.fifo =
+                    ServerFifo::create(&m.settings.path, m.settings.mode, m.owner.0, m.owner.1)
+                        .map_err(|e| format!("MI FIFO: {e}"))?;
+                m.reader = TextReader::new(&m.settings.reply_dir);
+                m.opening = None;
+                m.opened = None;
+                changed = true;
+            }
+        }
+        if let Some(r) = self.rpc.as_mut() {
+            if r.fifo.is_stale() {
+                log::warn!(
+                    "JSON-RPC FIFO {} was removed or replaced: recreating it",
+                    r.settings.path.display()
+                );
+                r.fifo =
+                    ServerFifo::create(&r.settings.path, r.settings.mode, r.owner.0, r.owner.1)
+                        .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
+                r.framer = JsonFramer::new();
+                changed = true;
+            }
+        }
+        Ok(changed)
+    }
+
+    pub fn remove_fifos(&mut self) {
+        if let Some(m) = &self.mi {
+            let _ = std::fs::remove_file(&m.settings.path);
+        }
+        if let Some(r) = &self.rpc {
+            let _ = std::fs::remove_file(&r.settings.path);
+        }
+    }
+}
+
+/// Steps a reply; returns it when it still has work to do.
+fn step_one(mut w: PendingReply, now: Instant, what: &str) -> Option<PendingReply> {
+    match w.step(now) {
+        Progress::Done | Progress::Opened => None,
+        Progress::Again => Some(w),
+        Progress::Failed(why) => {
+            log::warn!("{what} reply FIFO {}: {why}", w.path.display());
+            None
+        }
+    }
+}
+
+fn step_all(list: &mut Vec<PendingReply>, now: Instant, what: &str) {
+    let mut keep = Vec::with_capacity(list.len());
+    for w in list.drain(..) {
+        if w.next_try > now {
+            keep.push(w);
+        } else if let Some(w) = step_one(w, now, what) {
+            keep.push(w);
+        }
+    }
+    *list = keep;
+}
+
+/// The daemon as the MI/RPC command handlers see it.
+struct Host<'a> {
+    core: &'a mut Core,
+    db: &'a DbCounters,
+    info: &'a mut Info,
+    now: WallTime,
+}
+
+fn level_filter(debug: i32) -> log::LevelFilter {
+    match debug {
+        i32::MIN..=-1 => log::LevelFilter::Error,
+        0 => log::LevelFilter::Warn,
+        1 | 2 => log::LevelFilter::Info,
+        3 => log::LevelFilter::Debug,
+        _ => log::LevelFilter::Trace,
+    }
+}
+
+impl MiHost for Host<'_> {
+    fn trace_on(&self) -> i32 {
+        self.core.trace_on()
+    }
+
+    fn set_trace_on(&mut self, on: bool) {
+        log::info!("tracing switched {}", if on { "on" } else { "off" });
+        self.core.set_trace_on(on);
+    }
+
+    fn debug_level(&self) -> i32 {
+        self.info.debug
+    }
+
+    fn set_debug_level(&mut self, level: i32) {
+        self.info.debug = level;
+        log::set_max_level(level_filter(level));
+    }
+
+    fn uptime(&self) -> Uptime {
+        Uptime {
+            now_ctime: ctime(self.now.sec),
+            up_since_ctime: ctime(self.info.started.sec),
+            secs: (self.now.sec - self.info.started.sec).max(0) as u64,
+        }
+    }
+
+    fn processes(&self) -> Vec<Process> {
+        vec![Process {
+            idx: 0,
+            pid: std::process::id(),
+            descr: "main process - attendant".into(),
+        }]
+    }
+
+    fn argv(&self) -> Vec<String> {
+        self.info.argv.clone()
+    }
+
+    fn cwd(&self) -> Option<String> {
+        std::env::current_dir()
+            .ok()
+            .map(|p| p.display().to_string())
+    }
+
+    fn version(&self) -> VersionInfo {
+        let mut flags = Vec::new();
+        for (on, name) in [
+            (cfg!(feature = "sqlite"), "SQLITE"),
+            (cfg!(feature = "postgres"), "POSTGRES"),
+            (cfg!(feature = "mysql"), "MYSQL"),
+            (cfg!(feature = "dbtext"), "DBTEXT"),
+        ] {
+            if on {
+                flags.push(name);
+            }
+        }
+        VersionInfo {
+            name: "siptraced".into(),
+            version: crate::VERSION.into(),
+            arch: std::env::consts::ARCH.into(),
+            os: std::env::consts::OS.into(),
+            repo: String::new(),
+            build: format!("siptraced {} (rust)", crate::VERSION),
+            flags: flags.join(", "),
+        }
+    }
+
+    fn request_kill(&mut self) {
+        self.info.kill = true;
+    }
+
+    fn trace_stats(&self) -> TraceStats {
+        let s = self.core.stats();
+        TraceStats {
+            rows_written: self.db.rows_written,
+            rows_spooled: 0,
+            rows_replayed: 0,
+            rows_dropped: self.db.rows_dropped,
+            spool_bytes: 0,
+            msgs_escaped: self.db.msgs_escaped,
+            copies_sent: s.copies_sent,
+            copies_dropped: s.copies_dropped,
+            db_state: match self.db.down_since {
+                None => DbState::Up,
+                Some(t) => DbState::DownSince(local_datetime(t)),
+            },
+        }
+    }
+
+    fn tm_stats(&self) -> Option<Vec<(String, String)>> {
+        self.info.tm_loaded.then(|| {
+            vec![
+                (
+                    "current".to_string(),
+                    self.core.live_transactions().to_string(),
+                ),
+                (
+                    "total".to_string(),
+                    self.core.transactions_created().to_string(),
+                ),
+            ]
+        })
+    }
+}

@@ -1,0 +1,36 @@
+//! SIP messages as data for a stateless or stateful proxy: a lenient
+//! byte-level scanner that keeps each message exactly as received
+//! ([`SipMsg`]), accessors over its header index, typed decoders on
+//! demand ([`Uri`], [`Via`], [`NameAddr`]), the grammar checks that earn a
+//! 400 ([`SipMsg::validate`]), byte-preserving edits for relaying, the
+//! replies/ACK/CANCEL the proxy writes itself, stateless branch ids and
+//! TCP framing. No sockets, no clock, no logging; never panics on input.
+//! Std only: rsip is deliberately not the gate (DECISIONS §6).
+//!
+//! Files: `msg` (scanner, index, accessors), `lex` (character classes,
+//! lists, params), `uri`, `via`, `nameaddr`, `check` (validate), `edit`,
+//! `reply`, `branch`, `frame`.
+
+mod branch;
+mod check;
+mod edit;
+mod frame;
+mod lex;
+mod msg;
+mod nameaddr;
+mod reply;
+mod uri;
+mod via;
+
+#[cfg(test)]
+mod torture;
+
+pub use branch::stateless_branch;
+pub use check::Malformed;
+pub use edit::EditError;
+pub use frame::{MAX_STREAM_MESSAGE, frame_len, keepalive_len};
+pub use msg::{BodyFraming, HeaderKind, MaxForwards, ParseError, SipMsg, StartLineIssue};
+pub use nameaddr::{NameAddr, NameAddrError};
+pub use reply::{BuildError, build_ack_for_non2xx, build_cancel, build_reply};
+pub use uri::{Scheme, Uri, UriError};
+pub use via::{DEFAULT_PORT, DEFAULT_TLS_PORT, MAGIC_COOKIE, Via, ViaError};

@@ -1,0 +1,97 @@
+//! UDP listening sockets: bind, drain until WouldBlock, send without
+//! blocking. Knows nothing of SIP beyond "a datagram is one message".
+//!
+//! Invariant: a send never blocks the reactor; a full socket buffer drops
+//! the datagram and counts it (UDP may lose it anyway; the transaction layer
+//! retransmits).
+
+use mio::net::UdpSocket;
+use std::io;
+use std::net::SocketAddr;
+
+pub use crate::trace::Proto;
+
+/// Largest datagram we accept; SIP over UDP must fit in 65507 bytes.
+pub const MAX_DATAGRAM: usize = 65_535;
+
+#[derive(Debug)]
+pub struct Listener {
+    pub proto: Proto,
+    pub local: SocketAddr,
+    /// Address to put in Via/Record-Route when it differs (`advertise`).
+    pub advertise: Option<(String, u16)>,
+    pub sock: UdpSocket,
+    pub send_drops: u64,
+}
+
+#[derive(Debug)]
+pub enum TransportError {
+    Bind { addr: SocketAddr, err: io::Error },
+}
+
+impl std::fmt::Display for TransportError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TransportError::Bind { addr, err } => write!(
+                f,
+                "cannot listen on udp:{addr}: {err} (is another process on that port, or is the address not on this host?)"
+            ),
+        }
+    }
+}
+
+impl Listener {
+    pub fn bind_udp(
+        addr: SocketAddr,
+        advertise: Option<(String, u16)>,
+    ) -> Result<Listener, TransportError> {
+        let sock = UdpSocket::bind(addr).map_err(|err| TransportError::Bind { addr, err })?;
+        let local = sock
+            .local_addr()
+            .map_err(|err| TransportError::Bind { addr, err })?;
+        Ok(Listener {
+            proto: Proto::Udp,
+            local,
+            advertise,
+            sock,
+            send_drops: 0,
+        })
+    }
+
+    /// The host and port that name this socket in SIP headers.
+    pub fn sip_hostport(&self) -> (String, u16) {
+        match &self.advertise {
+            Some((h, p)) => (h.clone(), *p),
+            None => (self.local.ip().to_string(), self.local.port()),
+        }
+    }
+
+    /// One datagram, or None when drained.
+    pub fn recv(&self, buf: &mut [u8]) -> io::Result<Option<(usize, SocketAddr)>> {
+        loop {
+            match self.sock.recv_from(buf) {
+                Ok(r) => return Ok(Some(r)),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                // ICMP port-unreachable from an earlier send surfaces here on
+                // Linux; it concerns that send, not this socket.
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> bool {
+        loop {
+            match self.sock.send_to(bytes, to) {
+                Ok(_) => return true,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    self.send_drops += 1;
+                    log::debug!("udp send to {to} from {} failed: {e}", self.local);
+                    return false;
+                }
+            }
+        }
+    }
+}

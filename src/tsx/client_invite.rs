@@ -1,0 +1,376 @@
+//! The INVITE client transaction: RFC 3261 §17.1.1 for UDP, with RFC 6026's
+//! Accepted state for 2xx replies, and the §9.1 CANCEL wait.
+//!
+//! A pure state machine: it is handed replies and `now`, and answers with
+//! what to (re)transmit; the owner (a proxy branch) decides what the replies
+//! mean for the proxy. It knows no keys, addresses or clock.
+//!
+//! States: Calling (Timer A retransmits, Timer B gives up) → Proceeding on a
+//! provisional → Completed on a 300–699 final (hop-by-hop ACK, Timer D) or
+//! Accepted on a 2xx (Timer M; 2xx retransmissions keep being passed up so
+//! the proxy relays them) → Terminated.
+//!
+//! Deviation, documented: when the branch gives up (Timer B, `fr_timer`,
+//! `fr_inv_timer`, a CANCEL) the machine does not vanish at once but stops
+//! retransmitting and lingers for 64·T1 (`give_up_at`), so that a late
+//! provisional can still be cancelled (§9.1: a CANCEL waits for a
+//! provisional) and a late non-2xx final still gets its ACK.
+
+use std::time::{Duration, Instant};
+
+use super::timers::Timers;
+use super::{Payload, Received};
+
+#[derive(Debug)]
+enum State {
+    Calling {
+        /// Timer A: when to retransmit next and the current interval; `None`
+        /// once the branch gave up.
+        retransmit: Option<(Instant, Duration)>,
+        /// Timer B; `None` once fired or the branch gave up.
+        b_at: Option<Instant>,
+    },
+    Proceeding,
+    Completed {
+        d_at: Instant,
+    },
+    Accepted {
+        m_at: Instant,
+    },
+    Terminated,
+}
+
+/// What a timer firing asks the owner to do.
+#[derive(Debug, PartialEq)]
+pub(crate) enum Fired {
+    /// Timer A: send the request again.
+    Retransmit(Payload),
+    /// Timer B: no reply at all; retransmissions stopped. The owner decides
+    /// how long to linger ([`ClientInvite::give_up`]).
+    TimerB,
+    /// The linger after giving up ran out without a final reply; terminated.
+    GaveUp,
+    /// Timer D or M: terminated.
+    Ended,
+}
+
+#[derive(Debug)]
+pub(crate) struct ClientInvite {
+    state: State,
+    request: Payload,
+    /// The hop-by-hop ACK for the non-2xx final, re-sent for each
+    /// retransmission of that final (§17.1.1.2).
+    ack: Option<Payload>,
+    last_provisional: Option<Payload>,
+    last_2xx: Option<Payload>,
+    /// Set when the branch gave up or was cancelled: terminate at this
+    /// instant if no final reply came (§9.1).
+    give_up_at: Option<Instant>,
+}
+
+impl ClientInvite {
+    /// A new transaction whose request the owner transmits now.
+    pub(crate) fn new(request: Payload, now: Instant, timers: &Timers) -> Self {
+        ClientInvite {
+            state: State::Calling {
+                retransmit: Some((now + timers.a_initial(), timers.a_initial())),
+                b_at: Some(now + timers.b()),
+            },
+            request,
+            ack: None,
+            last_provisional: None,
+            last_2xx: None,
+            give_up_at: None,
+        }
+    }
+
+    pub(crate) fn request(&self) -> &Payload {
+        &self.request
+    }
+
+    /// A reply matched this transaction. `make_ack` builds the hop-by-hop
+    /// ACK from the request bytes; it is called at most once, for the first
+    /// 300–699 final.
+    pub(crate) fn on_reply<F>(
+        &mut self,
+        code: u16,
+        bytes: &Payload,
+        now: Instant,
+        timers: &Timers,
+        make_ack: F,
+    ) -> Received
+    where
+        F: FnOnce(&[u8]) -> Payload,
+    {
+        let provisional = code < 200;
+        let success = (200..300).contains(&code);
+        match self.state {
+            State::Calling { .. } | State::Proceeding => {
+                if provisional {
+                    let retransmission = self.last_provisional.as_ref() == Some(bytes);
+                    self.last_provisional = Some(bytes.clone());
+                    self.state = State::Proceeding;
+                    Received::passed(retransmission)
+                } else if success {
+                    self.last_2xx = Some(bytes.clone());
+                    self.state = State::Accepted {
+                        m_at: now + timers.m(),
+                    };
+                    Received::passed(false)
+                } else {
+                    let ack = make_ack(&self.request);
+                    self.ack = Some(ack.clone());
+                    self.state = State::Completed {
+                        d_at: now + timers.d(),
+                    };
+                    Received {
+                        retransmission: false,
+                        passed_up: true,
+                        ack: Some((ack, false)),
+                    }
+                }
+            }
+            State::Completed { .. } => {
+                if success {
+                    // A 2xx after a non-2xx final (a downstream fork): RFC
+                    // 3261 §16.7 step 5 wants every 2xx forwarded.
+                    Received::passed(false)
+                } else if provisional {
+                    Received::stray()
+                } else {
+                    // §17.1.1.2: a retransmitted final gets the ACK again and
+                    // is not passed up.
+                    Received {
+                        retransmission: true,
+                        passed_up: false,
+                        ack: self.ack.clone().map(|a| (a, true)),
+                    }
+                }
+            }
+            State::Accepted { .. } => {
+                if success {
+                    // RFC 6026 §8.4: every 2xx in Accepted goes to the TU.
+                    let retransmission = self.last_2xx.as_ref() == Some(bytes);
+                    self.last_2xx = Some(bytes.clone());
+                    Received::passed(retransmission)
+                } else {
+                    Received::stray()
+                }
+            }
+            State::Terminated => Received::stray(),
+        }
+    }
+
+    /// Stop retransmitting and terminate `cancel_wait` (64·T1) from `now`
+    /// unless a final reply comes first. Called when the branch times out or
+    /// is cancelled, and again when the CANCEL is actually sent (§9.1 counts
+    /// from the CANCEL).
+    pub(crate) fn give_up(&mut self, now: Instant, timers: &Timers) {
+        match &mut self.state {
+            State::Calling { retransmit, b_at } => {
+                *retransmit = None;
+                *b_at = None;
+            }
+            State::Proceeding => {}
+            State::Completed { .. } | State::Accepted { .. } | State::Terminated => return,
+        }
+        self.give_up_at = Some(now + timers.cancel_wait());
+    }
+
+    pub(crate) fn deadline(&self) -> Option<Instant> {
+        match self.state {
+            State::Calling { retransmit, b_at } => {
+                [retransmit.map(|(at, _)| at), b_at, self.give_up_at]
+                    .into_iter()
+                    .flatten()
+                    .min()
+            }
+            State::Proceeding => self.give_up_at,
+            State::Completed { d_at } => Some(d_at),
+            State::Accepted { m_at } => Some(m_at),
+            State::Terminated => None,
+        }
+    }
+
+    /// Fire the earliest due timer, if any. Each call makes progress, so the
+    /// owner may loop while `deadline() <= now`.
+    pub(crate) fn on_timeout(&mut self, now: Instant, timers: &Timers) -> Option<Fired> {
+        match &mut self.state {
+            State::Calling { retransmit, b_at } => {
+                if self.give_up_at.is_some_and(|at| at <= now) {
+                    self.state = State::Terminated;
+                    return Some(Fired::GaveUp);
+                }
+                if b_at.is_some_and(|at| at <= now) {
+                    *b_at = None;
+                    *retransmit = None;
+                    return Some(Fired::TimerB);
+                }
+                match retransmit {
+                    Some((at, interval)) if *at <= now => {
+                        *interval = timers.a_next(*interval);
+                        *at = now + *interval;
+                        Some(Fired::Retransmit(self.request.clone()))
+                    }
+                    _ => None,
+                }
+            }
+            State::Proceeding => {
+                if self.give_up_at.is_some_and(|at| at <= now) {
+                    self.state = State::Terminated;
+                    return Some(Fired::GaveUp);
+                }
+                None
+            }
+            State::Completed { d_at: at } | State::Accepted { m_at: at } => {
+                if *at > now {
+                    return None;
+                }
+                self.state = State::Terminated;
+                Some(Fired::Ended)
+            }
+            State::Terminated => None,
+        }
+    }
+
+    /// In Calling: no provisional yet, so a CANCEL must wait (§9.1).
+    pub(crate) fn is_calling(&self) -> bool {
+        matches!(self.state, State::Calling { .. })
+    }
+
+    pub(crate) fn is_proceeding(&self) -> bool {
+        matches!(self.state, State::Proceeding)
+    }
+
+    pub(crate) fn is_terminated(&self) -> bool {
+        matches!(self.state, State::Terminated)
+    }
+
+    pub(crate) fn terminate(&mut self) {
+        self.state = State::Terminated;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn timers() -> Timers {
+        Timers {
+            t1: Duration::from_millis(500),
+            t2: Duration::from_secs(4),
+            t4: Duration::from_secs(5),
+        }
+    }
+
+    fn bytes(s: &str) -> Payload {
+        Arc::from(s.as_bytes())
+    }
+
+    fn ms(base: Instant, n: u64) -> Instant {
+        base + Duration::from_millis(n)
+    }
+
+    fn run(m: &mut ClientInvite, base: Instant, until_ms: u64) -> Vec<(u64, Fired)> {
+        let t = timers();
+        let mut out = Vec::new();
+        while let Some(d) = m.deadline() {
+            if d > ms(base, until_ms) {
+                break;
+            }
+            if let Some(f) = m.on_timeout(d, &t) {
+                out.push(((d - base).as_millis() as u64, f));
+            }
+        }
+        out
+    }
+
+    fn no_ack(_: &[u8]) -> Payload {
+        panic!("no ACK expected")
+    }
+
+    #[test]
+    fn timer_a_then_b() {
+        let base = Instant::now();
+        let mut m = ClientInvite::new(bytes("INVITE"), base, &timers());
+        let fired = run(&mut m, base, 40_000);
+        let want: Vec<(u64, Fired)> = [500, 1_500, 3_500, 7_500, 15_500, 31_500]
+            .into_iter()
+            .map(|at| (at, Fired::Retransmit(bytes("INVITE"))))
+            .chain([(32_000, Fired::TimerB)])
+            .collect();
+        assert_eq!(fired, want);
+        assert!(m.is_calling(), "B stops retransmissions; the owner decides");
+        assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn provisional_stops_a_and_linger_after_give_up() {
+        let base = Instant::now();
+        let t = timers();
+        let mut m = ClientInvite::new(bytes("INVITE"), base, &t);
+        let r = m.on_reply(180, &bytes("180"), ms(base, 700), &t, no_ack);
+        assert_eq!(r, Received::passed(false));
+        let r = m.on_reply(180, &bytes("180"), ms(base, 800), &t, no_ack);
+        assert_eq!(r, Received::passed(true), "same bytes: retransmission");
+        assert_eq!(m.deadline(), None, "no timer in Proceeding (§17.1.1.2)");
+        m.give_up(ms(base, 1_000), &t);
+        assert_eq!(run(&mut m, base, 60_000), vec![(33_000, Fired::GaveUp)]);
+        assert!(m.is_terminated());
+    }
+
+    #[test]
+    fn non_2xx_final_acks_and_timer_d() {
+        let base = Instant::now();
+        let t = timers();
+        let mut m = ClientInvite::new(bytes("INVITE"), base, &t);
+        let r = m.on_reply(486, &bytes("486"), ms(base, 200), &t, |req| {
+            assert_eq!(req, b"INVITE");
+            bytes("ACK")
+        });
+        assert_eq!(
+            r,
+            Received {
+                retransmission: false,
+                passed_up: true,
+                ack: Some((bytes("ACK"), false)),
+            }
+        );
+        let r = m.on_reply(486, &bytes("486"), ms(base, 700), &t, no_ack);
+        assert_eq!(
+            r,
+            Received {
+                retransmission: true,
+                passed_up: false,
+                ack: Some((bytes("ACK"), true)),
+            }
+        );
+        assert_eq!(run(&mut m, base, 60_000), vec![(32_200, Fired::Ended)]);
+    }
+
+    #[test]
+    fn accepted_passes_every_2xx() {
+        let base = Instant::now();
+        let t = timers();
+        let mut m = ClientInvite::new(bytes("INVITE"), base, &t);
+        assert_eq!(
+            m.on_reply(200, &bytes("200a"), base, &t, no_ack),
+            Received::passed(false)
+        );
+        assert_eq!(
+            m.on_reply(200, &bytes("200a"), base, &t, no_ack),
+            Received::passed(true)
+        );
+        assert_eq!(
+            m.on_reply(200, &bytes("200b"), base, &t, no_ack),
+            Received::passed(false),
+            "a 2xx from another downstream fork is new"
+        );
+        assert_eq!(
+            m.on_reply(180, &bytes("180"), base, &t, no_ack),
+            Received::stray()
+        );
+        assert_eq!(run(&mut m, base, 60_000), vec![(32_000, Fired::Ended)]);
+    }
+}
