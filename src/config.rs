@@ -278,6 +278,10 @@ impl Default for JsonrpcsParams {
 pub struct TmParams {
     pub fr_timer_ms: u32,
     pub fr_inv_timer_ms: u32,
+    /// `retr_timer1`: RFC 3261 T1 (first retransmission interval).
+    pub retr_timer1_ms: u32,
+    /// `retr_timer2`: RFC 3261 T2 (retransmission interval cap).
+    pub retr_timer2_ms: u32,
 }
 
 impl Default for TmParams {
@@ -285,6 +289,9 @@ impl Default for TmParams {
         TmParams {
             fr_timer_ms: 30_000,
             fr_inv_timer_ms: 120_000,
+            // RFC 3261 T1 and T2, Kamailio tm's defaults.
+            retr_timer1_ms: 500,
+            retr_timer2_ms: 4_000,
         }
     }
 }
@@ -944,6 +951,14 @@ impl Builder {
                     self.c.tm.fr_inv_timer_ms = ms;
                 }
             }
+            p @ ("retr_timer1" | "retr_timer2") => {
+                let ms: u32 = range_of(v, 1, 86_400_000)?;
+                if p == "retr_timer1" {
+                    self.c.tm.retr_timer1_ms = ms;
+                } else {
+                    self.c.tm.retr_timer2_ms = ms;
+                }
+            }
             p => log::debug!("tm {p} accepted and ignored"),
         }
         Ok(())
@@ -1068,7 +1083,8 @@ mod tests {
             c.tm,
             TmParams {
                 fr_timer_ms: 30000,
-                fr_inv_timer_ms: 120000
+                fr_inv_timer_ms: 120000,
+                ..TmParams::default()
             }
         );
         assert_eq!(c.maxfwd_max_limit, 256);
@@ -1292,7 +1308,8 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             c.tm,
             TmParams {
                 fr_timer_ms: 5000,
-                fr_inv_timer_ms: 60000
+                fr_inv_timer_ms: 60000,
+                ..TmParams::default()
             }
         );
         assert!(c.rr.enable_full_lr && c.rr.append_fromtag && c.rr.enable_double_rr);

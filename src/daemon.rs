@@ -140,8 +140,12 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     let tsx = crate::tsx::TsxConfig {
         fr_timer: Duration::from_millis(u64::from(conf.tm.fr_timer_ms)),
         fr_inv_timer: Duration::from_millis(u64::from(conf.tm.fr_inv_timer_ms)),
+        t1: Duration::from_millis(u64::from(conf.tm.retr_timer1_ms)),
+        t2: Duration::from_millis(u64::from(conf.tm.retr_timer2_ms)),
         ..crate::tsx::TsxConfig::default()
     };
+    tsx.validate()
+        .map_err(|e| SetupError::Config(format!("tm parameters: {e}")))?;
     let seed = {
         let t = crate::clock::WallTime::now();
         (t.sec as u64) << 20 ^ u64::from(t.usec) ^ u64::from(std::process::id()) << 40
