@@ -161,11 +161,31 @@ impl<'a> Ctx<'a> {
             .resolve(&host, port.unwrap_or(crate::sip::DEFAULT_PORT))
     }
 
+    /// Routing by the R-URI when its scheme is neither sip, sips nor tel
+    /// cannot work: answer 416 (RFC 3261 §8.2.2.1) and tell the caller.
+    pub fn refuse_unknown_scheme(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> bool {
+        if dest.is_some() || self.du.is_some() {
+            return false;
+        }
+        let scheme_ok = self
+            .msg
+            .request_uri()
+            .and_then(|u| Uri::parse(u).ok())
+            .is_some_and(|u| !matches!(u.scheme(), crate::sip::Scheme::Other));
+        if !scheme_ok {
+            self.sl_reply(416, "Unsupported URI Scheme", st);
+        }
+        !scheme_ok
+    }
+
     pub fn forward(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> i32 {
         if !self.msg.is_request() {
             // forward() in onreply_route: Kamailio relays the reply; we do
             // that after the route anyway.
             return 1;
+        }
+        if self.refuse_unknown_scheme(dest, st) {
+            return -1;
         }
         let Some(to) = self.next_hop(dest) else {
             log::warn!(

@@ -189,6 +189,22 @@ impl Core {
             Err(e) => {
                 self.s.stats.not_sip += 1;
                 log::debug!("dropped {} bytes from {src}: not SIP ({e})", raw.len());
+                // A request cut short of its Content-Length still earns a
+                // 400 when it can be addressed (RFC 4475 §3.1.2.2).
+                if let Ok(mut m) = SipMsg::parse_to_answer(raw) {
+                    if m.is_request() && m.method() != Some("ACK") {
+                        let _ = m.set_via_received(src.ip(), src.port());
+                        host::send_stateless_reply(
+                            &mut self.s,
+                            li,
+                            &m,
+                            400,
+                            "Bad Request",
+                            &[],
+                            false,
+                        );
+                    }
+                }
                 return;
             }
         };
@@ -254,19 +270,18 @@ impl Core {
             return;
         };
         let via_port = via.port.unwrap_or(crate::sip::DEFAULT_PORT);
-        if !self.s.is_local(via.host_unbracketed(), Some(via_port)) {
-            self.s.stats.replies_not_ours += 1;
-            log::debug!(
-                "reply from {src} whose top Via {} is not ours: dropped",
-                via.as_str()
-            );
-            return;
-        }
+        // Kamailio runs onreply_route for every reply and only then finds
+        // that one whose top Via is not ours cannot be relayed.
+        let ours = self.s.is_local(via.host_unbracketed(), Some(via_port));
         let branch = via.branch().unwrap_or("").to_string();
-        if tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
+        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
             return;
         }
-        let rem = self.s.memory.get(&branch).cloned();
+        let rem = if ours {
+            self.s.memory.get(&branch).cloned()
+        } else {
+            None
+        };
         let mut st = rem.as_ref().map(|r| r.state.clone()).unwrap_or_default();
         let out_li = rem.as_ref().map(|r| r.listener);
         let route = self.program.onreply_route();
@@ -282,6 +297,11 @@ impl Core {
         let traced = rem.is_some() || flag_set;
         if traced {
             ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
+        }
+        if !ours {
+            ctx.s.stats.replies_not_ours += 1;
+            log::debug!("reply from {src} whose top Via is not ours: not relayed");
+            return;
         }
         if outcome == Some(crate::script::Outcome::Drop) {
             return;

@@ -286,6 +286,9 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         Some("CANCEL") if ctx.in_failure_route.is_none() => return relay_cancel(ctx, st),
         _ => {}
     }
+    if ctx.refuse_unknown_scheme(dest, st) {
+        return -1;
+    }
     let tx = match ctx.in_failure_route {
         Some(tx) => tx,
         None => match ensure_tx(ctx, st) {

@@ -125,7 +125,9 @@ impl Daemon {
             .expect("start siptraced");
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        while !self.fifo.exists() {
+        // Ready when the MI FIFO exists (created after the sockets are
+        // bound) or, for configs without one, when start-up is logged.
+        while !self.fifo.exists() && !self.log_text().contains(" started (pid ") {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("siptraced exited early ({st}):\n{}", self.log_text());
             }
