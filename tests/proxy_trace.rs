@@ -345,3 +345,45 @@ fn garbage_and_truncated_datagrams_are_dropped_and_the_daemon_goes_on() {
     assert!(c.d.is_running());
     assert_eq!(c.d.stop(), Some(0));
 }
+
+#[test]
+fn ipv6_addresses_are_bracketed_in_rows() {
+    let cfg = r#"listen=udp:[::1]:@PORT@
+loadmodule "siptrace.so"
+modparam("siptrace", "db_url", "sqlite://@DB@")
+modparam("siptrace", "trace_on", 1)
+modparam("siptrace", "trace_flag", 1)
+request_route {
+    sip_trace();
+    setflag(1);
+    forward("::1", UAS_PORT);
+}
+"#;
+    let bind6 = || {
+        let s = std::net::UdpSocket::bind("[::1]:0").unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        s
+    };
+    let (uac, uas) = (bind6(), bind6());
+    let uas_port = uas.local_addr().unwrap().port();
+    let d = Daemon::start_with("v6", cfg, &["-A", &format!("UAS_PORT={uas_port}")]);
+    let proxy: SocketAddr = format!("[::1]:{}", d.port).parse().unwrap();
+    let msg = format!(
+        "MESSAGE sip:bob@[::1] SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-v6\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@[::1]>;tag=v6\r\nTo: <sip:b@[::1]>\r\nCall-ID: v6-1\r\n\
+         CSeq: 1 MESSAGE\r\nContent-Length: 0\r\n\r\n",
+        uac.local_addr().unwrap()
+    );
+    uac.send_to(msg.as_bytes(), proxy).unwrap();
+    let mut buf = [0u8; 4096];
+    let (n, _) = uas.recv_from(&mut buf).unwrap();
+    assert!(
+        String::from_utf8_lossy(&buf[..n])
+            .contains(&format!("Via: SIP/2.0/UDP [::1]:{};branch=", d.port))
+    );
+    let rows = d.wait_rows(2);
+    assert_eq!(rows[0].fromip, format!("udp:{}", uac.local_addr().unwrap()));
+    assert_eq!(rows[0].toip, format!("udp:[::1]:{}", d.port));
+    assert_eq!(rows[1].direction, "out");
+    assert_eq!(rows[1].toip, format!("udp:[::1]:{uas_port}"));
+}
