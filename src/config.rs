@@ -154,7 +154,9 @@ pub struct SiptraceParams {
     pub table: String,
     /// None: flag-driven tracing off (DECISIONS §1).
     pub trace_flag: Option<u8>,
-    pub trace_on: bool,
+    /// The shared trace_on int: any value is kept (MI `sip_trace` then shows
+    /// no status for values other than 0 and 1, kamailio-facts §3.1).
+    pub trace_on: i32,
     pub traced_user_avp: Option<AvpName>,
     pub trace_table_avp: Option<AvpName>,
     /// As configured; parsed by the trace module.
@@ -188,7 +190,7 @@ impl Default for SiptraceParams {
             db_url: "sqlite:///var/lib/siptraced/siptrace.db".into(),
             table: "sip_trace".into(),
             trace_flag: None,
-            trace_on: false,
+            trace_on: 0,
             traced_user_avp: None,
             trace_table_avp: None,
             duplicate_uri: None,
@@ -845,7 +847,7 @@ impl Builder {
             }
             // Kamailio's MAX_FLAG is 31; an unset flag disables flag-driven tracing.
             "trace_flag" => t.trace_flag = Some(range_of(v, 0, 31)?),
-            "trace_on" => t.trace_on = bool_of(v)?,
+            "trace_on" => t.trace_on = range_of(v, i32::MIN as i64, i32::MAX as i64)?,
             "traced_user_avp" => t.traced_user_avp = opt_avp(v)?,
             "trace_table_avp" => t.trace_table_avp = opt_avp(v)?,
             "duplicate_uri" => t.duplicate_uri = Some(str_of(v)?).filter(|s| !s.is_empty()),
@@ -1066,7 +1068,7 @@ mod tests {
         assert_eq!(t.db_url, "sqlite:///var/lib/siptraced/siptrace.db");
         assert_eq!(t.table, "sip_trace");
         assert_eq!(t.trace_flag, None);
-        assert!(!t.trace_on && t.trace_to_database && t.trace_sl_acks && !t.hep_mode_on);
+        assert!(t.trace_on == 0 && t.trace_to_database && t.trace_sl_acks && !t.hep_mode_on);
         assert_eq!(t.hep_version(), 3);
         assert_eq!(
             (
@@ -1158,7 +1160,7 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             db_url: "postgres://u:p@db/kam".into(),
             table: "strace".into(),
             trace_flag: Some(22),
-            trace_on: true,
+            trace_on: 1,
             traced_user_avp: Some(AvpName::Int(123)),
             trace_table_avp: Some(AvpName::Str("siptrace_table".into())),
             duplicate_uri: Some("sip:10.0.0.2:5085".into()),
@@ -1473,7 +1475,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
         assert_eq!(c.aliases, vec![("sip.example.com".to_string(), None)]);
         let t = c.siptrace.clone().unwrap();
         assert_eq!(t.trace_flag, Some(22));
-        assert!(t.trace_on);
+        assert_eq!(t.trace_on, 1);
         assert_eq!(t.traced_user_avp, Some(AvpName::Str("traced_user".into())));
         assert_eq!(t.trace_local_ip.as_deref(), Some("127.0.0.1:5060"));
         assert_eq!(

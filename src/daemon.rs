@@ -131,7 +131,7 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         memory_cap: 65_536,
     };
     let tracer = Tracer::new(
-        i32::from(traced && st.trace_on),
+        if traced { st.trace_on } else { 0 },
         TraceSettings {
             trace_local_ip: st.trace_local_ip.clone(),
             trace_to_database: st.trace_to_database,

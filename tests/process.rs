@@ -171,3 +171,25 @@ fn sip_trace_mi_replies_byte_for_byte_over_the_fifo() {
         Some(&b"200 OK\non\n\n"[..])
     );
 }
+
+#[test]
+fn trace_on_other_than_0_or_1_shows_no_status_but_traces() {
+    let d = Daemon::start("on2", &GOOD.replace("\"trace_on\", 1", "\"trace_on\", 2"));
+    let name = format!("st_on2_{}", std::process::id());
+    let r = d.mi_raw(
+        &name,
+        format!(":sip_trace:{name}\n\n").as_bytes(),
+        Duration::from_secs(2),
+    );
+    assert_eq!(r.as_deref(), Some(&b"200 OK\n\n"[..]));
+    let uac = Peer::new();
+    let m = format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-on2\r\n\
+         From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: on2\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n",
+        uac.addr()
+    );
+    uac.send(d.addr(), m.as_bytes());
+    uac.recv();
+    assert_eq!(d.wait_rows(1).len(), 1);
+}
