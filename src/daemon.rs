@@ -144,6 +144,12 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     let mut reactor =
         Reactor::new(listeners, core, control, database, batch).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
+    if let Some(d) = duplicate.filter(|d| d.transport == DupTransport::Tcp) {
+        let bind = send_sock
+            .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
+            .map(|a| a.ip());
+        reactor.open_mirror_stream(d.addr, bind);
+    }
 
     process::drop_privileges(uid, gid).map_err(SetupError::Process)?;
     if !args.foreground && conf.fork {

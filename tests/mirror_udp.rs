@@ -219,6 +219,36 @@ fn an_ipv6_capture_node_gets_copies_from_the_ipv6_listener() {
 }
 
 #[test]
+fn send_sock_addr_chooses_the_socket_copies_leave_from() {
+    let (uac, uas, sink) = (Peer::new(), Peer::new(), Peer::new());
+    let second = free_udp_port();
+    let listen = format!("listen=udp:127.0.0.1:{second}");
+    let siptrace = format!(
+        "{}\nmodparam(\"siptrace\", \"send_sock_addr\", \"sip:127.0.0.1:{second}\")",
+        dup(sink.addr())
+    );
+    let mut d = start(
+        "mirror-sendsock",
+        &uas,
+        Setup {
+            listen: &listen,
+            siptrace: &siptrace,
+            ..no_extra()
+        },
+    );
+    sip_call(&uac, &uas, d.addr(), "ss-1", "script");
+    let rows = d.wait_rows(3);
+    assert_eq!(d.stop(), Some(0));
+    let copies = sink.drain(Duration::from_millis(300));
+    assert_eq!(copies.len(), 3);
+    let from: SocketAddr = format!("127.0.0.1:{second}").parse().unwrap();
+    for ((bytes, src), row) in copies.iter().zip(&rows) {
+        assert_eq!(*src, from, "copies leave from send_sock_addr");
+        assert_eq!(bytes, &row.msg);
+    }
+}
+
+#[test]
 fn sip_trace_uri_overrides_duplicate_uri_for_its_event() {
     let (uac, uas) = (Peer::new(), Peer::new());
     let (global, script) = (Peer::new(), Peer::new());

@@ -132,6 +132,13 @@ impl Reactor {
         self.streams = Streams::new(TOKEN_STREAM_BASE, cfg);
     }
 
+    /// Connect to a TCP capture node now (duplicate_uri), rather than on
+    /// its first copy.
+    pub fn open_mirror_stream(&mut self, to: std::net::SocketAddr, bind: Option<std::net::IpAddr>) {
+        self.streams
+            .open(self.poll.registry(), to, bind, Instant::now());
+    }
+
     fn register_fifos(&mut self) -> io::Result<()> {
         if let Some(fd) = self.control.mi_fd() {
             self.poll

@@ -60,6 +60,20 @@ impl Streams {
         (self.base..self.base + MAX_STREAMS).contains(&token.0)
     }
 
+    /// Start connecting to `to` now, before any copy (duplicate_uri at
+    /// start-up: the first copies need not wait for a connect).
+    pub fn open(
+        &mut self,
+        registry: &Registry,
+        to: SocketAddr,
+        bind: Option<IpAddr>,
+        now: Instant,
+    ) {
+        if let Some(i) = self.slot(to, bind, now) {
+            self.streams[i].poke(registry, now);
+        }
+    }
+
     /// Queue a copy for `to`, opening the connection on first use.
     pub fn push(
         &mut self,
@@ -69,8 +83,20 @@ impl Streams {
         bytes: Vec<u8>,
         now: Instant,
     ) {
-        let idx = match self.streams.iter().position(|s| s.to == to) {
-            Some(i) => i,
+        let Some(idx) = self.slot(to, bind, now) else {
+            self.refused += 1;
+            log::warn!("copy to tcp:{to} dropped: already {MAX_STREAMS} TCP capture destinations");
+            return;
+        };
+        let s = &mut self.streams[idx];
+        s.sender.push(bytes);
+        s.poke(registry, now);
+    }
+
+    /// The stream for `to`, created when there is room.
+    fn slot(&mut self, to: SocketAddr, bind: Option<IpAddr>, now: Instant) -> Option<usize> {
+        match self.streams.iter().position(|s| s.to == to) {
+            Some(i) => Some(i),
             None if self.streams.len() < MAX_STREAMS => {
                 let token = Token(self.base + self.streams.len());
                 self.streams.push(Stream {
@@ -80,19 +106,10 @@ impl Streams {
                     sock: None,
                     sender: StreamSender::new(self.cfg.clone(), now),
                 });
-                self.streams.len() - 1
+                Some(self.streams.len() - 1)
             }
-            None => {
-                self.refused += 1;
-                log::warn!(
-                    "copy to tcp:{to} dropped: already {MAX_STREAMS} TCP capture destinations"
-                );
-                return;
-            }
-        };
-        let s = &mut self.streams[idx];
-        s.sender.push(bytes);
-        s.poke(registry, now);
+            None => None,
+        }
     }
 
     /// Readiness of one of our sockets.
@@ -330,7 +347,8 @@ mod tests {
         let to = listener.local_addr().unwrap();
         let mut poll = Poll::new().unwrap();
         let mut s = Streams::new(100, StreamConfig::default());
-        let bind = Some("127.0.0.1".parse().unwrap());
+        let local: IpAddr = "127.0.0.1".parse().unwrap();
+        let bind = Some(local);
         for part in ["HEP3-a", "HEP3-bb", "HEP3-ccc"] {
             s.push(
                 poll.registry(),
@@ -341,7 +359,7 @@ mod tests {
             );
         }
         let (mut conn, peer) = listener.accept().unwrap();
-        assert_eq!(peer.ip(), bind.unwrap());
+        assert_eq!(peer.ip(), local);
         let mut sent = 0;
         run(&mut poll, &mut s, |s| {
             sent += s.take_counts().0;

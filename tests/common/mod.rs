@@ -582,12 +582,23 @@ pub fn sip_call(
 }
 
 impl Daemon {
-    /// `sip_trace_stats` over the MI FIFO as name → value.
+    /// `sip_trace_stats` over the MI FIFO as name → value. Asked with
+    /// our own FIFO client rather than scripts/kamctl, so that tests which
+    /// poll the counters do not depend on the script's process juggling.
     pub fn trace_stats(&self) -> std::collections::HashMap<String, String> {
-        let out = self.kamctl(&["fifo", "sip_trace_stats"]);
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "st_stats_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let req = format!(":sip_trace_stats:{name}\n\n");
+        let reply = self
+            .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
+            .expect("no reply to sip_trace_stats");
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        assert!(text.starts_with("200 OK\n"), "{text}");
+        text.lines()
             .filter_map(|l| l.split_once("::"))
             .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
             .collect()
