@@ -5,7 +5,9 @@
 //! events happen (DECISIONS §1, §7).
 //!
 //! Pure: no sockets, no clock, no database. The reactor hands in the bytes,
-//! addresses and the time, then takes `take_sends()` and `take_rows()`.
+//! addresses and the time, then takes `take_sends()`, `take_mirrors()`
+//! (copies for capture nodes, whose fate it reports back through
+//! `count_copies()`) and `take_rows()`.
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
 //! mirrors) and tsx/ (transactions, through tm.rs).
 
@@ -22,6 +24,7 @@ use crate::trace::dup::DupTransport;
 use crate::trace::{Event, Facts, Proto, Tracer, Trigger, endpoint};
 use memory::{Memory, Remembered};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub use resolve::Resolver;
@@ -456,8 +459,11 @@ impl State {
                 };
                 let Some(listener) = from else {
                     self.stats.copies_dropped += 1;
-                    log::warn!(
-                        "copy to udp:{to} not sent: no listening socket of that address family"
+                    warn_once(
+                        &NO_FAMILY,
+                        format_args!(
+                            "copy to udp:{to} not sent: no listening socket of that address family"
+                        ),
                     );
                     return;
                 };
@@ -468,8 +474,11 @@ impl State {
                 // be split again (config.rs refuses that for duplicate_uri).
                 if self.settings.hep.as_ref().is_some_and(|h| h.version < 3) {
                     self.stats.copies_dropped += 1;
-                    log::warn!(
-                        "copy to tcp:{to} not sent: HEPv1/v2 cannot be framed on TCP; use hep_version 3"
+                    warn_once(
+                        &V2_ON_TCP,
+                        format_args!(
+                            "copy to tcp:{to} not sent: HEPv1/v2 cannot be framed on TCP; use hep_version 3"
+                        ),
                     );
                     return;
                 }
@@ -484,12 +493,27 @@ impl State {
                 Ok(b) => b,
                 Err(e) => {
                     self.stats.copies_dropped += 1;
-                    log::warn!("HEP copy not sent: {e}");
+                    warn_once(&HEP_FAILED, format_args!("HEP copy not sent: {e}"));
                     return;
                 }
             },
         };
         self.mirrors.push(MirrorCopy { to, via, bytes });
+    }
+}
+
+/// Copies refused for a reason that repeats with every traced message (a
+/// script or config choice): the first is a warning, the rest debug lines;
+/// copies_dropped counts them all.
+static NO_FAMILY: AtomicBool = AtomicBool::new(false);
+static V2_ON_TCP: AtomicBool = AtomicBool::new(false);
+static HEP_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn warn_once(seen: &AtomicBool, msg: std::fmt::Arguments<'_>) {
+    if seen.swap(true, Ordering::Relaxed) {
+        log::debug!("{msg}");
+    } else {
+        log::warn!("{msg} (further ones are logged at debug level)");
     }
 }
 

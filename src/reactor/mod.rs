@@ -15,8 +15,7 @@ pub mod control;
 pub mod fifo;
 
 use crate::clock::WallTime;
-use crate::core::CopyVia;
-use crate::core::Core;
+use crate::core::{CopyVia, Core};
 use crate::db::{Backend, Row};
 use crate::trace::stream::StreamConfig;
 use crate::transport::stream::Streams;

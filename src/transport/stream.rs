@@ -33,6 +33,8 @@ struct Stream {
     token: Token,
     sock: Option<TcpStream>,
     sender: StreamSender,
+    /// The queue refused the last copy: warn once per episode, not per copy.
+    dropping: bool,
 }
 
 /// Every TCP mirror connection, on tokens `base..base + MAX_STREAMS`.
@@ -89,7 +91,18 @@ impl Streams {
             return;
         };
         let s = &mut self.streams[idx];
-        s.sender.push(bytes);
+        let kept = s.sender.push(bytes);
+        if !kept && !s.dropping {
+            log::warn!(
+                "capture node tcp:{} is away or slow and {} KiB of copies wait: dropping copies \
+                 (counted in copies_dropped) until the queue drains",
+                s.to,
+                self.cfg.max_queue_bytes / 1024
+            );
+        } else if kept && s.dropping {
+            log::info!("capture node tcp:{}: copies are queued again", s.to);
+        }
+        s.dropping = !kept;
         s.poke(registry, now);
     }
 
@@ -105,6 +118,7 @@ impl Streams {
                     token,
                     sock: None,
                     sender: StreamSender::new(self.cfg.clone(), now),
+                    dropping: false,
                 });
                 Some(self.streams.len() - 1)
             }
