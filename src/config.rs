@@ -507,6 +507,7 @@ struct Builder {
 #[derive(Default)]
 struct MirrorPos {
     duplicate_uri: Option<Pos>,
+    hep_mode_on: Option<Pos>,
     hep_version: Option<Pos>,
     hep_capture_id: Option<Pos>,
 }
@@ -871,7 +872,10 @@ impl Builder {
             }
             "trace_local_ip" => t.trace_local_ip = Some(str_of(v)?).filter(|s| !s.is_empty()),
             "trace_to_database" => t.trace_to_database = bool_of(v)?,
-            "hep_mode_on" => t.hep_mode_on = bool_of(v)?,
+            "hep_mode_on" => {
+                t.hep_mode_on = bool_of(v)?;
+                self.mirror_pos.hep_mode_on = Some(m.value_pos.clone());
+            }
             "hep_version" => {
                 t.hep_version = Some(range_of(v, 1, 3)?);
                 self.mirror_pos.hep_version = Some(m.value_pos.clone());
@@ -931,6 +935,17 @@ impl Builder {
                 capture_id: t.hep_capture_id,
             };
             self.err(&pos, format!("modparam siptrace.hep_capture_id: {msg}"));
+        }
+        if let (true, None, Some(pos)) = (
+            t.hep_mode_on,
+            &t.duplicate_uri,
+            self.mirror_pos.hep_mode_on.clone(),
+        ) {
+            self.warn(
+                &pos,
+                "hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") \
+                 calls will send HEP",
+            );
         }
         let tcp = t
             .duplicate_uri
@@ -1398,6 +1413,21 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             c.warnings[0].to_string(),
             "k.cfg:2:26: tm fr_timer=30 is in milliseconds (Kamailio 1.x used seconds: did you mean 30000?)"
         );
+    }
+
+    #[test]
+    fn hep_without_a_destination_is_a_warning() {
+        let c = config(&format!(
+            "loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1){ROUTE}"
+        ));
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "k.cfg:2:35: hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") calls will send HEP"
+        );
+        let c = config(&format!(
+            "loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:10.0.0.1:9060\"){ROUTE}"
+        ));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
     }
 
     #[test]
