@@ -358,3 +358,72 @@ fn sip_trace_uri_with_transport_tcp_opens_its_own_connection() {
     script.stop();
     global.stop();
 }
+
+/// A listening socket whose accept queue holds one connection (backlog 0):
+/// once `filler` is in it, the kernel drops further SYNs, so a connect to
+/// it hangs as it would to a black-holed capture node.
+fn full_listener() -> (TcpListener, TcpStream) {
+    use nix::sys::socket::{
+        AddressFamily, Backlog, SockFlag, SockType, SockaddrIn, bind, listen, socket,
+    };
+    use std::os::fd::AsRawFd;
+    let fd = socket(
+        AddressFamily::Inet,
+        SockType::Stream,
+        SockFlag::SOCK_CLOEXEC,
+        None,
+    )
+    .unwrap();
+    bind(
+        fd.as_raw_fd(),
+        &SockaddrIn::from("127.0.0.1:0".parse::<std::net::SocketAddrV4>().unwrap()),
+    )
+    .unwrap();
+    listen(&fd, Backlog::new(0).unwrap()).unwrap();
+    let listener = TcpListener::from(fd);
+    let filler = TcpStream::connect(listener.local_addr().unwrap()).unwrap();
+    (listener, filler)
+}
+
+#[test]
+fn a_node_that_never_answers_the_connect_never_stalls_sip() {
+    let (uac, uas) = (Peer::new(), Peer::new());
+    let (listener, filler) = full_listener();
+    let node_addr = listener.local_addr().unwrap();
+    let mut d = start("mirror-tcp-hang", &uas, node_addr, 64, "");
+    // The connect stays unanswered: calls complete meanwhile.
+    for i in 0..3 {
+        sip_call(&uac, &uas, d.addr(), &format!("hang-{i}"), "script,flag");
+    }
+    assert_eq!(d.wait_rows(30).len(), 30);
+    // After the connect timeout (3 s) the daemon gives up and retries.
+    wait_log(
+        &d,
+        &format!("capture connection to tcp:{node_addr}: connect timed out"),
+    );
+    // The node wakes up: it takes the filler off its queue, then the
+    // daemon's next attempt is accepted and the kept copies arrive.
+    let (filler_peer, _) = listener.accept().unwrap();
+    drop((filler, filler_peer));
+    let node = Node::start(listener);
+    node.wait_accepted();
+    let (sent, dropped) = wait_copies(&d, |s, dr| s + dr == 30);
+    assert_eq!(sent + dropped, 30);
+    let got: Vec<Vec<u8>> = node
+        .frames(sent as usize)
+        .iter()
+        .map(|p| payload(p))
+        .collect();
+    let rows = d.rows();
+    let all = msgs_of(&rows, &["hang-0", "hang-1", "hang-2"]);
+    let mut it = all.iter();
+    assert!(
+        got.iter().all(|g| it.any(|m| m == g)),
+        "kept copies, in order"
+    );
+    eprintln!(
+        "node silent for 3 s: {sent} copies kept and delivered, {dropped} dropped (64 KiB queue)"
+    );
+    assert_eq!(d.stop(), Some(0));
+    node.stop();
+}
