@@ -13,6 +13,8 @@ use log::LevelFilter;
 use crate::cfg::ast::{self, GlobalValue, Item, ModValue};
 use crate::cfg::{Diagnostic, Pos};
 use crate::script::{AvpName, CompileEnv, Program, Proto};
+use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
+use crate::trace::hep::HepError;
 
 /// Modules siptraced accepts in `loadmodule` (DECISIONS §5): those whose
 /// functions or parameters it implements, and known ones it needs nothing
@@ -181,6 +183,9 @@ pub struct SiptraceParams {
     pub state_dir: Option<String>,
     pub db_batch_rows: u32,
     pub db_connect_timeout_ms: u32,
+    /// Bytes (in KiB) of copies a TCP capture connection holds while its
+    /// node is away or slow; more are dropped and counted.
+    pub mirror_tcp_queue_kb: u32,
 }
 
 impl Default for SiptraceParams {
@@ -210,6 +215,7 @@ impl Default for SiptraceParams {
             state_dir: None,
             db_batch_rows: 1000,
             db_connect_timeout_ms: 2000,
+            mirror_tcp_queue_kb: 4096,
         }
     }
 }
@@ -468,6 +474,7 @@ pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
         c: Config::default(),
         diags: Vec::new(),
         listens: Vec::new(),
+        mirror_pos: MirrorPos::default(),
     };
     for item in &cfg.items {
         match item {
@@ -478,6 +485,7 @@ pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
         }
     }
     b.finish_listen();
+    b.finish_mirror();
     let env = CompileEnv {
         modules: b.c.modules.clone(),
         max_while_loops: b.c.max_while_loops,
@@ -500,6 +508,17 @@ struct Builder {
     diags: Vec<Diagnostic>,
     /// Listens as written (proto optional, port optional), resolved at the end.
     listens: Vec<ast::SockSpec>,
+    /// Where the mirror params were set, for checks that involve several.
+    mirror_pos: MirrorPos,
+}
+
+/// Value positions of the siptrace params checked together at the end.
+#[derive(Default)]
+struct MirrorPos {
+    duplicate_uri: Option<Pos>,
+    hep_mode_on: Option<Pos>,
+    hep_version: Option<Pos>,
+    hep_capture_id: Option<Pos>,
 }
 
 /// A modparam or global value problem, reported at the value.
@@ -850,14 +869,36 @@ impl Builder {
             "trace_on" => t.trace_on = range_of(v, i32::MIN as i64, i32::MAX as i64)?,
             "traced_user_avp" => t.traced_user_avp = opt_avp(v)?,
             "trace_table_avp" => t.trace_table_avp = opt_avp(v)?,
-            "duplicate_uri" => t.duplicate_uri = Some(str_of(v)?).filter(|s| !s.is_empty()),
+            // Kamailio refuses a bad URI at init; we do it at load, with the
+            // position. Host names are resolved at start-up (daemon.rs).
+            "duplicate_uri" => {
+                let uri = str_of(v)?;
+                if !uri.trim().is_empty() {
+                    DupTarget::parse(&uri).map_err(|e| e.to_string())?;
+                    self.mirror_pos.duplicate_uri = Some(m.value_pos.clone());
+                }
+                t.duplicate_uri = Some(uri).filter(|s| !s.trim().is_empty());
+            }
             "trace_local_ip" => t.trace_local_ip = Some(str_of(v)?).filter(|s| !s.is_empty()),
             "trace_to_database" => t.trace_to_database = bool_of(v)?,
-            "hep_mode_on" => t.hep_mode_on = bool_of(v)?,
-            "hep_version" => t.hep_version = Some(range_of(v, 1, 3)?),
-            "hep_capture_id" => t.hep_capture_id = range_of(v, 0, u32::MAX as i64)?,
+            "hep_mode_on" => {
+                t.hep_mode_on = bool_of(v)?;
+                self.mirror_pos.hep_mode_on = Some(m.value_pos.clone());
+            }
+            "hep_version" => {
+                t.hep_version = Some(range_of(v, 1, 3)?);
+                self.mirror_pos.hep_version = Some(m.value_pos.clone());
+            }
+            "hep_capture_id" => {
+                t.hep_capture_id = range_of(v, 0, u32::MAX as i64)?;
+                self.mirror_pos.hep_capture_id = Some(m.value_pos.clone());
+            }
             "auth_key" => t.auth_key = Some(str_of(v)?),
-            "send_sock_addr" | "force_send_sock" => t.send_sock_addr = Some(str_of(v)?),
+            "send_sock_addr" | "force_send_sock" => {
+                let a = str_of(v)?;
+                parse_send_sock(&a).map_err(|e| e.to_string())?;
+                t.send_sock_addr = Some(a);
+            }
             "trace_sl_acks" => t.trace_sl_acks = bool_of(v)?,
             "xheaders_write" => t.xheaders_write = bool_of(v)?,
             "xheaders_read" => t.xheaders_read = bool_of(v)?,
@@ -876,6 +917,8 @@ impl Builder {
             // timeout above 10 minutes is a typo, not a setting.
             "db_batch_rows" => t.db_batch_rows = range_of(v, 1, 1_000_000)?,
             "db_connect_timeout_ms" => t.db_connect_timeout_ms = range_of(v, 1, 600_000)?,
+            // 1 KiB to 1 GiB per TCP capture destination.
+            "mirror_tcp_queue_kb" => t.mirror_tcp_queue_kb = range_of(v, 1, 1 << 20)?,
             // Insert tuning knobs of Kamailio: our batching replaces them.
             "trace_delayed" | "trace_db_mode" => {
                 int_of(v)?;
@@ -884,6 +927,58 @@ impl Builder {
             _ => return Err("unknown siptrace parameter".into()),
         }
         Ok(())
+    }
+
+    /// Checks between siptrace params, once all are known (their order in
+    /// the file does not matter): HEPv2's 16-bit capture id, and TCP
+    /// duplicates only with a format that can be framed on a stream.
+    fn finish_mirror(&mut self) {
+        let Some(t) = self.c.siptrace.clone() else {
+            return;
+        };
+        let wide = u16::try_from(t.hep_capture_id).is_err();
+        if let (Some(2), true, Some(pos)) =
+            (t.hep_version, wide, self.mirror_pos.hep_capture_id.clone())
+        {
+            let msg = HepError::CaptureIdTooWide {
+                capture_id: t.hep_capture_id,
+            };
+            self.err(&pos, format!("modparam siptrace.hep_capture_id: {msg}"));
+        }
+        if let (true, None, Some(pos)) = (
+            t.hep_mode_on,
+            &t.duplicate_uri,
+            self.mirror_pos.hep_mode_on.clone(),
+        ) {
+            self.warn(
+                &pos,
+                "hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") \
+                 calls will send HEP",
+            );
+        }
+        let tcp = t
+            .duplicate_uri
+            .as_deref()
+            .and_then(|u| DupTarget::parse(u).ok())
+            .is_some_and(|d| d.transport == DupTransport::Tcp);
+        if tcp && t.hep_mode_on && t.hep_version() < 3 {
+            if let Some(pos) = self.mirror_pos.duplicate_uri.clone() {
+                let at = match &self.mirror_pos.hep_version {
+                    Some(p) => {
+                        format!(" (hep_version {} at {}:{})", t.hep_version(), p.line, p.col)
+                    }
+                    None => String::new(),
+                };
+                self.err(
+                    &pos,
+                    format!(
+                        "modparam siptrace.duplicate_uri: HEPv{}{at} has no total length, so it \
+                         cannot be framed on a TCP stream; use hep_version 3 or transport=udp",
+                        t.hep_version()
+                    ),
+                );
+            }
+        }
     }
 
     fn mi_fifo_param(&mut self, m: &ast::ModParam) -> VResult<()> {
@@ -1153,6 +1248,7 @@ modparam("siptrace", "spool_full_policy", "stop")
 modparam("siptrace", "state_dir", "/var/lib/st")
 modparam("siptrace", "db_batch_rows", 50)
 modparam("siptrace", "db_connect_timeout_ms", 500)
+modparam("siptrace", "mirror_tcp_queue_kb", 64)
 modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
         ));
         let t = c.siptrace.unwrap();
@@ -1180,6 +1276,7 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             state_dir: Some("/var/lib/st".into()),
             db_batch_rows: 50,
             db_connect_timeout_ms: 500,
+            mirror_tcp_queue_kb: 64,
         };
         assert_eq!(t, want);
         assert_eq!(t.hep_version(), 2);
@@ -1338,6 +1435,38 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
     }
 
     #[test]
+    fn hep_without_a_destination_is_a_warning() {
+        let c = config(&format!(
+            "loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1){ROUTE}"
+        ));
+        assert_eq!(
+            c.warnings[0].to_string(),
+            "k.cfg:2:35: hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") calls will send HEP"
+        );
+        let c = config(&format!(
+            "loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:10.0.0.1:9060\"){ROUTE}"
+        ));
+        assert!(c.warnings.is_empty(), "{:?}", c.warnings);
+    }
+
+    #[test]
+    fn mirror_params_that_fit_together() {
+        let ok = [
+            // v3 (the default) has a 32-bit capture id and frames on TCP.
+            "modparam(\"siptrace\",\"hep_capture_id\",70000)",
+            "modparam(\"siptrace\",\"hep_mode_on\",1)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:h.example:9060;transport=tcp\")",
+            // Raw SIP frames itself on TCP (Content-Length).
+            "modparam(\"siptrace\",\"hep_version\",2)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:[::1]:9060;transport=tcp\")",
+            "modparam(\"siptrace\",\"hep_version\",2)\nmodparam(\"siptrace\",\"hep_capture_id\",65535)",
+            "modparam(\"siptrace\",\"duplicate_uri\",\"\")\nmodparam(\"siptrace\",\"send_sock_addr\",\"sip:127.0.0.1:5060\")",
+        ];
+        for src in ok {
+            let r = load(&format!("loadmodule \"siptrace.so\"\n{src}{ROUTE}"));
+            assert!(r.is_ok(), "{src}: {r:?}");
+        }
+    }
+
+    #[test]
     fn errors_with_positions() {
         let supported = SUPPORTED_MODULES.join(", ");
         let cases: Vec<(String, String)> = vec![
@@ -1357,6 +1486,14 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_table_avp\",\"$avp(i:x)\")".into(), "k.cfg:2:39: modparam siptrace.trace_table_avp: invalid AVP name 'i:x': expected i:NUMBER, s:NAME or NAME".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"table\",\"a;drop\")".into(), "k.cfg:2:29: modparam siptrace.table: \"a;drop\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_version\",4)".into(), "k.cfg:2:35: modparam siptrace.hep_version: must be from 1 to 3, got 4".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"duplicate_uri\",\"udp:1.2.3.4\")".into(), "k.cfg:2:37: modparam siptrace.duplicate_uri: duplicate URI 'udp:1.2.3.4' is not a sip: URI; write it as sip:host[:port][;transport=tcp]".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:10.0.0.1:99999\")".into(), "k.cfg:2:37: modparam siptrace.duplicate_uri: duplicate URI 'sip:10.0.0.1:99999': port '99999' is not a number from 1 to 65535".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_capture_id\",70000)\nmodparam(\"siptrace\",\"hep_version\",2)".into(), "k.cfg:2:38: modparam siptrace.hep_capture_id: hep_capture_id 70000 does not fit the 16-bit field of HEPv2; use a value up to 65535 or set hep_version to 3".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_version\",2)\nmodparam(\"siptrace\",\"hep_capture_id\",65536)".into(), "k.cfg:3:38: modparam siptrace.hep_capture_id: hep_capture_id 65536 does not fit the 16-bit field of HEPv2; use a value up to 65535 or set hep_version to 3".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_capture_id\",-1)".into(), "k.cfg:2:38: modparam siptrace.hep_capture_id: must be from 0 to 4294967295, got -1".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1)\nmodparam(\"siptrace\",\"hep_version\",2)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:127.0.0.1:9060;transport=tcp\")".into(), "k.cfg:4:37: modparam siptrace.duplicate_uri: HEPv2 (hep_version 2 at 3:35) has no total length, so it cannot be framed on a TCP stream; use hep_version 3 or transport=udp".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"send_sock_addr\",\"eth0\")".into(), "k.cfg:2:38: modparam siptrace.send_sock_addr: 'eth0' does not name a local socket; write it as sip:IP:PORT or udp:IP:PORT with the address of a listen= socket".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"mirror_tcp_queue_kb\",0)".into(), "k.cfg:2:43: modparam siptrace.mirror_tcp_queue_kb: must be from 1 to 1048576, got 0".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"spool_full_policy\",\"wait\")".into(), "k.cfg:2:41: modparam siptrace.spool_full_policy: must be \"drop\" or \"stop\", got \"wait\"".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"nope\",1)".into(), "k.cfg:2:28: modparam siptrace.nope: unknown siptrace parameter".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"date_column\",\"d\")".into(), "k.cfg:2:35: modparam siptrace.date_column: column name overrides are not supported: the sip_trace columns are fixed".into()),

@@ -5,13 +5,13 @@
 
 use crate::cli::Args;
 use crate::config::{Config, ListenSpec};
-use crate::core::{Core, CoreSettings, HepSettings, LocalSock};
+use crate::core::{Core, CoreSettings, HepSettings, LocalSock, MirrorDest};
 use crate::db;
 use crate::process::{self, PidFile};
 use crate::reactor::control::{Control, ControlSettings};
 use crate::reactor::{Reactor, ReactorError};
 use crate::script::{Program, Proto as ScriptProto};
-use crate::trace::dup::DupTarget;
+use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::Listener;
 use std::fmt;
@@ -94,27 +94,12 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         None
     };
 
-    let duplicate = match &st.duplicate_uri {
-        Some(u) => {
-            let t = DupTarget::parse(u)
-                .map_err(|e| SetupError::Config(format!("duplicate_uri: {e}")))?;
-            let a = (t.host.as_str(), t.port)
-                .to_socket_addrs()
-                .ok()
-                .and_then(|mut i| i.next())
-                .ok_or_else(|| {
-                    SetupError::Config(format!("duplicate_uri {u}: cannot resolve {}", t.host))
-                })?;
-            Some(a)
-        }
+    let send_sock = match &st.send_sock_addr {
+        Some(s) => Some(local_send_sock(s, &socks)?),
         None => None,
     };
-    let send_sock = match &st.send_sock_addr {
-        Some(s) => Some(parse_sock_addr(s).ok_or_else(|| {
-            SetupError::Config(format!(
-                "send_sock_addr {s}: expected [udp:]ip:port of a listen socket"
-            ))
-        })?),
+    let duplicate = match &st.duplicate_uri {
+        Some(u) => Some(resolve_duplicate(u, &socks)?),
         None => None,
     };
     let settings = CoreSettings {
@@ -163,8 +148,15 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     let control = Control::create(ControlSettings::from_config(&conf, args), uid, gid)
         .map_err(SetupError::Fifo)?;
     let batch = st.db_batch_rows as usize;
-    let reactor =
+    let mut reactor =
         Reactor::new(listeners, core, control, database, batch).map_err(SetupError::Reactor)?;
+    reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
+    if let Some(d) = duplicate.filter(|d| d.transport == DupTransport::Tcp) {
+        let bind = send_sock
+            .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
+            .map(|a| a.ip());
+        reactor.open_mirror_stream(d.addr, bind);
+    }
 
     process::drop_privileges(uid, gid).map_err(SetupError::Process)?;
     if !args.foreground && conf.fork {
@@ -182,9 +174,65 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     Ok(Runtime { reactor, _pid: pid })
 }
 
-fn parse_sock_addr(s: &str) -> Option<SocketAddr> {
-    let rest = s.strip_prefix("udp:").unwrap_or(s);
-    rest.parse().ok()
+/// send_sock_addr must be one of the sockets we listen on: copies leave
+/// from it (config.rs checked the syntax).
+fn local_send_sock(value: &str, socks: &[LocalSock]) -> Result<SocketAddr, SetupError> {
+    let a =
+        parse_send_sock(value).map_err(|e| SetupError::Config(format!("send_sock_addr: {e}")))?;
+    if socks.iter().any(|s| s.addr == a) {
+        return Ok(a);
+    }
+    let have: Vec<String> = socks.iter().map(|s| format!("udp:{}", s.addr)).collect();
+    Err(SetupError::Config(format!(
+        "send_sock_addr {value}: {a} is not a listen socket (listening on {})",
+        have.join(", ")
+    )))
+}
+
+/// duplicate_uri to an address, resolved once here (config.rs checked the
+/// syntax). A UDP copy leaves from a listener of the destination's family,
+/// so a name resolves to the first address of a family we listen on.
+fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, SetupError> {
+    let t = DupTarget::parse(uri).map_err(|e| SetupError::Config(format!("duplicate_uri: {e}")))?;
+    let found: Vec<SocketAddr> = match t.socket_addr() {
+        Some(a) => vec![a],
+        None => (t.host.as_str(), t.port)
+            .to_socket_addrs()
+            .map_err(|e| {
+                SetupError::Config(format!(
+                    "duplicate_uri {uri}: cannot resolve '{}': {e}",
+                    t.host
+                ))
+            })?
+            .collect(),
+    };
+    let usable = |a: &SocketAddr| {
+        t.transport == DupTransport::Tcp || socks.iter().any(|s| s.addr.is_ipv4() == a.is_ipv4())
+    };
+    match found.iter().find(|a| usable(a)) {
+        Some(&addr) => {
+            log::info!(
+                "copies of traced messages go to {}:{addr}",
+                match t.transport {
+                    DupTransport::Udp => "udp",
+                    DupTransport::Tcp => "tcp",
+                }
+            );
+            Ok(MirrorDest {
+                addr,
+                transport: t.transport,
+            })
+        }
+        None if found.is_empty() => Err(SetupError::Config(format!(
+            "duplicate_uri {uri}: '{}' has no address",
+            t.host
+        ))),
+        None => Err(SetupError::Config(format!(
+            "duplicate_uri {uri}: no listen socket of the address family of {} to send copies from; \
+             add a listen=udp:… socket of that family",
+            found[0].ip()
+        ))),
+    }
 }
 
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {

@@ -89,7 +89,7 @@ impl<'a> Ctx<'a> {
         &mut self,
         trigger: Trigger,
         st: &MsgState,
-        mirror: Option<(SocketAddr, Option<&str>)>,
+        mirror: Option<super::MirrorReq<'_>>,
     ) {
         let Some(f) = facts(self.orig) else {
             log::debug!("not traced: message without Call-ID, CSeq, From or To");
@@ -573,7 +573,10 @@ impl Host for Ctx<'_> {
                 let mirror = match dest.as_deref() {
                     Some(d) => match DupTarget::parse(d) {
                         Ok(t) => match self.s.resolver.resolve(&t.host, t.port) {
-                            Some(a) => Some(a),
+                            Some(addr) => Some(super::MirrorDest {
+                                addr,
+                                transport: t.transport,
+                            }),
                             None => return -1,
                         },
                         Err(e) => {
@@ -593,8 +596,11 @@ impl Host for Ctx<'_> {
                         st.flags |= 1 << f;
                     }
                 }
-                let corr = correlation_id.as_deref();
-                self.trace_received(Trigger::Script, st, mirror.map(|a| (a, corr)));
+                let req = super::MirrorReq {
+                    dest: mirror,
+                    correlation_id: correlation_id.as_deref(),
+                };
+                self.trace_received(Trigger::Script, st, Some(req));
                 1
             }
             HostCall::IsMethod(list) => {

@@ -5,7 +5,9 @@
 //! events happen (DECISIONS §1, §7).
 //!
 //! Pure: no sockets, no clock, no database. The reactor hands in the bytes,
-//! addresses and the time, then takes `take_sends()` and `take_rows()`.
+//! addresses and the time, then takes `take_sends()`, `take_mirrors()`
+//! (copies for capture nodes, whose fate it reports back through
+//! `count_copies()`) and `take_rows()`.
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
 //! mirrors) and tsx/ (transactions, through tm.rs).
 
@@ -18,9 +20,11 @@ use crate::clock::WallTime;
 use crate::db::Row;
 use crate::script::{AvpName, MsgState, Program, Value, Vars};
 use crate::sip::SipMsg;
+use crate::trace::dup::DupTransport;
 use crate::trace::{Event, Facts, Proto, Tracer, Trigger, endpoint};
 use memory::{Memory, Remembered};
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub use resolve::Resolver;
@@ -55,7 +59,7 @@ pub struct CoreSettings {
     pub aliases: Vec<(String, Option<u16>)>,
     pub server_header: Option<String>,
     /// duplicate_uri, resolved at start-up.
-    pub duplicate: Option<SocketAddr>,
+    pub duplicate: Option<MirrorDest>,
     pub hep: Option<HepSettings>,
     /// Local address to send mirrored copies from (`send_sock_addr`).
     pub send_sock: Option<SocketAddr>,
@@ -69,6 +73,39 @@ pub struct Send {
     pub listener: usize,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+}
+
+/// Where a mirrored copy goes: duplicate_uri or the URI given to
+/// sip_trace(), resolved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MirrorDest {
+    pub addr: SocketAddr,
+    pub transport: DupTransport,
+}
+
+/// What sip_trace() adds to an event's copy: its own destination (else
+/// duplicate_uri) and a HEP correlation id (chunk 0x0011).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct MirrorReq<'a> {
+    pub dest: Option<MirrorDest>,
+    pub correlation_id: Option<&'a str>,
+}
+
+/// One mirrored copy for the reactor to send; it counts the outcome
+/// through [`Core::count_copies`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MirrorCopy {
+    pub to: SocketAddr,
+    pub via: CopyVia,
+    pub bytes: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CopyVia {
+    /// A datagram from this listening socket.
+    Udp { listener: usize },
+    /// The kept TCP connection to `to`, bound to this address when set.
+    Tcp { bind: Option<std::net::IpAddr> },
 }
 
 /// Counters of the SIP side.
@@ -90,6 +127,8 @@ pub(crate) struct State {
     pub tracer: Tracer,
     pub memory: Memory,
     pub sends: Vec<Send>,
+    /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
+    pub mirrors: Vec<MirrorCopy>,
     pub rows: Vec<Row>,
     pub stats: CoreStats,
     pub resolver: Resolver,
@@ -124,6 +163,7 @@ impl Core {
                 tracer,
                 memory,
                 sends: Vec::new(),
+                mirrors: Vec::new(),
                 rows: Vec::new(),
                 stats: CoreStats::default(),
                 resolver: Resolver::default(),
@@ -156,6 +196,17 @@ impl Core {
 
     pub fn take_sends(&mut self) -> Vec<Send> {
         std::mem::take(&mut self.s.sends)
+    }
+
+    pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
+        std::mem::take(&mut self.s.mirrors)
+    }
+
+    /// Outcome of copies handed out by [`Core::take_mirrors`], for
+    /// `sip_trace_stats` (the reactor knows whether a send succeeded).
+    pub fn count_copies(&mut self, sent: u64, dropped: u64) {
+        self.s.stats.copies_sent += sent;
+        self.s.stats.copies_dropped += dropped;
     }
 
     pub fn take_rows(&mut self) -> Vec<Row> {
@@ -389,7 +440,7 @@ impl State {
         ev: &Event<'_>,
         trigger: Trigger,
         st: &MsgState,
-        mirror: Option<(SocketAddr, Option<&str>)>,
+        mirror: Option<MirrorReq<'_>>,
     ) {
         let users = self.traced_users(st);
         if !self.tracer.wants(trigger, users.len()) {
@@ -404,25 +455,57 @@ impl State {
             self.tracer
                 .rows(ev, trigger, &users, table.as_deref(), &mut scratch);
         }
-        let (dest, corr) = match mirror {
-            Some((d, c)) => (Some(d), c),
-            None => (self.settings.duplicate, None),
-        };
-        if let Some(dest) = dest {
-            self.mirror(ev, dest, corr);
+        let req = mirror.unwrap_or_default();
+        if let Some(dest) = req.dest.or(self.settings.duplicate) {
+            self.mirror(ev, dest, req.correlation_id);
         }
     }
 
-    fn mirror(&mut self, ev: &Event<'_>, dest: SocketAddr, corr: Option<&str>) {
-        let from = match self.settings.send_sock {
-            Some(a) => self.socks.iter().position(|s| s.addr == a),
-            None => None,
-        }
-        .or_else(|| self.pick_listener(dest, None));
-        let Some(li) = from else {
-            self.stats.copies_dropped += 1;
-            log::warn!("duplicate to {dest}: no listening socket of that address family");
-            return;
+    /// Queues one copy of `ev` for `dest`: the raw bytes, or HEP. UDP
+    /// copies leave from send_sock_addr or a listener of the destination's
+    /// family (kamailio-facts §4.4); TCP ones on the reactor's kept
+    /// connection. Counted as sent or dropped once the reactor has tried.
+    fn mirror(&mut self, ev: &Event<'_>, dest: MirrorDest, corr: Option<&str>) {
+        let to = dest.addr;
+        let send_sock = self
+            .settings
+            .send_sock
+            .filter(|a| a.is_ipv4() == to.is_ipv4());
+        let via = match dest.transport {
+            DupTransport::Udp => {
+                let from = match send_sock {
+                    Some(a) => self.socks.iter().position(|s| s.addr == a),
+                    None => self.pick_listener(to, None),
+                };
+                let Some(listener) = from else {
+                    self.stats.copies_dropped += 1;
+                    warn_once(
+                        &NO_FAMILY,
+                        format_args!(
+                            "copy to udp:{to} not sent: no listening socket of that address family"
+                        ),
+                    );
+                    return;
+                };
+                CopyVia::Udp { listener }
+            }
+            DupTransport::Tcp => {
+                // HEPv1/v2 carry no total length: a stream of them cannot
+                // be split again (config.rs refuses that for duplicate_uri).
+                if self.settings.hep.as_ref().is_some_and(|h| h.version < 3) {
+                    self.stats.copies_dropped += 1;
+                    warn_once(
+                        &V2_ON_TCP,
+                        format_args!(
+                            "copy to tcp:{to} not sent: HEPv1/v2 cannot be framed on TCP; use hep_version 3"
+                        ),
+                    );
+                    return;
+                }
+                CopyVia::Tcp {
+                    bind: send_sock.map(|a| a.ip()),
+                }
+            }
         };
         let bytes = match &self.settings.hep {
             None => ev.bytes.to_vec(),
@@ -430,34 +513,69 @@ impl State {
                 Ok(b) => b,
                 Err(e) => {
                     self.stats.copies_dropped += 1;
-                    log::warn!("HEP copy not sent: {e}");
+                    warn_once(&HEP_FAILED, format_args!("HEP copy not sent: {e}"));
                     return;
                 }
             },
         };
-        self.stats.copies_sent += 1;
-        self.sends.push(Send {
-            listener: li,
-            to: dest,
-            bytes,
-        });
+        self.mirrors.push(MirrorCopy { to, via, bytes });
     }
 }
 
-/// Addresses of a trace event back from their `proto:ip:port` renderings.
-fn parse_endpoint(s: &str) -> Option<SocketAddr> {
-    let (_, rest) = s.split_once(':')?;
-    rest.parse().ok()
+/// Copies refused for a reason that repeats with every traced message (a
+/// script or config choice): the first is a warning, the rest debug lines;
+/// copies_dropped counts them all.
+static NO_FAMILY: AtomicBool = AtomicBool::new(false);
+static V2_ON_TCP: AtomicBool = AtomicBool::new(false);
+static HEP_FAILED: AtomicBool = AtomicBool::new(false);
+
+fn warn_once(seen: &AtomicBool, msg: std::fmt::Arguments<'_>) {
+    if seen.swap(true, Ordering::Relaxed) {
+        log::debug!("{msg}");
+    } else {
+        log::warn!("{msg} (further ones are logged at debug level)");
+    }
 }
 
+/// Transport and address of a trace event's end from its rendering:
+/// `proto:ip:port` as written by `endpoint()`, or a trace_local_ip value
+/// written verbatim (`ip:port`, `[v6]:port`, a bare IP). None when it names
+/// no address (e.g. a host name in trace_local_ip).
+fn parse_endpoint(s: &str) -> Option<(Proto, SocketAddr)> {
+    let (proto, rest) = match s.split_once(':') {
+        Some((p, rest)) if p.eq_ignore_ascii_case("any") => (Proto::Udp, rest),
+        Some((p, rest)) => match Proto::parse(&p.to_ascii_lowercase()) {
+            Some(p) => (p, rest),
+            None => (Proto::Udp, s),
+        },
+        None => (Proto::Udp, s),
+    };
+    if let Ok(a) = rest.parse::<SocketAddr>() {
+        return Some((proto, a));
+    }
+    let ip = rest.trim_start_matches('[').trim_end_matches(']');
+    let ip: std::net::IpAddr = ip.parse().ok()?;
+    Some((proto, SocketAddr::new(ip, 0)))
+}
+
+/// The HEP datagram for one event: addresses and transport from the row's
+/// fromip/toip, as Kamailio's siptrace builds it from the same strings.
 fn hep_packet(ev: &Event<'_>, h: &HepSettings, corr: Option<&str>) -> Result<Vec<u8>, String> {
     use crate::trace::hep;
-    let unspecified = SocketAddr::from(([0, 0, 0, 0], 0));
+    let unspecified = (Proto::Udp, SocketAddr::from(([0, 0, 0, 0], 0)));
+    let end = |s: &str| {
+        parse_endpoint(s).unwrap_or_else(|| {
+            log::debug!("HEP: '{s}' names no IP address; sending 0.0.0.0:0");
+            unspecified
+        })
+    };
+    let (proto, src) = end(&ev.fromip);
+    let (_, dst) = end(&ev.toip);
     let p = hep::HepPacket {
-        src: parse_endpoint(&ev.fromip).unwrap_or(unspecified),
-        dst: parse_endpoint(&ev.toip).unwrap_or(unspecified),
-        proto: Proto::Udp,
-        ts_sec: ev.time.sec as u32,
+        src,
+        dst,
+        proto,
+        ts_sec: u32::try_from(ev.time.sec).unwrap_or(0),
         ts_usec: ev.time.usec,
         capture_id: h.capture_id,
         auth_key: h.auth_key.as_deref(),
@@ -505,4 +623,80 @@ pub(crate) fn local_endpoint(s: &State, li: usize) -> String {
         .map(|l| endpoint(l.proto, l.addr))
         .unwrap_or_else(|| crate::trace::ANY_DEST.to_string());
     s.tracer.local(actual)
+}
+
+#[cfg(test)]
+mod mirror_tests {
+    use super::*;
+    use crate::clock::WallTime;
+
+    #[test]
+    fn endpoints_back_to_addresses() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let cases = [
+            (
+                "udp:127.0.0.1:5060",
+                Some((Proto::Udp, a("127.0.0.1:5060"))),
+            ),
+            (
+                "tcp:[2001:db8::1]:5070",
+                Some((Proto::Tcp, a("[2001:db8::1]:5070"))),
+            ),
+            ("TLS:10.0.0.1:5061", Some((Proto::Tls, a("10.0.0.1:5061")))),
+            (ANY, Some((Proto::Udp, a("255.255.255.255:5060")))),
+            // trace_local_ip values are verbatim (kamailio-facts §4.1).
+            ("10.1.1.1:5064", Some((Proto::Udp, a("10.1.1.1:5064")))),
+            ("[::1]:5064", Some((Proto::Udp, a("[::1]:5064")))),
+            ("10.1.1.1", Some((Proto::Udp, a("10.1.1.1:0")))),
+            ("udp:[::1]", Some((Proto::Udp, a("[::1]:0")))),
+            ("proxy.example.com:5060", None),
+            ("", None),
+        ];
+        for (input, want) in cases {
+            assert_eq!(parse_endpoint(input), want, "{input:?}");
+        }
+    }
+    const ANY: &str = crate::trace::ANY_DEST;
+
+    #[test]
+    fn hep_packet_takes_the_rows_addresses_and_time() {
+        let f = Facts::default();
+        let ev = Event {
+            bytes: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
+            facts: &f,
+            dir: crate::trace::Direction::Out,
+            fromip: "tcp:10.0.0.1:5060".into(),
+            toip: "tcp:10.0.0.2:5080".into(),
+            time: WallTime {
+                sec: 1_700_000_000,
+                usec: 123_456,
+            },
+        };
+        let h = HepSettings {
+            version: 3,
+            capture_id: 2001,
+            auth_key: Some("k".into()),
+        };
+        let got = hep_packet(&ev, &h, Some("cid")).unwrap();
+        let want = crate::trace::hep::encode_v3(&crate::trace::hep::HepPacket {
+            src: "10.0.0.1:5060".parse().unwrap(),
+            dst: "10.0.0.2:5080".parse().unwrap(),
+            proto: Proto::Tcp,
+            ts_sec: 1_700_000_000,
+            ts_usec: 123_456,
+            capture_id: 2001,
+            auth_key: Some("k"),
+            correlation_id: Some("cid"),
+            payload: ev.bytes,
+            proto_type: crate::trace::hep::PROTO_TYPE_SIP,
+        })
+        .unwrap();
+        assert_eq!(got, want);
+        let v2 = HepSettings {
+            version: 2,
+            capture_id: 70_000,
+            auth_key: None,
+        };
+        assert!(hep_packet(&ev, &v2, None).unwrap_err().contains("16-bit"));
+    }
 }

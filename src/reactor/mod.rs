@@ -15,8 +15,10 @@ pub mod control;
 pub mod fifo;
 
 use crate::clock::WallTime;
-use crate::core::Core;
+use crate::core::{CopyVia, Core};
 use crate::db::{Backend, Row};
+use crate::trace::stream::StreamConfig;
+use crate::transport::stream::Streams;
 use crate::transport::{Listener, MAX_DATAGRAM};
 use mio::net::UnixStream;
 use mio::unix::SourceFd;
@@ -31,6 +33,8 @@ const TOKEN_HUP: Token = Token(3);
 const TOKEN_MI: Token = Token(1);
 const TOKEN_RPC: Token = Token(2);
 const TOKEN_LISTENER_BASE: usize = 16;
+/// TCP connections to capture nodes: a range above any listener token.
+const TOKEN_STREAM_BASE: usize = 1 << 20;
 
 /// How often the FIFO paths are checked for deletion/replacement.
 const FIFO_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -51,6 +55,8 @@ pub struct Reactor {
     pub listeners: Vec<Listener>,
     pub core: Core,
     pub control: control::Control,
+    /// Kept TCP connections for mirrored copies (`;transport=tcp`).
+    streams: Streams,
     db: Option<Box<dyn Backend>>,
     pub db_counters: DbCounters,
     batch_rows: usize,
@@ -92,6 +98,7 @@ impl Reactor {
             listeners,
             core,
             control,
+            streams: Streams::new(TOKEN_STREAM_BASE, StreamConfig::default()),
             db,
             db_counters: DbCounters::default(),
             batch_rows: batch_rows.max(1),
@@ -112,6 +119,23 @@ impl Reactor {
         }
         r.register_fifos().map_err(ReactorError::Poll)?;
         Ok(r)
+    }
+
+    /// Bytes of copies each TCP capture connection may hold while its node
+    /// is away or slow (siptrace `mirror_tcp_queue_kb`).
+    pub fn set_mirror_queue_bytes(&mut self, bytes: usize) {
+        let cfg = StreamConfig {
+            max_queue_bytes: bytes,
+            ..StreamConfig::default()
+        };
+        self.streams = Streams::new(TOKEN_STREAM_BASE, cfg);
+    }
+
+    /// Connect to a TCP capture node now (duplicate_uri), rather than on
+    /// its first copy.
+    pub fn open_mirror_stream(&mut self, to: std::net::SocketAddr, bind: Option<std::net::IpAddr>) {
+        self.streams
+            .open(self.poll.registry(), to, bind, Instant::now());
     }
 
     fn register_fifos(&mut self) -> io::Result<()> {
@@ -163,6 +187,9 @@ impl Reactor {
                         self.control
                             .on_rpc_readable(&mut self.core, &self.db_counters, now)
                     }
+                    t if self.streams.owns(t) => {
+                        self.streams.on_event(self.poll.registry(), ev, now)
+                    }
                     Token(t) if t >= TOKEN_LISTENER_BASE => {
                         self.on_listener(t - TOKEN_LISTENER_BASE, &mut buf, now, wall)
                     }
@@ -186,6 +213,7 @@ impl Reactor {
         [
             self.core.next_deadline(),
             self.control.next_deadline(),
+            self.streams.next_deadline(),
             Some(self.next_fifo_check),
         ]
         .into_iter()
@@ -212,6 +240,7 @@ impl Reactor {
 
     fn on_timers(&mut self, now: Instant, wall: WallTime) {
         self.core.on_timer(now, wall);
+        self.streams.on_timer(self.poll.registry(), now);
         self.control
             .on_timer(&mut self.core, &self.db_counters, now);
         if now >= self.next_fifo_check {
@@ -237,6 +266,37 @@ impl Reactor {
                 None => log::error!("send on unknown socket {}", s.listener),
             }
         }
+        self.flush_mirrors();
+    }
+
+    /// Copies for capture nodes, after the SIP sends of the same turn:
+    /// UDP ones now (a refused datagram is a dropped copy), TCP ones into
+    /// their connection's bounded queue. Then the outcome is counted.
+    fn flush_mirrors(&mut self) {
+        let now = Instant::now();
+        let (mut sent, mut dropped) = (0, 0);
+        for m in self.core.take_mirrors() {
+            match m.via {
+                CopyVia::Udp { listener } => {
+                    let ok = match self.listeners.get_mut(listener) {
+                        Some(l) => l.send(&m.bytes, m.to),
+                        None => false,
+                    };
+                    if ok {
+                        sent += 1;
+                    } else {
+                        dropped += 1;
+                    }
+                }
+                CopyVia::Tcp { bind } => {
+                    self.streams
+                        .push(self.poll.registry(), m.to, bind, m.bytes, now)
+                }
+            }
+        }
+        let (tcp_sent, tcp_dropped) = self.streams.take_counts();
+        self.core
+            .count_copies(sent + tcp_sent, dropped + tcp_dropped);
     }
 
     /// The turn's one blocking step: the rows, in order, in transactions of

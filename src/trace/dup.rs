@@ -33,13 +33,34 @@ pub struct DupTarget {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum DupError {
     Empty,
-    NotSip { uri: String },
-    EmptyHost { uri: String },
-    BadHost { uri: String, host: String },
-    UnbracketedIpv6 { uri: String },
-    BadIpv6 { uri: String },
-    BadPort { uri: String, port: String },
-    UnsupportedTransport { uri: String, transport: String },
+    NotSip {
+        uri: String,
+    },
+    EmptyHost {
+        uri: String,
+    },
+    BadHost {
+        uri: String,
+        host: String,
+    },
+    UnbracketedIpv6 {
+        uri: String,
+    },
+    BadIpv6 {
+        uri: String,
+    },
+    BadPort {
+        uri: String,
+        port: String,
+    },
+    UnsupportedTransport {
+        uri: String,
+        transport: String,
+    },
+    /// `send_sock_addr` must name a local IP address and port.
+    NotLocalSocket {
+        value: String,
+    },
 }
 
 impl fmt::Display for DupError {
@@ -77,6 +98,11 @@ impl fmt::Display for DupError {
                 f,
                 "duplicate URI '{uri}': transport '{transport}' is not supported for duplicates; \
                  use transport=udp (the default) or transport=tcp"
+            ),
+            DupError::NotLocalSocket { value } => write!(
+                f,
+                "'{value}' does not name a local socket; write it as sip:IP:PORT or udp:IP:PORT \
+                 with the address of a listen= socket"
             ),
         }
     }
@@ -161,6 +187,25 @@ impl fmt::Display for DupTarget {
             DupTransport::Tcp => f.write_str(";transport=tcp"),
         }
     }
+}
+
+/// `send_sock_addr` (alias `force_send_sock`): the local socket copies
+/// leave from. Kamailio takes a SIP URI (`sip:10.1.1.2:5000`); the socket
+/// forms of `listen=` (`udp:10.1.1.2:5000`, `10.1.1.2:5000`, `[::1]:5000`)
+/// are accepted too. The host must be an IP address: the socket must match
+/// a listener, which has one.
+pub fn parse_send_sock(value: &str) -> Result<SocketAddr, DupError> {
+    let bad = || DupError::NotLocalSocket {
+        value: value.trim().to_string(),
+    };
+    let v = value.trim();
+    let scheme = v.split_once(':').map(|(p, _)| p.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sip") => DupTarget::parse(v).ok().and_then(|t| t.socket_addr()),
+        Some("udp") => v[4..].parse().ok(),
+        _ => v.parse().ok(),
+    }
+    .ok_or_else(bad)
 }
 
 /// Split `host[:port]` or `[v6][:port]`; the host comes back without
@@ -409,6 +454,43 @@ mod tests {
             let got = DupTarget::parse(input).unwrap().socket_addr();
             let want = want.map(|w| w.parse::<SocketAddr>().unwrap());
             assert_eq!(got, want, "input {input:?}");
+        }
+    }
+
+    #[test]
+    fn send_sock_forms() {
+        let ok = [
+            ("sip:10.1.1.2:5000", "10.1.1.2:5000"),
+            ("sip:10.1.1.2", "10.1.1.2:5060"),
+            ("udp:127.0.0.1:5060", "127.0.0.1:5060"),
+            ("UDP:127.0.0.1:5060", "127.0.0.1:5060"),
+            (" 127.0.0.1:5070 ", "127.0.0.1:5070"),
+            ("[::1]:5060", "[::1]:5060"),
+            ("sip:[::1]:5062", "[::1]:5062"),
+        ];
+        for (input, want) in ok {
+            assert_eq!(
+                parse_send_sock(input),
+                Ok(want.parse().unwrap()),
+                "input {input:?}"
+            );
+        }
+        for bad in [
+            "",
+            "sip:proxy.example.com:5060",
+            "tcp:127.0.0.1:5060",
+            "127.0.0.1",
+            "udp:127.0.0.1",
+            "sip:127.0.0.1:0",
+        ] {
+            let err = parse_send_sock(bad).unwrap_err();
+            assert_eq!(
+                err,
+                DupError::NotLocalSocket {
+                    value: bad.trim().to_string()
+                }
+            );
+            assert!(err.to_string().contains("sip:IP:PORT"), "{err}");
         }
     }
 

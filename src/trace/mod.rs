@@ -4,13 +4,15 @@
 //! §4): the trace_on switch, the row-multiplication rule (one `''` row when
 //! the event's "no-user" condition holds, then one row per traced_user AVP
 //! value), address rendering, trace_local_ip, and the duplicate_uri / HEP
-//! encoders (dup.rs, hep.rs). It is plain data in, rows out: it knows
+//! encoders (dup.rs, hep.rs) plus the state machine of a TCP connection to
+//! a capture node (stream.rs). It is plain data in, rows out: it knows
 //! nothing of sockets, the script interpreter or the database driver — the
 //! core hands it facts already pulled out of the message, and db/ stores
 //! the rows it returns.
 
 pub mod dup;
 pub mod hep;
+pub mod stream;
 
 use crate::clock::{WallTime, local_datetime};
 use crate::db::Row;

@@ -1,9 +1,13 @@
 //! UDP listening sockets: bind, drain until WouldBlock, send without
 //! blocking. Knows nothing of SIP beyond "a datagram is one message".
+//! stream.rs adds the TCP connections that carry mirrored copies to
+//! capture nodes.
 //!
 //! Invariant: a send never blocks the reactor; a full socket buffer drops
 //! the datagram and counts it (UDP may lose it anyway; the transaction layer
 //! retransmits).
+
+pub mod stream;
 
 use mio::net::UdpSocket;
 use std::io;
@@ -81,6 +85,8 @@ impl Listener {
         }
     }
 
+    /// One datagram; false (counted in `send_drops`) when the kernel
+    /// refused it, including a full buffer (WouldBlock): never waits.
     pub fn send(&mut self, bytes: &[u8], to: SocketAddr) -> bool {
         loop {
             match self.sock.send_to(bytes, to) {

@@ -449,3 +449,169 @@ pub fn reply_to(req: &[u8], code: u16, reason: &str, to_tag: &str) -> Vec<u8> {
     out.push_str("Content-Length: 0\r\n\r\n");
     out.into_bytes()
 }
+
+// ---- SIP calls through the proxy (shared by the mirror_* tests) ----
+
+impl Peer {
+    /// A SIP endpoint on `addr` (e.g. "[::1]:0" for IPv6 loopback).
+    pub fn bind(addr: &str) -> Peer {
+        let sock = UdpSocket::bind(addr).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+        Peer { sock }
+    }
+
+    /// Every datagram that arrives until `quiet` passes without one, with
+    /// its sender.
+    pub fn drain(&self, quiet: Duration) -> Vec<(Vec<u8>, SocketAddr)> {
+        self.sock.set_read_timeout(Some(quiet)).unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 65535];
+        while let Ok((n, from)) = self.sock.recv_from(&mut buf) {
+            out.push((buf[..n].to_vec(), from));
+        }
+        self.sock
+            .set_read_timeout(Some(Duration::from_secs(3)))
+            .unwrap();
+        out
+    }
+}
+
+/// An INVITE from `uac` to a UAS behind `proxy`, with an `X-Trace` header
+/// the test configs route on.
+pub fn sip_invite(
+    uac: SocketAddr,
+    proxy: SocketAddr,
+    uas: SocketAddr,
+    call_id: &str,
+    x_trace: &str,
+) -> Vec<u8> {
+    format!(
+        "INVITE sip:bob@{uas} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {uac};branch=z9hG4bK-inv-{call_id};rport\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:alice@{uac}>;tag=ft-{call_id}\r\n\
+         To: <sip:bob@{proxy}>\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: 1 INVITE\r\n\
+         Contact: <sip:alice@{uac}>\r\n\
+         X-Trace: {x_trace}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// An in-dialog request (ACK, BYE…) routed through `proxy`.
+#[allow(clippy::too_many_arguments)]
+pub fn sip_in_dialog(
+    method: &str,
+    cseq: u32,
+    uac: SocketAddr,
+    proxy: SocketAddr,
+    uas: SocketAddr,
+    call_id: &str,
+    x_trace: &str,
+    branch: &str,
+) -> Vec<u8> {
+    format!(
+        "{method} sip:bob@{uas} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {uac};branch=z9hG4bK-{branch}\r\n\
+         Max-Forwards: 70\r\n\
+         Route: <sip:{proxy};lr>\r\n\
+         From: <sip:alice@{uac}>;tag=ft-{call_id}\r\n\
+         To: <sip:bob@{proxy}>;tag=tt-{call_id}\r\n\
+         Call-ID: {call_id}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         X-Trace: {x_trace}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+    .into_bytes()
+}
+
+/// INVITE/200/ACK/BYE/200 from `uac` through `proxy` to `uas`. Returns
+/// every message as it crossed the wire, in order: for each request and
+/// reply first the bytes its sender sent, then the bytes its receiver got
+/// (10 messages). Panics when a step does not arrive within 3 s.
+pub fn sip_call(
+    uac: &Peer,
+    uas: &Peer,
+    proxy: SocketAddr,
+    call_id: &str,
+    x_trace: &str,
+) -> Vec<Vec<u8>> {
+    let (a, b) = (uac.addr(), uas.addr());
+    let mut wire = Vec::new();
+    let inv = sip_invite(a, proxy, b, call_id, x_trace);
+    uac.send(proxy, &inv);
+    let (fwd, _) = uas.recv();
+    assert!(
+        first_line(&fwd).starts_with("INVITE "),
+        "{}",
+        String::from_utf8_lossy(&fwd)
+    );
+    let ok = reply_to(&fwd, 200, "OK", &format!("tt-{call_id}"));
+    uas.send(proxy, &ok);
+    let (ok_at_uac, _) = uac.recv();
+    assert_eq!(first_line(&ok_at_uac), "SIP/2.0 200 OK");
+    wire.extend([inv, fwd, ok, ok_at_uac]);
+    for (i, (m, n)) in [("ACK", 1), ("BYE", 2)].into_iter().enumerate() {
+        let req = sip_in_dialog(
+            m,
+            n,
+            a,
+            proxy,
+            b,
+            call_id,
+            x_trace,
+            &format!("{m}{i}-{call_id}"),
+        );
+        uac.send(proxy, &req);
+        let (got, _) = uas.recv();
+        assert!(
+            first_line(&got).starts_with(m),
+            "{}",
+            String::from_utf8_lossy(&got)
+        );
+        wire.extend([req, got.clone()]);
+        if m == "BYE" {
+            let r = reply_to(&got, 200, "OK", "");
+            uas.send(proxy, &r);
+            let (r_at_uac, _) = uac.recv();
+            assert_eq!(first_line(&r_at_uac), "SIP/2.0 200 OK");
+            wire.extend([r, r_at_uac]);
+        }
+    }
+    wire
+}
+
+impl Daemon {
+    /// `sip_trace_stats` over the MI FIFO as name → value. Asked with
+    /// our own FIFO client rather than scripts/kamctl, so that tests which
+    /// poll the counters do not depend on the script's process juggling.
+    pub fn trace_stats(&self) -> std::collections::HashMap<String, String> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let name = format!(
+            "st_stats_{}_{}",
+            std::process::id(),
+            N.fetch_add(1, Ordering::SeqCst)
+        );
+        let req = format!(":sip_trace_stats:{name}\n\n");
+        let reply = self
+            .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
+            .expect("no reply to sip_trace_stats");
+        let text = String::from_utf8_lossy(&reply).into_owned();
+        assert!(text.starts_with("200 OK\n"), "{text}");
+        text.lines()
+            .filter_map(|l| l.split_once("::"))
+            .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+            .collect()
+    }
+
+    /// One counter of `sip_trace_stats`.
+    pub fn trace_stat(&self, name: &str) -> u64 {
+        let stats = self.trace_stats();
+        stats
+            .get(name)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no counter {name} in {stats:?}"))
+    }
+}
