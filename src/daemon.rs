@@ -56,7 +56,9 @@ impl Runtime {
 
 pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, SetupError> {
     if program.onsend_route().is_some() {
-        log::warn!("onsend_route is accepted but not run: trace sent messages with the trace flag instead");
+        log::warn!(
+            "onsend_route is accepted but not run: trace sent messages with the trace flag instead"
+        );
     }
     let listeners = bind_listeners(&conf)?;
     let socks: Vec<LocalSock> = listeners

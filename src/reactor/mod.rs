@@ -191,7 +191,7 @@ impl Reactor {
                         self.streams.on_event(self.poll.registry(), ev, now)
                     }
                     Token(t) if t >= TOKEN_LISTENER_BASE => {
-                        self.on_listener(t - TOKEN_LISTENER_BASE, &mut buf, now, wall)
+                        self.on_listener(t - TOKEN_LISTENER_BASE, &mut buf, now)
                     }
                     Token(_) => {}
                 }
@@ -221,7 +221,7 @@ impl Reactor {
         .min()
     }
 
-    fn on_listener(&mut self, idx: usize, buf: &mut [u8], now: Instant, wall: WallTime) {
+    fn on_listener(&mut self, idx: usize, buf: &mut [u8], now: Instant) {
         loop {
             let got = match self.listeners.get(idx).map(|l| l.recv(buf)) {
                 Some(Ok(Some(g))) => g,
@@ -232,7 +232,10 @@ impl Reactor {
                 }
             };
             let (n, src) = got;
-            self.core.on_datagram(idx, src, &buf[..n], now, wall);
+            // Each datagram's own wall time (a vDSO read): a reply drained
+            // in the same turn as its request must not share its time_us.
+            self.core
+                .on_datagram(idx, src, &buf[..n], now, WallTime::now());
             // Keep memory flat under a burst: send as we go.
             self.flush_sends();
         }
