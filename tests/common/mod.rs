@@ -899,7 +899,7 @@ impl TestDb {
                 use mysql::prelude::Queryable;
                 let sql = format!(
                     "SELECT id, DATE_FORMAT(time_stamp, '%Y-%m-%d %H:%i:%s'), {}, callid, \
-                     traced_user, msg, method, status, fromip, toip, fromtag, {}, direction \
+                     traced_user, CAST(msg AS BINARY), method, status, fromip, toip, fromtag, {}, direction \
                      FROM `{table}` ORDER BY id",
                     if has("time_us") { "time_us" } else { "0" },
                     if has("totag") { "totag" } else { "''" },
