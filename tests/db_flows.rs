@@ -1005,3 +1005,30 @@ fn dbtext_files_are_kamailios_format() {
     assert_eq!(rows[0][3], "flow-call@test");
     assert_eq!(rows[0][12], "in");
 }
+
+// ---------------------------------------------------------------- ODBC
+
+/// With the `odbc` feature: the same flows through `unixodbc://` URLs
+/// (DSN-less, Debian's psqlODBC and MariaDB Connector/ODBC) give the same
+/// rows as the native backends.
+#[cfg(feature = "odbc")]
+#[test]
+fn same_flows_through_unixodbc() {
+    let reference = flows_on(&TestDb::initialised(DbKind::Sqlite), Layout::V4);
+    for (kind, driver) in [
+        (DbKind::Postgres, "PostgreSQL Unicode"),
+        (DbKind::Mysql, "MariaDB Unicode"),
+    ] {
+        let mut db = TestDb::initialised(kind);
+        // scheme://user@127.0.0.1:port/name, as TestDb builds it.
+        let (user, rest) = db.url.split_once("://").unwrap().1.split_once('@').unwrap();
+        let port = rest.split_once(':').unwrap().1.split_once('/').unwrap().0;
+        let (user, port) = (user.to_string(), port.to_string());
+        db.url = format!(
+            "unixodbc://{user}@/Driver={{{driver}}};Server=127.0.0.1;Port={port};Database={}",
+            db.name
+        );
+        let rows = flows_on(&db, Layout::V4);
+        assert_eq!(rows, reference, "{kind:?} through ODBC");
+    }
+}

@@ -1173,3 +1173,78 @@ fn bad_urls_and_names_are_clear() {
         .unwrap();
     assert!(matches!(e, DbError::Io { .. }), "{e}");
 }
+
+// ---------------------------------------------------------------- ODBC
+
+/// `unixodbc://` URLs to the test servers, DSN-less (the driver names are
+/// those Debian's odbc-postgresql and odbc-mariadb register).
+#[cfg(feature = "odbc")]
+mod odbc {
+    use super::*;
+
+    fn pg_url(pg: &Pg) -> String {
+        let user = pg.base.get_user().unwrap_or("postgres");
+        let port = pg.base.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "unixodbc://{user}@/Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={port};Database={}",
+            pg.name
+        )
+    }
+
+    fn my_url(my: &My) -> String {
+        let user = my.base.get_user().unwrap_or("root");
+        format!(
+            "unixodbc://{user}@/Driver={{MariaDB Unicode}};Server=127.0.0.1;Port={};Database={}",
+            my.base.get_tcp_port(),
+            my.name
+        )
+    }
+
+    #[test]
+    fn odbc_postgres_round_trip_and_reroutes() {
+        let pg = Pg::new();
+        pg.exec(PG_V4);
+        pg.exec(&super::super::schema::script_for_table(PG_V4, "trace_b"));
+        let mut store = open(&pg_url(&pg), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &pg.read(), 4, SERVER);
+        pg.exec("TRUNCATE sip_trace");
+        reroutes(store.as_mut(), &pg.read(), SERVER);
+    }
+
+    #[test]
+    fn odbc_postgres_old_layout() {
+        let pg = Pg::new();
+        pg.exec(PG_V2);
+        let mut store = open(&pg_url(&pg), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &pg.read(), 2, SERVER);
+    }
+
+    #[test]
+    fn odbc_mysql_round_trip_and_reroutes() {
+        let my = My::new();
+        my.exec(MY_V4);
+        my.exec(&super::super::schema::script_for_table(MY_V4, "trace_b"));
+        let mut store = open(&my_url(&my), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &my.read(), 4, SERVER);
+        my.exec("TRUNCATE sip_trace");
+        reroutes(store.as_mut(), &my.read(), SERVER);
+    }
+
+    #[test]
+    fn odbc_missing_table_and_unreachable_server() {
+        let pg = Pg::new();
+        let e = open(&pg_url(&pg), "sip_trace", &opts())
+            .err()
+            .expect("no table");
+        assert!(matches!(e, DbError::MissingTable { .. }), "{e}");
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!(
+            "unixodbc://postgres@/Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={closed};Database=x"
+        );
+        let e = open(&url, "sip_trace", &opts()).err().expect("closed port");
+        assert!(e.is_connection(), "{e}");
+    }
+}
