@@ -3,6 +3,8 @@
 //! distinct Call-IDs (as traffic has: index inserts land all over).
 //!
 //! Usage: cargo run --release --example db_bench [sqlite|postgres|mysql|text …]
+//! (with `--features odbc`, also `odbc-postgres` and `odbc-mysql`: the same
+//! servers through unixODBC and the Debian drivers).
 //! Servers: PostgreSQL and MariaDB/MySQL on 127.0.0.1 (admin URLs from
 //! SIPTRACED_TEST_PG_URL / SIPTRACED_TEST_MYSQL_URL, defaults
 //! postgres://postgres@127.0.0.1:5432/postgres and
@@ -135,6 +137,10 @@ fn pg_connect(
 }
 
 fn bench_postgres() -> Result<Figures, String> {
+    bench_postgres_via(false)
+}
+
+fn bench_postgres_via(odbc: bool) -> Result<Figures, String> {
     let admin_url = std::env::var("SIPTRACED_TEST_PG_URL")
         .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into());
     let base: tokio_postgres::Config = admin_url.parse().map_err(|e| format!("{e}"))?;
@@ -154,8 +160,14 @@ fn bench_postgres() -> Result<Figures, String> {
             .map_err(|e| e.to_string())?;
         let user = base.get_user().unwrap_or("postgres");
         let port = base.get_ports().first().copied().unwrap_or(5432);
-        let f = measure(&format!("postgres://{user}@127.0.0.1:{port}/{name}"))
-            .map_err(|e| e.to_string())?;
+        let f = measure(&store_url(
+            format!("postgres://{user}@127.0.0.1:{port}/{name}"),
+            odbc.then_some(("PostgreSQL Unicode", user, port, name.as_str())),
+        ))
+        .map_err(|e| e.to_string())?;
+        if odbc {
+            return Ok(f);
+        }
         let per_row = pg_per_row(&rt, &c)?;
         println!(
             "postgres   (alternative: prepared 1-row INSERT per row, {BATCH}/txn: {per_row:.0} rows/s)"
@@ -212,7 +224,22 @@ fn pg_per_row(rt: &tokio::runtime::Runtime, c: &tokio_postgres::Client) -> Resul
     })
 }
 
+/// The store URL for a bench database: native, or through unixODBC with the
+/// Debian driver (`odbc` feature).
+fn store_url(native: String, odbc: Option<(&str, &str, u16, &str)>) -> String {
+    match odbc {
+        None => native,
+        Some((driver, user, port, db)) => format!(
+            "unixodbc://{user}@/Driver={{{driver}}};Server=127.0.0.1;Port={port};Database={db}"
+        ),
+    }
+}
+
 fn bench_mysql() -> Result<Figures, String> {
+    bench_mysql_via(false)
+}
+
+fn bench_mysql_via(odbc: bool) -> Result<Figures, String> {
     use mysql::prelude::Queryable;
     let admin_url = std::env::var("SIPTRACED_TEST_MYSQL_URL")
         .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into());
@@ -228,9 +255,10 @@ fn bench_mysql() -> Result<Figures, String> {
         c.query_drop(include_str!("../sql/mysql/siptrace-create.sql"))
             .map_err(|e| e.to_string())?;
         let user = base.get_user().unwrap_or("root");
-        measure(&format!(
-            "mysql://{user}@127.0.0.1:{}/{name}",
-            base.get_tcp_port()
+        let port = base.get_tcp_port();
+        measure(&store_url(
+            format!("mysql://{user}@127.0.0.1:{port}/{name}"),
+            odbc.then_some(("MariaDB Unicode", user, port, name.as_str())),
         ))
         .map_err(|e| e.to_string())
     })();
@@ -259,5 +287,12 @@ fn main() {
     }
     if want("text") {
         report("text", bench_text());
+    }
+    // Through unixODBC (build with --features odbc; asked for by name only).
+    if args.iter().any(|a| a == "odbc-postgres") {
+        report("odbc-pg", bench_postgres_via(true));
+    }
+    if args.iter().any(|a| a == "odbc-mysql") {
+        report("odbc-mysql", bench_mysql_via(true));
     }
 }

@@ -42,7 +42,9 @@ fn char_fits(c: char, charset: Charset) -> bool {
     match charset {
         Charset::Raw | Charset::Utf8 => c != '\0',
         Charset::Bmp => c != '\0' && (c as u32) <= 0xFFFF,
-        Charset::Ascii => c != '\0' && c.is_ascii(),
+        // Latin1 text is written as bytes ([`escape_nul`]); as characters
+        // only ASCII maps to itself.
+        Charset::Ascii | Charset::Latin1 => c != '\0' && c.is_ascii(),
     }
 }
 
@@ -71,6 +73,23 @@ pub fn fit(s: &str, max_chars: Option<usize>, max_bytes: Option<usize>) -> (&str
         end = i + c.len_utf8();
     }
     (s, false)
+}
+
+/// Bytes for a column that stores every byte but NUL (MySQL latin1): NUL
+/// written as `\x00`, the rest as is; `Borrowed` when there was none.
+pub fn escape_nul(bytes: &[u8]) -> Cow<'_, [u8]> {
+    if !bytes.contains(&0) {
+        return Cow::Borrowed(bytes);
+    }
+    let mut out = Vec::with_capacity(bytes.len() + 8);
+    for &b in bytes {
+        if b == 0 {
+            out.extend_from_slice(b"\\x00");
+        } else {
+            out.push(b);
+        }
+    }
+    Cow::Owned(out)
 }
 
 /// Byte-slice variant of [`fit`] for raw columns (only a byte limit applies).
@@ -160,5 +179,14 @@ mod tests {
         }
         assert_eq!(fit_bytes(b"abcdef", Some(4)), (&b"abcd"[..], true));
         assert_eq!(fit_bytes(b"ab", Some(4)), (&b"ab"[..], false));
+    }
+
+    #[test]
+    fn escapes_nul_only() {
+        assert!(matches!(
+            escape_nul(b"a\xff\xc3"),
+            Cow::Borrowed(b"a\xff\xc3")
+        ));
+        assert_eq!(&*escape_nul(b"\0a\0\xe9"), b"\\x00a\\x00\xe9");
     }
 }

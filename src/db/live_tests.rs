@@ -634,6 +634,11 @@ fn pg_admin_url() -> String {
 impl Pg {
     /// A fresh database, dropped again when this is dropped.
     fn new() -> Pg {
+        Self::with_encoding("")
+    }
+
+    /// A fresh database in `encoding` ("" = the server's default).
+    fn with_encoding(encoding: &str) -> Pg {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -642,7 +647,12 @@ impl Pg {
         let base: tokio_postgres::Config = url.parse().expect("SIPTRACED_TEST_PG_URL");
         let admin = Self::connect(&rt, &base, &url);
         let name = unique("siptraced_t");
-        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+        let with = if encoding.is_empty() {
+            String::new()
+        } else {
+            format!(" ENCODING '{encoding}' LC_COLLATE 'C' LC_CTYPE 'C' TEMPLATE template0")
+        };
+        rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}{with}")))
             .expect("create test database");
         Pg {
             rt,
@@ -742,6 +752,55 @@ fn postgres_round_trip_v4() {
     pg.exec(PG_V4);
     let mut store = pg.open();
     roundtrip(store.as_mut(), &pg.read(), 4, SERVER);
+}
+
+/// Databases whose encoding is not UTF8 (old Kamailio installations):
+/// LATIN1 holds every byte, so the message goes in as Kamailio stored it
+/// (only NUL escaped); SQL_ASCII takes UTF-8 as is, like UTF8.
+#[test]
+fn postgres_latin1_and_sql_ascii_databases() {
+    type Want = fn(&[u8]) -> Vec<u8>;
+    let cases: [(&str, Want); 2] = [
+        ("LATIN1", |m| super::encode::escape_nul(m).into_owned()),
+        ("SQL_ASCII", |m| {
+            super::encode::escape_text(m, super::schema::Charset::Utf8)
+                .into_owned()
+                .into_bytes()
+        }),
+    ];
+    for (encoding, want_msg) in cases {
+        let pg = Pg::with_encoding(encoding);
+        pg.exec(PG_V2);
+        let mut store = pg.open();
+        let rows = sample_rows();
+        let rep = store.write_batch(&rows).expect("write");
+        assert_eq!(
+            (rep.written, rep.escaped, rep.truncated),
+            (4, 1, 1),
+            "{encoding}"
+        );
+        let c = pg.client();
+        // convert_to(.., database encoding) is the stored bytes, unconverted.
+        let got: Vec<(Vec<u8>, Vec<u8>)> = pg
+            .rt
+            .block_on(c.query(
+                "SELECT convert_to(msg, getdatabaseencoding()), \
+                        convert_to(callid, getdatabaseencoding()) FROM sip_trace ORDER BY id",
+                &[],
+            ))
+            .unwrap()
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        let want: Vec<(Vec<u8>, Vec<u8>)> = rows
+            .iter()
+            .map(|r| {
+                let callid = r.callid.as_bytes()[..r.callid.len().min(255)].to_vec();
+                (want_msg(&r.msg), callid)
+            })
+            .collect();
+        assert_eq!(got, want, "{encoding}");
+    }
 }
 
 #[test]
@@ -1000,6 +1059,39 @@ fn mysql_old_layouts() {
     }
 }
 
+/// A latin1 table (kamdbctl's default CHARSET for Kamailio databases) holds
+/// every byte: the message goes in as Kamailio stored it, only NUL escaped,
+/// and a latin1 client reads back the exact bytes.
+#[test]
+fn mysql_latin1_table_keeps_the_bytes() {
+    use mysql::prelude::Queryable;
+    let my = My::new();
+    my.exec("ALTER DATABASE CHARACTER SET latin1");
+    my.exec(MY_V2);
+    let mut store = my.open();
+    let rows = sample_rows();
+    let rep = store.write_batch(&rows).expect("write");
+    assert_eq!((rep.written, rep.escaped, rep.truncated), (4, 1, 1));
+    let want: Vec<(Vec<u8>, Vec<u8>)> = rows
+        .iter()
+        .map(|r| {
+            let msg = super::encode::escape_nul(&r.msg).into_owned();
+            let callid = r.callid.as_bytes()[..r.callid.len().min(255)].to_vec();
+            (msg, callid)
+        })
+        .collect();
+    let mut c = my.conn();
+    let raw: Vec<(Vec<u8>, Vec<u8>)> = c
+        .query("SELECT CAST(msg AS BINARY), CAST(callid AS BINARY) FROM sip_trace ORDER BY id")
+        .unwrap();
+    assert_eq!(raw, want);
+    c.query_drop("SET NAMES latin1").unwrap();
+    let latin1: Vec<(Vec<u8>, Vec<u8>)> = c
+        .query("SELECT msg, callid FROM sip_trace ORDER BY id")
+        .unwrap();
+    assert_eq!(latin1, want);
+}
+
 #[test]
 fn mysql_reroutes_and_refuses_injection() {
     use mysql::prelude::Queryable;
@@ -1080,4 +1172,79 @@ fn bad_urls_and_names_are_clear() {
         .err()
         .unwrap();
     assert!(matches!(e, DbError::Io { .. }), "{e}");
+}
+
+// ---------------------------------------------------------------- ODBC
+
+/// `unixodbc://` URLs to the test servers, DSN-less (the driver names are
+/// those Debian's odbc-postgresql and odbc-mariadb register).
+#[cfg(feature = "odbc")]
+mod odbc {
+    use super::*;
+
+    fn pg_url(pg: &Pg) -> String {
+        let user = pg.base.get_user().unwrap_or("postgres");
+        let port = pg.base.get_ports().first().copied().unwrap_or(5432);
+        format!(
+            "unixodbc://{user}@/Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={port};Database={}",
+            pg.name
+        )
+    }
+
+    fn my_url(my: &My) -> String {
+        let user = my.base.get_user().unwrap_or("root");
+        format!(
+            "unixodbc://{user}@/Driver={{MariaDB Unicode}};Server=127.0.0.1;Port={};Database={}",
+            my.base.get_tcp_port(),
+            my.name
+        )
+    }
+
+    #[test]
+    fn odbc_postgres_round_trip_and_reroutes() {
+        let pg = Pg::new();
+        pg.exec(PG_V4);
+        pg.exec(&super::super::schema::script_for_table(PG_V4, "trace_b"));
+        let mut store = open(&pg_url(&pg), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &pg.read(), 4, SERVER);
+        pg.exec("TRUNCATE sip_trace");
+        reroutes(store.as_mut(), &pg.read(), SERVER);
+    }
+
+    #[test]
+    fn odbc_postgres_old_layout() {
+        let pg = Pg::new();
+        pg.exec(PG_V2);
+        let mut store = open(&pg_url(&pg), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &pg.read(), 2, SERVER);
+    }
+
+    #[test]
+    fn odbc_mysql_round_trip_and_reroutes() {
+        let my = My::new();
+        my.exec(MY_V4);
+        my.exec(&super::super::schema::script_for_table(MY_V4, "trace_b"));
+        let mut store = open(&my_url(&my), "sip_trace", &opts()).expect("open odbc");
+        roundtrip(store.as_mut(), &my.read(), 4, SERVER);
+        my.exec("TRUNCATE sip_trace");
+        reroutes(store.as_mut(), &my.read(), SERVER);
+    }
+
+    #[test]
+    fn odbc_missing_table_and_unreachable_server() {
+        let pg = Pg::new();
+        let e = open(&pg_url(&pg), "sip_trace", &opts())
+            .err()
+            .expect("no table");
+        assert!(matches!(e, DbError::MissingTable { .. }), "{e}");
+        let closed = {
+            let l = TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let url = format!(
+            "unixodbc://postgres@/Driver={{PostgreSQL Unicode}};Server=127.0.0.1;Port={closed};Database=x"
+        );
+        let e = open(&url, "sip_trace", &opts()).err().expect("closed port");
+        assert!(e.is_connection(), "{e}");
+    }
 }

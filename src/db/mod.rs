@@ -1,5 +1,6 @@
 //! Synchronous row store for `sip_trace` rows, chosen by `db_url` scheme:
-//! SQLite, PostgreSQL, MySQL/MariaDB or Kamailio's dbtext files.
+//! SQLite, PostgreSQL, MySQL/MariaDB, Kamailio's dbtext files, or (with the
+//! `odbc` feature) any unixODBC data source.
 //!
 //! It moves rows whose values the trace layer already decided; it knows
 //! nothing of SIP, scripts or the reactor, and never reads the clock for row
@@ -20,7 +21,8 @@
 //!   says "retry later (spool it)", and the next call reconnects.
 //!
 //! Depends on: std, log, and per cargo feature rusqlite (`sqlite`),
-//! tokio-postgres + tokio (`postgres`), mysql (`mysql`); `dbtext` is std only.
+//! tokio-postgres + tokio (`postgres`), mysql (`mysql`), odbc-api (`odbc`,
+//! not default: `unixodbc://` URLs); `dbtext` is std only.
 
 // A build with some backends left out leaves helpers only they use.
 #![cfg_attr(
@@ -44,6 +46,8 @@ pub mod url;
 
 #[cfg(feature = "mysql")]
 mod mysql;
+#[cfg(feature = "odbc")]
+mod odbc;
 #[cfg(feature = "postgres")]
 mod postgres;
 #[cfg(feature = "sqlite")]
@@ -357,6 +361,11 @@ pub fn open(
             let engine = text::Text::open(&dir, default_table, opts)?;
             Ok(Box::new(store::Store::new(engine, default_table)?))
         }
+        #[cfg(feature = "odbc")]
+        DbUrl::Odbc(url) => {
+            let engine = odbc::Odbc::open(url, opts)?;
+            Ok(Box::new(store::Store::new(engine, default_table)?))
+        }
         #[allow(unreachable_patterns)]
         other => Err(disabled(&other)),
     }
@@ -369,6 +378,7 @@ fn disabled(url: &DbUrl) -> DbError {
         DbUrl::Postgres(_) => ("postgres", "postgres"),
         DbUrl::Mysql(_) => ("mysql", "mysql"),
         DbUrl::Text { .. } => ("text", "dbtext"),
+        DbUrl::Odbc(_) => ("unixodbc", "odbc"),
     };
     DbError::BackendDisabled { scheme, feature }
 }

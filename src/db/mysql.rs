@@ -10,8 +10,10 @@
 //! switch to the local Unix socket).
 //!
 //! Text is escaped per column character set (utf8mb4: NUL and invalid UTF-8
-//! as `\xNN`; utf8mb3 also 4-byte characters; other sets every non-ASCII
-//! byte; binary columns take the raw bytes) and cut to the column's length.
+//! as `\xNN`; utf8mb3 also 4-byte characters; latin1, which holds every
+//! byte, takes the raw bytes with only NUL escaped — what Kamailio stored in
+//! the latin1 databases kamdbctl creates; other sets every non-ASCII byte;
+//! binary columns take the raw bytes) and cut to the column's length.
 //! Old v2 tables are MyISAM: there a failed batch may be partly stored.
 //! Depends on mysql and the store/schema/encode modules.
 
@@ -129,7 +131,19 @@ impl Mysql {
                 .iter()
                 .map(|t| quote(&t.column.name))
                 .collect();
-            let group = format!("({})", vec!["?"; cols.len()].join(","));
+            let params: Vec<&str> = layout
+                .targets
+                .iter()
+                .map(|t| match t.column.charset {
+                    // Bound as a binary string: the server puts the bytes
+                    // into the latin1 column unconverted instead of reading
+                    // them as utf8mb4 (the connection's charset), which
+                    // would refuse bytes that are not UTF-8.
+                    Charset::Latin1 if t.column.kind == ColumnKind::Text => "CAST(? AS BINARY)",
+                    _ => "?",
+                })
+                .collect();
+            let group = format!("({})", params.join(","));
             (
                 format!(
                     "INSERT INTO {} ({}) VALUES ",
@@ -204,6 +218,7 @@ fn my_kind(data_type: &str, charset: Option<&str>) -> (ColumnKind, Charset) {
         Some("utf8mb4") => Charset::Utf8,
         Some("utf8" | "utf8mb3") => Charset::Bmp,
         Some("binary") => Charset::Raw,
+        Some("latin1") => Charset::Latin1,
         Some(_) => Charset::Ascii,
         None => Charset::Raw,
     };
@@ -232,6 +247,16 @@ fn push_row(row: &Row, layout: &Layout, out: &mut Vec<MyValue>) -> (bool, bool) 
                 if t.column.charset == Charset::Raw && t.column.kind == ColumnKind::Text =>
             {
                 let (b, c) = encode::fit_bytes(b, t.column.max_bytes);
+                cut |= c;
+                MyValue::Bytes(b.to_vec())
+            }
+            Value::Text(b)
+                if t.column.charset == Charset::Latin1 && t.column.kind == ColumnKind::Text =>
+            {
+                let bytes = encode::escape_nul(b);
+                escaped |= matches!(bytes, std::borrow::Cow::Owned(_));
+                // One byte per character: the octet length is the limit.
+                let (b, c) = encode::fit_bytes(&bytes, t.column.max_bytes);
                 cut |= c;
                 MyValue::Bytes(b.to_vec())
             }

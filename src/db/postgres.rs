@@ -14,8 +14,10 @@
 //! here (examples/db_bench.rs, ~800-byte rows, 1000-row batches): ~85–100k
 //! rows/s, against ~12k rows/s for a prepared single-row INSERT executed per
 //! row in one transaction (one round trip per row).
-//! Text is escaped for the server encoding (`\xNN` for NUL and invalid UTF-8;
-//! any non-ASCII byte when the database is not UTF8) and cut to VARCHAR(n).
+//! Text is escaped for the server encoding (UTF8 and SQL_ASCII: `\xNN` for
+//! NUL and invalid UTF-8; LATIN1, which holds every byte: the bytes as they
+//! are, NUL as `\x00`; any other encoding: every non-ASCII byte as `\xNN`)
+//! and cut to VARCHAR(n).
 //! Table names fold to lower case as unquoted SQL identifiers do, then are
 //! quoted (reserved words work).
 //! Depends on tokio-postgres, tokio and the store/schema/encode modules.
@@ -143,13 +145,21 @@ impl Postgres {
             .block(conn.client.query_one("SHOW server_encoding", &[]))
             .map_err(|f| f.into_db(self))?;
         let encoding: String = row.get(0);
-        if !encoding.eq_ignore_ascii_case("UTF8") {
-            log::warn!(
-                "siptrace db: {} has encoding {encoding}; non-ASCII bytes are written as \\xNN",
-                self.target()
-            );
-            conn.charset = Charset::Ascii;
-        }
+        conn.charset = match encoding.to_ascii_uppercase().as_str() {
+            // SQL_ASCII stores what the (UTF8) client sends without
+            // conversion: valid UTF-8 goes in as is, like UTF8.
+            "UTF8" | "SQL_ASCII" => Charset::Utf8,
+            // Every byte is a LATIN1 character: sent as that character, the
+            // server stores the original byte (what Kamailio stored).
+            "LATIN1" => Charset::Latin1,
+            _ => {
+                log::warn!(
+                    "siptrace db: {} has encoding {encoding}; non-ASCII bytes are written as \\xNN",
+                    self.target()
+                );
+                Charset::Ascii
+            }
+        };
         Ok(conn)
     }
 
@@ -311,6 +321,31 @@ fn insert_sql(layout: &Layout) -> String {
     )
 }
 
+/// Bytes for a LATIN1 database: each byte as the LATIN1 character of that
+/// value (the server converts them back to the same bytes), NUL as `\x00`;
+/// cut to `max_chars` (one byte per character). Flags: (escaped, truncated).
+fn latin1_text(bytes: &[u8], max_chars: Option<usize>) -> (String, bool, bool) {
+    let limit = max_chars.unwrap_or(usize::MAX);
+    let mut out = String::with_capacity(bytes.len() + bytes.len() / 8);
+    let mut n = 0;
+    let (mut escaped, mut cut) = (false, false);
+    for &b in bytes {
+        let piece: &[char] = if b == 0 {
+            &['\\', 'x', '0', '0']
+        } else {
+            &[char::from(b)]
+        };
+        if n + piece.len() > limit {
+            cut = true;
+            break;
+        }
+        escaped |= b == 0;
+        out.extend(piece);
+        n += piece.len();
+    }
+    (out, escaped, cut)
+}
+
 /// The array parameters of one run, and its escape/cut tallies.
 fn columns_of<'a>(run: &Run<'a>, charset: Charset) -> (Vec<Column<'a>>, Counts) {
     let n = run.rows.len();
@@ -335,6 +370,12 @@ fn columns_of<'a>(run: &Run<'a>, charset: Charset) -> (Vec<Column<'a>>, Counts) 
                 for (i, r) in run.rows.iter().enumerate() {
                     match r.value_for(t) {
                         Value::Int(v) => ints.push(v),
+                        Value::Text(b) if charset == Charset::Latin1 => {
+                            let (text, e, c) = latin1_text(b, info.max_chars);
+                            escaped[i] |= e;
+                            cut[i] |= c;
+                            texts.push(Cow::Owned(text));
+                        }
                         Value::Text(b) => {
                             let (text, e, c) = encode::for_column(b, &info);
                             escaped[i] |= e;
@@ -493,6 +534,22 @@ fn pg_kind(typname: &str) -> ColumnKind {
 mod tests {
     use super::*;
     use crate::db::schema::{ColumnInfo, Layout};
+
+    #[test]
+    fn latin1_bytes_become_their_characters() {
+        assert_eq!(
+            latin1_text(b"a\xe9\xff\x80\0z", None),
+            ("a\u{e9}\u{ff}\u{80}\\x00z".to_string(), true, false)
+        );
+        assert_eq!(
+            latin1_text(b"\xe9\xe9\xe9", Some(2)),
+            ("\u{e9}\u{e9}".to_string(), false, true)
+        );
+        assert_eq!(
+            latin1_text(b"ab\0", Some(4)),
+            ("ab".to_string(), false, true)
+        );
+    }
 
     #[test]
     fn statement_shape() {

@@ -103,6 +103,10 @@ pub enum Charset {
     Bmp,
     /// ASCII only (any other server or column encoding: always safe).
     Ascii,
+    /// One byte per character, every byte value defined (MySQL latin1, the
+    /// charset kamdbctl gives Kamailio's databases): the bytes go in
+    /// unconverted, as Kamailio stored them; only NUL is escaped.
+    Latin1,
 }
 
 /// One column as read from the catalog.

@@ -9,6 +9,10 @@
 //! - `mysql://user[:password]@host[:port]/database`
 //! - `text:///abs/dir`, `text://relative/dir`; Kamailio's `db_text://` and
 //!   `dbtext://` are aliases.
+//! - `unixodbc://[user[:password]@][host]/DSN` (Kamailio's db_unixodbc form;
+//!   the host is ignored, the DSN names the data source), also `odbc://`;
+//!   a "DSN" containing `=` is a complete ODBC connection string
+//!   (`unixodbc:///Driver={PostgreSQL Unicode};Server=…;Database=…`).
 //!
 //! User, password and database may be percent-encoded (`%40` for `@`); a host
 //! may be an IPv6 literal in brackets. Passwords never appear in messages:
@@ -29,6 +33,82 @@ pub enum DbUrl {
     Postgres(ServerUrl),
     Mysql(ServerUrl),
     Text { dir: PathBuf },
+    Odbc(OdbcUrl),
+}
+
+/// A `unixodbc://` URL: a data source name (or connection string) and the
+/// optional credentials to add to it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct OdbcUrl {
+    pub user: Option<String>,
+    pub password: Option<String>,
+    /// DSN from odbc.ini, or a whole connection string (it contains `=`).
+    pub dsn: String,
+}
+
+impl fmt::Debug for OdbcUrl {
+    // Hand-written so that `{:?}` never leaks the password into a log.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OdbcUrl")
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "***"))
+            .field("dsn", &redact_pwd(&self.dsn))
+            .finish()
+    }
+}
+
+impl OdbcUrl {
+    /// The connection string for the driver manager: the DSN (or the given
+    /// string) plus UID/PWD. A value with `;`, `=`, braces or edge spaces is
+    /// put in braces (`}` doubled) so that it cannot add attributes of its
+    /// own; other values stay bare, because some drivers (psqlODBC) keep
+    /// the braces of a plain value as part of it.
+    pub fn connection_string(&self) -> String {
+        let braced = |v: &str| {
+            let special = v.contains([';', '=', '{', '}']) || v.trim() != v;
+            if special {
+                format!("{{{}}}", v.replace('}', "}}"))
+            } else {
+                v.to_string()
+            }
+        };
+        let mut cs = if self.dsn.contains('=') {
+            let mut s = self.dsn.clone();
+            if !s.ends_with(';') {
+                s.push(';');
+            }
+            s
+        } else {
+            format!("DSN={};", braced(&self.dsn))
+        };
+        if let Some(u) = &self.user {
+            cs.push_str(&format!("UID={};", braced(u)));
+        }
+        if let Some(p) = &self.password {
+            cs.push_str(&format!("PWD={};", braced(p)));
+        }
+        cs
+    }
+
+    /// `user@DSN` (or the connection string with any PWD value hidden).
+    pub fn display_target(&self) -> String {
+        let dsn = redact_pwd(&self.dsn);
+        match &self.user {
+            Some(u) => format!("{u}@{dsn}"),
+            None => dsn,
+        }
+    }
+}
+
+/// A connection string with the value of any `PWD=` attribute replaced by `***`.
+fn redact_pwd(cs: &str) -> String {
+    cs.split(';')
+        .map(|attr| match attr.split_once('=') {
+            Some((k, _)) if k.trim().eq_ignore_ascii_case("pwd") => format!("{k}=***"),
+            _ => attr.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// The network part of a postgres or mysql URL.
@@ -75,6 +155,7 @@ impl DbUrl {
             DbUrl::Text { dir } => format!("text:{}", dir.display()),
             DbUrl::Postgres(s) => format!("postgres://{}", s.display_target()),
             DbUrl::Mysql(s) => format!("mysql://{}", s.display_target()),
+            DbUrl::Odbc(o) => format!("unixodbc://{}", o.display_target()),
         }
     }
 }
@@ -155,7 +236,7 @@ pub fn parse(url: &str) -> Result<DbUrl, UrlError> {
     let Some(sep) = url.find("://") else {
         return Err(err(
             UrlPart::Scheme,
-            "expected SCHEME://…, with SCHEME one of sqlite, postgres, postgresql, mysql, text, db_text",
+            "expected SCHEME://…, with SCHEME one of sqlite, postgres, postgresql, mysql, text, db_text, unixodbc",
         ));
     };
     let scheme = url[..sep].to_ascii_lowercase();
@@ -173,11 +254,52 @@ pub fn parse(url: &str) -> Result<DbUrl, UrlError> {
         "mysql" => parse_server(rest, MYSQL_PORT)
             .map(DbUrl::Mysql)
             .map_err(|(part, p)| err(part, p)),
+        "unixodbc" | "odbc" => parse_odbc(rest)
+            .map(DbUrl::Odbc)
+            .map_err(|(part, p)| err(part, p)),
         _ => Err(err(
             UrlPart::Scheme,
-            "unknown scheme; use sqlite, postgres, postgresql, mysql, text or db_text",
+            "unknown scheme; use sqlite, postgres, postgresql, mysql, text, db_text or unixodbc",
         )),
     }
+}
+
+fn parse_odbc(rest: &str) -> Result<OdbcUrl, (UrlPart, &'static str)> {
+    let Some(slash) = rest.find('/') else {
+        return Err((UrlPart::Database, "missing /DSN after the host"));
+    };
+    let (authority, dsn) = (&rest[..slash], &rest[slash + 1..]);
+    let dsn = percent_decode(dsn).ok_or((UrlPart::Database, "bad %-escape"))?;
+    if dsn.trim().is_empty() {
+        return Err((
+            UrlPart::Database,
+            "missing data source name after the last '/'",
+        ));
+    }
+    if dsn.contains('\0') {
+        return Err((UrlPart::Database, "contains a NUL byte"));
+    }
+    let (user, password) = match authority.rfind('@') {
+        None => (None, None),
+        Some(at) => match authority[..at].split_once(':') {
+            Some((u, p)) => (
+                Some(percent_decode(u).ok_or((UrlPart::User, "bad %-escape"))?),
+                Some(percent_decode(p).ok_or((UrlPart::User, "bad %-escape in the password"))?),
+            ),
+            None => (
+                Some(percent_decode(&authority[..at]).ok_or((UrlPart::User, "bad %-escape"))?),
+                None,
+            ),
+        },
+    };
+    if user.as_deref() == Some("") {
+        return Err((UrlPart::User, "empty user name"));
+    }
+    Ok(OdbcUrl {
+        user,
+        password,
+        dsn,
+    })
 }
 
 /// The path after `scheme://`: `/abs` stays absolute, anything else is relative.
@@ -316,6 +438,54 @@ mod tests {
             port,
             database: db.into(),
         }
+    }
+
+    #[test]
+    fn odbc_urls() {
+        let odbc = |user: Option<&str>, pw: Option<&str>, dsn: &str| {
+            DbUrl::Odbc(OdbcUrl {
+                user: user.map(String::from),
+                password: pw.map(String::from),
+                dsn: dsn.into(),
+            })
+        };
+        let cases: Vec<(&str, DbUrl, &str)> = vec![
+            (
+                "unixodbc://kamailio:kamailiorw@localhost/my_dsn",
+                odbc(Some("kamailio"), Some("kamailiorw"), "my_dsn"),
+                "DSN=my_dsn;UID=kamailio;PWD=kamailiorw;",
+            ),
+            ("odbc:///trace", odbc(None, None, "trace"), "DSN=trace;"),
+            (
+                "unixodbc://u:p%7Dx;PWD=y@h/d",
+                odbc(Some("u"), Some("p}x;PWD=y"), "d"),
+                "DSN=d;UID=u;PWD={p}}x;PWD=y};",
+            ),
+            (
+                "unixodbc://root@/Driver={MariaDB Unicode};Server=127.0.0.1;Database=k",
+                odbc(
+                    Some("root"),
+                    None,
+                    "Driver={MariaDB Unicode};Server=127.0.0.1;Database=k",
+                ),
+                "Driver={MariaDB Unicode};Server=127.0.0.1;Database=k;UID=root;",
+            ),
+        ];
+        for (url, want, cs) in cases {
+            let got = parse(url).unwrap();
+            assert_eq!(got, want, "{url}");
+            let DbUrl::Odbc(o) = got else { unreachable!() };
+            assert_eq!(o.connection_string(), cs, "{url}");
+        }
+        for bad in ["unixodbc://h", "unixodbc://h/", "odbc://:pw@h/d"] {
+            assert!(parse(bad).is_err(), "{bad}");
+        }
+        let o = parse("unixodbc:///Driver=x;Uid=a;PWD=secret").unwrap();
+        assert!(!o.redacted().contains("secret"), "{}", o.redacted());
+        assert!(!format!("{o:?}").contains("secret"));
+        let o = parse("unixodbc://a:secret@h/d").unwrap();
+        assert_eq!(o.redacted(), "unixodbc://a@d");
+        assert!(!format!("{o:?}").contains("secret"));
     }
 
     #[test]

@@ -615,3 +615,566 @@ impl Daemon {
             .unwrap_or_else(|| panic!("no counter {name} in {stats:?}"))
     }
 }
+
+// ------------------------------------------------------------------------
+// Databases for the backend flow tests (tests/db_*.rs): a fresh, uniquely
+// named database (or file / directory) per test, initialised with the
+// shipped scripts, read back row by row, dropped at the end.
+
+/// Which backend a [`TestDb`] is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbKind {
+    Sqlite,
+    Postgres,
+    Mysql,
+    Text,
+}
+
+impl DbKind {
+    pub const ALL: [DbKind; 4] = [
+        DbKind::Sqlite,
+        DbKind::Postgres,
+        DbKind::Mysql,
+        DbKind::Text,
+    ];
+
+    /// The directory of sql/ holding this backend's scripts.
+    pub fn sql_dir(self) -> &'static str {
+        match self {
+            DbKind::Sqlite => "sqlite",
+            DbKind::Postgres => "postgres",
+            DbKind::Mysql => "mysql",
+            DbKind::Text => "db_text",
+        }
+    }
+
+    /// Backends that cannot store NUL / invalid UTF-8 and write `\xNN`.
+    pub fn escapes(self) -> bool {
+        matches!(self, DbKind::Postgres | DbKind::Mysql)
+    }
+}
+
+const PG_HOWTO: &str = "start it with: pg_ctlcluster --skip-systemctl-redirect \
+                        $(ls /etc/postgresql) main start (or run scripts/test)";
+const MY_HOWTO: &str = "start it with: start-stop-daemon --start --oknodo --background \
+                        --exec /usr/sbin/mariadbd (or run scripts/test)";
+
+/// Admin URL of the test PostgreSQL server (SIPTRACED_TEST_PG_URL).
+pub fn pg_admin_url() -> String {
+    std::env::var("SIPTRACED_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+/// Admin URL of the test MariaDB/MySQL server (SIPTRACED_TEST_MYSQL_URL).
+pub fn mysql_admin_url() -> String {
+    std::env::var("SIPTRACED_TEST_MYSQL_URL")
+        .unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/mysql".into())
+}
+
+/// A database name nobody else uses: process, counter, clock.
+pub fn unique_db_name(prefix: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!(
+        "{prefix}_{}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst),
+        nanos % 1_000_000
+    )
+}
+
+struct PgAdmin {
+    rt: tokio::runtime::Runtime,
+    base: tokio_postgres::Config,
+    admin: tokio_postgres::Client,
+}
+
+impl PgAdmin {
+    fn connect_to(&self, db: &str) -> tokio_postgres::Client {
+        let mut cfg = self.base.clone();
+        cfg.dbname(db);
+        pg_connect(&self.rt, &cfg)
+    }
+}
+
+fn pg_connect(
+    rt: &tokio::runtime::Runtime,
+    cfg: &tokio_postgres::Config,
+) -> tokio_postgres::Client {
+    let (client, conn) = rt
+        .block_on(cfg.connect(tokio_postgres::NoTls))
+        .unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL not reachable ({}): {e}; {PG_HOWTO}",
+                pg_admin_url()
+            )
+        });
+    rt.spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+/// A fresh database of one backend; dropped (or removed) on drop.
+pub struct TestDb {
+    pub kind: DbKind,
+    /// The `db_url` siptraced is given.
+    pub url: String,
+    /// Server database name, SQLite file, or dbtext directory.
+    pub name: String,
+    dir: TempDir,
+    pg: Option<PgAdmin>,
+    my: Option<mysql::Opts>,
+}
+
+impl TestDb {
+    /// An empty database: no tables (server), no file (SQLite), an empty
+    /// directory (dbtext).
+    pub fn empty(kind: DbKind) -> TestDb {
+        let dir = TempDir::new("db");
+        let name = unique_db_name("siptraced_flow");
+        match kind {
+            DbKind::Sqlite => {
+                let path = dir.join("trace.db").display().to_string();
+                TestDb {
+                    kind,
+                    url: format!("sqlite://{path}"),
+                    name: path,
+                    dir,
+                    pg: None,
+                    my: None,
+                }
+            }
+            DbKind::Text => {
+                let path = dir.join("dbtext");
+                std::fs::create_dir_all(&path).unwrap();
+                let path = path.display().to_string();
+                TestDb {
+                    kind,
+                    url: format!("text://{path}"),
+                    name: path,
+                    dir,
+                    pg: None,
+                    my: None,
+                }
+            }
+            DbKind::Postgres => {
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
+                let base: tokio_postgres::Config =
+                    pg_admin_url().parse().expect("SIPTRACED_TEST_PG_URL");
+                let admin = pg_connect(&rt, &base);
+                rt.block_on(admin.batch_execute(&format!("CREATE DATABASE {name}")))
+                    .expect("create test database");
+                let user = base.get_user().unwrap_or("postgres").to_string();
+                let port = base.get_ports().first().copied().unwrap_or(5432);
+                TestDb {
+                    kind,
+                    url: format!("postgres://{user}@127.0.0.1:{port}/{name}"),
+                    name,
+                    dir,
+                    pg: Some(PgAdmin { rt, base, admin }),
+                    my: None,
+                }
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                let base =
+                    mysql::Opts::from_url(&mysql_admin_url()).expect("SIPTRACED_TEST_MYSQL_URL");
+                let mut admin = mysql::Conn::new(base.clone()).unwrap_or_else(|e| {
+                    panic!(
+                        "MariaDB/MySQL not reachable ({}): {e}; {MY_HOWTO}",
+                        mysql_admin_url()
+                    )
+                });
+                admin
+                    .query_drop(format!("CREATE DATABASE {name}"))
+                    .expect("create test database");
+                let user = base.get_user().unwrap_or("root").to_string();
+                let port = base.get_tcp_port();
+                TestDb {
+                    kind,
+                    url: format!("mysql://{user}@127.0.0.1:{port}/{name}"),
+                    name,
+                    dir,
+                    pg: None,
+                    my: Some(base),
+                }
+            }
+        }
+    }
+
+    /// A database initialised the way the README tells users to:
+    /// `scripts/siptraced-dbinit DB_URL` (table version 4).
+    pub fn initialised(kind: DbKind) -> TestDb {
+        let db = TestDb::empty(kind);
+        db.dbinit("sip_trace");
+        db
+    }
+
+    /// Run `scripts/siptraced-dbinit URL TABLE`, panicking with its output
+    /// when it fails.
+    pub fn dbinit(&self, table: &str) {
+        let out = Command::new(repo_root().join("scripts/siptraced-dbinit"))
+            .arg(&self.url)
+            .arg(table)
+            .output()
+            .expect("run scripts/siptraced-dbinit");
+        assert!(
+            out.status.success(),
+            "siptraced-dbinit {} {table} failed: {}{}",
+            self.url,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Apply a script of sql/<backend>/ (e.g. `siptrace-v2-create.sql`);
+    /// for dbtext, copy the files of sql/db_text/<name>/ into the directory.
+    pub fn apply_script(&self, name: &str) {
+        let src = repo_root().join("sql").join(self.kind.sql_dir()).join(name);
+        if self.kind == DbKind::Text {
+            for e in std::fs::read_dir(&src).unwrap() {
+                let e = e.unwrap();
+                std::fs::copy(e.path(), Path::new(&self.name).join(e.file_name())).unwrap();
+            }
+            return;
+        }
+        self.exec(&std::fs::read_to_string(&src).unwrap());
+    }
+
+    /// Run SQL (several statements allowed). Not for dbtext.
+    pub fn exec(&self, sql: &str) {
+        match self.kind {
+            DbKind::Sqlite => {
+                let c = rusqlite::Connection::open(&self.name).unwrap();
+                c.execute_batch(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            DbKind::Postgres => {
+                let pg = self.pg.as_ref().unwrap();
+                let c = pg.connect_to(&self.name);
+                pg.rt
+                    .block_on(c.batch_execute(sql))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                let mut c = self.my_conn();
+                let mut r = c.query_iter(sql).unwrap_or_else(|e| panic!("{sql}: {e}"));
+                while let Some(set) = r.iter() {
+                    for row in set {
+                        row.unwrap_or_else(|e| panic!("{sql}: {e}"));
+                    }
+                }
+            }
+            DbKind::Text => panic!("no SQL on dbtext"),
+        }
+    }
+
+    fn my_conn(&self) -> mysql::Conn {
+        let o = mysql::OptsBuilder::from_opts(self.my.clone().unwrap())
+            .db_name(Some(self.name.clone()));
+        mysql::Conn::new(o).expect("connect test database")
+    }
+
+    /// The dbtext file of a table.
+    pub fn text_file(&self, table: &str) -> PathBuf {
+        Path::new(&self.name).join(table)
+    }
+
+    /// Tables in the database (dbtext: files in the directory), sorted.
+    pub fn tables(&self) -> Vec<String> {
+        let mut t: Vec<String> = match self.kind {
+            DbKind::Sqlite => {
+                let Ok(c) = rusqlite::Connection::open_with_flags(
+                    &self.name,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                ) else {
+                    return Vec::new();
+                };
+                let mut st = c
+                    .prepare("SELECT name FROM sqlite_master WHERE type = 'table'")
+                    .unwrap();
+                st.query_map([], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            DbKind::Postgres => {
+                let pg = self.pg.as_ref().unwrap();
+                let c = pg.connect_to(&self.name);
+                pg.rt
+                    .block_on(c.query(
+                        "SELECT tablename::text FROM pg_tables WHERE schemaname = 'public'",
+                        &[],
+                    ))
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                self.my_conn().query("SHOW TABLES").unwrap()
+            }
+            DbKind::Text => std::fs::read_dir(&self.name)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect(),
+        };
+        t.sort();
+        t
+    }
+
+    /// Column names of a table in declaration order (empty if none).
+    pub fn columns(&self, table: &str) -> Vec<String> {
+        match self.kind {
+            DbKind::Sqlite => {
+                let Ok(c) = rusqlite::Connection::open_with_flags(
+                    &self.name,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                ) else {
+                    return Vec::new();
+                };
+                let mut st = c.prepare("SELECT name FROM pragma_table_info(?1)").unwrap();
+                st.query_map([table], |r| r.get(0))
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
+            }
+            DbKind::Postgres => {
+                let pg = self.pg.as_ref().unwrap();
+                let c = pg.connect_to(&self.name);
+                pg.rt
+                    .block_on(c.query(
+                        "SELECT column_name::text FROM information_schema.columns \
+                         WHERE table_schema = 'public' AND table_name = $1 \
+                         ORDER BY ordinal_position",
+                        &[&table],
+                    ))
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.get(0))
+                    .collect()
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                self.my_conn()
+                    .exec(
+                        "SELECT COLUMN_NAME FROM information_schema.COLUMNS \
+                         WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = ? \
+                         ORDER BY ORDINAL_POSITION",
+                        (table,),
+                    )
+                    .unwrap()
+            }
+            DbKind::Text => {
+                let Ok(t) = siptraced::db::text::read_table_raw(&self.text_file(table)) else {
+                    return Vec::new();
+                };
+                t.columns.into_iter().map(|c| c.name).collect()
+            }
+        }
+    }
+
+    /// Every row of `table` in id order, values as stored: `msg` bytes as
+    /// the column holds them (`\xNN` escapes included), `time_stamp` as
+    /// local `YYYY-MM-DD HH:MM:SS` text (dbtext's Unix seconds rendered so),
+    /// `time_us` 0 and `totag` '' where the table has no such column.
+    pub fn rows(&self, table: &str) -> Vec<TraceRow> {
+        let cols = self.columns(table);
+        if cols.is_empty() {
+            return Vec::new();
+        }
+        let has = |c: &str| cols.iter().any(|x| x == c);
+        match self.kind {
+            DbKind::Sqlite => {
+                if has("time_us") && has("totag") {
+                    return read_rows(Path::new(&self.name), table);
+                }
+                let c = rusqlite::Connection::open_with_flags(
+                    &self.name,
+                    rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+                )
+                .unwrap();
+                let sql = format!(
+                    "SELECT id, time_stamp, {}, callid, traced_user, CAST(msg AS BLOB), method, \
+                     status, fromip, toip, fromtag, {}, direction FROM \"{table}\" ORDER BY id",
+                    if has("time_us") { "time_us" } else { "0" },
+                    if has("totag") { "totag" } else { "''" },
+                );
+                let mut st = c.prepare(&sql).unwrap();
+                st.query_map([], |r| {
+                    Ok(TraceRow {
+                        id: r.get(0)?,
+                        time_stamp: r.get(1)?,
+                        time_us: r.get(2)?,
+                        callid: r.get(3)?,
+                        traced_user: r.get(4)?,
+                        msg: r.get(5)?,
+                        method: r.get(6)?,
+                        status: r.get(7)?,
+                        fromip: r.get(8)?,
+                        toip: r.get(9)?,
+                        fromtag: r.get(10)?,
+                        totag: r.get(11)?,
+                        direction: r.get(12)?,
+                    })
+                })
+                .unwrap()
+                .map(Result::unwrap)
+                .collect()
+            }
+            DbKind::Postgres => {
+                let pg = self.pg.as_ref().unwrap();
+                let c = pg.connect_to(&self.name);
+                let sql = format!(
+                    "SELECT id::int8, to_char(time_stamp, 'YYYY-MM-DD HH24:MI:SS'), {}::int8, \
+                     callid::text, traced_user::text, msg::text, method::text, status::text, \
+                     fromip::text, toip::text, fromtag::text, {}::text, direction::text \
+                     FROM \"{table}\" ORDER BY id",
+                    if has("time_us") { "time_us" } else { "0" },
+                    if has("totag") { "totag" } else { "''" },
+                );
+                pg.rt
+                    .block_on(c.query(&sql, &[]))
+                    .unwrap()
+                    .iter()
+                    .map(|r| TraceRow {
+                        id: r.get(0),
+                        time_stamp: r.get(1),
+                        time_us: r.get(2),
+                        callid: r.get(3),
+                        traced_user: r.get(4),
+                        msg: r.get::<_, String>(5).into_bytes(),
+                        method: r.get(6),
+                        status: r.get(7),
+                        fromip: r.get(8),
+                        toip: r.get(9),
+                        fromtag: r.get(10),
+                        totag: r.get(11),
+                        direction: r.get(12),
+                    })
+                    .collect()
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                let sql = format!(
+                    "SELECT id, DATE_FORMAT(time_stamp, '%Y-%m-%d %H:%i:%s'), {}, callid, \
+                     traced_user, CAST(msg AS BINARY), method, status, fromip, toip, fromtag, {}, direction \
+                     FROM `{table}` ORDER BY id",
+                    if has("time_us") { "time_us" } else { "0" },
+                    if has("totag") { "totag" } else { "''" },
+                );
+                let rows: Vec<mysql::Row> = self.my_conn().query(sql).unwrap();
+                rows.into_iter()
+                    .map(|r| {
+                        let v = r.unwrap();
+                        let bytes = |i: usize| -> Vec<u8> {
+                            match &v[i] {
+                                mysql::Value::Bytes(b) => b.clone(),
+                                mysql::Value::Int(n) => n.to_string().into_bytes(),
+                                mysql::Value::UInt(n) => n.to_string().into_bytes(),
+                                other => panic!("column {i}: unexpected {other:?}"),
+                            }
+                        };
+                        let text = |i: usize| String::from_utf8(bytes(i)).unwrap();
+                        let int = |i: usize| text(i).parse::<i64>().unwrap();
+                        TraceRow {
+                            id: int(0),
+                            time_stamp: text(1),
+                            time_us: int(2),
+                            callid: text(3),
+                            traced_user: text(4),
+                            msg: bytes(5),
+                            method: text(6),
+                            status: text(7),
+                            fromip: text(8),
+                            toip: text(9),
+                            fromtag: text(10),
+                            totag: text(11),
+                            direction: text(12),
+                        }
+                    })
+                    .collect()
+            }
+            DbKind::Text => {
+                let Ok(t) = siptraced::db::text::read_table_raw(&self.text_file(table)) else {
+                    return Vec::new();
+                };
+                let idx = |name: &str| t.columns.iter().position(|c| c.name == name);
+                let mut out: Vec<TraceRow> = t
+                    .rows
+                    .iter()
+                    .map(|r| {
+                        let bytes =
+                            |name: &str| idx(name).map(|i| r[i].clone()).unwrap_or_default();
+                        let text = |name: &str| String::from_utf8(bytes(name)).unwrap();
+                        let int = |name: &str| text(name).parse::<i64>().unwrap_or(0);
+                        let secs: i64 = text("time_stamp").parse().unwrap_or_else(|_| {
+                            panic!("dbtext time_stamp {:?}", text("time_stamp"))
+                        });
+                        TraceRow {
+                            id: int("id"),
+                            time_stamp: siptraced::clock::local_datetime(secs),
+                            time_us: int("time_us"),
+                            callid: text("callid"),
+                            traced_user: text("traced_user"),
+                            msg: bytes("msg"),
+                            method: text("method"),
+                            status: text("status"),
+                            fromip: text("fromip"),
+                            toip: text("toip"),
+                            fromtag: text("fromtag"),
+                            totag: text("totag"),
+                            direction: text("direction"),
+                        }
+                    })
+                    .collect();
+                out.sort_by_key(|r| r.id);
+                out
+            }
+        }
+    }
+
+    /// Polls until `table` holds at least `n` rows (or 10 s pass).
+    pub fn wait_rows(&self, table: &str, n: usize) -> Vec<TraceRow> {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let rows = self.rows(table);
+            if rows.len() >= n || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(25));
+        }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if std::env::var_os("SIPTRACED_KEEP_TMP").is_some() {
+            eprintln!("kept test database {} ({})", self.name, self.url);
+            return;
+        }
+        if let Some(pg) = &self.pg {
+            let sql = format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name);
+            if let Err(e) = pg.rt.block_on(pg.admin.batch_execute(&sql)) {
+                eprintln!("could not drop test database {}: {e}", self.name);
+            }
+        }
+        if let Some(base) = &self.my {
+            use mysql::prelude::Queryable;
+            let r = mysql::Conn::new(base.clone())
+                .and_then(|mut c| c.query_drop(format!("DROP DATABASE IF EXISTS {}", self.name)));
+            if let Err(e) = r {
+                eprintln!("could not drop test database {}: {e}", self.name);
+            }
+        }
+    }
+}
