@@ -274,9 +274,9 @@ impl<'a> Ctx<'a> {
         else {
             return -1;
         };
-        // Local replies carry the request's tags in the row (§7.1).
-        if let Some(mut f) = facts(&self.msg) {
-            f.status = code.to_string();
+        // The row's tags are the sent reply's own (DECISIONS §2), our
+        // To-tag included.
+        if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             self.trace_sent(&bytes, &f, li, to, st);
         }
         1

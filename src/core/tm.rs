@@ -16,8 +16,8 @@ use crate::script::{HostCall, MsgState, Outcome, RouteId};
 use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel, build_reply};
 use crate::trace::{Event as TraceEvent, Trigger};
 use crate::tsx::{
-    ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, Sent,
-    ServerKey, Table, Transmit, TsxConfig, TxId,
+    ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, ServerKey,
+    Table, Transmit, TsxConfig, TxId,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -373,8 +373,7 @@ fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
     if let Some((bytes, li, to)) =
         super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, &[], true)
     {
-        if let Some(mut f) = facts(&ctx.msg) {
-            f.status = code.to_string();
+        if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             ctx.trace_sent(&bytes, &f, li, to, st);
         }
     }
@@ -449,12 +448,12 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
         tx,
         to,
         bytes,
-        what,
+        what: _,
         retransmission,
     } = t;
     if !retransmission {
         if let Some(st) = s.tm.table.user(tx).map(|d| d.st.clone()) {
-            trace_out(s, &bytes, what, to, &st, wall, tx);
+            trace_out(s, &bytes, to, &st, wall);
         }
     }
     s.sends.push(Send {
@@ -464,16 +463,7 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
     });
 }
 
-#[allow(clippy::too_many_arguments)]
-fn trace_out(
-    s: &mut State,
-    bytes: &[u8],
-    what: Sent,
-    to: Hop,
-    st: &MsgState,
-    wall: WallTime,
-    tx: TxId,
-) {
+fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime) {
     let flag_set = s.settings.trace_flag.is_some_and(|f| st.flag(f));
     if !s
         .tracer
@@ -482,15 +472,7 @@ fn trace_out(
         return;
     }
     let Ok(m) = SipMsg::parse(bytes) else { return };
-    let Some(mut f) = facts(&m) else { return };
-    if let Sent::Reply { .. } = what {
-        // Local replies carry the request's tags in the row (§7.1).
-        if let Some(d) = s.tm.table.user(tx) {
-            if m.to_tag().is_some() && d.request.to_tag().is_none() && is_local_reply(&m, s) {
-                f.totag = String::new();
-            }
-        }
-    }
+    let Some(f) = facts(&m) else { return };
     let proto = s
         .socks
         .get(to.li)
@@ -505,11 +487,6 @@ fn trace_out(
         time: wall,
     };
     s.trace(&ev, Trigger::Flag { flag_set }, st, None);
-}
-
-fn is_local_reply(m: &SipMsg, s: &State) -> bool {
-    m.to_tag()
-        .is_some_and(|t| t.starts_with(format!("tm{}", s.sl_tag).as_bytes()))
 }
 
 /// A reply that reached us: matched to a branch, traced, onreply_route
