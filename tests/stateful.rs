@@ -351,3 +351,94 @@ fn lost_request_and_reply_are_recovered_by_retransmission() {
         ]
     );
 }
+
+const FORKING: &str = r#"#!KAMAILIO
+listen=udp:127.0.0.1:@PORT@
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "textops.so"
+loadmodule "siputils.so"
+loadmodule "xlog.so"
+loadmodule "siptrace.so"
+modparam("siptrace", "db_url", "sqlite://@DB@")
+modparam("siptrace", "trace_on", 1)
+modparam("siptrace", "trace_flag", 1)
+modparam("tm", "retr_timer1", 100)
+
+request_route {
+    setflag(1);
+    if ($rU == "busy") {
+        t_newtran();
+        t_reply("486", "Busy Here");
+        exit;
+    }
+    t_on_reply("SEEN");
+    t_on_failure("NEXT");
+    t_relay("127.0.0.1", FIRST);
+}
+
+onreply_route[SEEN] {
+    xlog("L_INFO", "onreply_route[SEEN]: $rs from $si:$sp\n");
+}
+
+failure_route[NEXT] {
+    xlog("L_INFO", "failure_route[NEXT]: $T_reply_code\n");
+    t_relay("127.0.0.1", SECOND);
+}
+"#;
+
+#[test]
+fn failure_route_forks_serially_and_t_reply_answers() {
+    let (first, second, uac) = (Peer::new(), Peer::new(), Peer::new());
+    let d = Daemon::start_with(
+        "fork",
+        FORKING,
+        &[
+            "-A",
+            &format!("FIRST={}", first.port()),
+            "-A",
+            &format!("SECOND={}", second.port()),
+        ],
+    );
+    let proxy = d.addr();
+    let inv = invite(uac.addr(), proxy, "fork-1");
+    uac.send(proxy, &inv);
+    assert_eq!(first_line(&uac.recv().0), "SIP/2.0 100 Trying");
+    let (f1, _) = first.recv();
+    first.send(proxy, &reply_to(&f1, 486, "Busy Here", "b1"));
+    // Hop-by-hop ACK to the first branch, then the second branch.
+    assert!(first_line(&first.recv().0).starts_with("ACK "));
+    let (f2, _) = second.recv();
+    assert!(first_line(&f2).starts_with("INVITE "));
+    assert_ne!(header(&f1, "Via"), header(&f2, "Via"), "a new branch");
+    second.send(proxy, &reply_to(&f2, 200, "OK", "b2"));
+    let (ok, _) = uac.recv();
+    assert_eq!(first_line(&ok), "SIP/2.0 200 OK");
+    assert!(header(&ok, "To").unwrap().contains("tag=b2"));
+    let log = d.log_text();
+    assert!(log.contains("failure_route[NEXT]: 486"), "{log}");
+    assert!(log.contains("onreply_route[SEEN]: 200"), "{log}");
+
+    // t_reply from request_route: a stateful local reply, traced.
+    let busy = String::from_utf8_lossy(&invite(uac.addr(), proxy, "fork-2"))
+        .replace("sip:bob@", "sip:busy@");
+    uac.send(proxy, busy.as_bytes());
+    assert_eq!(first_line(&uac.recv().0), "SIP/2.0 100 Trying");
+    assert_eq!(first_line(&uac.recv().0), "SIP/2.0 486 Busy Here");
+    std::thread::sleep(Duration::from_millis(300));
+    let s = summary(&d.rows());
+    assert_eq!(
+        s,
+        [
+            "out INVITE 100",
+            "out INVITE",
+            "in INVITE 486",
+            "out ACK",
+            "out INVITE",
+            "in INVITE 200",
+            "out INVITE 200",
+            "out INVITE 100",
+            "out INVITE 486"
+        ]
+    );
+}
