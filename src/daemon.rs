@@ -1,7 +1,10 @@
-//! Start-up and shutdown around the reactor: binds the listeners, opens the
-//! database, creates the FIFOs, drops privileges, daemonises and writes the
-//! pid file — in that order, so that every start-up error reaches the
-//! terminal before we detach — then runs the reactor and cleans up.
+//! Start-up and shutdown around the reactor: daemonises (the foreground
+//! process waits for the outcome), binds the listeners, creates the FIFOs,
+//! drops privileges, opens the database and writes the pid file — in that
+//! order: what needs root (binding, FIFO owners) comes before the drop, what
+//! creates the daemon's own files (database, pid file) after it, and every
+//! start-up error reaches the terminal before the foreground process exits
+//! — then runs the reactor and cleans up.
 
 use crate::cli::Args;
 use crate::config::{Config, ListenSpec};
@@ -60,6 +63,13 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
             "onsend_route is accepted but not run: trace sent messages with the trace flag instead"
         );
     }
+    // Forked first, so that everything below belongs to the daemon process;
+    // the foreground process waits and reports (process::daemonise).
+    let detached = if !args.foreground && conf.fork {
+        Some(process::daemonise().map_err(SetupError::Process)?)
+    } else {
+        None
+    };
     let listeners = bind_listeners(&conf)?;
     let socks: Vec<LocalSock> = listeners
         .iter()
@@ -84,18 +94,6 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
 
     let st = conf.siptrace.clone().unwrap_or_default();
     let traced = conf.siptrace.is_some();
-    let database = if traced && st.trace_to_database {
-        let opts = db::OpenOptions {
-            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
-            ..db::OpenOptions::default()
-        };
-        let b = db::open(&st.db_url, &st.table, &opts).map_err(SetupError::Db)?;
-        log::info!("tracing into {}", b.describe());
-        Some(b)
-    } else {
-        None
-    };
-
     let send_sock = match &st.send_sock_addr {
         Some(s) => Some(local_send_sock(s, &socks)?),
         None => None,
@@ -147,8 +145,31 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         args.group.as_deref().or(conf.group.as_deref()),
     )
     .map_err(SetupError::Process)?;
-    let control = Control::create(ControlSettings::from_config(&conf, args), uid, gid)
+    let mut control = Control::create(ControlSettings::from_config(&conf, args), uid, gid)
         .map_err(SetupError::Fifo)?;
+    // From here on a failed start removes the FIFOs it made: an operator
+    // (or kamctl) must not find a FIFO that nobody reads.
+    let mut fail = |e: SetupError| {
+        control.remove_fifos();
+        e
+    };
+    process::drop_privileges(uid, gid).map_err(|e| fail(SetupError::Process(e)))?;
+
+    // Opened as the user we run as (as Kamailio's child processes do), so
+    // that a new SQLite file, its -wal/-shm companions and db_text files
+    // belong to that user and stay writable, and so that a database the
+    // daemon could not reach after the drop fails here, on the terminal.
+    let database = if traced && st.trace_to_database {
+        let opts = db::OpenOptions {
+            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
+            ..db::OpenOptions::default()
+        };
+        let b = db::open(&st.db_url, &st.table, &opts).map_err(|e| fail(SetupError::Db(e)))?;
+        log::info!("tracing into {}", b.describe());
+        Some(b)
+    } else {
+        None
+    };
     let batch = st.db_batch_rows as usize;
     let mut reactor =
         Reactor::new(listeners, core, control, database, batch).map_err(SetupError::Reactor)?;
@@ -160,10 +181,6 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         reactor.open_mirror_stream(d.addr, bind);
     }
 
-    process::drop_privileges(uid, gid).map_err(SetupError::Process)?;
-    if !args.foreground && conf.fork {
-        process::daemonise().map_err(SetupError::Process)?;
-    }
     let pid = match &args.pid_file {
         Some(p) => Some(PidFile::write(&PathBuf::from(p)).map_err(SetupError::Process)?),
         None => None,
@@ -173,6 +190,9 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         crate::VERSION,
         std::process::id()
     );
+    if let Some(d) = detached {
+        d.ready();
+    }
     Ok(Runtime { reactor, _pid: pid })
 }
 

@@ -97,35 +97,67 @@ impl log::Log for Syslog {
     fn flush(&self) {}
 }
 
-/// Forks into the background: the parent exits 0 at once, the child
-/// becomes a session leader with stdio on /dev/null. Must be called while
-/// the process is still single-threaded.
+/// Forks into the background. The parent keeps the terminal until the
+/// child reports, through a pipe, that its start-up is complete
+/// ([`Detached::ready`]): it then exits 0; if the child dies first (a
+/// start-up error, which the child prints on the still-shared stderr) it
+/// exits with the child's status. So `siptraced` returns only once the
+/// daemon is serving and its pid file written, and a failed start is seen
+/// by the init script. Everything the daemon holds (sockets, database
+/// connections and their locks: POSIX locks are not inherited by a fork
+/// child) is made in the child. Must be called while single-threaded.
 #[allow(unsafe_code)]
-pub fn daemonise() -> Result<(), ProcessError> {
-    use nix::unistd::{ForkResult, fork, setsid};
+pub fn daemonise() -> Result<Detached, ProcessError> {
+    use nix::sys::wait::{WaitStatus, waitpid};
+    use nix::unistd::{ForkResult, fork, pipe, setsid};
+    use std::io::Read;
+    let (rx, tx) = pipe().map_err(ProcessError::Fork)?;
     // SAFETY: siptraced is single-threaded here (no thread was spawned yet),
     // so the child may run arbitrary code after fork.
     match unsafe { fork() }.map_err(ProcessError::Fork)? {
-        ForkResult::Parent { .. } => {
-            // _exit: run no destructors, which could close database sessions
-            // the child now owns (a postgres Drop says goodbye on the wire).
+        ForkResult::Parent { child } => {
+            drop(tx);
+            let mut byte = [0u8; 1];
+            let ready = matches!(std::fs::File::from(rx).read(&mut byte), Ok(1));
+            let code = if ready {
+                0
+            } else {
+                match waitpid(child, None) {
+                    Ok(WaitStatus::Exited(_, c)) if c != 0 => c,
+                    _ => 3,
+                }
+            };
+            // _exit: run no destructors and flush nothing of the child's.
             // SAFETY: _exit never returns and touches no Rust state.
-            unsafe { libc::_exit(0) }
+            unsafe { libc::_exit(code) }
         }
         ForkResult::Child => {}
     }
+    drop(rx);
     setsid().map_err(ProcessError::Fork)?;
-    if let Ok(null) = std::fs::OpenOptions::new()
-        .read(true)
-        .write(true)
-        .open("/dev/null")
-    {
-        use std::os::fd::AsRawFd;
-        for fd in [0, 1, 2] {
-            let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+    Ok(Detached(tx))
+}
+
+/// The child's side of [`daemonise`]. Dropped without [`Detached::ready`]
+/// (a start-up error), the parent exits with the child's status.
+pub struct Detached(std::os::fd::OwnedFd);
+
+impl Detached {
+    /// Start-up is complete: releases the parent and the terminal (stdio on
+    /// /dev/null from here on).
+    pub fn ready(self) {
+        let _ = std::fs::File::from(self.0).write_all(b"1");
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            use std::os::fd::AsRawFd;
+            for fd in [0, 1, 2] {
+                let _ = nix::unistd::dup2(null.as_raw_fd(), fd);
+            }
         }
     }
-    Ok(())
 }
 
 /// Writes our pid; removed again by `PidFile::drop` at a clean stop.
@@ -178,6 +210,14 @@ pub fn lookup_ids(
 
 /// setgroups/setgid/setuid in the order that cannot be undone.
 pub fn drop_privileges(uid: Option<Uid>, gid: Option<Gid>) -> Result<(), ProcessError> {
+    // Started as the target user already (`sudo -u siptraced siptraced ...`
+    // with the packaged config's user=/group=): nothing to drop, and
+    // setgroups would need root.
+    let same_uid = uid.is_none_or(|u| u == Uid::current() && u == Uid::effective());
+    let same_gid = gid.is_none_or(|g| g == Gid::current() && g == Gid::effective());
+    if same_uid && same_gid && !Uid::effective().is_root() {
+        return Ok(());
+    }
     if let Some(g) = gid {
         nix::unistd::setgroups(&[g]).map_err(|err| ProcessError::Drop {
             what: "setgroups",

@@ -79,39 +79,32 @@ impl ServerFifo {
             path: path.into(),
             err,
         })?;
+        // Mode and owner are set through the opened descriptor, which
+        // open_existing got with O_NOFOLLOW and checked to be a FIFO: the
+        // directory may be writable by the user we drop to (/run/siptraced),
+        // and a path-based chown as root could be pointed at another file
+        // by swapping in a symlink between mkfifo and chown.
+        let fifo = Self::open_existing(path)?;
+        let fd = fifo.reader.as_raw_fd();
         // mkfifo is subject to the umask; the operator's fifo_mode is not.
-        nix::sys::stat::fchmodat(
-            None,
-            path,
-            perm,
-            nix::sys::stat::FchmodatFlags::FollowSymlink,
-        )
-        .map_err(|err| FifoError::Create {
+        nix::sys::stat::fchmod(fd, perm).map_err(|err| FifoError::Create {
             path: path.into(),
             err,
         })?;
         if uid.is_some() || gid.is_some() {
-            nix::unistd::chown(path, uid, gid).map_err(|err| FifoError::Chown {
+            nix::unistd::fchown(fd, uid, gid).map_err(|err| FifoError::Chown {
                 path: path.into(),
                 err,
             })?;
         }
-        Self::open_existing(path)
+        Ok(fifo)
     }
 
     fn open_existing(path: &Path) -> Result<ServerFifo, FifoError> {
         let errno = |e: io::Error| Errno::from_raw(e.raw_os_error().unwrap_or(0));
-        let nonblock = OFlag::O_NONBLOCK.bits();
+        let nonblock = (OFlag::O_NONBLOCK | OFlag::O_NOFOLLOW).bits();
         let rd = OpenOptions::new()
             .read(true)
-            .custom_flags(nonblock)
-            .open(path)
-            .map_err(|e| FifoError::Open {
-                path: path.into(),
-                err: errno(e),
-            })?;
-        let wr = OpenOptions::new()
-            .write(true)
             .custom_flags(nonblock)
             .open(path)
             .map_err(|e| FifoError::Open {
@@ -122,6 +115,25 @@ impl ServerFifo {
             path: path.into(),
             err,
         })?;
+        let wr = OpenOptions::new()
+            .write(true)
+            .custom_flags(nonblock)
+            .open(path)
+            .map_err(|e| FifoError::Open {
+                path: path.into(),
+                err: errno(e),
+            })?;
+        let wst = fstat(wr.as_raw_fd()).map_err(|err| FifoError::Open {
+            path: path.into(),
+            err,
+        })?;
+        // Something else than the FIFO we made (replaced in between): refuse.
+        if !is_fifo(st.st_mode) || (wst.st_dev, wst.st_ino) != (st.st_dev, st.st_ino) {
+            return Err(FifoError::Open {
+                path: path.into(),
+                err: Errno::EEXIST,
+            });
+        }
         Ok(ServerFifo {
             path: path.into(),
             reader: rd,
