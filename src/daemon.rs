@@ -108,7 +108,12 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         trace_table_avp: st.trace_table_avp.clone(),
         trace_sl_acks: st.trace_sl_acks,
         aliases: conf.aliases.clone(),
-        server_header: conf.server_header_line(),
+        // The config holds the whole line (Kamailio's server_header); the
+        // reply builder wants the value.
+        server_header: conf.server_header_line().map(|l| match l.split_once(':') {
+            Some((name, v)) if name.trim().eq_ignore_ascii_case("server") => v.trim().to_string(),
+            _ => l,
+        }),
         duplicate,
         hep: st.hep_mode_on.then(|| HepSettings {
             version: st.hep_version(),

@@ -193,3 +193,21 @@ fn trace_on_other_than_0_or_1_shows_no_status_but_traces() {
     uac.recv();
     assert_eq!(d.wait_rows(1).len(), 1);
 }
+
+#[test]
+fn local_replies_carry_one_server_header() {
+    let d = Daemon::start("server", GOOD);
+    let uac = Peer::new();
+    let m = format!(
+        "OPTIONS sip:x@127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-srv\r\n\
+         From: <sip:a@x>;tag=1\r\nTo: <sip:b@x>\r\nCall-ID: srv\r\nCSeq: 1 OPTIONS\r\n\
+         Content-Length: 0\r\n\r\n",
+        uac.addr()
+    );
+    uac.send(d.addr(), m.as_bytes());
+    let (r, _) = uac.recv();
+    assert_eq!(
+        header(&r, "Server").as_deref(),
+        Some(format!("siptraced ({})", env!("CARGO_PKG_VERSION")).as_str())
+    );
+}
