@@ -30,14 +30,23 @@ pub(crate) struct Hop {
     pub to: SocketAddr,
 }
 
+/// The request a transaction was made from, kept until its final reply
+/// is sent: failure_route works on it and local replies are built from it.
+/// Dropped then, because finished transactions linger for their RFC timers
+/// (up to 64·T1) and would otherwise hold two more copies of each request.
+#[derive(Debug, Clone)]
+pub(crate) struct Origin {
+    /// As the script left it when t_relay() ran (received/rport set).
+    pub request: SipMsg,
+    /// As received.
+    pub raw: Arc<[u8]>,
+}
+
 /// What the core keeps with each transaction.
 #[derive(Debug, Clone)]
 pub(crate) struct TxData {
     pub st: MsgState,
-    /// The request as the script left it when t_relay() ran (received/rport
-    /// set): failure_route works on it and local replies are built from it.
-    pub request: SipMsg,
-    pub raw: Arc<[u8]>,
+    pub origin: Option<Origin>,
     pub li: usize,
     pub src: SocketAddr,
     pub on_reply: Option<RouteId>,
@@ -239,8 +248,10 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, i32> {
     });
     let data = TxData {
         st: st.clone(),
-        request: ctx.msg.clone(),
-        raw: Arc::from(ctx.raw),
+        origin: Some(Origin {
+            request: ctx.msg.clone(),
+            raw: Arc::from(ctx.raw),
+        }),
         li: ctx.li,
         src: ctx.src,
         on_reply: ctx.on_reply,
@@ -398,12 +409,17 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> i32 {
 
 /// A reply tm builds itself from the transaction's request.
 fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Instant) -> bool {
-    let Some(d) = s.tm.table.user(tx) else {
+    let Some(req) =
+        s.tm.table
+            .user(tx)
+            .and_then(|d| d.origin.as_ref())
+            .map(|o| &o.request)
+    else {
         return false;
     };
-    let tag = (code > 100).then(|| format!("tm{}.{:x}", s.sl_tag, tx_hash(&d.request)));
+    let tag = (code > 100).then(|| format!("tm{}.{:x}", s.sl_tag, tx_hash(req)));
     let bytes = build_reply(
-        &d.request,
+        req,
         code,
         reason,
         tag.as_deref(),
@@ -448,9 +464,14 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
         tx,
         to,
         bytes,
-        what: _,
+        what,
         retransmission,
     } = t;
+    if let crate::tsx::Sent::Reply { code: 200.. } = what {
+        if let Some(d) = s.tm.table.user_mut(tx) {
+            d.origin = None;
+        }
+    }
     if !retransmission {
         if let Some(st) = s.tm.table.user(tx).map(|d| d.st.clone()) {
             trace_out(s, &bytes, to, &st, wall);
@@ -525,17 +546,23 @@ pub(crate) fn on_reply(
         ReplyMatch::InvalidStatus => return true,
         ReplyMatch::Matched(m) => m,
     };
-    let Some(d) = core.s.tm.table.user(m.tx).cloned() else {
+    let Some((st, on_reply)) = core
+        .s
+        .tm
+        .table
+        .user(m.tx)
+        .map(|d| (d.st.clone(), d.on_reply))
+    else {
         return true;
     };
-    let mut st = d.st.clone();
+    let mut st = st;
     let mut ctx = Ctx::new(&mut core.s, li, src, raw, orig, now, wall);
     ctx.current_tx = Some(m.tx);
     let flag_set = ctx.flag_set(&st);
     ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
     use crate::tsx::Disposition;
     if matches!(m.disposition, Disposition::Relay | Disposition::Stored) && !m.to_cancel {
-        let route = d.on_reply.or(core.program.onreply_route());
+        let route = on_reply.or(core.program.onreply_route());
         let outcome = route.map(|r| core.program.run(r, &mut st, &mut core.vars, &mut ctx));
         if m.disposition == Disposition::Relay && outcome != Some(Outcome::Drop) {
             let mut out = ctx.msg.clone();
@@ -618,9 +645,19 @@ fn all_failed(
     let mut relayed = false;
     if let Some(route) = d.on_failure {
         let mut st = d.st.clone();
-        let raw = d.raw.clone();
-        let mut ctx = Ctx::new(&mut core.s, d.li, d.src, &raw, &d.request, now, wall);
-        ctx.msg = d.request.clone();
+        let Some(origin) = d.origin.clone() else {
+            return;
+        };
+        let mut ctx = Ctx::new(
+            &mut core.s,
+            d.li,
+            d.src,
+            &origin.raw,
+            &origin.request,
+            now,
+            wall,
+        );
+        ctx.msg = origin.request.clone();
         ctx.current_tx = Some(tx);
         ctx.in_failure_route = Some(tx);
         ctx.t_reply_code = Some(best.code);
