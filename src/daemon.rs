@@ -11,18 +11,21 @@ use crate::process::{self, PidFile};
 use crate::reactor::control::{Control, ControlSettings};
 use crate::reactor::{Reactor, ReactorError};
 use crate::script::{Program, Proto as ScriptProto};
+use crate::spool::location;
+use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
 use crate::trace::dup::DupTarget;
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::Listener;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub enum SetupError {
     Listen(String),
     Db(db::DbError),
+    Spool(crate::spool::SpoolError),
     Fifo(String),
     Process(process::ProcessError),
     Reactor(ReactorError),
@@ -34,6 +37,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Listen(e) | SetupError::Fifo(e) | SetupError::Config(e) => f.write_str(e),
             SetupError::Db(e) => write!(f, "database: {e}"),
+            SetupError::Spool(e) => write!(f, "{e}"),
             SetupError::Process(e) => write!(f, "{e}"),
             SetupError::Reactor(e) => write!(f, "{e}"),
         }
@@ -79,14 +83,17 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
 
     let st = conf.siptrace.clone().unwrap_or_default();
     let traced = conf.siptrace.is_some();
-    let database = if traced && st.trace_to_database {
-        let opts = db::OpenOptions {
+    let to_db = traced && st.trace_to_database;
+    let db_target = DbTarget {
+        url: st.db_url.clone(),
+        table: st.table.clone(),
+        opts: db::OpenOptions {
             connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
             ..db::OpenOptions::default()
-        };
-        let b = db::open(&st.db_url, &st.table, &opts).map_err(SetupError::Db)?;
-        log::info!("tracing into {}", b.describe());
-        Some(b)
+        },
+    };
+    let database = if to_db {
+        open_database(&db_target)?
     } else {
         None
     };
@@ -155,9 +162,18 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     .map_err(SetupError::Process)?;
     let control = Control::create(ControlSettings::from_config(&conf, args), uid, gid)
         .map_err(SetupError::Fifo)?;
-    let batch = st.db_batch_rows as usize;
-    let reactor =
-        Reactor::new(listeners, core, control, database, batch).map_err(SetupError::Reactor)?;
+    let sink = if to_db {
+        let spool = open_spool(&st, uid, gid)?;
+        let settings = SinkSettings {
+            batch_rows: st.db_batch_rows as usize,
+            policy: st.spool_full_policy,
+        };
+        let now = (Instant::now(), crate::clock::WallTime::now());
+        TraceSink::new(db_target, database, Some(spool), settings, now.0, now.1)
+    } else {
+        TraceSink::disabled(Instant::now())
+    };
+    let reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
 
     process::drop_privileges(uid, gid).map_err(SetupError::Process)?;
     if !args.foreground && conf.fork {
@@ -173,6 +189,73 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
         std::process::id()
     );
     Ok(Runtime { reactor, _pid: pid })
+}
+
+/// Open the trace database. Unreachable (connection refused, timeout) is
+/// not fatal: the sink starts down, spools, and retries (DECISIONS §9); a
+/// reachable database without the table, a bad URL… are start-up errors.
+fn open_database(t: &DbTarget) -> Result<Option<Box<dyn db::Backend>>, SetupError> {
+    match db::open(&t.url, &t.table, &t.opts) {
+        Ok(b) => {
+            log::info!("tracing into {}", b.describe());
+            Ok(Some(b))
+        }
+        Err(e) if e.is_connection() => {
+            log::warn!(
+                "database unreachable at start-up: {e}; starting anyway: trace rows go to \
+                 the spool and the database is tried again on a backoff timer"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(SetupError::Db(e)),
+    }
+}
+
+/// Lock and load the spool directory chosen per DECISIONS §9, and say in
+/// the log where it is and what it holds.
+fn open_spool(
+    st: &crate::config::SiptraceParams,
+    uid: Option<nix::unistd::Uid>,
+    gid: Option<nix::unistd::Gid>,
+) -> Result<Spool, SetupError> {
+    let sqlite = match db::url::parse(&st.db_url) {
+        Ok(db::DbUrl::Sqlite { path }) => Some(path),
+        _ => None,
+    };
+    let run_uid = uid.unwrap_or_else(nix::unistd::geteuid).as_raw();
+    let (dir, origin) = location::choose(
+        st.spool_dir.as_deref(),
+        st.state_dir.as_deref(),
+        sqlite.as_deref(),
+        run_uid,
+        location::writable_dir,
+    );
+    let opts = SpoolOptions {
+        dir,
+        max_bytes: st.spool_max_mb.saturating_mul(1 << 20),
+        fsync: st.spool_fsync,
+        owner: (uid, gid),
+    };
+    let (spool, report) = Spool::open(&opts).map_err(SetupError::Spool)?;
+    for p in &report.problems {
+        log::warn!("spool: {p}");
+    }
+    log::info!(
+        "spool: {} ({}), cap {} MiB, fsync {}{}",
+        spool.dir().display(),
+        origin.as_str(),
+        st.spool_max_mb,
+        if st.spool_fsync { "on" } else { "off" },
+        if report.pending > 0 {
+            format!(
+                "; {} rows from an earlier run in {} segment(s) are replayed first",
+                report.pending, report.segments
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(spool)
 }
 
 fn parse_sock_addr(s: &str) -> Option<SocketAddr> {

@@ -504,7 +504,8 @@ fn content_refusal(store: &mut dyn Backend, read: &dyn Fn(&str) -> Readback, sty
             refused: 1,
             escaped: 0,
             rerouted: 0,
-            truncated: 0
+            truncated: 0,
+            already: 0,
         }
     );
     compare(&read("sip_trace"), &[&rows[0], &rows[2]], 4, style);

@@ -1,0 +1,655 @@
+//! The DB edge of the reactor: where each turn's trace rows go.
+//!
+//! While the database is up and the spool is empty, rows are written
+//! directly (marked, see below). When a write fails, those rows and every
+//! later one go to the spool, in order, and the database is tried again on a
+//! backoff timer. When it answers, the spool is replayed oldest first, one
+//! bounded batch per turn, while the turn's new rows are appended behind the
+//! spooled ones; once the spool is empty, rows go directly again. So the
+//! table's order is the order of events.
+//!
+//! Every row gets a sequence number from the spool; writes move the
+//! database's marker to the last number written, in the same transaction
+//! (`Backend::write_batch_marked`), so a row whose commit was never
+//! confirmed (timeout, lost connection, crash before the spool was trimmed)
+//! is recognised on replay and not written twice. ARCHITECTURE.md, "Spool",
+//! has the whole argument.
+//!
+//! Blocking: one DB call per turn at most for replay plus the live rows'
+//! batches, each bounded by the backend's timeouts; a reconnect try costs at
+//! most the connect timeout and happens at most once per backoff step.
+//! Never reads the clock (`now` is passed in) and never blocks on the spool
+//! beyond one append (+ fsync) per turn.
+
+use super::backoff::{self, Backoff};
+use super::disk::{Batch, FitMode};
+use super::{Spool, SpoolError};
+use crate::clock::{WallTime, local_datetime};
+use crate::config::SpoolFullPolicy;
+use crate::db::{self, Backend, DbError, Marker, MarkerOpen, Row, WriteReport};
+use std::time::{Duration, Instant};
+
+/// Bytes of one replay batch at most, besides `db_batch_rows`: with 64 KiB
+/// messages 1000 rows would be 64 MiB in memory and a long stall.
+const REPLAY_MAX_BYTES: usize = 4 << 20;
+/// Dropped rows are summarised in the log at most this often (each drop is
+/// counted at once and appears in the next summary).
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Replay progress is logged at most this often.
+const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
+
+/// Counters of the DB edge, reported by `sip_trace_stats` (DECISIONS §9).
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct DbCounters {
+    /// Rows inserted into the database (live and replayed).
+    pub rows_written: u64,
+    /// Rows appended to the spool.
+    pub rows_spooled: u64,
+    /// Spooled rows accounted for on replay: written, found already written,
+    /// or refused by the database for their content.
+    pub rows_replayed: u64,
+    /// Rows lost: the spool was full (or unusable).
+    pub rows_dropped: u64,
+    /// Bytes of the spool files.
+    pub spool_bytes: u64,
+    pub msgs_escaped: u64,
+    pub rows_rerouted: u64,
+    /// Unix seconds since when the database has been failing, if it is.
+    pub down_since: Option<i64>,
+}
+
+impl DbCounters {
+    /// The counters for a log line.
+    pub fn summary(&self) -> String {
+        format!(
+            "rows_written={} rows_spooled={} rows_replayed={} rows_dropped={} spool_bytes={}",
+            self.rows_written,
+            self.rows_spooled,
+            self.rows_replayed,
+            self.rows_dropped,
+            self.spool_bytes
+        )
+    }
+}
+
+/// What to (re)open when the database was unreachable at start-up.
+#[derive(Debug, Clone)]
+pub struct DbTarget {
+    pub url: String,
+    pub table: String,
+    pub opts: db::OpenOptions,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct SinkSettings {
+    /// Rows per transaction (`db_batch_rows`), live and replay.
+    pub batch_rows: usize,
+    pub policy: SpoolFullPolicy,
+}
+
+enum MarkerState {
+    /// Must be read before the next write (start, or after a failure: the
+    /// last commit's outcome is unknown).
+    Unknown,
+    Ready(Marker),
+    /// No marker can be kept: writes go unmarked.
+    Off,
+}
+
+/// Rate-limited reporting of dropped rows.
+#[derive(Default)]
+struct DropLog {
+    unlogged: u64,
+    next_log: Option<Instant>,
+}
+
+/// A replay in progress, for its rate.
+struct Drain {
+    started: Instant,
+    replayed_before: u64,
+    next_progress: Instant,
+}
+
+pub struct TraceSink {
+    /// None: rows are not traced to a database at all.
+    target: Option<DbTarget>,
+    db: Option<Box<dyn Backend>>,
+    spool: Option<Spool>,
+    marker: MarkerState,
+    /// Some while the database is down: when to try again.
+    down: Option<Backoff>,
+    last_error: String,
+    counters: DbCounters,
+    settings: SinkSettings,
+    /// `spool_full_policy` "stop" hit the cap: refuse rows until drained.
+    stopped: bool,
+    drops: DropLog,
+    drain: Option<Drain>,
+    marker_warned: bool,
+    spool_error_logged: Option<Instant>,
+    /// The last `now` seen: a deadline already passed, to ask the reactor
+    /// for an immediate turn without reading the clock here.
+    last_now: Instant,
+}
+
+impl TraceSink {
+    /// No database tracing: rows are discarded.
+    pub fn disabled(now: Instant) -> TraceSink {
+        Self::build(None, None, None, 1, SpoolFullPolicy::Drop, now)
+    }
+
+    /// `db` is None when the database was unreachable at start-up: the sink
+    /// starts down and opens it on the backoff timer.
+    pub fn new(
+        target: DbTarget,
+        db: Option<Box<dyn Backend>>,
+        spool: Option<Spool>,
+        settings: SinkSettings,
+        now: Instant,
+        wall: WallTime,
+    ) -> TraceSink {
+        let down = db.is_none();
+        let mut s = Self::build(
+            Some(target),
+            db,
+            spool,
+            settings.batch_rows,
+            settings.policy,
+            now,
+        );
+        if down {
+            s.down = Some(Backoff::start(now));
+            s.counters.down_since = Some(wall.sec);
+        }
+        s.sync_bytes();
+        s
+    }
+
+    fn build(
+        target: Option<DbTarget>,
+        db: Option<Box<dyn Backend>>,
+        spool: Option<Spool>,
+        batch_rows: usize,
+        policy: SpoolFullPolicy,
+        now: Instant,
+    ) -> TraceSink {
+        let marker = if spool.is_some() {
+            MarkerState::Unknown
+        } else {
+            MarkerState::Off
+        };
+        TraceSink {
+            target,
+            db,
+            spool,
+            marker,
+            down: None,
+            last_error: String::new(),
+            counters: DbCounters::default(),
+            settings: SinkSettings {
+                batch_rows: batch_rows.max(1),
+                policy,
+            },
+            stopped: false,
+            drops: DropLog::default(),
+            drain: None,
+            marker_warned: false,
+            spool_error_logged: None,
+            last_now: now,
+        }
+    }
+
+    pub fn counters(&self) -> &DbCounters {
+        &self.counters
+    }
+
+    /// Rows waiting in the spool.
+    pub fn pending(&self) -> u64 {
+        self.spool.as_ref().map_or(0, Spool::pending)
+    }
+
+    fn is_up(&self) -> bool {
+        self.down.is_none()
+    }
+
+    /// When the reactor must call [`TraceSink::flush`] even without rows:
+    /// the next reconnect try, at once while replay has work, or the next
+    /// drop summary.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.target.as_ref()?;
+        let work = match &self.down {
+            Some(b) => Some(b.next_try()),
+            None if self.pending() > 0 || matches!(self.marker, MarkerState::Unknown) => {
+                Some(self.last_now)
+            }
+            None => None,
+        };
+        let drops = self.drops.next_log.filter(|_| self.drops.unlogged > 0);
+        work.into_iter().chain(drops).min()
+    }
+
+    /// The turn's DB step: maybe reconnect, replay one bounded batch, then
+    /// place the turn's rows (written, or spooled behind older ones).
+    pub fn flush(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
+        self.last_now = now;
+        if self.target.is_none() {
+            return;
+        }
+        if let Some(b) = &self.down
+            && b.due(now)
+        {
+            self.try_up(now, wall);
+        }
+        if self.is_up() && matches!(self.marker, MarkerState::Unknown) {
+            if let Err(e) = self.ensure_marker() {
+                self.go_down(&e, now, wall);
+            }
+        }
+        if self.is_up() && self.pending() > 0 {
+            self.replay_one(now, wall);
+        }
+        if !rows.is_empty() {
+            self.take_live(rows, now, wall);
+        }
+        self.log_drops(now, false);
+        self.sync_bytes();
+    }
+
+    /// The last turn before exit: no reconnect try (a dead host would delay
+    /// the exit by the connect timeout); rows are written if the database is
+    /// up and nothing is spooled, else spooled.
+    pub fn finish(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
+        self.last_now = now;
+        if self.target.is_none() || rows.is_empty() {
+            return;
+        }
+        if self.is_up() && matches!(self.marker, MarkerState::Unknown) {
+            if let Err(e) = self.ensure_marker() {
+                self.go_down(&e, now, wall);
+            }
+        }
+        self.take_live(rows, now, wall);
+        self.sync_bytes();
+    }
+
+    /// At exit, while the database is up: replay one more batch. Returns
+    /// whether more remains.
+    pub fn drain_step(&mut self, now: Instant, wall: WallTime) -> bool {
+        self.last_now = now;
+        if self.target.is_some() && self.is_up() && self.pending() > 0 {
+            self.replay_one(now, wall);
+            self.sync_bytes();
+        }
+        self.target.is_some() && self.is_up() && self.pending() > 0
+    }
+
+    /// Final words at exit.
+    pub fn close(&mut self, now: Instant) {
+        if self.target.is_none() {
+            return;
+        }
+        self.log_drops(now, true);
+        if let Some(s) = &self.spool
+            && s.pending() > 0
+        {
+            log::warn!(
+                "siptrace: stopping with {} rows in the spool {}; they are written at the \
+                 next start ({})",
+                s.pending(),
+                s.dir().display(),
+                self.counters.summary()
+            );
+        } else {
+            log::info!("siptrace: stopping ({})", self.counters.summary());
+        }
+    }
+
+    fn try_up(&mut self, now: Instant, wall: WallTime) {
+        if self.db.is_none() {
+            let Some(t) = &self.target else { return };
+            match db::open(&t.url, &t.table, &t.opts) {
+                Ok(b) => self.db = Some(b),
+                Err(e) => {
+                    self.still_down(&e, now);
+                    return;
+                }
+            }
+        }
+        if let Err(e) = self.ensure_marker() {
+            self.still_down(&e, now);
+            return;
+        }
+        self.back_up(now, wall);
+    }
+
+    /// Read (or create) the marker when it is unknown.
+    fn ensure_marker(&mut self) -> Result<(), DbError> {
+        if !matches!(self.marker, MarkerState::Unknown) {
+            return Ok(());
+        }
+        let (Some(spool), Some(db)) = (self.spool.as_ref(), self.db.as_mut()) else {
+            self.marker = MarkerState::Off;
+            return Ok(());
+        };
+        let id = spool.id().to_string();
+        match db.open_marker(&id)? {
+            MarkerOpen::Ready(last) => {
+                log::debug!("siptrace: spool {id} marker at {last}");
+                self.marker = MarkerState::Ready(Marker { id, last });
+            }
+            MarkerOpen::Unsupported(why) => {
+                if !self.marker_warned {
+                    self.marker_warned = true;
+                    log::warn!(
+                        "siptrace: no spool marker ({why}); replay after a crash or a \
+                         write whose answer was lost may store some rows twice"
+                    );
+                }
+                self.marker = MarkerState::Off;
+            }
+        }
+        Ok(())
+    }
+
+    fn back_up(&mut self, now: Instant, wall: WallTime) {
+        let since = self.counters.down_since.take();
+        self.down = None;
+        self.last_error.clear();
+        let pending = self.pending();
+        let desc = self.db.as_ref().map(|d| d.describe()).unwrap_or_default();
+        log::info!(
+            "siptrace: database is back: {desc}{}; {} ({})",
+            since.map_or(String::new(), |s| format!(
+                " (down since {}, {} s)",
+                local_datetime(s),
+                (wall.sec - s).max(0)
+            )),
+            if pending > 0 {
+                format!("replaying {pending} spooled rows, oldest first")
+            } else {
+                "nothing spooled".to_string()
+            },
+            self.counters.summary()
+        );
+        if pending > 0 {
+            self.start_drain(now);
+        }
+    }
+
+    fn start_drain(&mut self, now: Instant) {
+        self.drain = Some(Drain {
+            started: now,
+            replayed_before: self.counters.rows_replayed,
+            next_progress: now + PROGRESS_LOG_EVERY,
+        });
+    }
+
+    fn go_down(&mut self, e: &DbError, now: Instant, wall: WallTime) {
+        // Whether the failed write committed is unknown: re-read the marker.
+        if matches!(self.marker, MarkerState::Ready(_)) {
+            self.marker = MarkerState::Unknown;
+        }
+        if self.down.is_some() {
+            self.still_down(e, now);
+            return;
+        }
+        self.down = Some(Backoff::start(now));
+        self.counters.down_since = Some(wall.sec);
+        self.last_error = e.to_string();
+        let place = match &self.spool {
+            Some(s) => format!("rows go to the spool {}", s.dir().display()),
+            None => "no spool: rows are dropped".to_string(),
+        };
+        log::error!(
+            "siptrace: database down: {e}; {place}; retrying after {} ms, backing off to \
+             every {} s ({})",
+            backoff::FIRST.as_millis(),
+            backoff::MAX.as_secs(),
+            self.counters.summary()
+        );
+    }
+
+    fn still_down(&mut self, e: &DbError, now: Instant) {
+        if let Some(b) = self.down.as_mut() {
+            b.failed(now);
+        }
+        let text = e.to_string();
+        if text != self.last_error {
+            log::warn!(
+                "siptrace: database still unavailable: {text} ({})",
+                self.counters.summary()
+            );
+            self.last_error = text;
+        } else {
+            log::debug!("siptrace: database still unavailable: {text}");
+        }
+    }
+
+    fn write(&mut self, rows: &[Row], seqs: &[u64]) -> Result<WriteReport, DbError> {
+        let Some(db) = self.db.as_mut() else {
+            return Err(DbError::Connection {
+                backend: "db",
+                target: String::new(),
+                detail: "not open".to_string(),
+            });
+        };
+        match &mut self.marker {
+            MarkerState::Ready(m) if seqs.len() == rows.len() => {
+                db.write_batch_marked(rows, seqs, m)
+            }
+            _ => db.write_batch(rows),
+        }
+    }
+
+    fn count(&mut self, rep: &WriteReport) {
+        self.counters.rows_written += rep.written;
+        self.counters.msgs_escaped += rep.escaped;
+        self.counters.rows_rerouted += rep.rerouted;
+        if rep.already > 0 {
+            log::info!(
+                "siptrace: {} spooled rows were in the database already (an earlier \
+                 write committed after all); not written again",
+                rep.already
+            );
+        }
+    }
+
+    /// One bounded batch of the oldest spooled rows.
+    fn replay_one(&mut self, now: Instant, wall: WallTime) {
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let Batch {
+            rows,
+            records,
+            undecodable,
+        } = match spool.peek(self.settings.batch_rows, REPLAY_MAX_BYTES) {
+            Ok(b) => b,
+            Err(e) => {
+                self.spool_error(&e, now);
+                return;
+            }
+        };
+        if records == 0 {
+            return;
+        }
+        if self.drain.is_none() {
+            self.start_drain(now);
+        }
+        let (seqs, rows): (Vec<u64>, Vec<Row>) = rows.into_iter().unzip();
+        let rep = match self.write(&rows, &seqs) {
+            Ok(rep) => rep,
+            Err(e) => {
+                self.go_down(&e, now, wall);
+                return;
+            }
+        };
+        self.count(&rep);
+        self.counters.rows_replayed += rep.written + rep.already + rep.refused;
+        if undecodable > 0 {
+            log::warn!("siptrace: {undecodable} spooled records could not be decoded; lost");
+        }
+        let Some(spool) = self.spool.as_mut() else {
+            return;
+        };
+        let consumed = spool.consume(records);
+        let left = spool.pending();
+        if let Err(e) = consumed {
+            self.spool_error(&e, now);
+        }
+        if left == 0 {
+            self.drained(now);
+        } else if let Some(d) = self.drain.as_mut()
+            && now >= d.next_progress
+        {
+            d.next_progress = now + PROGRESS_LOG_EVERY;
+            log::info!(
+                "siptrace: replaying the spool: {left} rows left ({})",
+                self.counters.summary()
+            );
+        }
+    }
+
+    fn drained(&mut self, now: Instant) {
+        self.sync_bytes();
+        if let Some(d) = self.drain.take() {
+            let rows = self.counters.rows_replayed - d.replayed_before;
+            let secs = now.saturating_duration_since(d.started).as_secs_f64();
+            let rate = if secs > 0.0 {
+                format!("{:.0} rows/s", rows as f64 / secs)
+            } else {
+                "in one turn".to_string()
+            };
+            log::info!(
+                "siptrace: spool drained: {rows} rows replayed in {secs:.2} s ({rate}) ({})",
+                self.counters.summary()
+            );
+        }
+        if self.stopped {
+            self.stopped = false;
+            log::warn!(
+                "siptrace: spool drained: accepting rows again after the cap stopped them \
+                 (rows_dropped={})",
+                self.counters.rows_dropped
+            );
+        }
+    }
+
+    /// The turn's own rows.
+    fn take_live(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
+        let n = rows.len() as u64;
+        let seqs: Option<Vec<u64>> = match self.spool.as_mut().map(|s| s.alloc_seqs(n)) {
+            None => None,
+            Some(Ok(first)) => Some((first..first + n).collect()),
+            Some(Err(e)) => {
+                self.spool_error(&e, now);
+                None
+            }
+        };
+        if !(self.is_up() && self.pending() == 0) {
+            self.spool_rows(&rows, seqs.as_deref(), now);
+            return;
+        }
+        let batch = self.settings.batch_rows;
+        let mut start = 0;
+        while start < rows.len() {
+            let end = (start + batch).min(rows.len());
+            let chunk_seqs = seqs.as_deref().map_or(&[][..], |s| &s[start..end]);
+            match self.write(&rows[start..end], chunk_seqs) {
+                Ok(rep) => self.count(&rep),
+                Err(e) => {
+                    self.go_down(&e, now, wall);
+                    let rest = seqs.as_deref().map(|s| &s[start..]);
+                    self.spool_rows(&rows[start..], rest, now);
+                    return;
+                }
+            }
+            start = end;
+        }
+    }
+
+    fn spool_rows(&mut self, rows: &[Row], seqs: Option<&[u64]>, now: Instant) {
+        let n = rows.len() as u64;
+        let (Some(spool), Some(seqs)) = (self.spool.as_mut(), seqs) else {
+            self.dropped(n, "no usable spool", now);
+            return;
+        };
+        if self.stopped {
+            self.dropped(n, "spool full (policy \"stop\"), waiting for it to drain", now);
+            return;
+        }
+        let items: Vec<(u64, &Row)> = seqs.iter().copied().zip(rows).collect();
+        let before = spool.pending();
+        match spool.append(&items, FitMode::from(self.settings.policy)) {
+            Ok(a) => {
+                self.counters.rows_spooled += a.written;
+                if a.refused > 0 {
+                    let cap = spool.bytes();
+                    if self.settings.policy == SpoolFullPolicy::Stop {
+                        self.stopped = true;
+                        log::warn!(
+                            "siptrace: spool full ({cap} bytes): policy \"stop\": no rows are \
+                             kept until it has drained"
+                        );
+                    }
+                    self.dropped(a.refused, "spool full (spool_max_mb)", now);
+                }
+            }
+            Err(e) => {
+                let written = spool.pending().saturating_sub(before);
+                self.counters.rows_spooled += written;
+                self.spool_error(&e, now);
+                self.dropped(n - written.min(n), "spool write failed", now);
+            }
+        }
+    }
+
+    fn dropped(&mut self, n: u64, why: &str, now: Instant) {
+        if n == 0 {
+            return;
+        }
+        self.counters.rows_dropped += n;
+        let due = self.drops.next_log.is_none_or(|t| now >= t);
+        if due {
+            log::warn!(
+                "siptrace: {why}: dropped {} rows ({})",
+                n + self.drops.unlogged,
+                self.counters.summary()
+            );
+            self.drops.unlogged = 0;
+            self.drops.next_log = Some(now + DROP_LOG_EVERY);
+        } else {
+            self.drops.unlogged += n;
+        }
+    }
+
+    /// Report drops not yet reported, when due (or `now` at exit).
+    fn log_drops(&mut self, now: Instant, force: bool) {
+        if self.drops.unlogged == 0 {
+            return;
+        }
+        if force || self.drops.next_log.is_none_or(|t| now >= t) {
+            log::warn!(
+                "siptrace: dropped {} more rows since the last report ({})",
+                self.drops.unlogged,
+                self.counters.summary()
+            );
+            self.drops.unlogged = 0;
+            self.drops.next_log = Some(now + DROP_LOG_EVERY);
+        }
+    }
+
+    fn spool_error(&mut self, e: &SpoolError, now: Instant) {
+        let due = self
+            .spool_error_logged
+            .is_none_or(|t| now >= t + DROP_LOG_EVERY);
+        if due {
+            log::error!("siptrace: {e}");
+            self.spool_error_logged = Some(now);
+        }
+    }
+
+    fn sync_bytes(&mut self) {
+        self.counters.spool_bytes = self.spool.as_ref().map_or(0, Spool::bytes);
+    }
+}
