@@ -653,3 +653,281 @@ impl TraceSink {
         self.counters.spool_bytes = self.spool.as_ref().map_or(0, Spool::bytes);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    //! The sink against an in-memory database that keeps the marker
+    //! contract of `Backend::write_batch_marked`, and a real spool in a
+    //! temp directory; time is moved by hand.
+    use super::*;
+    use crate::spool::SpoolOptions;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+
+    #[derive(Clone, Copy, PartialEq, Eq, Debug)]
+    enum Mode {
+        Up,
+        /// Connection refused: nothing committed.
+        Down,
+        /// The next write commits but its answer is lost.
+        LoseAnswer,
+    }
+
+    #[derive(Default)]
+    struct State {
+        table: Vec<String>,
+        marker: Option<u64>,
+        mode: Option<Mode>,
+        writes: usize,
+    }
+
+    struct FakeDb(Rc<RefCell<State>>);
+
+    fn refused() -> DbError {
+        DbError::Connection {
+            backend: "fake",
+            target: "x".into(),
+            detail: "refused".into(),
+        }
+    }
+
+    impl Backend for FakeDb {
+        fn write_batch(&mut self, rows: &[Row]) -> Result<WriteReport, DbError> {
+            let mut s = self.0.borrow_mut();
+            if s.mode == Some(Mode::Down) {
+                return Err(refused());
+            }
+            s.table.extend(rows.iter().map(|r| r.callid.clone()));
+            Ok(WriteReport {
+                written: rows.len() as u64,
+                ..WriteReport::default()
+            })
+        }
+        fn open_marker(&mut self, _id: &str) -> Result<MarkerOpen, DbError> {
+            let mut s = self.0.borrow_mut();
+            if s.mode == Some(Mode::Down) {
+                return Err(refused());
+            }
+            Ok(MarkerOpen::Ready(*s.marker.get_or_insert(0)))
+        }
+        fn write_batch_marked(
+            &mut self,
+            rows: &[Row],
+            seqs: &[u64],
+            m: &mut Marker,
+        ) -> Result<WriteReport, DbError> {
+            let mut s = self.0.borrow_mut();
+            s.writes += 1;
+            if s.mode == Some(Mode::Down) {
+                return Err(refused());
+            }
+            let found = s.marker.unwrap_or(0);
+            m.last = m.last.max(found);
+            let skip = seqs.partition_point(|&q| q <= m.last);
+            s.table.extend(rows[skip..].iter().map(|r| r.callid.clone()));
+            if let Some(&last) = seqs[skip..].last() {
+                s.marker = Some(last);
+                m.last = last;
+            }
+            if s.mode == Some(Mode::LoseAnswer) {
+                s.mode = Some(Mode::Down);
+                return Err(refused());
+            }
+            Ok(WriteReport {
+                written: (rows.len() - skip) as u64,
+                already: skip as u64,
+                ..WriteReport::default()
+            })
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+    }
+
+    struct Dir(std::path::PathBuf);
+    impl Drop for Dir {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.0);
+        }
+    }
+
+    fn row(n: usize) -> Row {
+        Row {
+            table: None,
+            msg: b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec(),
+            callid: format!("c{n}"),
+            method: "OPTIONS".into(),
+            status: String::new(),
+            fromip: String::new(),
+            toip: String::new(),
+            time_sec: 0,
+            time_us: 0,
+            time_stamp: String::new(),
+            direction: "in",
+            fromtag: String::new(),
+            totag: String::new(),
+            traced_user: String::new(),
+        }
+    }
+
+    fn rows(r: std::ops::Range<usize>) -> Vec<Row> {
+        r.map(row).collect()
+    }
+
+    fn names(r: std::ops::Range<usize>) -> Vec<String> {
+        r.map(|n| format!("c{n}")).collect()
+    }
+
+    struct Rig {
+        sink: TraceSink,
+        db: Rc<RefCell<State>>,
+        now: Instant,
+        _dir: Dir,
+    }
+
+    impl Rig {
+        fn new(tag: &str, batch_rows: usize, max_bytes: u64, policy: SpoolFullPolicy) -> Rig {
+            let dir = std::env::temp_dir().join(format!("st-sink-{tag}-{}", std::process::id()));
+            let _ = std::fs::remove_dir_all(&dir);
+            let (spool, _) = Spool::open(&SpoolOptions {
+                dir: dir.clone(),
+                max_bytes,
+                fsync: false,
+                owner: (None, None),
+            })
+            .unwrap();
+            let db = Rc::new(RefCell::new(State::default()));
+            let now = Instant::now();
+            let sink = TraceSink::new(
+                DbTarget {
+                    url: "sqlite:///nonexistent/x.db".into(),
+                    table: "sip_trace".into(),
+                    opts: db::OpenOptions::default(),
+                },
+                Some(Box::new(FakeDb(db.clone()))),
+                Some(spool),
+                SinkSettings { batch_rows, policy },
+                now,
+                WallTime::default(),
+            );
+            Rig {
+                sink,
+                db,
+                now,
+                _dir: Dir(dir),
+            }
+        }
+        fn mode(&self, m: Mode) {
+            self.db.borrow_mut().mode = Some(m);
+        }
+        /// One turn `ms` after the previous one.
+        fn turn(&mut self, ms: u64, rows: Vec<Row>) {
+            self.now += Duration::from_millis(ms);
+            self.sink.flush(rows, self.now, WallTime::default());
+        }
+        fn table(&self) -> Vec<String> {
+            self.db.borrow().table.clone()
+        }
+    }
+
+    #[test]
+    fn an_outage_loses_nothing_and_keeps_the_order() {
+        let mut r = Rig::new("order", 4, 1 << 20, SpoolFullPolicy::Drop);
+        r.turn(1, rows(0..3));
+        assert_eq!(r.table(), names(0..3));
+        r.mode(Mode::Down);
+        r.turn(1, rows(3..6));
+        assert!(r.sink.counters().down_since.is_some());
+        // Not due yet: spooled without a try.
+        let writes = r.db.borrow().writes;
+        r.turn(100, rows(6..10));
+        assert_eq!(r.db.borrow().writes, writes);
+        assert_eq!(r.sink.pending(), 7);
+        assert!(r.sink.next_deadline().unwrap() > r.now);
+        // Due, still down: the wait doubles.
+        r.turn(500, rows(10..11));
+        r.mode(Mode::Up);
+        r.turn(10, rows(11..12));
+        assert_eq!(r.table(), names(0..3), "not due yet");
+        r.turn(1000, rows(12..13));
+        // Back: one batch of 4 per turn, oldest first, new rows behind.
+        assert_eq!(r.table(), names(0..7));
+        assert_eq!(r.sink.next_deadline(), Some(r.now), "more replay: immediately");
+        for _ in 0..3 {
+            r.turn(1, Vec::new());
+        }
+        assert_eq!(r.table(), names(0..13));
+        assert_eq!(r.sink.pending(), 0);
+        assert_eq!(r.sink.next_deadline(), None);
+        r.turn(1, rows(13..15));
+        assert_eq!(r.table(), names(0..15));
+        let c = r.sink.counters();
+        assert_eq!(
+            (c.rows_written, c.rows_spooled, c.rows_replayed, c.rows_dropped, c.spool_bytes),
+            (15, 10, 10, 0, 0)
+        );
+        assert_eq!(c.down_since, None);
+    }
+
+    #[test]
+    fn a_commit_whose_answer_was_lost_is_not_written_twice() {
+        let mut r = Rig::new("lost", 100, 1 << 20, SpoolFullPolicy::Drop);
+        r.turn(1, rows(0..2));
+        r.mode(Mode::LoseAnswer);
+        r.turn(1, rows(2..5));
+        // Committed, but we could not know: spooled.
+        assert_eq!(r.table(), names(0..5));
+        assert_eq!(r.sink.pending(), 3);
+        r.turn(1, rows(5..6));
+        r.mode(Mode::Up);
+        r.turn(600, Vec::new());
+        assert_eq!(r.table(), names(0..6));
+        let c = r.sink.counters();
+        assert_eq!((c.rows_written, c.rows_spooled, c.rows_replayed), (3, 4, 4));
+    }
+
+    #[test]
+    fn a_full_spool_drops_newest_rows_and_counts_each() {
+        // Each row is ~120 bytes: a 1 MiB cap takes several thousand.
+        let mut r = Rig::new("cap", 1000, 1 << 20, SpoolFullPolicy::Drop);
+        r.mode(Mode::Down);
+        r.turn(1, rows(0..20_000));
+        let c = r.sink.counters().clone();
+        assert!(c.rows_dropped > 0 && c.rows_spooled > 0);
+        assert_eq!(c.rows_spooled + c.rows_dropped, 20_000);
+        assert!(c.spool_bytes <= 1 << 20);
+        r.mode(Mode::Up);
+        r.turn(600, Vec::new());
+        while r.sink.pending() > 0 {
+            r.turn(1, Vec::new());
+        }
+        // The oldest rows are kept, in order; the newest were dropped.
+        let got = r.table();
+        assert!(got == names(0..c.rows_spooled as usize), "{} rows", got.len());
+    }
+
+    #[test]
+    fn policy_stop_refuses_rows_until_the_spool_has_drained() {
+        let mut r = Rig::new("stop", 1000, 1 << 20, SpoolFullPolicy::Stop);
+        r.mode(Mode::Down);
+        r.turn(1, rows(0..20_000));
+        let kept = r.sink.counters().rows_spooled as usize;
+        // Even a row that would fit now is refused: one gap, not a sieve.
+        r.turn(1, rows(20_000..20_001));
+        assert_eq!(
+            r.sink.counters().rows_dropped,
+            20_001 - kept as u64
+        );
+        r.mode(Mode::Up);
+        r.turn(600, Vec::new());
+        while r.sink.pending() > 0 {
+            r.turn(1, rows(30_000..30_001));
+        }
+        r.turn(1, rows(40_000..40_001));
+        // Refused while draining, except in the turn that drained it.
+        let mut want = names(0..kept);
+        want.extend(["c30000".to_string(), "c40000".to_string()]);
+        let got = r.table();
+        assert!(got == want, "{} rows, last {:?}", got.len(), got.last());
+    }
+}
