@@ -223,9 +223,11 @@ fn open_spool(
         _ => None,
     };
     let run_uid = uid.unwrap_or_else(nix::unistd::geteuid).as_raw();
+    let env_state = std::env::var("STATE_DIRECTORY").ok();
     let (dir, origin) = location::choose(
         st.spool_dir.as_deref(),
         st.state_dir.as_deref(),
+        env_state.as_deref(),
         sqlite.as_deref(),
         run_uid,
         location::writable_dir,

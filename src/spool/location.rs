@@ -1,5 +1,8 @@
 //! Which directory holds the spool (DECISIONS §9): `spool_dir` when set;
-//! else `<state_dir>/spool` when `state_dir` is set; else
+//! else `<state_dir>/spool` when `state_dir` is set (or, failing that, the
+//! first directory of `$STATE_DIRECTORY`, which systemd sets for a unit
+//! with `StateDirectory=`, and the integration tests set to their temp
+//! dir so that daemons running side by side never share a spool); else
 //! `/var/lib/siptraced/spool` when /var/lib/siptraced exists and is
 //! writable; else `<file>.spool` beside the SQLite file; else
 //! `/var/tmp/siptraced-<uid>/spool` (kept across reboots, unlike /tmp),
@@ -17,6 +20,7 @@ pub const VAR_LIB: &str = "/var/lib/siptraced";
 pub enum Origin {
     SpoolDir,
     StateDir,
+    EnvStateDir,
     VarLib,
     BesideSqlite,
     Fallback,
@@ -27,6 +31,7 @@ impl Origin {
         match self {
             Origin::SpoolDir => "modparam spool_dir",
             Origin::StateDir => "modparam state_dir",
+            Origin::EnvStateDir => "$STATE_DIRECTORY",
             Origin::VarLib => "default state directory",
             Origin::BesideSqlite => "beside the SQLite file",
             Origin::Fallback => {
@@ -42,6 +47,7 @@ impl Origin {
 pub fn choose(
     spool_dir: Option<&str>,
     state_dir: Option<&str>,
+    env_state_dir: Option<&str>,
     sqlite_file: Option<&Path>,
     uid: u32,
     writable: impl Fn(&Path) -> bool,
@@ -51,6 +57,12 @@ pub fn choose(
     }
     if let Some(d) = state_dir {
         return (Path::new(d).join("spool"), Origin::StateDir);
+    }
+    // systemd: several directories are separated by ':'; ours is the first.
+    if let Some(d) = env_state_dir.and_then(|v| v.split(':').next())
+        && !d.is_empty()
+    {
+        return (Path::new(d).join("spool"), Origin::EnvStateDir);
     }
     let var_lib = Path::new(VAR_LIB);
     if writable(var_lib) {
@@ -90,20 +102,31 @@ mod tests {
         let all = |_: &Path| true;
         let only = |ok: &'static str| move |p: &Path| p == Path::new(ok);
         let db = Some(Path::new("/srv/trace/t.db"));
-        let cases: Vec<(Option<&str>, Option<&str>, Option<&Path>, Box<dyn Fn(&Path) -> bool>, &str, Origin)> = vec![
-            (Some("/s"), Some("/st"), db, Box::new(all), "/s", Origin::SpoolDir),
-            (None, Some("/st"), db, Box::new(all), "/st/spool", Origin::StateDir),
-            (None, None, db, Box::new(all), "/var/lib/siptraced/spool", Origin::VarLib),
-            (None, None, db, Box::new(only("/srv/trace")), "/srv/trace/t.db.spool", Origin::BesideSqlite),
-            (None, None, Some(Path::new("t.db")), Box::new(only(".")), "./t.db.spool", Origin::BesideSqlite),
-            (None, None, db, Box::new(none), "/var/tmp/siptraced-7/spool", Origin::Fallback),
-            (None, None, None, Box::new(only("/srv/trace")), "/var/tmp/siptraced-7/spool", Origin::Fallback),
+        type Case<'a> = (
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a str>,
+            Option<&'a Path>,
+            Box<dyn Fn(&Path) -> bool>,
+            &'a str,
+            Origin,
+        );
+        let cases: Vec<Case> = vec![
+            (Some("/s"), Some("/st"), Some("/e"), db, Box::new(all), "/s", Origin::SpoolDir),
+            (None, Some("/st"), Some("/e"), db, Box::new(all), "/st/spool", Origin::StateDir),
+            (None, None, Some("/e:/f"), db, Box::new(all), "/e/spool", Origin::EnvStateDir),
+            (None, None, Some(""), db, Box::new(all), "/var/lib/siptraced/spool", Origin::VarLib),
+            (None, None, None, db, Box::new(all), "/var/lib/siptraced/spool", Origin::VarLib),
+            (None, None, None, db, Box::new(only("/srv/trace")), "/srv/trace/t.db.spool", Origin::BesideSqlite),
+            (None, None, None, Some(Path::new("t.db")), Box::new(only(".")), "./t.db.spool", Origin::BesideSqlite),
+            (None, None, None, db, Box::new(none), "/var/tmp/siptraced-7/spool", Origin::Fallback),
+            (None, None, None, None, Box::new(only("/srv/trace")), "/var/tmp/siptraced-7/spool", Origin::Fallback),
         ];
-        for (spool, state, file, w, want, origin) in cases {
+        for (spool, state, env, file, w, want, origin) in cases {
             assert_eq!(
-                choose(spool, state, file, 7, w),
+                choose(spool, state, env, file, 7, w),
                 (PathBuf::from(want), origin),
-                "{spool:?} {state:?} {file:?}"
+                "{spool:?} {state:?} {env:?} {file:?}"
             );
         }
     }
