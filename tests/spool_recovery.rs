@@ -42,7 +42,10 @@ fn send(d: &Daemon, uac: &Peer, range: std::ops::Range<usize>, body: usize) {
     for n in range {
         uac.send(d.addr(), &options(n, uac.port(), body));
         let (reply, _) = uac.recv();
-        assert!(first_line(&reply).starts_with("SIP/2.0 200"), "OPTIONS {n} not routed");
+        assert!(
+            first_line(&reply).starts_with("SIP/2.0 200"),
+            "OPTIONS {n} not routed"
+        );
     }
 }
 
@@ -81,7 +84,11 @@ fn unreachable_at_start_then_kill_9_then_every_row_lands_once() {
     assert!(log.contains("database unreachable at start-up"), "{log}");
     let s = stats(&d);
     assert_eq!(
-        (stat(&s, "rows_spooled"), stat(&s, "rows_written"), stat(&s, "rows_dropped")),
+        (
+            stat(&s, "rows_spooled"),
+            stat(&s, "rows_written"),
+            stat(&s, "rows_dropped")
+        ),
         (200, 0, 0)
     );
     assert!(stat(&s, "spool_bytes") > 200 * 300, "{s:?}");
@@ -93,7 +100,9 @@ fn unreachable_at_start_then_kill_9_then_every_row_lands_once() {
     db.sql("DROP TABLE siptraced_spool_marker");
     set_db_url(&d, &db.url());
     d.spawn(&[]);
-    wait_for("200 replayed rows", Duration::from_secs(20), || db.count() >= 200);
+    wait_for("200 replayed rows", Duration::from_secs(20), || {
+        db.count() >= 200
+    });
     send(&d, &uac, 200..210, 0);
     wait_for("210 rows", Duration::from_secs(10), || db.count() >= 210);
     let rows = db.rows();
@@ -114,10 +123,63 @@ fn unreachable_at_start_then_kill_9_then_every_row_lands_once() {
     assert_eq!(s["db_state"], "up");
     let log = d.log_text();
     assert!(log.contains("200 rows from an earlier run"), "{log}");
-    assert!(log.contains("created table siptraced_spool_marker"), "{log}");
+    assert!(
+        log.contains("created table siptraced_spool_marker"),
+        "{log}"
+    );
     assert!(log.contains("spool drained: 200 rows replayed"), "{log}");
-    assert_eq!(db.sql("SELECT count(*) FROM siptraced_spool_marker").trim(), "1");
+    assert_eq!(
+        db.sql("SELECT count(*) FROM siptraced_spool_marker").trim(),
+        "1"
+    );
     assert!(spool_segments(&d).is_empty());
+}
+
+/// kill -9 in the middle of a replay: some rows are in the table, their
+/// segment is still on disk. After the next start every row is there once
+/// (the marker says which are already written).
+#[test]
+fn kill_9_during_replay_writes_nothing_twice() {
+    let db = TestDb::new(Server::Postgres);
+    let extra = "modparam(\"siptrace\", \"db_batch_rows\", 20)\n\
+                 modparam(\"siptrace\", \"spool_max_mb\", 16)\n\
+                 modparam(\"siptrace\", \"spool_fsync\", 0)";
+    let mut d = start("sp-midreplay", &dead_url(), extra);
+    let uac = Peer::new();
+    send(&d, &uac, 0..2000, 2000);
+    d.stop();
+    set_db_url(&d, &db.url());
+    d.spawn(&[]);
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while db.count() == 0 {
+        assert!(std::time::Instant::now() < deadline, "no replay");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    sigkill(&mut d);
+    let at_kill = db.count();
+    d.spawn(&[]);
+    wait_for("2000 rows", Duration::from_secs(30), || db.count() >= 2000);
+    wait_for("an empty spool", Duration::from_secs(10), || {
+        stat(&stats(&d), "spool_bytes") == 0
+    });
+    let rows = db.rows();
+    check_once_in_order(&rows);
+    let got: Vec<String> = rows.iter().map(|r| r.callid.clone()).collect();
+    assert_eq!(got, names(0..2000));
+    let s = stats(&d);
+    let already = d
+        .log_text()
+        .lines()
+        .filter(|l| l.contains("were in the database already"))
+        .count();
+    println!(
+        "killed with {at_kill} of 2000 rows written; after restart: rows_written {}, \
+         rows_replayed {} ({already} batches found already written)",
+        stat(&s, "rows_written"),
+        stat(&s, "rows_replayed")
+    );
+    assert_eq!(stat(&s, "rows_written"), 2000 - at_kill as u64);
+    assert!(stat(&s, "rows_replayed") >= 2000 - at_kill as u64);
 }
 
 #[test]
@@ -151,7 +213,11 @@ fn a_torn_or_corrupt_spool_tail_is_reported_cut_and_the_rest_replayed() {
             },
             "checksum mismatch",
         ),
-        ("garbage", |f| f.extend_from_slice(&[0u8; 777]), "no record marker"),
+        (
+            "garbage",
+            |f| f.extend_from_slice(&[0u8; 777]),
+            "no record marker",
+        ),
     ];
     for (tag, damage, says) in cases {
         let mut d = start(&format!("sp-{tag}"), &dead_url(), "");
@@ -172,7 +238,10 @@ fn a_torn_or_corrupt_spool_tail_is_reported_cut_and_the_rest_replayed() {
         let got: Vec<String> = rows.iter().map(|r| r.callid.clone()).collect();
         assert_eq!(got, names(0..want), "{tag}");
         let log = d.log_text();
-        assert!(log.contains(says) && log.contains("cut the last"), "{tag}: {log}");
+        assert!(
+            log.contains(says) && log.contains("cut the last"),
+            "{tag}: {log}"
+        );
         let s = stats(&d);
         assert_eq!(stat(&s, "rows_replayed"), want as u64, "{tag}");
         // Let the last replay settle before the spool is looked at.
@@ -205,7 +274,11 @@ fn a_full_spool_drops_rows_counts_each_and_says_so() {
         let small_kept = if policy == "drop" { 5 } else { 0 };
         let big_kept = spooled as usize - small_kept;
         assert!((30..=36).contains(&big_kept), "{policy}: {s:?}");
-        assert_eq!(dropped, 60 - big_kept as u64 + (5 - small_kept as u64), "{s:?}");
+        assert_eq!(
+            dropped,
+            60 - big_kept as u64 + (5 - small_kept as u64),
+            "{s:?}"
+        );
         assert!(d.log_text().contains("spool full"), "{}", d.log_text());
         d.stop();
         // Every drop is in the log by the time the daemon has stopped.
@@ -253,7 +326,10 @@ fn outage_through_a_gate(server: Server) {
     assert_eq!(stat(&s, "rows_dropped"), 0);
     assert_eq!(s["db_state"], "up");
     let log = d.log_text();
-    assert!(log.contains("database down:") && log.contains("database is back"), "{log}");
+    assert!(
+        log.contains("database down:") && log.contains("database is back"),
+        "{log}"
+    );
 }
 
 #[test]
@@ -264,6 +340,34 @@ fn postgres_outage_mid_traffic_loses_and_repeats_nothing() {
 #[test]
 fn mariadb_outage_mid_traffic_loses_and_repeats_nothing() {
     outage_through_a_gate(Server::Mariadb);
+}
+
+/// A server that accepts and never answers: each reconnect try stalls the
+/// reactor for at most the connect timeout (500 ms here); SIP is answered
+/// throughout and every row is spooled. Prints the worst stall seen.
+#[test]
+fn a_silent_database_host_costs_at_most_the_connect_timeout_per_try() {
+    let silent = Silent::new();
+    let url = format!("postgres://postgres@127.0.0.1:{}/x", silent.port);
+    let d = start("sp-silent", &url, "");
+    let t0 = std::time::Instant::now();
+    let prober = Prober::start(d.addr());
+    // Tries at 0.5, 1.5 and 3.5 s after start.
+    std::thread::sleep(Duration::from_millis(4000));
+    let samples = prober.finish();
+    let lost = samples.iter().filter(|(_, rtt)| rtt.as_secs() >= 2).count();
+    assert_eq!(lost, 0, "a probe went unanswered");
+    let s = stats(&d);
+    assert_eq!(stat(&s, "rows_spooled"), samples.len() as u64, "{s:?}");
+    assert!(s["db_state"].starts_with("down since"), "{s:?}");
+    let tries = d.log_text().matches("no login within 500 ms").count();
+    println!(
+        "silent database host: {} probes, worst SIP round trip {} ms over {} reconnect \
+         tries (connect timeout 500 ms)",
+        samples.len(),
+        worst(&samples, t0, std::time::Instant::now()).as_millis(),
+        tries
+    );
 }
 
 #[test]

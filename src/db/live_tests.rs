@@ -517,12 +517,7 @@ fn sqlite_marker_protocol() {
 #[test]
 fn dbtext_keeps_no_marker() {
     let dir = TempDir::new();
-    let mut store = open(
-        &format!("text://{}", dir.0.display()),
-        "sip_trace",
-        &opts(),
-    )
-    .unwrap();
+    let mut store = open(&format!("text://{}", dir.0.display()), "sip_trace", &opts()).unwrap();
     assert!(matches!(
         store.open_marker("x").unwrap(),
         MarkerOpen::Unsupported(why) if why.contains("transactions")
@@ -613,9 +608,7 @@ fn marker_protocol(
     assert_eq!(callids("sip_trace").len(), 8);
     // A marker row deleted meanwhile is put back, not a reason to rewrite.
     exec("DELETE FROM siptraced_spool_marker WHERE spool_id = 's1'");
-    let rep = store
-        .write_batch_marked(&rows[..1], &[20], &mut m)
-        .unwrap();
+    let rep = store.write_batch_marked(&rows[..1], &[20], &mut m).unwrap();
     assert_eq!((rep.written, m.last), (1, 20));
     assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(20));
 }
@@ -624,7 +617,10 @@ fn marker_protocol(
 /// and the marker still ends at the last number.
 fn marked_refusal(store: &mut dyn Backend, read: &dyn Fn(&str) -> Readback) {
     let before = read("sip_trace").len();
-    assert!(matches!(store.open_marker("r").unwrap(), MarkerOpen::Ready(0)));
+    assert!(matches!(
+        store.open_marker("r").unwrap(),
+        MarkerOpen::Ready(0)
+    ));
     let mut rows = sample_rows();
     rows.truncate(3);
     rows[1].method = "BAD".into();
@@ -955,7 +951,9 @@ fn postgres_marker_without_create_right_is_unsupported_not_fatal() {
          REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM {n}_w",
         n = pg.name
     ));
-    let url = pg.url().replacen("postgres@", &format!("{}_w@", pg.name), 1);
+    let url = pg
+        .url()
+        .replacen("postgres@", &format!("{}_w@", pg.name), 1);
     let mut store = open(&url, "sip_trace", &opts()).expect("open as writer");
     let got = store.open_marker("x").unwrap();
     assert!(

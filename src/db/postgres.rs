@@ -122,8 +122,11 @@ impl Postgres {
         if let Some(pw) = &s.password {
             cfg.password(pw);
         }
-        // connect_timeout covers the TCP connect; login gets the I/O bound.
-        let deadline = self.connect_timeout + self.io_timeout;
+        // connect_timeout bounds the TCP connect AND the login: a server
+        // that accepts and never answers (stopped process, black hole
+        // behind a NAT) stalls a reconnect try, and so the reactor, at most
+        // this long.
+        let deadline = self.connect_timeout;
         let (client, connection) = match self
             .rt
             .block_on(async { tokio::time::timeout(deadline, cfg.connect(NoTls)).await })
@@ -480,8 +483,7 @@ impl Engine for Postgres {
         let work = async {
             if let [(stmt, cols, n)] = batches.as_slice() {
                 // One statement is atomic by itself.
-                let mut params: Vec<&(dyn ToSql + Sync)> =
-                    cols.iter().map(Column::param).collect();
+                let mut params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(Column::param).collect();
                 if let Some((new, id, expected)) = &marker {
                     params.extend([new as &(dyn ToSql + Sync), id, expected]);
                 }

@@ -402,7 +402,9 @@ impl<E: Engine> Store<E> {
             if e.is_connection() {
                 Err(e)
             } else {
-                Ok(MarkerOpen::Unsupported(format!("{what}: {e}; run {script}")))
+                Ok(MarkerOpen::Unsupported(format!(
+                    "{what}: {e}; run {script}"
+                )))
             }
         };
         match self.engine.columns(MARKER_TABLE) {
@@ -412,7 +414,12 @@ impl<E: Engine> Store<E> {
                     "siptrace db: created table {MARKER_TABLE} in {} (spool replay bookkeeping)",
                     self.engine.target()
                 ),
-                Err(e) => return soft(e, &format!("table {MARKER_TABLE} is missing and cannot be created")),
+                Err(e) => {
+                    return soft(
+                        e,
+                        &format!("table {MARKER_TABLE} is missing and cannot be created"),
+                    );
+                }
             },
             Ok(Some(cols)) => {
                 let has = |n: &str| cols.iter().any(|c| c.name.eq_ignore_ascii_case(n));

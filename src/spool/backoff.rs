@@ -1,17 +1,19 @@
 //! When to try the database again after a failure: exponential backoff,
 //! pure (the caller hands in `now`).
 //!
-//! Each try may stall the reactor for up to the connect timeout (a host that
-//! drops packets), so tries are spread out: 0.5 s after the failure, then
-//! doubling to at most 15 s. A database that comes back is noticed within
-//! 15 s; a dead one costs at most one connect timeout per 15 s.
+//! A try against a refusing server (restarting, port closed) costs nothing;
+//! against a host that drops packets or a server that accepts and never
+//! answers, it stalls the reactor for up to the connect timeout. So tries
+//! are spread out: 0.5 s after the failure, then doubling to at most 10 s.
+//! A database that comes back is noticed within 10 s; a silent one costs at
+//! most one connect timeout (db_connect_timeout_ms) per 10 s.
 
 use std::time::{Duration, Instant};
 
 /// First wait after a failure.
 pub const FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between tries.
-pub const MAX: Duration = Duration::from_secs(15);
+pub const MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
@@ -63,9 +65,6 @@ mod tests {
             waits.push((b.next_try() - now).as_millis());
             now = b.next_try();
         }
-        assert_eq!(
-            waits,
-            [1000, 2000, 4000, 8000, 15000, 15000, 15000, 15000]
-        );
+        assert_eq!(waits, [1000, 2000, 4000, 8000, 10000, 10000, 10000, 10000]);
     }
 }

@@ -146,7 +146,10 @@ pub struct Spool {
     owner: (Option<Uid>, Option<Gid>),
 }
 
-fn io_err<'a>(path: &'a Path, what: &'static str) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
+fn io_err<'a>(
+    path: &'a Path,
+    what: &'static str,
+) -> impl FnOnce(std::io::Error) -> SpoolError + 'a {
     move |source| SpoolError::Io {
         path: path.to_path_buf(),
         what,
@@ -172,8 +175,8 @@ fn parse_id_file(text: &str) -> Option<(String, u64)> {
     let mut run = None;
     for line in text.lines() {
         match line.split_once('=') {
-            Some(("id", v)) if (16..=64).contains(&v.len())
-                && v.bytes().all(|b| b.is_ascii_hexdigit()) =>
+            Some(("id", v))
+                if (16..=64).contains(&v.len()) && v.bytes().all(|b| b.is_ascii_hexdigit()) =>
             {
                 id = Some(v.to_string())
             }
@@ -500,9 +503,7 @@ impl Spool {
             && let Some(a) = &self.active
         {
             let path = self.dir.join(segment_name(a.no));
-            a.file
-                .sync_data()
-                .map_err(io_err(&path, "cannot fsync"))?;
+            a.file.sync_data().map_err(io_err(&path, "cannot fsync"))?;
         }
         Ok(out)
     }
@@ -636,12 +637,12 @@ impl Spool {
             if !done {
                 continue;
             }
-            // Everything read so far is consumed; if the segment is still
-            // being appended, more may follow in it.
+            // Everything read so far is consumed. Records appended to it
+            // since it was read are still pending: keep it for them.
             let is_active = self.active.as_ref().is_some_and(|a| a.no == no);
             let seg_pending = self.segments.front().map_or(0, |s| s.pending);
-            if is_active && seg_pending > 0 {
-                continue;
+            if seg_pending > 0 {
+                return Ok(());
             }
             self.head = None;
             if let Some(seg) = self.segments.pop_front() {
@@ -684,11 +685,17 @@ impl Spool {
             if h.next < h.frames.len() {
                 return Ok(());
             }
-            // Nothing readable left in it (all damaged): drop it.
             let is_active = self.is_active(seg_no);
             if is_active {
+                // Read up to its end and all consumed: nothing is pending in
+                // it, whatever the count said (keeps replay from spinning).
+                if let Some(seg) = self.segments.front_mut() {
+                    self.pending -= seg.pending.min(self.pending);
+                    seg.pending = 0;
+                }
                 return Ok(());
             }
+            // Nothing readable left in it (all damaged): drop it.
             self.head = None;
             if let Some(seg) = self.segments.pop_front() {
                 self.pending = self.pending.saturating_sub(seg.pending);
@@ -803,7 +810,11 @@ mod tests {
     fn append(s: &mut Spool, range: std::ops::Range<usize>, size: usize) -> Appended {
         let rows: Vec<Row> = range.map(|n| row(n, size)).collect();
         let first = s.alloc_seqs(rows.len() as u64).unwrap();
-        let items: Vec<(u64, &Row)> = rows.iter().enumerate().map(|(i, r)| (first + i as u64, r)).collect();
+        let items: Vec<(u64, &Row)> = rows
+            .iter()
+            .enumerate()
+            .map(|(i, r)| (first + i as u64, r))
+            .collect();
         s.append(&items, FitMode::SkipMisfits).unwrap()
     }
     fn drain(s: &mut Spool, per: usize) -> Vec<String> {
@@ -887,6 +898,21 @@ mod tests {
     }
 
     #[test]
+    fn records_appended_after_a_peek_are_never_lost_with_their_segment() {
+        let d = tmp();
+        let (mut s, _) = Spool::open(&opts(&d, 1 << 20)).unwrap();
+        append(&mut s, 0..3, 1000);
+        let b = s.peek(10, usize::MAX).unwrap();
+        assert_eq!(b.records, 3);
+        // More rows go into the same segment and fill it past its size, so
+        // the next rows start a new one; then the peeked batch is consumed.
+        append(&mut s, 3..200, 1000);
+        assert!(segments(&d).len() >= 3);
+        s.consume(b.records).unwrap();
+        assert_eq!(drain(&mut s, 50), names(3..200));
+    }
+
+    #[test]
     fn the_cap_is_never_exceeded_and_refusals_are_counted() {
         let d = tmp();
         let cap = 1 << 20;
@@ -901,19 +927,28 @@ mod tests {
         }
         assert_eq!(written + refused, 400);
         assert!(refused > 0 && written > 150, "{written} {refused}");
-        let on_disk: u64 = segments(&d).iter().map(|p| fs::metadata(p).unwrap().len()).sum();
+        let on_disk: u64 = segments(&d)
+            .iter()
+            .map(|p| fs::metadata(p).unwrap().len())
+            .sum();
         assert_eq!(on_disk, s.bytes());
         assert_eq!(s.pending(), written);
         // Small rows still fit in the room left (policy drop: newest rows
         // that do not fit are dropped, others kept).
         let room = cap - s.bytes();
         let small = append(&mut s, 1000..1001, 10);
-        assert_eq!(small.written, u64::from(room as usize >= record::encoded_len(&row(0, 10))));
+        assert_eq!(
+            small.written,
+            u64::from(room as usize >= record::encoded_len(&row(0, 10)))
+        );
         // Stop mode refuses everything after the first misfit.
         let rows: Vec<Row> = vec![row(1, 100_000), row(2, 10)];
         let first = s.alloc_seqs(2).unwrap();
         let a = s
-            .append(&[(first, &rows[0]), (first + 1, &rows[1])], FitMode::StopAtFirstMisfit)
+            .append(
+                &[(first, &rows[0]), (first + 1, &rows[1])],
+                FitMode::StopAtFirstMisfit,
+            )
             .unwrap();
         assert_eq!((a.written, a.refused), (0, 2));
     }
@@ -927,11 +962,20 @@ mod tests {
         let seg = segments(&d).pop().unwrap();
         let len = fs::metadata(&seg).unwrap().len();
         // Half of the last record gone, as after a crash mid-write.
-        OpenOptions::new().write(true).open(&seg).unwrap().set_len(len - 100).unwrap();
+        OpenOptions::new()
+            .write(true)
+            .open(&seg)
+            .unwrap()
+            .set_len(len - 100)
+            .unwrap();
         let (mut s, rep) = Spool::open(&opts(&d, 1 << 20)).unwrap();
         assert_eq!(rep.pending, 4);
         assert_eq!(rep.problems.len(), 1, "{:?}", rep.problems);
-        assert!(rep.problems[0].contains("record cut short"), "{:?}", rep.problems);
+        assert!(
+            rep.problems[0].contains("record cut short"),
+            "{:?}",
+            rep.problems
+        );
         let good = fs::metadata(&seg).unwrap().len();
         assert!(good < len - 100, "the torn bytes are cut off the file");
         assert_eq!(drain(&mut s, 10), names(0..4));
@@ -962,7 +1006,10 @@ mod tests {
         assert_eq!(rep.pending, 4);
         let all = rep.problems.join("\n");
         assert_eq!(rep.problems.len(), 4, "{all}");
-        assert!(all.contains("checksum mismatch") && all.contains("skipped"), "{all}");
+        assert!(
+            all.contains("checksum mismatch") && all.contains("skipped"),
+            "{all}"
+        );
         assert!(all.contains("cut the last"), "{all}");
         assert!(all.contains("renamed"), "{all}");
         assert!(all.contains("torn header"), "{all}");

@@ -2,15 +2,15 @@
 //! slow, refusing) are appended to files, and replayed oldest first, once,
 //! when it can again (ARCHITECTURE.md, "Spool"; DECISIONS §9).
 //!
-//! - `record`   the on-disk format: framing, CRC, row codec, damage scanner
-//!              (pure, no I/O).
-//! - `disk`     the spool directory: lock, identity and run number,
-//!              segments, append / peek / consume, repair at open.
-//! - `backoff`  when to try the database again (pure, handed the time).
-//! - `sink`     the DB edge the reactor calls once per turn: writes live rows,
-//!              spools them when the database fails, replays in bounded
-//!              batches, keeps the counters `sip_trace_stats` shows.
-//! - `location` which directory holds the spool (pure choice, DECISIONS §9).
+//! - `record`: the on-disk format: framing, CRC, row codec, damage scanner
+//!   (pure, no I/O).
+//! - `disk`: the spool directory: lock, identity and run number, segments,
+//!   append / peek / consume, repair at open.
+//! - `backoff`: when to try the database again (pure, handed the time).
+//! - `sink`: the DB edge the reactor calls once per turn: writes live rows,
+//!   spools them when the database fails, replays in bounded batches, keeps
+//!   the counters `sip_trace_stats` shows.
+//! - `location`: which directory holds the spool (pure choice, DECISIONS §9).
 //!
 //! Depends on db (rows, the Backend trait), config (policy), std, nix, log.
 //! Never reads the clock: the reactor passes `now` in.

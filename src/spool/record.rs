@@ -272,7 +272,10 @@ fn resync(buf: &[u8], from: usize, last_seq: u64) -> Option<usize> {
 
 /// Decode a payload found by [`scan`] into its sequence number and row.
 pub fn decode(payload: &[u8]) -> Result<(u64, Row), Flaw> {
-    let mut r = Reader { buf: payload, at: 0 };
+    let mut r = Reader {
+        buf: payload,
+        at: 0,
+    };
     let seq = u64::from_le_bytes(r.array()?);
     let time_sec = i64::from_le_bytes(r.array()?);
     let time_us = u32::from_le_bytes(r.array()?);
@@ -377,7 +380,11 @@ mod tests {
                 .collect(),
             callid: format!("call-{n}"),
             method: "INVITE".into(),
-            status: if n % 2 == 0 { "200".into() } else { String::new() },
+            status: if n % 2 == 0 {
+                "200".into()
+            } else {
+                String::new()
+            },
             fromip: "udp:127.0.0.1:5060".into(),
             toip: "udp:[::1]:5070".into(),
             time_sec: 1_700_000_000 + i64::from(n),

@@ -35,6 +35,8 @@ const REPLAY_MAX_BYTES: usize = 4 << 20;
 /// Dropped rows are summarised in the log at most this often (each drop is
 /// counted at once and appears in the next summary).
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// Replay pauses this long after a spool read error.
+const REPLAY_HOLD: Duration = Duration::from_secs(1);
 /// Replay progress is logged at most this often.
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 
@@ -127,6 +129,9 @@ pub struct TraceSink {
     drain: Option<Drain>,
     marker_warned: bool,
     spool_error_logged: Option<Instant>,
+    /// After a spool read error, replay waits until then (no busy loop on
+    /// a failing disk).
+    replay_hold: Option<Instant>,
     /// The last `now` seen: a deadline already passed, to ask the reactor
     /// for an immediate turn without reading the clock here.
     last_now: Instant,
@@ -195,6 +200,7 @@ impl TraceSink {
             drain: None,
             marker_warned: false,
             spool_error_logged: None,
+            replay_hold: None,
             last_now: now,
         }
     }
@@ -219,9 +225,8 @@ impl TraceSink {
         self.target.as_ref()?;
         let work = match &self.down {
             Some(b) => Some(b.next_try()),
-            None if self.pending() > 0 || matches!(self.marker, MarkerState::Unknown) => {
-                Some(self.last_now)
-            }
+            None if self.pending() > 0 => Some(self.replay_hold.unwrap_or(self.last_now)),
+            None if matches!(self.marker, MarkerState::Unknown) => Some(self.last_now),
             None => None,
         };
         let drops = self.drops.next_log.filter(|_| self.drops.unlogged > 0);
@@ -456,6 +461,10 @@ impl TraceSink {
 
     /// One bounded batch of the oldest spooled rows.
     fn replay_one(&mut self, now: Instant, wall: WallTime) {
+        if self.replay_hold.is_some_and(|t| now < t) {
+            return;
+        }
+        self.replay_hold = None;
         let Some(spool) = self.spool.as_mut() else {
             return;
         };
@@ -467,6 +476,7 @@ impl TraceSink {
             Ok(b) => b,
             Err(e) => {
                 self.spool_error(&e, now);
+                self.replay_hold = Some(now + REPLAY_HOLD);
                 return;
             }
         };
@@ -496,6 +506,7 @@ impl TraceSink {
         let left = spool.pending();
         if let Err(e) = consumed {
             self.spool_error(&e, now);
+            self.replay_hold = Some(now + REPLAY_HOLD);
         }
         if left == 0 {
             self.drained(now);
@@ -575,7 +586,11 @@ impl TraceSink {
             return;
         };
         if self.stopped {
-            self.dropped(n, "spool full (policy \"stop\"), waiting for it to drain", now);
+            self.dropped(
+                n,
+                "spool full (policy \"stop\"), waiting for it to drain",
+                now,
+            );
             return;
         }
         let items: Vec<(u64, &Row)> = seqs.iter().copied().zip(rows).collect();
@@ -724,7 +739,8 @@ mod tests {
             let found = s.marker.unwrap_or(0);
             m.last = m.last.max(found);
             let skip = seqs.partition_point(|&q| q <= m.last);
-            s.table.extend(rows[skip..].iter().map(|r| r.callid.clone()));
+            s.table
+                .extend(rows[skip..].iter().map(|r| r.callid.clone()));
             if let Some(&last) = seqs[skip..].last() {
                 s.marker = Some(last);
                 m.last = last;
@@ -852,7 +868,11 @@ mod tests {
         r.turn(1000, rows(12..13));
         // Back: one batch of 4 per turn, oldest first, new rows behind.
         assert_eq!(r.table(), names(0..7));
-        assert_eq!(r.sink.next_deadline(), Some(r.now), "more replay: immediately");
+        assert_eq!(
+            r.sink.next_deadline(),
+            Some(r.now),
+            "more replay: immediately"
+        );
         for _ in 0..3 {
             r.turn(1, Vec::new());
         }
@@ -863,7 +883,13 @@ mod tests {
         assert_eq!(r.table(), names(0..15));
         let c = r.sink.counters();
         assert_eq!(
-            (c.rows_written, c.rows_spooled, c.rows_replayed, c.rows_dropped, c.spool_bytes),
+            (
+                c.rows_written,
+                c.rows_spooled,
+                c.rows_replayed,
+                c.rows_dropped,
+                c.spool_bytes
+            ),
             (15, 10, 10, 0, 0)
         );
         assert_eq!(c.down_since, None);
@@ -903,7 +929,11 @@ mod tests {
         }
         // The oldest rows are kept, in order; the newest were dropped.
         let got = r.table();
-        assert!(got == names(0..c.rows_spooled as usize), "{} rows", got.len());
+        assert!(
+            got == names(0..c.rows_spooled as usize),
+            "{} rows",
+            got.len()
+        );
     }
 
     #[test]
@@ -914,10 +944,7 @@ mod tests {
         let kept = r.sink.counters().rows_spooled as usize;
         // Even a row that would fit now is refused: one gap, not a sieve.
         r.turn(1, rows(20_000..20_001));
-        assert_eq!(
-            r.sink.counters().rows_dropped,
-            20_001 - kept as u64
-        );
+        assert_eq!(r.sink.counters().rows_dropped, 20_001 - kept as u64);
         r.mode(Mode::Up);
         r.turn(600, Vec::new());
         while r.sink.pending() > 0 {

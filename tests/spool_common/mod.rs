@@ -8,10 +8,10 @@
 use crate::common::{Daemon, repo_root};
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
-use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream};
+use std::net::{Shutdown, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// One stored row, as the checks need it (msg as its MD5).
@@ -74,6 +74,20 @@ pub enum Server {
     Mariadb,
 }
 
+/// The server's port: 5432 / 3306, or SIPTRACED_TEST_PG_PORT /
+/// SIPTRACED_TEST_MY_PORT (a private server, e.g. to run spool_faults.rs on
+/// a machine where others use the shared ones).
+pub fn server_port(server: Server) -> u16 {
+    let (var, default) = match server {
+        Server::Postgres => ("SIPTRACED_TEST_PG_PORT", 5432),
+        Server::Mariadb => ("SIPTRACED_TEST_MY_PORT", 3306),
+    };
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
 /// A fresh database with the v4 schema (and the marker table) made by
 /// scripts/siptraced-dbinit; dropped on drop.
 pub struct TestDb {
@@ -90,10 +104,7 @@ impl TestDb {
         let db = TestDb {
             server,
             name: unique("st_spool"),
-            port: match server {
-                Server::Postgres => 5432,
-                Server::Mariadb => 3306,
-            },
+            port: server_port(server),
         };
         run(Command::new(repo_root().join("scripts/siptraced-dbinit")).arg(db.url()));
         db
@@ -116,10 +127,36 @@ impl TestDb {
     pub fn sql(&self, sql: &str) -> String {
         match self.server {
             Server::Postgres => run(Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-A", "-t"])
-                .args(["-F", "\u{1f}", "-v", "ON_ERROR_STOP=1", "-d", &self.name, "-c", sql])),
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args([
+                    "-X",
+                    "-q",
+                    "-A",
+                    "-t",
+                    "-F",
+                    "\u{1f}",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                ])
+                .args(["-d", &self.name, "-c", sql])),
             Server::Mariadb => run(Command::new("mysql")
-                .args(["-h", "127.0.0.1", "-uroot", "-N", "-B", &self.name, "-e", sql])),
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &self.port.to_string(),
+                    "-uroot",
+                    "-N",
+                    "-B",
+                ])
+                .args([&self.name, "-e", sql])),
         }
     }
 
@@ -132,24 +169,26 @@ impl TestDb {
             Server::Postgres => '\u{1f}',
             Server::Mariadb => '\t',
         };
-        self.sql(&format!("SELECT {FIELDS}, {md5} FROM sip_trace ORDER BY id"))
-            .lines()
-            .filter(|l| !l.is_empty())
-            .map(|l| {
-                let f: Vec<&str> = l.split(sep).collect();
-                assert_eq!(f.len(), 8, "row line {l:?}");
-                DbRow {
-                    id: f[0].parse().unwrap(),
-                    callid: f[1].into(),
-                    method: f[2].into(),
-                    status: f[3].into(),
-                    direction: f[4].into(),
-                    time_stamp: f[5].into(),
-                    time_us: f[6].parse().unwrap(),
-                    msg_md5: f[7].into(),
-                }
-            })
-            .collect()
+        self.sql(&format!(
+            "SELECT {FIELDS}, {md5} FROM sip_trace ORDER BY id"
+        ))
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(|l| {
+            let f: Vec<&str> = l.split(sep).collect();
+            assert_eq!(f.len(), 8, "row line {l:?}");
+            DbRow {
+                id: f[0].parse().unwrap(),
+                callid: f[1].into(),
+                method: f[2].into(),
+                status: f[3].into(),
+                direction: f[4].into(),
+                time_stamp: f[5].into(),
+                time_us: f[6].parse().unwrap(),
+                msg_md5: f[7].into(),
+            }
+        })
+        .collect()
     }
 
     pub fn count(&self) -> usize {
@@ -164,12 +203,30 @@ impl Drop for TestDb {
     fn drop(&mut self) {
         let r = match self.server {
             Server::Postgres => Command::new("psql")
-                .args(["-h", "127.0.0.1", "-U", "postgres", "-X", "-q", "-d", "postgres"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    &self.port.to_string(),
+                    "-U",
+                    "postgres",
+                ])
+                .args(["-X", "-q", "-d", "postgres"])
                 .arg("-c")
-                .arg(format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", self.name))
+                .arg(format!(
+                    "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                    self.name
+                ))
                 .output(),
             Server::Mariadb => Command::new("mysql")
-                .args(["-h", "127.0.0.1", "-uroot", "-e"])
+                .args([
+                    "-h",
+                    "127.0.0.1",
+                    "-P",
+                    &self.port.to_string(),
+                    "-uroot",
+                    "-e",
+                ])
                 .arg(format!("DROP DATABASE IF EXISTS {}", self.name))
                 .output(),
         };
@@ -183,7 +240,11 @@ impl Drop for TestDb {
 pub fn stats(d: &Daemon) -> HashMap<String, String> {
     let out = d.kamctl(&["fifo", "sip_trace_stats"]);
     let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(out.status.success(), "kamctl: {text}{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "kamctl: {text}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     text.lines()
         .filter_map(|l| l.split_once(":: "))
         .map(|(k, v)| (k.to_string(), v.to_string()))
@@ -365,4 +426,86 @@ pub fn options(n: usize, from_port: u16, body: usize) -> Vec<u8> {
         b.len()
     )
     .into_bytes()
+}
+
+/// SIP round trips to the daemon every 20 ms: an OPTIONS answered by the
+/// script, so the time includes whatever the
+/// reactor was blocked on (DB writes, spool appends, reconnect tries).
+pub struct Prober {
+    stop: Arc<AtomicBool>,
+    results: mpsc::Receiver<Vec<(Instant, Duration)>>,
+}
+
+impl Prober {
+    pub fn start(to: std::net::SocketAddr) -> Prober {
+        let stop = Arc::new(AtomicBool::new(false));
+        let (tx, results) = mpsc::channel();
+        let flag = stop.clone();
+        std::thread::spawn(move || {
+            let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+            sock.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+            let port = sock.local_addr().unwrap().port();
+            let mut samples = Vec::new();
+            let mut buf = vec![0u8; 65535];
+            let mut n = 0usize;
+            while !flag.load(Ordering::SeqCst) {
+                n += 1;
+                let req = options(1_000_000 + n, port, 0);
+                let sent = Instant::now();
+                sock.send_to(&req, to).unwrap();
+                // Wait for this probe's answer (drop late ones).
+                let want = format!("spool-{:06}", 1_000_000 + n);
+                let rtt = loop {
+                    match sock.recv_from(&mut buf) {
+                        Ok((len, _)) if String::from_utf8_lossy(&buf[..len]).contains(&want) => {
+                            break sent.elapsed();
+                        }
+                        Ok(_) => continue,
+                        Err(_) => break Duration::from_secs(2),
+                    }
+                };
+                samples.push((sent, rtt));
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            let _ = tx.send(samples);
+        });
+        Prober { stop, results }
+    }
+
+    pub fn finish(self) -> Vec<(Instant, Duration)> {
+        self.stop.store(true, Ordering::SeqCst);
+        self.results.recv().unwrap()
+    }
+}
+
+/// The longest round trip among probes sent within [from, to].
+pub fn worst(samples: &[(Instant, Duration)], from: Instant, to: Instant) -> Duration {
+    samples
+        .iter()
+        .filter(|(t, _)| *t >= from && *t <= to)
+        .map(|(_, rtt)| *rtt)
+        .max()
+        .unwrap_or_default()
+}
+
+/// A database "server" that accepts TCP connections and never answers
+/// (a stopped process, a black hole behind a NAT).
+pub struct Silent {
+    pub port: u16,
+    _held: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Silent {
+    pub fn new() -> Silent {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let keep = held.clone();
+        std::thread::spawn(move || {
+            for c in l.incoming().flatten() {
+                keep.lock().unwrap().push(c);
+            }
+        });
+        Silent { port, _held: held }
+    }
 }
