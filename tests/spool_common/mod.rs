@@ -236,15 +236,21 @@ impl Drop for TestDb {
     }
 }
 
-/// `sip_trace_stats` through scripts/kamctl (the MI FIFO): name → value.
+/// `sip_trace_stats` through the MI FIFO (as kamctl speaks it, via
+/// common::fifo_exchange): name → value.
 pub fn stats(d: &Daemon) -> HashMap<String, String> {
-    let out = d.kamctl(&["fifo", "sip_trace_stats"]);
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert!(
-        out.status.success(),
-        "kamctl: {text}{}",
-        String::from_utf8_lossy(&out.stderr)
+    static N: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "st_spool_stats_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
     );
+    let req = format!(":sip_trace_stats:{name}\n\n");
+    let reply = d
+        .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
+        .expect("a sip_trace_stats reply");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.starts_with("200 OK\n"), "sip_trace_stats: {text}");
     text.lines()
         .filter_map(|l| l.split_once(":: "))
         .map(|(k, v)| (k.to_string(), v.to_string()))
