@@ -173,11 +173,13 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     } else {
         TraceSink::disabled(Instant::now())
     };
-    let reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
+    let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
 
     process::drop_privileges(uid, gid).map_err(SetupError::Process)?;
     if !args.foreground && conf.fork {
         process::daemonise().map_err(SetupError::Process)?;
+        // The spool lock survives the fork; the pid it names does not.
+        reactor.after_fork();
     }
     let pid = match &args.pid_file {
         Some(p) => Some(PidFile::write(&PathBuf::from(p)).map_err(SetupError::Process)?),

@@ -346,6 +346,7 @@ fn load_with_server_outage(server: Server) {
     let before = worst(&samples, t0, down_at);
     let while_down = worst(&samples, down_at, up_at);
     let catching_up = worst(&samples, up_at, drained_at);
+    let outage = worst(&samples, down_at, drained_at);
     let drained: Vec<&str> = log
         .lines()
         .filter(|l| l.contains("spool drained:"))
@@ -353,8 +354,8 @@ fn load_with_server_outage(server: Server) {
     println!(
         "{server:?}: {} calls in {:.1} s, {} rows ({} retransmissions, {extra} extra rows); \
          server stop took {} ms; spooled {}, replayed {}; worst SIP round trip: \
-         {} ms before the outage, {} ms while down, {} ms while catching up; {} probes; \
-         {}",
+         {} ms before the outage, {} ms from the stop to the drained spool ({} ms until \
+         the server was back, {} ms after); {} probes; {}",
         CALLS,
         traffic.as_secs_f64(),
         rows.len(),
@@ -363,6 +364,7 @@ fn load_with_server_outage(server: Server) {
         stat(&s, "rows_spooled"),
         stat(&s, "rows_replayed"),
         before.as_millis(),
+        outage.as_millis(),
         while_down.as_millis(),
         catching_up.as_millis(),
         samples.len(),

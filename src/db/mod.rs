@@ -254,6 +254,14 @@ pub enum DbError {
         target: String,
         detail: String,
     },
+    /// The server did not answer within the connect or I/O timeout (a
+    /// stalled process, a host dropping packets): retry later, not soon —
+    /// each try may cost the whole timeout.
+    Timeout {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
     /// The database is locked by someone else or the server asks to retry
     /// (deadlock, lock wait timeout): retry later.
     Busy {
@@ -292,7 +300,16 @@ impl DbError {
     /// database busy: "retry later, spool the batch". Everything else needs a
     /// person (or is a problem of the rows themselves).
     pub fn is_connection(&self) -> bool {
-        matches!(self, DbError::Connection { .. } | DbError::Busy { .. })
+        matches!(
+            self,
+            DbError::Connection { .. } | DbError::Timeout { .. } | DbError::Busy { .. }
+        )
+    }
+
+    /// A failure that took the whole timeout to show: tries should be
+    /// spaced out, since each one stalls the caller that long.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, DbError::Timeout { .. })
     }
 }
 
@@ -317,6 +334,14 @@ impl fmt::Display for DbError {
             } => write!(
                 f,
                 "{backend} at {target} unreachable: {detail} (rows are kept and retried)"
+            ),
+            DbError::Timeout {
+                backend,
+                target,
+                detail,
+            } => write!(
+                f,
+                "{backend} at {target} did not answer: {detail} (rows are kept and retried)"
             ),
             DbError::Busy {
                 backend,

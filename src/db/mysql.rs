@@ -153,15 +153,27 @@ fn classify(e: mysql::Error, target: &str) -> Fault {
             detail: detail.clone(),
         })
     };
+    let timeout = || {
+        Fault::Db(DbError::Timeout {
+            backend: "mysql",
+            target: target.to_string(),
+            detail: detail.clone(),
+        })
+    };
     match &e {
+        // A socket read/write timeout surfaces as WouldBlock or TimedOut.
+        mysql::Error::IoError(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            timeout()
+        }
+        mysql::Error::DriverError(D::ConnectTimeout | D::Timeout) => timeout(),
         mysql::Error::IoError(_) | mysql::Error::CodecError(_) => connection(),
         mysql::Error::DriverError(
-            D::ConnectTimeout
-            | D::CouldNotConnect(_)
-            | D::Timeout
-            | D::PacketOutOfSync
-            | D::UnexpectedPacket
-            | D::SetupError,
+            D::CouldNotConnect(_) | D::PacketOutOfSync | D::UnexpectedPacket | D::SetupError,
         ) => connection(),
         mysql::Error::MySqlError(me) => match me.code {
             // 1146 no such table, 1054 unknown column.

@@ -132,7 +132,11 @@ impl Postgres {
             .block_on(async { tokio::time::timeout(deadline, cfg.connect(NoTls)).await })
         {
             Err(_) => {
-                return Err(self.conn_error(format!("no login within {} ms", deadline.as_millis())));
+                return Err(DbError::Timeout {
+                    backend: "postgres",
+                    target: self.target(),
+                    detail: format!("no login within {} ms", deadline.as_millis()),
+                });
             }
             Ok(Err(e)) => return Err(self.fault(e).into_db("postgres", self.target())),
             Ok(Ok(pair)) => pair,
@@ -198,7 +202,7 @@ fn block_on<T>(
 ) -> Result<T, Fault> {
     // The timer must be created inside the runtime (it needs its clock).
     match rt.block_on(async { tokio::time::timeout(io_timeout, fut).await }) {
-        Err(_) => Err(Fault::Db(DbError::Connection {
+        Err(_) => Err(Fault::Db(DbError::Timeout {
             backend: "postgres",
             target: target.to_string(),
             detail: format!("no answer within {} ms", io_timeout.as_millis()),

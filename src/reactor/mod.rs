@@ -106,6 +106,11 @@ impl Reactor {
         Ok(r)
     }
 
+    /// After daemonising: things that name our pid say the new one.
+    pub fn after_fork(&mut self) {
+        self.sink.after_fork();
+    }
+
     fn register_fifos(&mut self) -> io::Result<()> {
         if let Some(fd) = self.control.mi_fd() {
             self.poll

@@ -1,19 +1,22 @@
 //! When to try the database again after a failure: exponential backoff,
 //! pure (the caller hands in `now`).
 //!
-//! A try against a refusing server (restarting, port closed) costs nothing;
-//! against a host that drops packets or a server that accepts and never
-//! answers, it stalls the reactor for up to the connect timeout. So tries
-//! are spread out: 0.5 s after the failure, then doubling to at most 10 s.
-//! A database that comes back is noticed within 10 s; a silent one costs at
-//! most one connect timeout (db_connect_timeout_ms) per 10 s.
+//! A try against a refusing server (restarting, port closed, shutting
+//! down) costs next to nothing, so such tries are frequent: 0.5 s after the
+//! failure, doubling to at most 2 s — a database that comes back is noticed
+//! within 2 s. A try against a host that drops packets, or a server that
+//! accepts and never answers, stalls the reactor for the whole connect
+//! timeout; after such a failure the wait doubles up to 30 s, so a silent
+//! database costs at most one `db_connect_timeout_ms` stall per 30 s.
 
 use std::time::{Duration, Instant};
 
 /// First wait after a failure.
 pub const FIRST: Duration = Duration::from_millis(500);
-/// Longest wait between tries.
-pub const MAX: Duration = Duration::from_secs(10);
+/// Longest wait between tries after fast failures (refused).
+pub const MAX_FAST: Duration = Duration::from_secs(2);
+/// Longest wait between tries after a try that timed out.
+pub const MAX_SLOW: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
@@ -41,9 +44,11 @@ impl Backoff {
         self.next_try
     }
 
-    /// The try made at `now` failed: wait twice as long (up to [`MAX`]).
-    pub fn failed(&mut self, now: Instant) {
-        self.delay = (self.delay * 2).min(MAX);
+    /// The try made at `now` failed, after a timeout (`slow`) or at once:
+    /// wait twice as long, up to [`MAX_SLOW`] or [`MAX_FAST`].
+    pub fn failed(&mut self, now: Instant, slow: bool) {
+        let cap = if slow { MAX_SLOW } else { MAX_FAST };
+        self.delay = (self.delay * 2).min(cap);
         self.next_try = now + self.delay;
     }
 }
@@ -52,19 +57,32 @@ impl Backoff {
 mod tests {
     use super::*;
 
-    #[test]
-    fn doubles_up_to_the_cap() {
+    fn waits(kinds: &[bool]) -> Vec<u128> {
         let t0 = Instant::now();
         let mut b = Backoff::start(t0);
         assert!(!b.due(t0));
         assert!(b.due(t0 + FIRST));
         let mut now = t0 + FIRST;
-        let mut waits = Vec::new();
-        for _ in 0..8 {
-            b.failed(now);
-            waits.push((b.next_try() - now).as_millis());
+        let mut out = Vec::new();
+        for &slow in kinds {
+            b.failed(now, slow);
+            out.push((b.next_try() - now).as_millis());
             now = b.next_try();
         }
-        assert_eq!(waits, [1000, 2000, 4000, 8000, 10000, 10000, 10000, 10000]);
+        out
+    }
+
+    #[test]
+    fn refused_tries_stay_frequent_timed_out_ones_spread_out() {
+        assert_eq!(waits(&[false; 5]), [1000, 2000, 2000, 2000, 2000]);
+        assert_eq!(
+            waits(&[true; 7]),
+            [1000, 2000, 4000, 8000, 16000, 30000, 30000]
+        );
+        // A refused try after timeouts: back to the fast cap.
+        assert_eq!(
+            waits(&[true, true, true, true, false]),
+            [1000, 2000, 4000, 8000, 2000]
+        );
     }
 }

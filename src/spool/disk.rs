@@ -128,8 +128,9 @@ struct Active {
 
 pub struct Spool {
     dir: PathBuf,
-    /// Held, never read: dropping it releases the lock.
-    _lock: Flock<File>,
+    /// Held for the life of the process (dropping it releases the lock);
+    /// holds our pid, for the message another instance prints.
+    lock: Flock<File>,
     id: String,
     run: u64,
     /// Next number within the run.
@@ -226,7 +227,7 @@ impl Spool {
             .mode(0o600)
             .open(&lock_path)
             .map_err(io_err(&lock_path, "cannot open the lock file"))?;
-        let mut lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
+        let lock = match Flock::lock(lock_file, FlockArg::LockExclusiveNonblock) {
             Ok(l) => l,
             Err((mut f, _)) => {
                 let mut holder = String::new();
@@ -237,9 +238,6 @@ impl Spool {
                 });
             }
         };
-        // Who holds it, for the message another instance would print.
-        let _ = lock.set_len(0);
-        let _ = writeln!(&mut *lock, "{}", std::process::id());
 
         let mut report = OpenReport::default();
         let id_path = dir.join("spool.id");
@@ -262,7 +260,7 @@ impl Spool {
         let seg_max = (opts.max_bytes / 16).clamp(64 << 10, 8 << 20);
         let mut spool = Spool {
             dir: dir.clone(),
-            _lock: lock,
+            lock,
             id,
             run: 0,
             next: 1,
@@ -277,6 +275,7 @@ impl Spool {
             fsync: opts.fsync,
             owner: opts.owner,
         };
+        spool.write_pid();
         spool.load_segments(&mut report)?;
         // Numbers must rise above everything on disk, even if spool.id was
         // restored from an old copy.
@@ -423,6 +422,13 @@ impl Spool {
                 log::warn!("spool: cannot give {} to the run user: {e}", p.display());
             }
         }
+    }
+
+    /// Write our pid into the lock file (again after daemonising).
+    pub fn write_pid(&mut self) {
+        let _ = self.lock.set_len(0);
+        let _ = self.lock.seek(SeekFrom::Start(0));
+        let _ = writeln!(&mut *self.lock, "{}", std::process::id());
     }
 
     /// The marker key: this spool's identity in `siptraced_spool_marker`.

@@ -205,6 +205,13 @@ impl TraceSink {
         }
     }
 
+    /// After daemonising: the spool's lock file names the new pid.
+    pub fn after_fork(&mut self) {
+        if let Some(s) = self.spool.as_mut() {
+            s.write_pid();
+        }
+    }
+
     pub fn counters(&self) -> &DbCounters {
         &self.counters
     }
@@ -406,17 +413,18 @@ impl TraceSink {
             None => "no spool: rows are dropped".to_string(),
         };
         log::error!(
-            "siptrace: database down: {e}; {place}; retrying after {} ms, backing off to \
-             every {} s ({})",
+            "siptrace: database down: {e}; {place}; retrying after {} ms, then every {} s \
+             ({} s after tries that time out) ({})",
             backoff::FIRST.as_millis(),
-            backoff::MAX.as_secs(),
+            backoff::MAX_FAST.as_secs(),
+            backoff::MAX_SLOW.as_secs(),
             self.counters.summary()
         );
     }
 
     fn still_down(&mut self, e: &DbError, now: Instant) {
         if let Some(b) = self.down.as_mut() {
-            b.failed(now);
+            b.failed(now, e.is_timeout());
         }
         let text = e.to_string();
         if text != self.last_error {
