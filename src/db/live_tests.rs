@@ -520,7 +520,7 @@ fn dbtext_keeps_no_marker() {
     let mut store = open(&format!("text://{}", dir.0.display()), "sip_trace", &opts()).unwrap();
     assert!(matches!(
         store.open_marker("x").unwrap(),
-        MarkerOpen::Unsupported(why) if why.contains("transactions")
+        MarkerOpen::NoTransactions(why) if why.contains("transactions")
     ));
 }
 

@@ -167,10 +167,12 @@ pub struct Marker {
 pub enum MarkerOpen {
     /// The marker row exists (created at 0 if it did not); its value.
     Ready(u64),
-    /// No marker can be kept (no table and no right to create it, or a
-    /// backend without transactions): writes go unmarked. Says why and what
-    /// to do.
+    /// No marker can be kept (no table and no right to create it, a table
+    /// of another shape…): writes go unmarked. Says why and what to do.
     Unsupported(String),
+    /// This backend has no transactions to keep a marker in (dbtext):
+    /// writes go unmarked, nothing to be done about it.
+    NoTransactions(String),
 }
 
 /// Knobs for [`open`].

@@ -392,7 +392,7 @@ impl<E: Engine> Store<E> {
     fn prepare_marker(&mut self, id: &str) -> Result<MarkerOpen, DbError> {
         let backend = self.engine.backend();
         if !self.engine.supports_marker() {
-            return Ok(MarkerOpen::Unsupported(format!(
+            return Ok(MarkerOpen::NoTransactions(format!(
                 "the {backend} backend has no transactions to keep a marker in"
             )));
         }

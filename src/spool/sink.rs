@@ -331,7 +331,22 @@ impl TraceSink {
             self.still_down(&e, now);
             return;
         }
-        self.back_up(now, wall);
+        // Reading the marker proved the database answers. Without a marker
+        // (dbtext, no marker table), the first replayed batch is the proof:
+        // saying "back" before it would flap on every try.
+        if matches!(self.marker, MarkerState::Ready(_)) || self.pending() == 0 {
+            self.back_up(now, wall);
+            return;
+        }
+        match self.replay_batch(now) {
+            Ok(done) => {
+                self.back_up(now, wall);
+                if let Some(left) = done {
+                    self.replayed(left, now);
+                }
+            }
+            Err(e) => self.still_down(&e, now),
+        }
     }
 
     /// Read (or create) the marker when it is unknown.
@@ -355,6 +370,16 @@ impl TraceSink {
                     log::warn!(
                         "siptrace: no spool marker ({why}); replay after a crash or a \
                          write whose answer was lost may store some rows twice"
+                    );
+                }
+                self.marker = MarkerState::Off;
+            }
+            MarkerOpen::NoTransactions(why) => {
+                if !self.marker_warned {
+                    self.marker_warned = true;
+                    log::info!(
+                        "siptrace: no spool marker ({why}): replay after a crash may store \
+                         some rows twice"
                     );
                 }
                 self.marker = MarkerState::Off;
@@ -389,6 +414,9 @@ impl TraceSink {
     }
 
     fn start_drain(&mut self, now: Instant) {
+        if self.drain.is_some() {
+            return;
+        }
         self.drain = Some(Drain {
             started: now,
             replayed_before: self.counters.rows_replayed,
@@ -405,6 +433,8 @@ impl TraceSink {
             self.still_down(e, now);
             return;
         }
+        // A drain cut short: its rate would count the outage.
+        self.drain = None;
         self.down = Some(Backoff::start(now));
         self.counters.down_since = Some(wall.sec);
         self.last_error = e.to_string();
@@ -467,14 +497,26 @@ impl TraceSink {
         }
     }
 
-    /// One bounded batch of the oldest spooled rows.
+    /// One bounded batch of the oldest spooled rows; a failure marks the
+    /// database down.
     fn replay_one(&mut self, now: Instant, wall: WallTime) {
+        match self.replay_batch(now) {
+            Ok(Some(left)) => self.replayed(left, now),
+            Ok(None) => {}
+            Err(e) => self.go_down(&e, now, wall),
+        }
+    }
+
+    /// Write one batch of the oldest spooled rows and account for it in
+    /// the spool. `Ok(Some(rows left))`, or `Ok(None)` when nothing was
+    /// written (nothing to do, spool read error: replay pauses a moment).
+    fn replay_batch(&mut self, now: Instant) -> Result<Option<u64>, DbError> {
         if self.replay_hold.is_some_and(|t| now < t) {
-            return;
+            return Ok(None);
         }
         self.replay_hold = None;
         let Some(spool) = self.spool.as_mut() else {
-            return;
+            return Ok(None);
         };
         let Batch {
             rows,
@@ -485,30 +527,24 @@ impl TraceSink {
             Err(e) => {
                 self.spool_error(&e, now);
                 self.replay_hold = Some(now + REPLAY_HOLD);
-                return;
+                return Ok(None);
             }
         };
         if records == 0 {
-            return;
+            return Ok(None);
         }
         if self.drain.is_none() {
             self.start_drain(now);
         }
         let (seqs, rows): (Vec<u64>, Vec<Row>) = rows.into_iter().unzip();
-        let rep = match self.write(&rows, &seqs) {
-            Ok(rep) => rep,
-            Err(e) => {
-                self.go_down(&e, now, wall);
-                return;
-            }
-        };
+        let rep = self.write(&rows, &seqs)?;
         self.count(&rep);
         self.counters.rows_replayed += rep.written + rep.already + rep.refused;
         if undecodable > 0 {
             log::warn!("siptrace: {undecodable} spooled records could not be decoded; lost");
         }
         let Some(spool) = self.spool.as_mut() else {
-            return;
+            return Ok(Some(0));
         };
         let consumed = spool.consume(records);
         let left = spool.pending();
@@ -516,6 +552,11 @@ impl TraceSink {
             self.spool_error(&e, now);
             self.replay_hold = Some(now + REPLAY_HOLD);
         }
+        Ok(Some(left))
+    }
+
+    /// After a replayed batch: progress or the end of the drain.
+    fn replayed(&mut self, left: u64, now: Instant) {
         if left == 0 {
             self.drained(now);
         } else if let Some(d) = self.drain.as_mut()
@@ -702,6 +743,8 @@ mod tests {
         marker: Option<u64>,
         mode: Option<Mode>,
         writes: usize,
+        /// Behave like dbtext: no marker can be kept.
+        no_marker: bool,
     }
 
     struct FakeDb(Rc<RefCell<State>>);
@@ -728,6 +771,9 @@ mod tests {
         }
         fn open_marker(&mut self, _id: &str) -> Result<MarkerOpen, DbError> {
             let mut s = self.0.borrow_mut();
+            if s.no_marker {
+                return Ok(MarkerOpen::NoTransactions("fake".into()));
+            }
             if s.mode == Some(Mode::Down) {
                 return Err(refused());
             }
@@ -806,6 +852,7 @@ mod tests {
         sink: TraceSink,
         db: Rc<RefCell<State>>,
         now: Instant,
+        ms: u64,
         _dir: Dir,
     }
 
@@ -838,16 +885,22 @@ mod tests {
                 sink,
                 db,
                 now,
+                ms: 0,
                 _dir: Dir(dir),
             }
         }
         fn mode(&self, m: Mode) {
             self.db.borrow_mut().mode = Some(m);
         }
-        /// One turn `ms` after the previous one.
+        /// One turn `ms` after the previous one (the wall clock moves too).
         fn turn(&mut self, ms: u64, rows: Vec<Row>) {
             self.now += Duration::from_millis(ms);
-            self.sink.flush(rows, self.now, WallTime::default());
+            self.ms += ms;
+            let wall = WallTime {
+                sec: 1_700_000_000 + (self.ms / 1000) as i64,
+                usec: 0,
+            };
+            self.sink.flush(rows, self.now, wall);
         }
         fn table(&self) -> Vec<String> {
             self.db.borrow().table.clone()
@@ -918,6 +971,26 @@ mod tests {
         assert_eq!(r.table(), names(0..6));
         let c = r.sink.counters();
         assert_eq!((c.rows_written, c.rows_spooled, c.rows_replayed), (3, 4, 4));
+    }
+
+    #[test]
+    fn without_a_marker_the_database_is_back_only_when_a_batch_goes_in() {
+        let mut r = Rig::new("nomarker", 100, 1 << 20, SpoolFullPolicy::Drop);
+        r.db.borrow_mut().no_marker = true;
+        r.turn(1, rows(0..2));
+        r.mode(Mode::Down);
+        r.turn(1, rows(2..4));
+        let since = r.sink.counters().down_since;
+        assert!(since.is_some());
+        // A try that cannot read a marker probes with a batch: still down.
+        for _ in 0..3 {
+            r.turn(2000, Vec::new());
+            assert_eq!(r.sink.counters().down_since, since);
+        }
+        r.mode(Mode::Up);
+        r.turn(2000, rows(4..5));
+        assert_eq!(r.sink.counters().down_since, None);
+        assert_eq!(r.table(), names(0..5));
     }
 
     #[test]
