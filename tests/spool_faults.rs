@@ -280,8 +280,10 @@ fn load_with_server_outage(server: Server) {
     stop_server(server);
     let stopped = Instant::now();
     std::thread::sleep(OUTAGE);
-    start_server(server);
+    // Until here the server is certainly down; the daemon may reconnect
+    // as soon as start_server has it listening.
     let up_at = Instant::now();
+    start_server(server);
     assert!(ready(server), "{server:?} did not come back");
 
     let uac_rc = wait_child(&mut uac, Duration::from_secs(120));
@@ -354,8 +356,8 @@ fn load_with_server_outage(server: Server) {
     println!(
         "{server:?}: {} calls in {:.1} s, {} rows ({} retransmissions, {extra} extra rows); \
          server stop took {} ms; spooled {}, replayed {}; worst SIP round trip: \
-         {} ms before the outage, {} ms from the stop to the drained spool ({} ms until \
-         the server was back, {} ms after); {} probes; {}",
+         {} ms before the outage, {} ms from the stop to the drained spool ({} ms while \
+         the server was down, {} ms from its start to the drained spool); {} probes; {}",
         CALLS,
         traffic.as_secs_f64(),
         rows.len(),
