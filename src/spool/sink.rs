@@ -292,7 +292,8 @@ impl TraceSink {
             self.replay_one(now, wall);
             self.sync_bytes();
         }
-        self.target.is_some() && self.is_up() && self.pending() > 0
+        // A spool read error pauses replay: stop here rather than spin.
+        self.target.is_some() && self.is_up() && self.pending() > 0 && self.replay_hold.is_none()
     }
 
     /// Final words at exit.
