@@ -143,9 +143,11 @@ pub struct ListenSpec {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SpoolFullPolicy {
-    /// Drop the oldest spooled rows (counted).
+    /// Drop the newest rows, those that do not fit (each counted); rows
+    /// are spooled again as soon as replay makes room.
     Drop,
-    /// Stop spooling new rows (counted as dropped).
+    /// Stop spooling at the cap until the spool has drained completely, so
+    /// the table keeps one gap instead of many (rows counted as dropped).
     Stop,
 }
 
@@ -179,6 +181,9 @@ pub struct SiptraceParams {
     pub spool_dir: Option<String>,
     pub spool_max_mb: u64,
     pub spool_full_policy: SpoolFullPolicy,
+    /// fsync the spool after each turn's append (a power loss then loses
+    /// no spooled row); off trades that for less disk latency.
+    pub spool_fsync: bool,
     /// None: chosen at start-up (DECISIONS §9).
     pub state_dir: Option<String>,
     pub db_batch_rows: u32,
@@ -212,6 +217,7 @@ impl Default for SiptraceParams {
             spool_dir: None,
             spool_max_mb: 256,
             spool_full_policy: SpoolFullPolicy::Drop,
+            spool_fsync: true,
             state_dir: None,
             db_batch_rows: 1000,
             db_connect_timeout_ms: 2000,
@@ -912,6 +918,7 @@ impl Builder {
                     other => return Err(format!("must be \"drop\" or \"stop\", got \"{other}\"")),
                 }
             }
+            "spool_fsync" => t.spool_fsync = bool_of(v)?,
             "state_dir" => t.state_dir = Some(str_of(v)?),
             // Sanity bounds: a batch above a million rows or a connect
             // timeout above 10 minutes is a typo, not a setting.
@@ -1175,6 +1182,7 @@ mod tests {
             (1, 256, 1000, 2000)
         );
         assert_eq!(t.spool_full_policy, SpoolFullPolicy::Drop);
+        assert!(t.spool_fsync);
         assert!(c.mi_fifo.is_none() && c.jsonrpcs.is_none());
         assert_eq!(
             c.tm,
@@ -1245,6 +1253,7 @@ modparam("siptrace", "xheaders_read", 1)
 modparam("siptrace", "spool_dir", "/var/spool/st")
 modparam("siptrace", "spool_max_mb", 10)
 modparam("siptrace", "spool_full_policy", "stop")
+modparam("siptrace", "spool_fsync", 0)
 modparam("siptrace", "state_dir", "/var/lib/st")
 modparam("siptrace", "db_batch_rows", 50)
 modparam("siptrace", "db_connect_timeout_ms", 500)
@@ -1273,6 +1282,7 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             spool_dir: Some("/var/spool/st".into()),
             spool_max_mb: 10,
             spool_full_policy: SpoolFullPolicy::Stop,
+            spool_fsync: false,
             state_dir: Some("/var/lib/st".into()),
             db_batch_rows: 50,
             db_connect_timeout_ms: 500,

@@ -14,18 +14,21 @@ use crate::process::{self, PidFile};
 use crate::reactor::control::{Control, ControlSettings};
 use crate::reactor::{Reactor, ReactorError};
 use crate::script::{Program, Proto as ScriptProto};
+use crate::spool::location;
+use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
 use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::Listener;
 use std::fmt;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 #[derive(Debug)]
 pub enum SetupError {
     Listen(String),
     Db(db::DbError),
+    Spool(crate::spool::SpoolError),
     Fifo(String),
     Process(process::ProcessError),
     Reactor(ReactorError),
@@ -37,6 +40,7 @@ impl fmt::Display for SetupError {
         match self {
             SetupError::Listen(e) | SetupError::Fifo(e) | SetupError::Config(e) => f.write_str(e),
             SetupError::Db(e) => write!(f, "database: {e}"),
+            SetupError::Spool(e) => write!(f, "{e}"),
             SetupError::Process(e) => write!(f, "{e}"),
             SetupError::Reactor(e) => write!(f, "{e}"),
         }
@@ -94,6 +98,15 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
 
     let st = conf.siptrace.clone().unwrap_or_default();
     let traced = conf.siptrace.is_some();
+    let to_db = traced && st.trace_to_database;
+    let db_target = DbTarget {
+        url: st.db_url.clone(),
+        table: st.table.clone(),
+        opts: db::OpenOptions {
+            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
+            ..db::OpenOptions::default()
+        },
+    };
     let send_sock = match &st.send_sock_addr {
         Some(s) => Some(local_send_sock(s, &socks)?),
         None => None,
@@ -161,23 +174,28 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     process::drop_privileges(uid, gid).map_err(|e| fail(SetupError::Process(e)))?;
 
     // Opened as the user we run as (as Kamailio's child processes do), so
-    // that a new SQLite file, its -wal/-shm companions and db_text files
-    // belong to that user and stay writable, and so that a database the
-    // daemon could not reach after the drop fails here, on the terminal.
-    let database = if traced && st.trace_to_database {
-        let opts = db::OpenOptions {
-            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
-            ..db::OpenOptions::default()
+    // that a new SQLite file, its -wal/-shm companions, db_text files and
+    // the spool belong to that user and stay writable. An unreachable
+    // database is not fatal (it is retried, rows are spooled meanwhile).
+    let sink = if to_db {
+        let database = open_database(&db_target).map_err(&mut fail)?;
+        let spool = open_spool(&st).map_err(&mut fail)?;
+        let settings = SinkSettings {
+            batch_rows: st.db_batch_rows as usize,
+            policy: st.spool_full_policy,
         };
-        let b = db::open(&st.db_url, &st.table, &opts).map_err(|e| fail(SetupError::Db(e)))?;
-        log::info!("tracing into {}", b.describe());
-        Some(b)
+        TraceSink::new(
+            db_target,
+            database,
+            Some(spool),
+            settings,
+            Instant::now(),
+            crate::clock::WallTime::now(),
+        )
     } else {
-        None
+        TraceSink::disabled(Instant::now())
     };
-    let batch = st.db_batch_rows as usize;
-    let mut reactor =
-        Reactor::new(listeners, core, control, database, batch).map_err(SetupError::Reactor)?;
+    let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
     if let Some(d) = duplicate.filter(|d| d.transport == DupTransport::Tcp) {
         let bind = send_sock
@@ -260,6 +278,72 @@ fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, Setup
             found[0].ip()
         ))),
     }
+}
+
+/// Open the trace database. Unreachable (connection refused, timeout) is
+/// not fatal: the sink starts down, spools, and retries (DECISIONS §9); a
+/// reachable database without the table, a bad URL… are start-up errors.
+fn open_database(t: &DbTarget) -> Result<Option<Box<dyn db::Backend>>, SetupError> {
+    match db::open(&t.url, &t.table, &t.opts) {
+        Ok(b) => {
+            log::info!("tracing into {}", b.describe());
+            Ok(Some(b))
+        }
+        Err(e) if e.is_connection() => {
+            log::warn!(
+                "database unreachable at start-up: {e}; starting anyway: trace rows go to \
+                 the spool and the database is tried again on a backoff timer"
+            );
+            Ok(None)
+        }
+        Err(e) => Err(SetupError::Db(e)),
+    }
+}
+
+/// Lock and load the spool directory chosen per DECISIONS §9, and say in
+/// the log where it is and what it holds.
+fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
+    let sqlite = match db::url::parse(&st.db_url) {
+        Ok(db::DbUrl::Sqlite { path }) => Some(path),
+        _ => None,
+    };
+    // Privileges are dropped already: the spool is the run user's.
+    let run_uid = nix::unistd::geteuid().as_raw();
+    let env_state = std::env::var("STATE_DIRECTORY").ok();
+    let (dir, origin) = location::choose(
+        st.spool_dir.as_deref(),
+        st.state_dir.as_deref(),
+        env_state.as_deref(),
+        sqlite.as_deref(),
+        run_uid,
+        location::writable_dir,
+    );
+    let opts = SpoolOptions {
+        dir,
+        max_bytes: st.spool_max_mb.saturating_mul(1 << 20),
+        fsync: st.spool_fsync,
+        owner: (None, None),
+    };
+    let (spool, report) = Spool::open(&opts).map_err(SetupError::Spool)?;
+    for p in &report.problems {
+        log::warn!("spool: {p}");
+    }
+    log::info!(
+        "spool: {} ({}), cap {} MiB, fsync {}{}",
+        spool.dir().display(),
+        origin.as_str(),
+        st.spool_max_mb,
+        if st.spool_fsync { "on" } else { "off" },
+        if report.pending > 0 {
+            format!(
+                "; {} rows from an earlier run in {} segment(s) are replayed first",
+                report.pending, report.segments
+            )
+        } else {
+            String::new()
+        }
+    );
+    Ok(spool)
 }
 
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {

@@ -9,6 +9,7 @@
 //! - `core`      the proxy: implements the script `Host`, decides sends and trace events (pure)
 //! - `trace`     which rows an event yields and what they say; duplicate_uri and HEP encoders
 //! - `db`        synchronous row stores chosen by URL scheme
+//! - `spool`     durable local spool and the DB edge: write, spool, replay once, in order
 //! - `mi`        MI FIFO text protocol and JSON-RPC codecs, command table (pure)
 //! - `tsx`       RFC 3261 transaction state machines (pure, handed the time)
 //! - `reactor`   the one owner of mio::Poll, the clock, FIFOs and the DB write
@@ -28,6 +29,7 @@ pub mod process;
 pub mod reactor;
 pub mod script;
 pub mod sip;
+pub mod spool;
 pub mod trace;
 pub mod transport;
 pub mod tsx;

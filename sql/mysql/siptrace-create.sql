@@ -39,3 +39,9 @@ CREATE TABLE IF NOT EXISTS sip_trace (
 INSERT INTO version (table_name, table_version)
     SELECT 'sip_trace', 4 FROM DUAL
     WHERE NOT EXISTS (SELECT 1 FROM version WHERE table_name = 'sip_trace');
+
+-- Spool replay bookkeeping (siptraced-spool-marker.sql).
+CREATE TABLE IF NOT EXISTS siptraced_spool_marker (
+    spool_id VARCHAR(64) PRIMARY KEY NOT NULL,
+    last_seq BIGINT DEFAULT 0 NOT NULL
+) ENGINE=InnoDB DEFAULT CHARSET=ascii;

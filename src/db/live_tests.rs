@@ -13,7 +13,9 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use super::schema::SQLITE_CREATE;
-use super::{Backend, DbError, LayoutProblem, OpenOptions, Row, WriteReport, open};
+use super::{
+    Backend, DbError, LayoutProblem, Marker, MarkerOpen, OpenOptions, Row, WriteReport, open,
+};
 
 const PG_START: &str = "start it with: pg_ctlcluster --skip-systemctl-redirect \
                         $(ls /etc/postgresql) main start";
@@ -489,6 +491,37 @@ fn sqlite_content_refused_row_is_isolated() {
     )
     .unwrap();
     content_refusal(store.as_mut(), &sqlite_read(&path), SQLITE);
+    marked_refusal(store.as_mut(), &sqlite_read(&path));
+}
+
+#[test]
+fn sqlite_marker_protocol() {
+    let dir = TempDir::new();
+    let path = sqlite_with(&dir, SQLITE_CREATE);
+    let mut store = open(
+        &format!("sqlite://{}", path.display()),
+        "sip_trace",
+        &opts(),
+    )
+    .unwrap();
+    let exec = |sql: &str| {
+        rusqlite::Connection::open(&path)
+            .unwrap()
+            .execute_batch(sql)
+            .unwrap_or_else(|e| panic!("{sql}: {e}"))
+    };
+    let b = super::schema::script_for_table(SQLITE_CREATE, "trace_b");
+    marker_protocol(store.as_mut(), &exec, &sqlite_read(&path), &b);
+}
+
+#[test]
+fn dbtext_keeps_no_marker() {
+    let dir = TempDir::new();
+    let mut store = open(&format!("text://{}", dir.0.display()), "sip_trace", &opts()).unwrap();
+    assert!(matches!(
+        store.open_marker("x").unwrap(),
+        MarkerOpen::NoTransactions(why) if why.contains("transactions")
+    ));
 }
 
 /// A CHECK constraint refuses one row: the others are stored, in order.
@@ -504,13 +537,103 @@ fn content_refusal(store: &mut dyn Backend, read: &dyn Fn(&str) -> Readback, sty
             refused: 1,
             escaped: 0,
             rerouted: 0,
-            truncated: 0
+            truncated: 0,
+            already: 0,
         }
     );
     compare(&read("sip_trace"), &[&rows[0], &rows[2]], 4, style);
 }
 
 // ---------------------------------------------------------------- dbtext
+
+/// The marker protocol on a real database: the table is created when
+/// missing, rows at or below the marker are skipped, a marker moved by
+/// someone else (an earlier attempt that committed after we gave up) is
+/// re-read and only the rows above it are written, and batches spanning
+/// two tables move it in the same transaction. `exec` runs SQL on another
+/// connection; `table_b` creates table trace_b.
+fn marker_protocol(
+    store: &mut dyn Backend,
+    exec: &dyn Fn(&str),
+    read: &dyn Fn(&str) -> Readback,
+    table_b: &str,
+) {
+    exec("DROP TABLE IF EXISTS siptraced_spool_marker");
+    assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(0));
+    assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(0));
+    let mut rows: Vec<Row> = (0..8)
+        .map(|n| row(n, format!("OPTIONS sip:{n} SIP/2.0\r\n\r\n").into_bytes()))
+        .collect();
+    let callids = |t: &str| -> Vec<String> {
+        read(t)
+            .iter()
+            .map(|r| String::from_utf8_lossy(&r["callid"]).into_owned())
+            .collect()
+    };
+    let mut m = Marker {
+        id: "s1".into(),
+        last: 0,
+    };
+    let rep = store
+        .write_batch_marked(&rows[..3], &[10, 11, 12], &mut m)
+        .unwrap();
+    assert_eq!((rep.written, rep.already, m.last), (3, 0, 12));
+    // The same rows again (a replay after a crash): nothing written.
+    let rep = store
+        .write_batch_marked(&rows[..3], &[10, 11, 12], &mut m)
+        .unwrap();
+    assert_eq!((rep.written, rep.already, m.last), (0, 3, 12));
+    // An attempt we gave up on committed rows 13 and 14 after all.
+    store.write_batch(&rows[3..5]).unwrap();
+    exec("UPDATE siptraced_spool_marker SET last_seq = 14 WHERE spool_id = 's1'");
+    let rep = store
+        .write_batch_marked(&rows[3..7], &[13, 14, 15, 16], &mut m)
+        .unwrap();
+    assert_eq!((rep.written, rep.already, m.last), (2, 2, 16));
+    assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(16));
+    // Another spool's marker is its own.
+    assert_eq!(store.open_marker("s2").unwrap(), MarkerOpen::Ready(0));
+    let want: Vec<String> = rows[..7].iter().map(|r| r.callid.clone()).collect();
+    assert_eq!(callids("sip_trace"), want);
+    // Two tables: one transaction with the marker; moved first.
+    exec(table_b);
+    rows[7].table = Some("trace_b".into());
+    exec("UPDATE siptraced_spool_marker SET last_seq = 17 WHERE spool_id = 's1'");
+    let two = [rows[0].clone(), rows[7].clone(), rows[1].clone()];
+    let rep = store
+        .write_batch_marked(&two, &[17, 18, 19], &mut m)
+        .unwrap();
+    assert_eq!((rep.written, rep.already, m.last), (2, 1, 19));
+    assert_eq!(callids("trace_b"), [rows[7].callid.clone()]);
+    assert_eq!(callids("sip_trace").len(), 8);
+    // A marker row deleted meanwhile is put back, not a reason to rewrite.
+    exec("DELETE FROM siptraced_spool_marker WHERE spool_id = 's1'");
+    let rep = store.write_batch_marked(&rows[..1], &[20], &mut m).unwrap();
+    assert_eq!((rep.written, m.last), (1, 20));
+    assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(20));
+}
+
+/// With a marker, a row refused for its content does not stop the others,
+/// and the marker still ends at the last number.
+fn marked_refusal(store: &mut dyn Backend, read: &dyn Fn(&str) -> Readback) {
+    let before = read("sip_trace").len();
+    assert!(matches!(
+        store.open_marker("r").unwrap(),
+        MarkerOpen::Ready(0)
+    ));
+    let mut rows = sample_rows();
+    rows.truncate(3);
+    rows[1].method = "BAD".into();
+    let mut m = Marker {
+        id: "r".into(),
+        last: 0,
+    };
+    let rep = store.write_batch_marked(&rows, &[1, 2, 3], &mut m).unwrap();
+    assert_eq!((rep.written, rep.refused, m.last), (2, 1, 3));
+    let rep = store.write_batch_marked(&rows, &[1, 2, 3], &mut m).unwrap();
+    assert_eq!((rep.written, rep.already), (0, 3));
+    assert_eq!(read("sip_trace").len(), before + 2);
+}
 
 fn text_read(dir: &Path) -> impl Fn(&str) -> Readback {
     let dir = dir.to_path_buf();
@@ -863,6 +986,48 @@ fn postgres_content_refused_row_is_isolated() {
     pg.exec("ALTER TABLE sip_trace ADD CONSTRAINT no_bad CHECK (method <> 'BAD')");
     let mut store = pg.open();
     content_refusal(store.as_mut(), &pg.read(), SERVER);
+    marked_refusal(store.as_mut(), &pg.read());
+}
+
+#[test]
+fn postgres_marker_protocol() {
+    let pg = Pg::new();
+    pg.exec(PG_V4);
+    let mut store = pg.open();
+    let b = super::schema::script_for_table(PG_V4, "trace_b");
+    marker_protocol(store.as_mut(), &|sql| pg.exec(sql), &pg.read(), &b);
+}
+
+#[test]
+fn postgres_marker_without_create_right_is_unsupported_not_fatal() {
+    let pg = Pg::new();
+    pg.exec(PG_V4);
+    pg.exec(&format!(
+        "DROP TABLE siptraced_spool_marker; \
+         DROP ROLE IF EXISTS {n}_w; CREATE ROLE {n}_w LOGIN; \
+         GRANT INSERT, SELECT ON sip_trace TO {n}_w; \
+         GRANT USAGE ON SEQUENCE sip_trace_id_seq TO {n}_w; \
+         REVOKE CREATE ON SCHEMA public FROM PUBLIC; REVOKE CREATE ON SCHEMA public FROM {n}_w",
+        n = pg.name
+    ));
+    let url = pg
+        .url()
+        .replacen("postgres@", &format!("{}_w@", pg.name), 1);
+    let mut store = open(&url, "sip_trace", &opts()).expect("open as writer");
+    let got = store.open_marker("x").unwrap();
+    assert!(
+        matches!(&got, MarkerOpen::Unsupported(why)
+            if why.contains("cannot be created") && why.contains("siptraced-spool-marker.sql")),
+        "{got:?}"
+    );
+    // Plain writes still work.
+    store.write_batch(&sample_rows()[..1]).unwrap();
+    drop(store);
+    let c = pg.client();
+    let _ = pg.rt.block_on(c.batch_execute(&format!(
+        "DROP OWNED BY {n}_w; DROP ROLE {n}_w",
+        n = pg.name
+    )));
 }
 
 #[test]
@@ -1128,6 +1293,16 @@ fn mysql_content_refused_row_is_isolated() {
     my.exec("ALTER TABLE sip_trace ADD CONSTRAINT no_bad CHECK (method <> 'BAD')");
     let mut store = my.open();
     content_refusal(store.as_mut(), &my.read(), SERVER);
+    marked_refusal(store.as_mut(), &my.read());
+}
+
+#[test]
+fn mysql_marker_protocol() {
+    let my = My::new();
+    my.exec(MY_V4);
+    let mut store = my.open();
+    let b = super::schema::script_for_table(MY_V4, "trace_b");
+    marker_protocol(store.as_mut(), &|sql| my.exec(sql), &my.read(), &b);
 }
 
 #[test]

@@ -18,7 +18,11 @@
 //! - content never fails an insert: bytes a column cannot hold are written as
 //!   `\xNN`, over-long values are cut to the column's declared length;
 //! - a failed batch is not partially committed; [`DbError::is_connection`]
-//!   says "retry later (spool it)", and the next call reconnects.
+//!   says "retry later (spool it)", and the next call reconnects;
+//! - [`Backend::write_batch_marked`] writes rows at most once across
+//!   retries, crashes and commits whose outcome was never seen, by moving a
+//!   per-spool marker (table `siptraced_spool_marker`) in the same
+//!   transaction with a compare-and-set (ARCHITECTURE.md, "Spool").
 //!
 //! Depends on: std, log, and per cargo feature rusqlite (`sqlite`),
 //! tokio-postgres + tokio (`postgres`), mysql (`mysql`), odbc-api (`odbc`,
@@ -144,6 +148,35 @@ pub struct WriteReport {
     /// Rows the database refused for their content even after escaping and
     /// cutting (e.g. a CHECK constraint); logged, not stored, not retryable.
     pub refused: u64,
+    /// Rows not written because the marker showed them committed already
+    /// (by an earlier attempt whose answer was lost, or before a crash).
+    pub already: u64,
+}
+
+/// The table holding one marker row per spool: the highest sequence number
+/// whose row is committed (sql/<backend>/siptraced-spool-marker.sql).
+pub const MARKER_TABLE: &str = "siptraced_spool_marker";
+
+/// A spool's marker as last seen in the database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Marker {
+    /// The spool's identity (`spool.id` in its directory).
+    pub id: String,
+    /// Every row with a sequence number up to this one is committed.
+    pub last: u64,
+}
+
+/// What [`Backend::open_marker`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MarkerOpen {
+    /// The marker row exists (created at 0 if it did not); its value.
+    Ready(u64),
+    /// No marker can be kept (no table and no right to create it, a table
+    /// of another shape…): writes go unmarked. Says why and what to do.
+    Unsupported(String),
+    /// This backend has no transactions to keep a marker in (dbtext):
+    /// writes go unmarked, nothing to be done about it.
+    NoTransactions(String),
 }
 
 /// Knobs for [`open`].
@@ -186,6 +219,24 @@ pub trait Backend {
     /// per run of rows aimed at the same table). On `Err`, nothing of the
     /// batch is committed; if `is_connection()`, retry later.
     fn write_batch(&mut self, rows: &[Row]) -> Result<WriteReport, DbError>;
+    /// Make sure the marker table (created when missing and permitted) and
+    /// the row of spool `id` exist, and read it. Errors are connection
+    /// errors only; anything else is [`MarkerOpen::Unsupported`].
+    fn open_marker(&mut self, id: &str) -> Result<MarkerOpen, DbError>;
+    /// As [`Backend::write_batch`], for rows with rising sequence numbers
+    /// `seqs` (one per row): rows at or below `marker.last` are skipped
+    /// (counted in `already`), the rest are written in one transaction that
+    /// also moves the marker from `marker.last` to the last written number —
+    /// only if it still holds `marker.last` (compare-and-set; if not, the
+    /// marker is re-read and the batch retried). On `Ok`, `marker.last` is
+    /// the new value; on `Err`, the caller must re-read the marker before
+    /// trusting it again ([`Backend::open_marker`]).
+    fn write_batch_marked(
+        &mut self,
+        rows: &[Row],
+        seqs: &[u64],
+        marker: &mut Marker,
+    ) -> Result<WriteReport, DbError>;
     /// E.g. `sqlite:/var/lib/siptraced/trace.db (sip_trace v4)`.
     fn describe(&self) -> String;
 }
@@ -205,6 +256,14 @@ pub enum DbError {
     /// The server cannot be reached, the connection was lost, or it did not
     /// answer within the timeout: retry later.
     Connection {
+        backend: &'static str,
+        target: String,
+        detail: String,
+    },
+    /// The server did not answer within the connect or I/O timeout (a
+    /// stalled process, a host dropping packets): retry later, not soon —
+    /// each try may cost the whole timeout.
+    Timeout {
         backend: &'static str,
         target: String,
         detail: String,
@@ -247,7 +306,16 @@ impl DbError {
     /// database busy: "retry later, spool the batch". Everything else needs a
     /// person (or is a problem of the rows themselves).
     pub fn is_connection(&self) -> bool {
-        matches!(self, DbError::Connection { .. } | DbError::Busy { .. })
+        matches!(
+            self,
+            DbError::Connection { .. } | DbError::Timeout { .. } | DbError::Busy { .. }
+        )
+    }
+
+    /// A failure that took the whole timeout to show: tries should be
+    /// spaced out, since each one stalls the caller that long.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, DbError::Timeout { .. })
     }
 }
 
@@ -272,6 +340,14 @@ impl fmt::Display for DbError {
             } => write!(
                 f,
                 "{backend} at {target} unreachable: {detail} (rows are kept and retried)"
+            ),
+            DbError::Timeout {
+                backend,
+                target,
+                detail,
+            } => write!(
+                f,
+                "{backend} at {target} did not answer: {detail} (rows are kept and retried)"
             ),
             DbError::Busy {
                 backend,

@@ -25,9 +25,15 @@ use mysql::{Conn, OptsBuilder, TxOpts, Value as MyValue};
 
 use super::encode;
 use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
-use super::store::{Counts, Engine, Fault, Run};
+use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::url::ServerUrl;
 use super::{DbError, OpenOptions, Row, Value, missing_table_hint};
+
+/// sql/mysql/siptraced-spool-marker.sql, run when the table is missing.
+const MARKER_DDL: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/sql/mysql/siptraced-spool-marker.sql"
+));
 
 /// Largest multi-row statement: 1024 rows × 13 columns stays far below the
 /// protocol's 65535 placeholders, and beyond ~1000 rows a statement gains
@@ -114,14 +120,7 @@ impl Mysql {
     }
 
     fn db_error(&self, e: mysql::Error) -> DbError {
-        match classify(e, &self.target()) {
-            Fault::Db(d) => d,
-            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                backend: "mysql",
-                target: self.target(),
-                detail,
-            },
-        }
+        classify(e, &self.target()).into_db("mysql", self.target())
     }
 
     fn sql_for(&mut self, layout: &Layout) -> &(String, String) {
@@ -168,15 +167,27 @@ fn classify(e: mysql::Error, target: &str) -> Fault {
             detail: detail.clone(),
         })
     };
+    let timeout = || {
+        Fault::Db(DbError::Timeout {
+            backend: "mysql",
+            target: target.to_string(),
+            detail: detail.clone(),
+        })
+    };
     match &e {
+        // A socket read/write timeout surfaces as WouldBlock or TimedOut.
+        mysql::Error::IoError(io)
+            if matches!(
+                io.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ) =>
+        {
+            timeout()
+        }
+        mysql::Error::DriverError(D::ConnectTimeout | D::Timeout) => timeout(),
         mysql::Error::IoError(_) | mysql::Error::CodecError(_) => connection(),
         mysql::Error::DriverError(
-            D::ConnectTimeout
-            | D::CouldNotConnect(_)
-            | D::Timeout
-            | D::PacketOutOfSync
-            | D::UnexpectedPacket
-            | D::SetupError,
+            D::CouldNotConnect(_) | D::PacketOutOfSync | D::UnexpectedPacket | D::SetupError,
         ) => connection(),
         mysql::Error::MySqlError(me) => match me.code {
             // 1146 no such table, 1054 unknown column.
@@ -338,14 +349,7 @@ impl Engine for Mysql {
                  ORDER BY ORDINAL_POSITION",
                 (table,),
             )
-            .map_err(|e| match classify(e, &target) {
-                Fault::Db(d) => d,
-                Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                    backend: "mysql",
-                    target: target.clone(),
-                    detail,
-                },
-            })?;
+            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))?;
         // A MySQL table has at least one column: no rows = no table.
         if rows.is_empty() {
             return Ok(None);
@@ -367,7 +371,7 @@ impl Engine for Mysql {
         ))
     }
 
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
         let target = self.target();
         let budget = self.connection()?.value_budget;
         let mut statements: Vec<(String, Vec<MyValue>)> = Vec::new();
@@ -399,6 +403,7 @@ impl Engine for Mysql {
             }));
         };
         if statements.len() == 1
+            && mark.is_none()
             && let Some((sql, params)) = statements.pop()
         {
             // One statement is atomic by itself (InnoDB, autocommit).
@@ -411,6 +416,22 @@ impl Engine for Mysql {
             .conn
             .start_transaction(TxOpts::default())
             .map_err(|e| classify(e, &target))?;
+        if let Some(m) = mark {
+            // First, so that the marker row's lock orders competing writers
+            // (an earlier attempt whose COMMIT we never saw) before any row.
+            // A changed value always differs (new > expected), so the
+            // affected-rows count (changed rows) is 1 exactly when it held.
+            tx.exec_drop(
+                "UPDATE siptraced_spool_marker SET last_seq = ? \
+                 WHERE spool_id = ? AND last_seq = ?",
+                (m.new, m.id, m.expected),
+            )
+            .map_err(|e| classify(e, &target))?;
+            if tx.affected_rows() != 1 {
+                // Dropping `tx` rolls back.
+                return Err(Fault::Moved);
+            }
+        }
         for (sql, params) in statements {
             // Dropping `tx` uncommitted on error rolls it back.
             tx.exec_drop(sql.as_str(), params)
@@ -426,6 +447,40 @@ impl Engine for Mysql {
 
     fn forget_statements(&mut self) {
         self.sql.clear();
+    }
+
+    fn supports_marker(&self) -> bool {
+        true
+    }
+
+    fn marker_create(&mut self) -> Result<(), DbError> {
+        let target = self.target();
+        let conn = self.connection()?;
+        conn.conn
+            .query_drop(MARKER_DDL)
+            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
+    }
+
+    fn marker_read(&mut self, id: &str) -> Result<Option<u64>, DbError> {
+        let target = self.target();
+        let conn = self.connection()?;
+        conn.conn
+            .exec_first(
+                "SELECT last_seq FROM siptraced_spool_marker WHERE spool_id = ?",
+                (id,),
+            )
+            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
+    }
+
+    fn marker_insert(&mut self, id: &str, last: u64) -> Result<(), DbError> {
+        let target = self.target();
+        let conn = self.connection()?;
+        conn.conn
+            .exec_drop(
+                "INSERT IGNORE INTO siptraced_spool_marker (spool_id, last_seq) VALUES (?, ?)",
+                (id, last),
+            )
+            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
     }
 }
 

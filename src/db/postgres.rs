@@ -34,9 +34,15 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::encode;
 use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
-use super::store::{Counts, Engine, Fault, Run};
+use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::url::ServerUrl;
-use super::{DbError, OpenOptions, Value, missing_table_hint};
+use super::{DbError, MARKER_TABLE, OpenOptions, Value, missing_table_hint};
+
+/// sql/postgres/siptraced-spool-marker.sql, run when the table is missing.
+const MARKER_DDL: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/sql/postgres/siptraced-spool-marker.sql"
+));
 
 /// TCP keepalive idle time: a peer gone silently (host down) is noticed
 /// between batches instead of at the next write.
@@ -118,16 +124,23 @@ impl Postgres {
         if let Some(pw) = &s.password {
             cfg.password(pw);
         }
-        // connect_timeout covers the TCP connect; login gets the I/O bound.
-        let deadline = self.connect_timeout + self.io_timeout;
+        // connect_timeout bounds the TCP connect AND the login: a server
+        // that accepts and never answers (stopped process, black hole
+        // behind a NAT) stalls a reconnect try, and so the reactor, at most
+        // this long.
+        let deadline = self.connect_timeout;
         let (client, connection) = match self
             .rt
             .block_on(async { tokio::time::timeout(deadline, cfg.connect(NoTls)).await })
         {
             Err(_) => {
-                return Err(self.conn_error(format!("no login within {} ms", deadline.as_millis())));
+                return Err(DbError::Timeout {
+                    backend: "postgres",
+                    target: self.target(),
+                    detail: format!("no login within {} ms", deadline.as_millis()),
+                });
             }
-            Ok(Err(e)) => return Err(self.fault(e).into_db(self)),
+            Ok(Err(e)) => return Err(self.fault(e).into_db("postgres", self.target())),
             Ok(Ok(pair)) => pair,
         };
         let task = self.rt.spawn(async move {
@@ -143,7 +156,7 @@ impl Postgres {
         };
         let row = self
             .block(conn.client.query_one("SHOW server_encoding", &[]))
-            .map_err(|f| f.into_db(self))?;
+            .map_err(|f| f.into_db("postgres", self.target()))?;
         let encoding: String = row.get(0);
         conn.charset = match encoding.to_ascii_uppercase().as_str() {
             // SQL_ASCII stores what the (UTF8) client sends without
@@ -199,26 +212,12 @@ fn block_on<T>(
 ) -> Result<T, Fault> {
     // The timer must be created inside the runtime (it needs its clock).
     match rt.block_on(async { tokio::time::timeout(io_timeout, fut).await }) {
-        Err(_) => Err(Fault::Db(DbError::Connection {
+        Err(_) => Err(Fault::Db(DbError::Timeout {
             backend: "postgres",
             target: target.to_string(),
             detail: format!("no answer within {} ms", io_timeout.as_millis()),
         })),
         Ok(r) => r.map_err(|e| classify(e, target)),
-    }
-}
-
-impl Fault {
-    /// For catalog queries and login: a content fault there is a refusal.
-    fn into_db(self, pg: &Postgres) -> DbError {
-        match self {
-            Fault::Db(e) => e,
-            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                backend: "postgres",
-                target: pg.target(),
-                detail,
-            },
-        }
     }
 }
 
@@ -346,6 +345,35 @@ fn latin1_text(bytes: &[u8], max_chars: Option<usize>) -> (String, bool, bool) {
     (out, escaped, cut)
 }
 
+/// [`insert_sql`] that also moves the spool marker, as one statement: the
+/// rows go in only if the UPDATE matched, i.e. the marker still held the
+/// expected value. The UPDATE takes the marker row's lock before any row
+/// is inserted, so a competing statement (an earlier attempt still running
+/// on a connection we gave up on) is either waited for or finds the marker
+/// moved and inserts nothing. Parameters after the columns: new value,
+/// spool id, expected value.
+fn insert_sql_marked(layout: &Layout) -> String {
+    let n = layout.targets.len();
+    format!(
+        "WITH m AS (UPDATE {MARKER_TABLE} SET last_seq = ${}::int8 \
+         WHERE spool_id = ${}::text AND last_seq = ${}::int8 RETURNING 1) \
+         {} WHERE EXISTS (SELECT 1 FROM m)",
+        n + 1,
+        n + 2,
+        n + 3,
+        insert_sql(layout)
+    )
+}
+
+/// Marker statement of a multi-table transaction (runs before the inserts).
+const MARKER_CAS: &str = "UPDATE siptraced_spool_marker SET last_seq = $1::int8 \
+                          WHERE spool_id = $2::text AND last_seq = $3::int8";
+
+/// A marker value as the BIGINT column holds it (numbers stay below 2^63).
+fn seq_param(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// The array parameters of one run, and its escape/cut tallies.
 fn columns_of<'a>(run: &Run<'a>, charset: Charset) -> (Vec<Column<'a>>, Counts) {
     let n = run.rows.len();
@@ -424,7 +452,7 @@ impl Engine for Postgres {
                 conn.client
                     .query_one("SELECT to_regclass($1) IS NOT NULL", &[&ident]),
             )
-            .map_err(|f| f.into_db(self))?;
+            .map_err(|f| f.into_db("postgres", self.target()))?;
         if !exists.get::<_, bool>(0) {
             return Ok(None);
         }
@@ -440,7 +468,7 @@ impl Engine for Postgres {
                  ORDER BY a.attnum",
                 &[&ident],
             ))
-            .map_err(|f| f.into_db(self))?;
+            .map_err(|f| f.into_db("postgres", self.target()))?;
         Ok(Some(
             rows.iter()
                 .map(|r| {
@@ -459,7 +487,7 @@ impl Engine for Postgres {
         ))
     }
 
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
         let target = self.target();
         let io_timeout = self.io_timeout;
         self.connection()?;
@@ -471,12 +499,19 @@ impl Engine for Postgres {
         else {
             return Err(Fault::Db(self.conn_error("not connected".to_string())));
         };
+        // One run with a marker: the marker rides in the statement.
+        let single_marked = mark.is_some() && runs.len() == 1;
         for run in runs {
             let table = &run.layout.table;
-            if !conn.stmts.contains_key(table) {
-                let sql = insert_sql(&run.layout);
+            let key = stmt_key(table, single_marked);
+            if !conn.stmts.contains_key(&key) {
+                let sql = if single_marked {
+                    insert_sql_marked(&run.layout)
+                } else {
+                    insert_sql(&run.layout)
+                };
                 let stmt = block_on(rt, io_timeout, conn.client.prepare(&sql), &target)?;
-                conn.stmts.insert(table.clone(), stmt);
+                conn.stmts.insert(key, stmt);
             }
         }
         let mut counts = Counts::default();
@@ -485,26 +520,85 @@ impl Engine for Postgres {
             let (cols, c) = columns_of(run, conn.charset);
             counts.escaped += c.escaped;
             counts.truncated += c.truncated;
-            batches.push((&conn.stmts[&run.layout.table], cols));
+            let key = stmt_key(&run.layout.table, single_marked);
+            batches.push((&conn.stmts[&key], cols, run.rows.len() as u64));
         }
+        let marker = mark.map(|m| (seq_param(m.new), m.id.to_string(), seq_param(m.expected)));
         let client = &mut conn.client;
         let work = async {
-            // One statement is atomic by itself; several need a transaction
-            // (dropped uncommitted on error = rolled back).
-            if let [(stmt, cols)] = batches.as_slice() {
-                let params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(Column::param).collect();
-                client.execute(*stmt, &params).await?;
-                return Ok(());
+            if let [(stmt, cols, n)] = batches.as_slice() {
+                // One statement is atomic by itself.
+                let mut params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(Column::param).collect();
+                if let Some((new, id, expected)) = &marker {
+                    params.extend([new as &(dyn ToSql + Sync), id, expected]);
+                }
+                let done = client.execute(*stmt, &params).await?;
+                return Ok(marker.is_none() || done == *n);
             }
+            // Several need a transaction (dropped uncommitted on error or
+            // when the marker moved = rolled back). The marker goes first so
+            // its row lock orders competing writers before any insert.
             let tx = client.transaction().await?;
-            for (stmt, cols) in &batches {
+            if let Some((new, id, expected)) = &marker
+                && tx
+                    .execute(MARKER_CAS, &[new as &(dyn ToSql + Sync), id, expected])
+                    .await?
+                    != 1
+            {
+                return Ok(false);
+            }
+            for (stmt, cols, _) in &batches {
                 let params: Vec<&(dyn ToSql + Sync)> = cols.iter().map(Column::param).collect();
                 tx.execute(*stmt, &params).await?;
             }
-            tx.commit().await
+            tx.commit().await?;
+            Ok(true)
         };
-        block_on(rt, io_timeout, work, &target)?;
+        if !block_on(rt, io_timeout, work, &target)? {
+            return Err(Fault::Moved);
+        }
         Ok(counts)
+    }
+
+    fn supports_marker(&self) -> bool {
+        true
+    }
+
+    fn marker_create(&mut self) -> Result<(), DbError> {
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        self.block(conn.client.batch_execute(MARKER_DDL))
+            .map_err(|f| f.into_db("postgres", self.target()))
+    }
+
+    fn marker_read(&mut self, id: &str) -> Result<Option<u64>, DbError> {
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        let row = self
+            .block(conn.client.query_opt(
+                "SELECT last_seq FROM siptraced_spool_marker WHERE spool_id = $1::text",
+                &[&id],
+            ))
+            .map_err(|f| f.into_db("postgres", self.target()))?;
+        Ok(row.map(|r| u64::try_from(r.get::<_, i64>(0)).unwrap_or(0)))
+    }
+
+    fn marker_insert(&mut self, id: &str, last: u64) -> Result<(), DbError> {
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        self.block(conn.client.execute(
+            "INSERT INTO siptraced_spool_marker (spool_id, last_seq) \
+             VALUES ($1::text, $2::int8) ON CONFLICT (spool_id) DO NOTHING",
+            &[&id, &seq_param(last)],
+        ))
+        .map(|_| ())
+        .map_err(|f| f.into_db("postgres", self.target()))
     }
 
     fn drop_connection(&mut self) {
@@ -515,6 +609,15 @@ impl Engine for Postgres {
         if let Some(c) = self.conn.as_mut() {
             c.stmts.clear();
         }
+    }
+}
+
+/// Prepared-statement cache key: plain and marked inserts differ.
+fn stmt_key(table: &str, marked: bool) -> String {
+    if marked {
+        format!("{table}\0marked")
+    } else {
+        table.to_string()
     }
 }
 

@@ -22,8 +22,14 @@ use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, ToSql, TransactionBehavior};
 
 use super::schema::{self, Charset, ColumnInfo, ColumnKind};
-use super::store::{Counts, Engine, Fault, Run};
+use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::{DbError, Value, missing_table_hint};
+
+/// sql/sqlite/siptraced-spool-marker.sql, run when the table is missing.
+const MARKER_DDL: &str = include_str!(concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/sql/sqlite/siptraced-spool-marker.sql"
+));
 
 /// Page size for files we create (bytes), see `open`.
 const PAGE_SIZE: i64 = 16384;
@@ -138,6 +144,11 @@ impl Sqlite {
     }
 }
 
+/// A marker value as SQLite's 64-bit signed integer (numbers stay below 2^63).
+fn seq(v: u64) -> i64 {
+    i64::try_from(v).unwrap_or(i64::MAX)
+}
+
 /// Identifiers here come from [`schema::valid_table_name`] or the catalog;
 /// quoting keeps reserved words usable.
 fn quote(ident: &str) -> String {
@@ -189,14 +200,7 @@ impl Engine for Sqlite {
 
     fn columns(&mut self, table: &str) -> Result<Option<Vec<ColumnInfo>>, DbError> {
         let target = self.target();
-        let to_err = |e| match fault(e, &target) {
-            Fault::Db(d) => d,
-            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                backend: "sqlite",
-                target: target.clone(),
-                detail,
-            },
-        };
+        let to_err = |e| fault(e, &target).into_db("sqlite", target.clone());
         let mut stmt = self
             .conn
             .prepare_cached("SELECT name, type FROM pragma_table_info(?1)")
@@ -232,7 +236,7 @@ impl Engine for Sqlite {
         ))
     }
 
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
         let target = self.target();
         for run in runs {
             self.insert_sql(&run.layout);
@@ -241,6 +245,20 @@ impl Engine for Sqlite {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(|e| fault(e, &target))?;
+        if let Some(m) = mark {
+            // IMMEDIATE already holds the write lock: nobody can move the
+            // marker between this check and the commit.
+            let changed = tx
+                .prepare_cached(
+                    "UPDATE siptraced_spool_marker SET last_seq = ?1 \
+                     WHERE spool_id = ?2 AND last_seq = ?3",
+                )
+                .and_then(|mut st| st.execute(rusqlite::params![seq(m.new), m.id, seq(m.expected)]))
+                .map_err(|e| fault(e, &target))?;
+            if changed != 1 {
+                return Err(Fault::Moved);
+            }
+        }
         for run in runs {
             let sql = &self.sql[&run.layout.table];
             let mut stmt = tx.prepare_cached(sql).map_err(|e| fault(e, &target))?;
@@ -263,6 +281,42 @@ impl Engine for Sqlite {
 
     fn drop_connection(&mut self) {
         // A file has no connection to lose; a busy lock clears by itself.
+    }
+
+    fn supports_marker(&self) -> bool {
+        true
+    }
+
+    fn marker_create(&mut self) -> Result<(), DbError> {
+        let target = self.target();
+        self.conn
+            .execute_batch(MARKER_DDL)
+            .map_err(|e| fault(e, &target).into_db("sqlite", target.clone()))
+    }
+
+    fn marker_read(&mut self, id: &str) -> Result<Option<u64>, DbError> {
+        use rusqlite::OptionalExtension;
+        let target = self.target();
+        self.conn
+            .query_row(
+                "SELECT last_seq FROM siptraced_spool_marker WHERE spool_id = ?1",
+                [id],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()
+            .map(|v| v.map(|n| u64::try_from(n).unwrap_or(0)))
+            .map_err(|e| fault(e, &target).into_db("sqlite", target.clone()))
+    }
+
+    fn marker_insert(&mut self, id: &str, last: u64) -> Result<(), DbError> {
+        let target = self.target();
+        self.conn
+            .execute(
+                "INSERT OR IGNORE INTO siptraced_spool_marker (spool_id, last_seq) VALUES (?1, ?2)",
+                rusqlite::params![id, seq(last)],
+            )
+            .map(|_| ())
+            .map_err(|e| fault(e, &target).into_db("sqlite", target.clone()))
     }
 
     fn forget_statements(&mut self) {

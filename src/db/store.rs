@@ -5,14 +5,20 @@
 //! next call reconnects and re-reads them), a schema change is retried once
 //! with fresh layouts, and a batch refused for a row's content is retried row
 //! by row so one bad row cannot block the others forever.
-//! Engines (one per backend) only read catalogs and insert runs.
+//! It also runs the marker protocol of marked writes (ARCHITECTURE.md,
+//! "Spool"): skip rows at or below the marker, compare-and-set it with the
+//! rows, re-read it when the compare fails.
+//! Engines (one per backend) only read catalogs, insert runs and run the
+//! marker's few statements.
 
 use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use super::schema::{ColumnInfo, Layout};
-use super::{Backend, DbError, Row, WriteReport, valid_table_name};
+use super::{
+    Backend, DbError, MARKER_TABLE, Marker, MarkerOpen, Row, WriteReport, valid_table_name,
+};
 
 /// Layouts cached at most; past this the cache restarts (table names can come
 /// from script AVPs, so their number is not ours to bound).
@@ -23,6 +29,21 @@ const WARNED_MAX: usize = 1024;
 /// a table created later is used without a restart; one catalog query per
 /// name per minute is negligible.
 const REFUSED_RECHECK: Duration = Duration::from_secs(60);
+
+/// How many times a marked write re-reads a marker that moved under it
+/// before giving up: once is the normal case (an earlier attempt's commit
+/// landed after all); more means another writer uses the same spool id.
+const MARKER_MOVES_MAX: u32 = 3;
+
+/// The marker move a transaction makes with its rows: `last_seq` goes from
+/// `expected` to `new`, and if it does not hold `expected`, nothing is
+/// written ([`Fault::Moved`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct MarkCas<'a> {
+    pub id: &'a str,
+    pub expected: u64,
+    pub new: u64,
+}
 
 /// Rows of one batch aimed at the same table, consecutive in batch order.
 pub(crate) struct Run<'a> {
@@ -55,6 +76,28 @@ pub(crate) enum Fault {
     Schema { detail: String },
     /// The database refused a row's content.
     Data { detail: String },
+    /// The marker did not hold the expected value: nothing was written.
+    Moved,
+}
+
+impl Fault {
+    /// Outside an insert (catalog, marker statements) every fault is a
+    /// plain error: content and schema faults there are refusals.
+    pub fn into_db(self, backend: &'static str, target: String) -> DbError {
+        match self {
+            Fault::Db(e) => e,
+            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
+                backend,
+                target,
+                detail,
+            },
+            Fault::Moved => DbError::Rejected {
+                backend,
+                target,
+                detail: "the spool marker moved".to_string(),
+            },
+        }
+    }
 }
 
 impl From<DbError> for Fault {
@@ -72,8 +115,34 @@ pub(crate) trait Engine {
     fn missing_table_hint(&self) -> String;
     /// The table's columns; `None` when it does not exist.
     fn columns(&mut self, table: &str) -> Result<Option<Vec<ColumnInfo>>, DbError>;
-    /// Insert all runs in one transaction: all or nothing.
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault>;
+    /// Insert all runs in one transaction: all or nothing. With `mark`, the
+    /// same transaction moves the marker (compare-and-set) and inserts
+    /// nothing if it did not hold `mark.expected` ([`Fault::Moved`]).
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault>;
+    /// Whether this engine can keep a marker (needs transactions).
+    fn supports_marker(&self) -> bool {
+        false
+    }
+    /// Run sql/<backend>/siptraced-spool-marker.sql.
+    fn marker_create(&mut self) -> Result<(), DbError> {
+        Err(self.no_marker())
+    }
+    /// The marker of spool `id`; `None` when it has no row.
+    fn marker_read(&mut self, _id: &str) -> Result<Option<u64>, DbError> {
+        Err(self.no_marker())
+    }
+    /// Insert the row of spool `id` with `last`, unless it exists.
+    fn marker_insert(&mut self, _id: &str, _last: u64) -> Result<(), DbError> {
+        Err(self.no_marker())
+    }
+    /// The error of the marker methods on an engine without them.
+    fn no_marker(&self) -> DbError {
+        DbError::Rejected {
+            backend: self.backend(),
+            target: self.target(),
+            detail: "this backend cannot keep a spool marker".to_string(),
+        }
+    }
     /// Forget the connection after a connection error (reconnect on next use).
     fn drop_connection(&mut self);
     /// Forget prepared statements: the layouts they were built from changed.
@@ -218,7 +287,7 @@ impl<E: Engine> Store<E> {
         let mut retried = false;
         loop {
             let (runs, rerouted) = self.plan(rows)?;
-            match self.engine.insert(&runs) {
+            match self.engine.insert(&runs, None) {
                 Ok(c) => {
                     return Ok(WriteReport {
                         written: rows.len() as u64,
@@ -226,9 +295,11 @@ impl<E: Engine> Store<E> {
                         rerouted,
                         truncated: c.truncated,
                         refused: 0,
+                        already: 0,
                     });
                 }
                 Err(Fault::Db(e)) => return Err(e),
+                Err(Fault::Moved) => return Err(self.rejected("marker moved without a marker")),
                 Err(Fault::Schema { detail }) if !retried => {
                     log::warn!(
                         "siptrace db: {} schema changed ({detail}); re-reading table layouts",
@@ -273,7 +344,7 @@ impl<E: Engine> Store<E> {
                     layout: run.layout.clone(),
                     rows: vec![*row],
                 }];
-                match self.engine.insert(&single) {
+                match self.engine.insert(&single, None) {
                     Ok(c) => {
                         report.written += 1;
                         report.escaped += c.escaped;
@@ -288,10 +359,255 @@ impl<E: Engine> Store<E> {
                         );
                     }
                     Err(Fault::Db(e)) => return Err(e),
+                    Err(Fault::Moved) => {
+                        return Err(self.rejected("marker moved without a marker"));
+                    }
                 }
             }
         }
         Ok(report)
+    }
+}
+
+impl<E: Engine> Store<E> {
+    fn rejected(&self, detail: &str) -> DbError {
+        DbError::Rejected {
+            backend: self.engine.backend(),
+            target: self.engine.target(),
+            detail: detail.to_string(),
+        }
+    }
+
+    /// After a connection error: reconnect and re-read everything next time.
+    fn after<T>(&mut self, r: Result<T, DbError>) -> Result<T, DbError> {
+        if let Err(e) = &r
+            && e.is_connection()
+        {
+            self.engine.drop_connection();
+            self.forget_layouts();
+        }
+        r
+    }
+
+    fn prepare_marker(&mut self, id: &str) -> Result<MarkerOpen, DbError> {
+        let backend = self.engine.backend();
+        if !self.engine.supports_marker() {
+            return Ok(MarkerOpen::NoTransactions(format!(
+                "the {backend} backend has no transactions to keep a marker in"
+            )));
+        }
+        let script = format!("sql/{}/siptraced-spool-marker.sql", sql_dir(backend));
+        // Only connection errors are errors; the rest means "no marker".
+        let soft = |e: DbError, what: &str| -> Result<MarkerOpen, DbError> {
+            if e.is_connection() {
+                Err(e)
+            } else {
+                Ok(MarkerOpen::Unsupported(format!(
+                    "{what}: {e}; run {script}"
+                )))
+            }
+        };
+        match self.engine.columns(MARKER_TABLE) {
+            Err(e) => return soft(e, "cannot read the marker table's columns"),
+            Ok(None) => match self.engine.marker_create() {
+                Ok(()) => log::info!(
+                    "siptrace db: created table {MARKER_TABLE} in {} (spool replay bookkeeping)",
+                    self.engine.target()
+                ),
+                Err(e) => {
+                    return soft(
+                        e,
+                        &format!("table {MARKER_TABLE} is missing and cannot be created"),
+                    );
+                }
+            },
+            Ok(Some(cols)) => {
+                let has = |n: &str| cols.iter().any(|c| c.name.eq_ignore_ascii_case(n));
+                if !has("spool_id") || !has("last_seq") {
+                    return Ok(MarkerOpen::Unsupported(format!(
+                        "table {MARKER_TABLE} lacks spool_id/last_seq; recreate it with {script}"
+                    )));
+                }
+            }
+        }
+        match self.engine.marker_read(id) {
+            Ok(Some(v)) => return Ok(MarkerOpen::Ready(v)),
+            Ok(None) => {}
+            Err(e) => return soft(e, &format!("cannot read table {MARKER_TABLE}")),
+        }
+        if let Err(e) = self.engine.marker_insert(id, 0) {
+            return soft(e, &format!("cannot insert into table {MARKER_TABLE}"));
+        }
+        match self.engine.marker_read(id) {
+            Ok(Some(v)) => Ok(MarkerOpen::Ready(v)),
+            Ok(None) => Ok(MarkerOpen::Unsupported(format!(
+                "the row inserted into {MARKER_TABLE} cannot be read back"
+            ))),
+            Err(e) => soft(e, &format!("cannot read table {MARKER_TABLE}")),
+        }
+    }
+
+    /// The marker's value after a compare-and-set failed; a row deleted
+    /// meanwhile is put back with what we know.
+    fn reread_marker(&mut self, marker: &Marker) -> Result<u64, DbError> {
+        if let Some(v) = self.engine.marker_read(&marker.id)? {
+            return Ok(v);
+        }
+        log::warn!(
+            "siptrace db: the row of spool {} vanished from {MARKER_TABLE}; restored",
+            marker.id
+        );
+        self.engine.marker_insert(&marker.id, marker.last)?;
+        Ok(self.engine.marker_read(&marker.id)?.unwrap_or(marker.last))
+    }
+
+    fn moved(&mut self, marker: &mut Marker, moves: &mut u32) -> Result<(), DbError> {
+        *moves += 1;
+        if *moves > MARKER_MOVES_MAX {
+            return Err(self.rejected(&format!(
+                "the marker of spool {} keeps moving under us: is another siptraced \
+                 using a copy of this spool directory?",
+                marker.id
+            )));
+        }
+        let found = self.reread_marker(marker)?;
+        log::info!(
+            "siptrace db: spool {} marker is at {found}, not {} (an earlier write \
+             committed after all); rows up to it are skipped",
+            marker.id,
+            marker.last
+        );
+        marker.last = found;
+        Ok(())
+    }
+
+    fn write_marked(
+        &mut self,
+        rows: &[Row],
+        seqs: &[u64],
+        marker: &mut Marker,
+    ) -> Result<WriteReport, DbError> {
+        let mut schema_retried = false;
+        let mut moves = 0;
+        loop {
+            // Numbers rise: the rows already written are a prefix.
+            let skip = seqs.partition_point(|&s| s <= marker.last);
+            let (rows, seqs_left) = (&rows[skip..], &seqs[skip..]);
+            let already = skip as u64;
+            let Some(&new) = seqs_left.last() else {
+                return Ok(WriteReport {
+                    already,
+                    ..WriteReport::default()
+                });
+            };
+            let (runs, rerouted) = self.plan(rows)?;
+            let id = marker.id.clone();
+            let cas = MarkCas {
+                id: &id,
+                expected: marker.last,
+                new,
+            };
+            match self.engine.insert(&runs, Some(&cas)) {
+                Ok(c) => {
+                    marker.last = new;
+                    return Ok(WriteReport {
+                        written: rows.len() as u64,
+                        escaped: c.escaped,
+                        rerouted,
+                        truncated: c.truncated,
+                        refused: 0,
+                        already,
+                    });
+                }
+                Err(Fault::Moved) => self.moved(marker, &mut moves)?,
+                Err(Fault::Db(e)) => return Err(e),
+                Err(Fault::Schema { detail }) if !schema_retried => {
+                    log::warn!(
+                        "siptrace db: {} schema changed ({detail}); re-reading table layouts",
+                        self.engine.target()
+                    );
+                    self.forget_layouts();
+                    schema_retried = true;
+                }
+                Err(Fault::Schema { detail }) => return Err(self.rejected(&detail)),
+                Err(Fault::Data { detail }) => {
+                    log::warn!(
+                        "siptrace db: {} refused a batch of {} rows ({detail}); \
+                         writing them one by one",
+                        self.engine.target(),
+                        rows.len()
+                    );
+                    let mut report = self.one_by_one_marked(&runs, seqs_left, marker)?;
+                    report.rerouted = rerouted;
+                    report.already += already;
+                    return Ok(report);
+                }
+            }
+        }
+    }
+
+    /// [`Store::one_by_one`] for marked rows: each row moves the marker in
+    /// its own transaction, so a crash midway leaves nothing to write twice.
+    fn one_by_one_marked(
+        &mut self,
+        runs: &[Run<'_>],
+        seqs: &[u64],
+        marker: &mut Marker,
+    ) -> Result<WriteReport, DbError> {
+        let mut report = WriteReport::default();
+        let mut moves = 0;
+        let singles = runs
+            .iter()
+            .flat_map(|run| run.rows.iter().map(move |row| (run, *row)));
+        for ((run, row), &seq) in singles.zip(seqs) {
+            loop {
+                if seq <= marker.last {
+                    report.already += 1;
+                    break;
+                }
+                let single = [Run {
+                    layout: run.layout.clone(),
+                    rows: vec![row],
+                }];
+                let id = marker.id.clone();
+                let cas = MarkCas {
+                    id: &id,
+                    expected: marker.last,
+                    new: seq,
+                };
+                match self.engine.insert(&single, Some(&cas)) {
+                    Ok(c) => {
+                        marker.last = seq;
+                        report.written += 1;
+                        report.escaped += c.escaped;
+                        report.truncated += c.truncated;
+                    }
+                    Err(Fault::Moved) => {
+                        self.moved(marker, &mut moves)?;
+                        continue;
+                    }
+                    Err(Fault::Data { detail }) | Err(Fault::Schema { detail }) => {
+                        report.refused += 1;
+                        log::warn!(
+                            "siptrace db: row refused by table {} (call-id {:?}): {detail}",
+                            run.layout.table,
+                            row.callid
+                        );
+                    }
+                    Err(Fault::Db(e)) => return Err(e),
+                }
+                break;
+            }
+        }
+        Ok(report)
+    }
+}
+
+/// The directory of sql/ for a backend name.
+fn sql_dir(backend: &str) -> &str {
+    match backend {
+        "text" => "db_text",
+        b => b,
     }
 }
 
@@ -301,13 +617,28 @@ impl<E: Engine> Backend for Store<E> {
             return Ok(WriteReport::default());
         }
         let r = self.write(rows);
-        if let Err(e) = &r
-            && e.is_connection()
-        {
-            self.engine.drop_connection();
-            self.forget_layouts();
+        self.after(r)
+    }
+
+    fn open_marker(&mut self, id: &str) -> Result<MarkerOpen, DbError> {
+        let r = self.prepare_marker(id);
+        self.after(r)
+    }
+
+    fn write_batch_marked(
+        &mut self,
+        rows: &[Row],
+        seqs: &[u64],
+        marker: &mut Marker,
+    ) -> Result<WriteReport, DbError> {
+        if rows.len() != seqs.len() {
+            return Err(self.rejected("rows and sequence numbers differ in count"));
         }
-        r
+        if rows.is_empty() {
+            return Ok(WriteReport::default());
+        }
+        let r = self.write_marked(rows, seqs, marker);
+        self.after(r)
     }
 
     fn describe(&self) -> String {

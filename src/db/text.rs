@@ -24,7 +24,7 @@ use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use super::schema::{self, Charset, ColumnInfo, ColumnKind, Layout};
-use super::store::{Counts, Engine, Fault, Run};
+use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::{DbError, Value};
 
 /// Column value types of the dbtext header.
@@ -443,7 +443,11 @@ impl Engine for Text {
         ))
     }
 
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
+        if mark.is_some() {
+            // supports_marker() is false: the store never asks.
+            return Err(Fault::Db(self.no_marker()));
+        }
         // Render everything first: an error before any write leaves no trace.
         let mut per_file: Vec<(String, Vec<u8>)> = Vec::new();
         for run in runs {

@@ -498,10 +498,10 @@ impl MiHost for Host<'_> {
         let s = self.core.stats();
         TraceStats {
             rows_written: self.db.rows_written,
-            rows_spooled: 0,
-            rows_replayed: 0,
+            rows_spooled: self.db.rows_spooled,
+            rows_replayed: self.db.rows_replayed,
             rows_dropped: self.db.rows_dropped,
-            spool_bytes: 0,
+            spool_bytes: self.db.spool_bytes,
             msgs_escaped: self.db.msgs_escaped,
             copies_sent: s.copies_sent,
             copies_dropped: s.copies_dropped,

@@ -4,8 +4,9 @@
 //! Each turn: wait for readiness or the nearest deadline, read the time
 //! once, turn every ready source into data for a pure core (`core::Core`
 //! for SIP, `mi` for control requests), perform the effects they return
-//! (datagrams, reply FIFOs), then write the turn's trace rows in one
-//! batched transaction — the only blocking call, bounded by
+//! (datagrams, reply FIFOs), then hand the turn's trace rows to the trace
+//! sink (`spool::TraceSink`): written in batched transactions, or spooled
+//! while the database is down — the only blocking call, bounded by
 //! `db_batch_rows` per transaction and the backend's timeouts.
 //!
 //! Invariant: nothing a peer or a FIFO client sends can stop the loop; a
@@ -16,7 +17,7 @@ pub mod fifo;
 
 use crate::clock::WallTime;
 use crate::core::{CopyVia, Core};
-use crate::db::{Backend, Row};
+use crate::spool::TraceSink;
 use crate::trace::stream::StreamConfig;
 use crate::transport::stream::Streams;
 use crate::transport::{Listener, MAX_DATAGRAM};
@@ -39,16 +40,12 @@ const TOKEN_STREAM_BASE: usize = 1 << 20;
 /// How often the FIFO paths are checked for deletion/replacement.
 const FIFO_CHECK_EVERY: Duration = Duration::from_secs(1);
 
-/// Counters of the DB edge, reported by `sip_trace_stats`.
-#[derive(Debug, Default, Clone)]
-pub struct DbCounters {
-    pub rows_written: u64,
-    pub rows_dropped: u64,
-    pub msgs_escaped: u64,
-    pub rows_rerouted: u64,
-    /// Unix seconds since when the database has been failing, if it is.
-    pub down_since: Option<i64>,
-}
+/// Counters of the DB edge, reported by `sip_trace_stats`; kept by the sink.
+pub use crate::spool::DbCounters;
+
+/// At exit, how long replay may go on while the database is up: rows left
+/// after it stay in the spool for the next start.
+const EXIT_DRAIN: Duration = Duration::from_secs(5);
 
 pub struct Reactor {
     poll: Poll,
@@ -57,9 +54,7 @@ pub struct Reactor {
     pub control: control::Control,
     /// Kept TCP connections for mirrored copies (`;transport=tcp`).
     streams: Streams,
-    db: Option<Box<dyn Backend>>,
-    pub db_counters: DbCounters,
-    batch_rows: usize,
+    sink: TraceSink,
     /// Read ends of the signal pipes: SIGTERM/SIGINT on one, SIGHUP on the
     /// other, so which one woke us needs no global flag.
     term_pipe: UnixStream,
@@ -86,8 +81,7 @@ impl Reactor {
         listeners: Vec<Listener>,
         core: Core,
         control: control::Control,
-        db: Option<Box<dyn Backend>>,
-        batch_rows: usize,
+        sink: TraceSink,
     ) -> Result<Reactor, ReactorError> {
         let poll = Poll::new().map_err(ReactorError::Poll)?;
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
@@ -99,9 +93,7 @@ impl Reactor {
             core,
             control,
             streams: Streams::new(TOKEN_STREAM_BASE, StreamConfig::default()),
-            db,
-            db_counters: DbCounters::default(),
-            batch_rows: batch_rows.max(1),
+            sink,
             term_pipe,
             hup_pipe,
             stop: false,
@@ -136,6 +128,11 @@ impl Reactor {
     pub fn open_mirror_stream(&mut self, to: std::net::SocketAddr, bind: Option<std::net::IpAddr>) {
         self.streams
             .open(self.poll.registry(), to, bind, Instant::now());
+    }
+
+    /// After daemonising: things that name our pid say the new one.
+    pub fn after_fork(&mut self) {
+        self.sink.after_fork();
     }
 
     fn register_fifos(&mut self) -> io::Result<()> {
@@ -180,12 +177,13 @@ impl Reactor {
                             "SIGHUP: nothing to reopen (logs go to syslog or stderr); restart to apply config changes"
                         );
                     }
-                    TOKEN_MI => self
-                        .control
-                        .on_mi_readable(&mut self.core, &self.db_counters, now),
+                    TOKEN_MI => {
+                        self.control
+                            .on_mi_readable(&mut self.core, self.sink.counters(), now)
+                    }
                     TOKEN_RPC => {
                         self.control
-                            .on_rpc_readable(&mut self.core, &self.db_counters, now)
+                            .on_rpc_readable(&mut self.core, self.sink.counters(), now)
                     }
                     t if self.streams.owns(t) => {
                         self.streams.on_event(self.poll.registry(), ev, now)
@@ -198,14 +196,14 @@ impl Reactor {
             }
             self.on_timers(now, wall);
             self.flush_sends();
-            self.flush_rows(wall);
+            self.flush_rows(now, wall);
             if self.control.kill_requested() {
                 log::info!("MI kill: stopping");
                 self.stop = true;
             }
         }
         self.flush_sends();
-        self.flush_rows(WallTime::now());
+        self.finish_rows();
         Ok(())
     }
 
@@ -214,6 +212,7 @@ impl Reactor {
             self.core.next_deadline(),
             self.control.next_deadline(),
             self.streams.next_deadline(),
+            self.sink.next_deadline(),
             Some(self.next_fifo_check),
         ]
         .into_iter()
@@ -245,7 +244,7 @@ impl Reactor {
         self.core.on_timer(now, wall);
         self.streams.on_timer(self.poll.registry(), now);
         self.control
-            .on_timer(&mut self.core, &self.db_counters, now);
+            .on_timer(&mut self.core, self.sink.counters(), now);
         if now >= self.next_fifo_check {
             self.next_fifo_check = now + FIFO_CHECK_EVERY;
             match self.control.recreate_stale() {
@@ -302,39 +301,27 @@ impl Reactor {
             .count_copies(sent + tcp_sent, dropped + tcp_dropped);
     }
 
-    /// The turn's one blocking step: the rows, in order, in transactions of
-    /// at most `batch_rows` rows.
-    fn flush_rows(&mut self, wall: WallTime) {
-        let rows: Vec<Row> = self.core.take_rows();
-        if rows.is_empty() {
-            return;
-        }
-        let Some(db) = self.db.as_mut() else {
-            return;
-        };
-        for chunk in rows.chunks(self.batch_rows) {
-            match db.write_batch(chunk) {
-                Ok(rep) => {
-                    self.db_counters.rows_written += rep.written;
-                    self.db_counters.msgs_escaped += rep.escaped;
-                    self.db_counters.rows_rerouted += rep.rerouted;
-                    if self.db_counters.down_since.take().is_some() {
-                        log::info!("database is back: {}", db.describe());
-                    }
-                }
-                Err(e) => {
-                    self.db_counters.rows_dropped += chunk.len() as u64;
-                    if self.db_counters.down_since.is_none() {
-                        self.db_counters.down_since = Some(wall.sec);
-                    }
-                    log::error!(
-                        "error storing trace: {e}; {} rows lost ({} lost so far)",
-                        chunk.len(),
-                        self.db_counters.rows_dropped
-                    );
-                }
+    /// The turn's one blocking step: the rows, in order, to the database
+    /// (or the spool), plus one bounded batch of replay when due.
+    fn flush_rows(&mut self, now: Instant, wall: WallTime) {
+        let rows = self.core.take_rows();
+        self.sink.flush(rows, now, wall);
+    }
+
+    /// At exit: the last rows are written or spooled, then replay goes on
+    /// for at most [`EXIT_DRAIN`] while the database is up.
+    fn finish_rows(&mut self) {
+        let now = Instant::now();
+        self.sink
+            .finish(self.core.take_rows(), now, WallTime::now());
+        let deadline = now + EXIT_DRAIN;
+        loop {
+            let now = Instant::now();
+            if now >= deadline || !self.sink.drain_step(now, WallTime::now()) {
+                break;
             }
         }
+        self.sink.close(Instant::now());
     }
 }
 

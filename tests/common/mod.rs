@@ -118,6 +118,9 @@ impl Daemon {
                 "RUST_LOG",
                 std::env::var("SIPTRACED_TEST_LOG").unwrap_or("debug".into()),
             )
+            // The spool (and any state) in the test's own directory, never
+            // a shared /var/lib/siptraced (DECISIONS §9).
+            .env("STATE_DIRECTORY", self.dir.path())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())
             .stderr(logf)

@@ -1,0 +1,79 @@
+//! The durable local spool: trace rows the database cannot take now (down,
+//! slow, refusing) are appended to files, and replayed oldest first, once,
+//! when it can again (ARCHITECTURE.md, "Spool"; DECISIONS §9).
+//!
+//! - `record`: the on-disk format: framing, CRC, row codec, damage scanner
+//!   (pure, no I/O).
+//! - `disk`: the spool directory: lock, identity and run number, segments,
+//!   append / peek / consume, repair at open.
+//! - `backoff`: when to try the database again (pure, handed the time).
+//! - `sink`: the DB edge the reactor calls once per turn: writes live rows,
+//!   spools them when the database fails, replays in bounded batches, keeps
+//!   the counters `sip_trace_stats` shows.
+//! - `location`: which directory holds the spool (pure choice, DECISIONS §9).
+//!
+//! Depends on db (rows, the Backend trait), config (policy), std, nix, log.
+//! Never reads the clock: the reactor passes `now` in.
+
+pub mod backoff;
+pub mod disk;
+pub mod location;
+pub mod record;
+pub mod sink;
+
+pub use disk::{OpenReport, Spool, SpoolOptions};
+pub use sink::{DbCounters, DbTarget, SinkSettings, TraceSink};
+
+use std::fmt;
+use std::path::PathBuf;
+
+/// Why the spool cannot do what was asked.
+#[derive(Debug)]
+pub enum SpoolError {
+    /// A file operation failed.
+    Io {
+        path: PathBuf,
+        what: &'static str,
+        source: std::io::Error,
+    },
+    /// Another process holds the spool directory's lock.
+    Locked { dir: PathBuf, holder: String },
+    /// Every run number has been used (2^23 starts).
+    Exhausted { dir: PathBuf },
+}
+
+impl fmt::Display for SpoolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            SpoolError::Io { path, what, source } => {
+                write!(f, "spool: {what} {}: {source}", path.display())
+            }
+            SpoolError::Locked { dir, holder } => write!(
+                f,
+                "spool directory {} is in use by another siptraced{}; give each instance \
+                 its own with modparam(\"siptrace\", \"spool_dir\", …)",
+                dir.display(),
+                if holder.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (pid {holder})")
+                }
+            ),
+            SpoolError::Exhausted { dir } => write!(
+                f,
+                "spool {}: sequence numbers exhausted; stop siptraced, let the database \
+                 catch up, then remove the directory",
+                dir.display()
+            ),
+        }
+    }
+}
+
+impl std::error::Error for SpoolError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            SpoolError::Io { source, .. } => Some(source),
+            _ => None,
+        }
+    }
+}
