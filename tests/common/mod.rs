@@ -549,11 +549,19 @@ pub fn unique_name(tag: &str) -> String {
 
 /// Writes `bytes` to a server FIFO with one write(2) (atomic up to PIPE_BUF),
 /// as `printf ... > fifo` does.
+/// Fails at once (instead of blocking in open) when nothing reads the FIFO.
 pub fn write_fifo(server: &Path, bytes: &[u8]) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut w = std::fs::OpenOptions::new()
         .write(true)
+        .custom_flags(libc_o_nonblock())
         .open(server)
-        .unwrap_or_else(|e| panic!("open {}: {e}", server.display()));
+        .unwrap_or_else(|e| panic!("open {} (is anything reading it?): {e}", server.display()));
+    // Blocking again for the write itself: a large request waits for the
+    // reader instead of failing with EAGAIN.
+    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
     w.write_all(bytes).unwrap();
 }
 
