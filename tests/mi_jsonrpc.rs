@@ -118,11 +118,8 @@ fn kamailio_vectors_byte_for_byte() {
     }
     // Two requests in one write: both run, answered in order on their FIFOs.
     rows.push(
-        FifoRow::reply(
-            request("25-back-to-back"),
-            reply_file("25-back-to-back-1"),
-        )
-        .and(FifoWant::Reply(reply_file("25-back-to-back-2"))),
+        FifoRow::reply(request("25-back-to-back"), reply_file("25-back-to-back-1"))
+            .and(FifoWant::Reply(reply_file("25-back-to-back-2"))),
     );
     run_fifo_table(&d.rpc_fifo, rows);
 }
@@ -199,7 +196,8 @@ fn core_methods_with_our_values() {
     let pid = d.pid();
     let version = env!("CARGO_PKG_VERSION");
     let arch = std::env::consts::ARCH;
-    let ctime = r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
+    let ctime =
+        r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
     let stats = |written: u64| {
         format!(
             "{{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 0\", \
@@ -242,11 +240,15 @@ fn core_methods_with_our_values() {
             ),
             FifoRow::reply(request("19-stats-all"), stats(0)),
             FifoRow::reply(
-                rpc("stats.get_statistics", ", \"params\": [\"siptrace:\"]").replace("\"id\": 7", "\"id\": 4242"),
+                rpc("stats.get_statistics", ", \"params\": [\"siptrace:\"]")
+                    .replace("\"id\": 7", "\"id\": 4242"),
                 stats(0),
             ),
             FifoRow::reply(
-                rpc("stats.get_statistics", ", \"params\": [\"rows_written\", \"siptrace.copies_sent\"]"),
+                rpc(
+                    "stats.get_statistics",
+                    ", \"params\": [\"rows_written\", \"siptrace.copies_sent\"]",
+                ),
                 "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:rows_written = 0\", \"siptrace:copies_sent = 0\"],\n\t\"id\":\t7\n}",
             ),
             FifoRow::reply(
@@ -292,14 +294,18 @@ fn pretty_format_off_prints_compact_json() {
 fn relative_fifo_name_lives_under_the_run_dir() {
     // jsonrpcs puts a fifo_name without '/' under the run dir (kamailio-facts §6.3).
     let dir = TempDir::new("rpc-rundir");
-    let cfg = CFG
-        .replace("@RPCFIFO@", "siptraced_rpc.fifo")
-        .replace(
-            "listen=",
-            &format!("run_dir=\"{}\"\nlisten=", dir.path().display()),
-        );
+    let cfg = CFG.replace("@RPCFIFO@", "siptraced_rpc.fifo").replace(
+        "listen=",
+        &format!("run_dir=\"{}\"\nlisten=", dir.path().display()),
+    );
     let d = Daemon::start("rpc-rundir", &cfg);
     let fifo: &Path = &dir.join("siptraced_rpc.fifo");
     assert!(fifo.exists(), "{}", d.log_text());
-    run_fifo_table(fifo, vec![FifoRow::reply(request("01-st-check"), reply_file("01-st-check"))]);
+    run_fifo_table(
+        fifo,
+        vec![FifoRow::reply(
+            request("01-st-check"),
+            reply_file("01-st-check"),
+        )],
+    );
 }

@@ -47,7 +47,11 @@ const PARSE_ERROR: &str = "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"error\":\t{\n\t\t\"c
 fn wait_log(d: &Daemon, needle: &str) {
     let deadline = Instant::now() + WAIT;
     while !d.log_text().contains(needle) {
-        assert!(Instant::now() < deadline, "log never said {needle:?}:\n{}", d.log_text());
+        assert!(
+            Instant::now() < deadline,
+            "log never said {needle:?}:\n{}",
+            d.log_text()
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
 }
@@ -107,8 +111,14 @@ fn mi_half_written_request_takes_the_next_bytes() {
     let d = Daemon::start("rob-mi-half", CFG);
     let mut first = ReplyFifo::new("half");
     let second = ReplyFifo::new("half2");
-    write_fifo(&d.fifo, format!(":sip_trace:{}\noff", first.name).as_bytes());
-    write_fifo(&d.fifo, format!(":sip_trace:{}\n\n", second.name).as_bytes());
+    write_fifo(
+        &d.fifo,
+        format!(":sip_trace:{}\noff", first.name).as_bytes(),
+    );
+    write_fifo(
+        &d.fifo,
+        format!(":sip_trace:{}\n\n", second.name).as_bytes(),
+    );
     assert_eq!(
         first.read_reply(WAIT).as_deref().map(escape_bytes),
         Some(escape_bytes(BAD.as_bytes()))
@@ -212,7 +222,10 @@ fn reply_fifo_checks(server: &Path, req: &dyn Fn(&str) -> String, ok_reply: &str
     assert_eq!(std::fs::read(&regular).unwrap(), b"precious");
     assert!(!target.was_opened(), "followed a symlink");
     assert!(!linked.was_opened(), "opened a hard-linked FIFO");
-    assert!(!Path::new("/tmp").join(&missing).exists(), "created a reply file");
+    assert!(
+        !Path::new("/tmp").join(&missing).exists(),
+        "created a reply file"
+    );
     assert_eq!(tmp_entries(&tag).len(), 3, "{:?}", tmp_entries(&tag));
     for p in [&regular, &link, &hard] {
         std::fs::remove_file(p).unwrap();
@@ -313,8 +326,17 @@ fn fifos_are_recreated_when_deleted_or_replaced() {
     }
     for (p, m) in [(&d.fifo, 0o640), (&d.rpc_fifo, 0o604)] {
         let deadline = Instant::now() + WAIT;
-        while std::fs::metadata(p).map(|x| x.permissions().mode() & 0o7777).ok() != Some(m) {
-            assert!(Instant::now() < deadline, "{} not recreated:\n{}", p.display(), d.log_text());
+        while std::fs::metadata(p)
+            .map(|x| x.permissions().mode() & 0o7777)
+            .ok()
+            != Some(m)
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{} not recreated:\n{}",
+                p.display(),
+                d.log_text()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     }
@@ -329,7 +351,10 @@ fn fifos_are_recreated_when_deleted_or_replaced() {
     // fifo_mode holds for the new FIFOs too.
     assert_eq!(mode(&d.fifo), 0o640);
     assert_eq!(mode(&d.rpc_fifo), 0o604);
-    assert!(d.log_text().contains("was removed or replaced: recreating it"));
+    assert!(
+        d.log_text()
+            .contains("was removed or replaced: recreating it")
+    );
 }
 
 #[test]
@@ -341,7 +366,9 @@ fn fifo_user_and_group_are_applied() {
          modparam(\"mi_fifo\", \"fifo_group\", \"nogroup\")\n\
          modparam(\"jsonrpcs\", \"fifo_group\", \"nogroup\")",
     );
-    let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("user nobody");
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
     let nogroup = nix::unistd::Group::from_name("nogroup")
         .unwrap()
         .expect("group nogroup");
@@ -390,5 +417,40 @@ fn fifo_user_and_group_are_applied() {
         (meta(&d.fifo).uid(), meta(&d.fifo).gid()),
         (nobody.uid.as_raw(), nogroup.gid.as_raw())
     );
+    run_fifo_table(&d.fifo, vec![FifoRow::reply(ST, ON)]);
+}
+
+#[test]
+fn a_flood_on_a_control_fifo_does_not_stop_sip() {
+    // 32 MiB of bytes outside any JSON document, written as fast as the pipe
+    // takes them, while OPTIONS go through one after the other. The FIFO is
+    // read at most 64 KiB per reactor turn, so each turn also serves SIP.
+    let d = Daemon::start("rob-flood", CFG);
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let answered = std::thread::scope(|s| {
+        let flood = s.spawn(|| {
+            let chunk = vec![b' '; 1 << 20];
+            let mut w = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&d.rpc_fifo)
+                .unwrap();
+            for _ in 0..32 {
+                std::io::Write::write_all(&mut w, &chunk).unwrap();
+            }
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        let peer = Peer::new();
+        let mut answered = 0;
+        while !done.load(std::sync::atomic::Ordering::SeqCst) {
+            let reply = send_options(&peer, d.addr(), &format!("flood-{answered}"));
+            assert!(first_line(&reply).starts_with("SIP/2.0 200"));
+            answered += 1;
+        }
+        flood.join().unwrap();
+        answered
+    });
+    eprintln!("{answered} OPTIONS answered during a 32 MiB flood of the JSON-RPC FIFO");
+    assert!(answered > 0);
+    run_fifo_table(&d.rpc_fifo, vec![FifoRow::reply(check("@R@"), ENABLED)]);
     run_fifo_table(&d.fifo, vec![FifoRow::reply(ST, ON)]);
 }

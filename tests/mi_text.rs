@@ -123,13 +123,28 @@ fn quoted_values_and_continuation_lines() {
             reply(ST, ON),
             // A quoted value continues on the next line, newline included.
             reply(":sip_trace:@R@\n\"of\nf\"\n\n", BAD),
-            reply(":get_statistics:@R@\n\"rows_written\"\n\n", "200 OK\nsiptrace:rows_written = 0\n\n"),
-            reply(":get_statistics:@R@\n\"rows_\nwritten\"\n\n", "404 Statistics Not Found\n\n"),
+            reply(
+                ":get_statistics:@R@\n\"rows_written\"\n\n",
+                "200 OK\nsiptrace:rows_written = 0\n\n",
+            ),
+            reply(
+                ":get_statistics:@R@\n\"rows_\nwritten\"\n\n",
+                "404 Statistics Not Found\n\n",
+            ),
             reply(":get_statistics:@R@\nall\n\n", stats_all(0)),
-            reply(":get_statistics:@R@\nrows_written\nrows_dropped\n\n", "200 OK\nsiptrace:rows_written = 0\nsiptrace:rows_dropped = 0\n\n"),
+            reply(
+                ":get_statistics:@R@\nrows_written\nrows_dropped\n\n",
+                "200 OK\nsiptrace:rows_written = 0\nsiptrace:rows_dropped = 0\n\n",
+            ),
             reply(":get_statistics:@R@\nsiptrace:\n\n", stats_all(0)),
-            reply(":get_statistics:@R@\nusrloc:\n\n", "404 Statistics Not Found\n\n"),
-            reply(":get_statistics:@R@\n\n", "400 Too few or too many arguments\n\n"),
+            reply(
+                ":get_statistics:@R@\nusrloc:\n\n",
+                "404 Statistics Not Found\n\n",
+            ),
+            reply(
+                ":get_statistics:@R@\n\n",
+                "400 Too few or too many arguments\n\n",
+            ),
             reply(ST, ON),
         ],
     );
@@ -162,7 +177,10 @@ fn parse_errors_swallow_the_next_request_as_kamailio() {
             reply(":sip_trace:@R@\n\"\\\"off\"\n\n", PARSE),
             silent(ST),
             reply(ST, ON),
-            reply(":debug:@R@\n\"3\" 4\n\n", "400 parse error in command 'debug'\n"),
+            reply(
+                ":debug:@R@\n\"3\" 4\n\n",
+                "400 parse error in command 'debug'\n",
+            ),
             silent(ST),
             reply(ST, ON),
         ],
@@ -187,7 +205,8 @@ fn core_commands() {
     }
     let version = env!("CARGO_PKG_VERSION");
     let arch = std::env::consts::ARCH;
-    let ctime = r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
+    let ctime =
+        r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
     let ps = format!("200 OK\nProcess::  ID=0 PID={pid} Type=main process - attendant\n\n");
     let zero_stats = "200 OK\nrows_written:: 0\nrows_spooled:: 0\nrows_replayed:: 0\nrows_dropped:: 0\n\
                       spool_bytes:: 0\nmsgs_escaped:: 0\ncopies_sent:: 0\ncopies_dropped:: 0\ndb_state:: up\n\n";
@@ -204,7 +223,9 @@ fn core_commands() {
             reply(":ps:@R@\nextra\n\"args\n\n", &ps),
             matches(
                 ":uptime:@R@\n\n",
-                &format!(r"\A200 OK\nNow:: {ctime}\nUp since:: {ctime}\nUp time:: [0-9]+ \[sec\]\n\n\z"),
+                &format!(
+                    r"\A200 OK\nNow:: {ctime}\nUp since:: {ctime}\nUp time:: [0-9]+ \[sec\]\n\n\z"
+                ),
             ),
             reply(
                 ":version:@R@\n\n",
@@ -214,7 +235,10 @@ fn core_commands() {
                     flags.join(", ")
                 ),
             ),
-            reply(":pwd:@R@\n\n", format!("200 OK\nWD:: {}\n\n", cwd.display())),
+            reply(
+                ":pwd:@R@\n\n",
+                format!("200 OK\nWD:: {}\n\n", cwd.display()),
+            ),
             reply(
                 ":arg:@R@\n\n",
                 format!("200 OK\n{BIN}\n-D\n-E\n-f\n{}\n\n", d.cfg.display()),
@@ -232,8 +256,14 @@ fn core_commands() {
             // Unknown commands: one line, no empty line after it; the arguments
             // are consumed, so the next request is served.
             reply(":nosuch:@R@\n\n", "500 command 'nosuch' not available\n"),
-            reply(":nosuch:@R@\nfoo\nbar::baz\n\"q\n\n", "500 command 'nosuch' not available\n"),
-            reply(":SIP_TRACE:@R@\n\n", "500 command 'SIP_TRACE' not available\n"),
+            reply(
+                ":nosuch:@R@\nfoo\nbar::baz\n\"q\n\n",
+                "500 command 'nosuch' not available\n",
+            ),
+            reply(
+                ":SIP_TRACE:@R@\n\n",
+                "500 command 'SIP_TRACE' not available\n",
+            ),
             // JSON-RPC method names are not MI commands.
             reply(":core.ps:@R@\n\n", "500 command 'core.ps' not available\n"),
         ],

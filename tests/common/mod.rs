@@ -718,3 +718,74 @@ pub fn run_fifo_table(server: &Path, rows: Vec<FifoRow>) {
         "a table must end with an answered request"
     );
 }
+
+/// Runs `cmd` in a process group of its own; returns its pid and output.
+/// Fails the test when it has not finished within `limit` (the group is
+/// killed first) or when any process of its group outlives it.
+pub fn run_in_group(cmd: &mut Command, limit: Duration) -> (u32, std::process::Output) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pgid = Pid::from_raw(child.id() as i32);
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Children already told to exit may take a moment to go.
+    let gone_by = Instant::now() + Duration::from_secs(2);
+    while killpg(pgid, None).is_ok() {
+        if Instant::now() > gone_by {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            panic!("{cmd:?} left processes of its group running");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id();
+    (
+        pid,
+        std::process::Output {
+            status,
+            stdout: out_t.join().unwrap(),
+            stderr: err_t.join().unwrap(),
+        },
+    )
+}
+
+/// Sends an OPTIONS request from `peer` to `to` and returns the reply.
+pub fn send_options(peer: &Peer, to: SocketAddr, call_id: &str) -> Vec<u8> {
+    let msg = format!(
+        "OPTIONS sip:ping@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f-{call_id}\r\nTo: <sip:p@x>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        peer.addr()
+    );
+    peer.send(to, msg.as_bytes());
+    peer.recv().0
+}
