@@ -454,3 +454,89 @@ fn a_flood_on_a_control_fifo_does_not_stop_sip() {
     run_fifo_table(&d.rpc_fifo, vec![FifoRow::reply(check("@R@"), ENABLED)]);
     run_fifo_table(&d.fifo, vec![FifoRow::reply(ST, ON)]);
 }
+
+/// Starts siptraced on `cfg` and expects it to refuse, saying `why`.
+fn refuses_to_start(cfg: &str, why: &str) {
+    let dir = TempDir::new("rob-start");
+    let cfg_path = dir.join("siptraced.cfg");
+    let text = expand(
+        cfg,
+        free_udp_port(),
+        &dir.join("t.db"),
+        &dir.join("mi.fifo"),
+        &dir.join("rpc.fifo"),
+        dir.path(),
+    );
+    std::fs::write(&cfg_path, text).unwrap();
+    let (_, out) = run_in_group(
+        std::process::Command::new(BIN)
+            .args(["-D", "-E", "-f"])
+            .arg(&cfg_path),
+        WAIT,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "started anyway:\n{err}");
+    assert!(err.contains(why), "{err}");
+}
+
+#[test]
+fn control_settings_that_cannot_work_stop_the_start() {
+    // As Kamailio's mi_fifo ("No MI fifo configured") and its reply_dir check.
+    refuses_to_start(
+        &CFG.replace("modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")", ""),
+        "mi_fifo is loaded but has no fifo_name",
+    );
+    refuses_to_start(
+        &CFG.replace(
+            "modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")",
+            "modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")\nmodparam(\"mi_fifo\", \"reply_dir\", \"@DIR@/none/\")",
+        ),
+        "mi_fifo reply_dir",
+    );
+    refuses_to_start(
+        &CFG.replace(
+            "modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")",
+            "modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")\nmodparam(\"jsonrpcs\", \"fifo_reply_dir\", \"@DIR@/none/\")",
+        ),
+        "is not a directory",
+    );
+}
+
+#[test]
+fn reply_fifo_opened_late_or_never() {
+    // The server tries to open a reply FIFO 5 times, 80 ms apart (DECISIONS
+    // §4): a client whose reader comes 100 ms late still gets its answer...
+    let d = Daemon::start("rob-late", CFG);
+    for (server, req, want) in [
+        (&d.fifo, ":sip_trace:{}\n\n".to_string(), ON),
+        (&d.rpc_fifo, check("{}"), ENABLED),
+    ] {
+        let name = unique_name("late");
+        let path = Path::new("/tmp").join(&name);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+        write_fifo(server, req.replace("{}", &name).as_bytes());
+        std::thread::sleep(Duration::from_millis(100));
+        let mut r = ReplyFifo::named(Path::new("/tmp"), &name);
+        assert_eq!(
+            r.read_reply(WAIT).as_deref().map(escape_bytes),
+            Some(escape_bytes(want.as_bytes()))
+        );
+    }
+    // ...one that never opens it gets none. An MI request is then not run
+    // (the reply FIFO is opened first); a JSON-RPC one has run already.
+    let gone = Path::new("/tmp").join(unique_name("never"));
+    nix::unistd::mkfifo(&gone, nix::sys::stat::Mode::from_bits_truncate(0o666)).unwrap();
+    let name = gone.file_name().unwrap().to_str().unwrap();
+    write_fifo(&d.fifo, format!(":sip_trace:{name}\noff\n\n").as_bytes());
+    run_fifo_table(&d.fifo, vec![FifoRow::reply(ST, ON)]);
+    write_fifo(&d.rpc_fifo, check(name).replace("check", "off").as_bytes());
+    run_fifo_table(
+        &d.rpc_fifo,
+        vec![FifoRow::reply(
+            check("@R@"),
+            ENABLED.replace("Enabled", "Disabled"),
+        )],
+    );
+    std::fs::remove_file(&gone).unwrap();
+    wait_log(&d, "no reader opened it after 5 tries 80 ms apart");
+}

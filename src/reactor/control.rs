@@ -48,6 +48,9 @@ pub struct FifoSettings {
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
     pub mi: Option<FifoSettings>,
+    /// mi_fifo is loaded but has no fifo_name (Kamailio: "No MI fifo
+    /// configured", a start-up error).
+    pub mi_without_name: bool,
     pub reply_indent: String,
     pub rpc: Option<FifoSettings>,
     pub pretty: bool,
@@ -81,6 +84,7 @@ impl ControlSettings {
         });
         ControlSettings {
             mi,
+            mi_without_name: conf.mi_fifo.as_ref().is_some_and(|m| m.fifo_name.is_none()),
             reply_indent: conf
                 .mi_fifo
                 .as_ref()
@@ -161,6 +165,18 @@ impl Control {
         run_uid: Option<Uid>,
         run_gid: Option<Gid>,
     ) -> Result<Control, String> {
+        if s.mi_without_name {
+            return Err(
+                "mi_fifo is loaded but has no fifo_name: set modparam(\"mi_fifo\", \"fifo_name\", \"/tmp/siptraced_fifo\") (kamctl's OSER_FIFO names the same path), or do not load mi_fifo"
+                    .into(),
+            );
+        }
+        if let Some(f) = &s.mi {
+            check_reply_dir("mi_fifo", "reply_dir", &f.reply_dir)?;
+        }
+        if let Some(f) = &s.rpc {
+            check_reply_dir("jsonrpcs", "fifo_reply_dir", &f.reply_dir)?;
+        }
         let mi = match &s.mi {
             Some(f) => {
                 let (u, g) = owner(s.fifo_user.as_deref(), s.fifo_group.as_deref())?;
@@ -439,6 +455,23 @@ impl Control {
             let _ = std::fs::remove_file(&r.settings.path);
         }
     }
+}
+
+/// The reply directory must exist (as Kamailio checks at start-up). It is
+/// joined to the client's name as a string, so one without a trailing '/'
+/// is almost surely a mistake: said once, at start-up.
+fn check_reply_dir(module: &str, param: &str, dir: &str) -> Result<(), String> {
+    if !std::path::Path::new(dir).is_dir() {
+        return Err(format!(
+            "{module} {param} \"{dir}\" is not a directory: create it or set modparam(\"{module}\", \"{param}\", \"/tmp/\")"
+        ));
+    }
+    if !dir.ends_with('/') {
+        log::warn!(
+            "{module} {param} \"{dir}\" does not end in '/': reply FIFOs will be \"{dir}<name>\", as in Kamailio"
+        );
+    }
+    Ok(())
 }
 
 /// One bounded read of a server FIFO into `buf`; clears `unread` once the
