@@ -540,3 +540,53 @@ fn reply_fifo_opened_late_or_never() {
     std::fs::remove_file(&gone).unwrap();
     wait_log(&d, "no reader opened it after 5 tries 80 ms apart");
 }
+
+#[test]
+fn large_replies_and_clients_that_stop_reading() {
+    let d = Daemon::start("rob-large", CFG);
+    let stats: String = [
+        "copies_dropped",
+        "copies_sent",
+        "msgs_escaped",
+        "rows_dropped",
+        "rows_replayed",
+        "rows_spooled",
+        "rows_written",
+        "spool_bytes",
+    ]
+    .iter()
+    .map(|n| format!("siptrace:{n} = 0\n"))
+    .collect();
+    // 2000 x "all": a reply of about 420 KB, six times what a pipe holds, so
+    // it is written as the client reads.
+    let mi_req = format!(":get_statistics:@R@\n{}\n", "all\n".repeat(2000));
+    let mi_reply = format!("200 OK\n{}\n", stats.repeat(2000));
+    let rpc_req = format!(
+        "{{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [{}\"all\"], \"reply_name\": \"@R@\", \"id\": 1}}",
+        "\"all\", ".repeat(1000)
+    );
+    let one: Vec<String> = stats.lines().map(|l| format!("\"{l}\"")).collect();
+    let rpc_reply = format!(
+        "{{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[{}],\n\t\"id\":\t1\n}}",
+        vec![one.join(", "); 1001].join(", ")
+    );
+    assert!(mi_reply.len() > 400_000 && rpc_reply.len() > 200_000);
+    run_fifo_table(&d.fifo, vec![FifoRow::reply(&mi_req, &mi_reply)]);
+    run_fifo_table(&d.rpc_fifo, vec![FifoRow::reply(&rpc_req, &rpc_reply)]);
+
+    // A client that opens its reply FIFO and reads nothing: the daemon serves
+    // others meanwhile, and gives up on it after a while.
+    let stalled = ReplyFifo::new("stall");
+    let stalled_rpc = ReplyFifo::new("stall");
+    write_fifo(&d.fifo, mi_req.replace("@R@", &stalled.name).as_bytes());
+    write_fifo(
+        &d.rpc_fifo,
+        rpc_req.replace("@R@", &stalled_rpc.name).as_bytes(),
+    );
+    run_fifo_table(&d.fifo, vec![FifoRow::reply(ST, ON)]);
+    run_fifo_table(&d.rpc_fifo, vec![FifoRow::reply(check("@R@"), ENABLED)]);
+    let peer = Peer::new();
+    assert!(first_line(&send_options(&peer, d.addr(), "stall")).starts_with("SIP/2.0 200"));
+    wait_log(&d, "the reader stopped reading");
+    drop((stalled, stalled_rpc));
+}
