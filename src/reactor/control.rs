@@ -1,15 +1,31 @@
 //! The control plane's edge: the MI FIFO (old text protocol) and the
 //! JSON-RPC FIFO. Bytes come in here, go through mi/'s pure codecs and
 //! command table, and replies go out to the clients' reply FIFOs — opened
-//! with timer-driven retries, written without blocking (fifo.rs).
+//! with timer-driven retries, written without blocking (fifo.rs). Depends on
+//! mi/, the core (the state commands read and change) and fifo.rs; only the
+//! reactor calls it, and it never blocks.
+//!
+//! Reading (see fifo.rs for why large and concurrent requests come out
+//! whole): a readiness event marks a FIFO unread; it is then read at most
+//! [`READ_PER_TURN`] bytes per reactor turn, and only as far as the
+//! protocol reader needs bytes. A flood of requests or garbage therefore
+//! delays SIP by one bounded read per turn, and the memory held is bounded:
+//! what is not read yet waits in the pipe.
 //!
 //! The MI reader handles one request at a time, as Kamailio's MI process
 //! does: while a reply FIFO is being opened (up to 5 tries 80 ms apart) the
-//! reader waits, which keeps the order of operations of §1.3 (open the
-//! reply first, then parse the arguments, then run).
+//! reader waits, and reads nothing more, which keeps the order of
+//! operations of §1.3 (open the reply first, then parse the arguments, then
+//! run). JSON-RPC documents are run as soon as they are framed; their
+//! replies are opened and written alongside.
+//!
+//! A FIFO deleted or replaced while we run is noticed by
+//! [`Control::recreate_stale`] (the reactor calls it once a second) and made
+//! again with the same mode and owner; requests half-read from the old one
+//! are dropped with it.
 
 use super::DbCounters;
-use super::fifo::{PendingReply, Progress, ServerFifo};
+use super::fifo::{Drained, PendingReply, Progress, ServerFifo};
 use crate::cli::Args;
 use crate::clock::{WallTime, ctime, local_datetime};
 use crate::config::Config;
@@ -32,6 +48,9 @@ pub struct FifoSettings {
 #[derive(Debug, Clone)]
 pub struct ControlSettings {
     pub mi: Option<FifoSettings>,
+    /// mi_fifo is loaded but has no fifo_name (Kamailio: "No MI fifo
+    /// configured", a start-up error).
+    pub mi_without_name: bool,
     pub reply_indent: String,
     pub rpc: Option<FifoSettings>,
     pub pretty: bool,
@@ -65,6 +84,7 @@ impl ControlSettings {
         });
         ControlSettings {
             mi,
+            mi_without_name: conf.mi_fifo.as_ref().is_some_and(|m| m.fifo_name.is_none()),
             reply_indent: conf
                 .mi_fifo
                 .as_ref()
@@ -83,8 +103,18 @@ impl ControlSettings {
     }
 }
 
+/// Bytes read from one control FIFO per reactor turn. A client flooding a
+/// FIFO then delays SIP by at most one such read per turn, and what is held
+/// in memory stays bounded: the rest waits in the pipe (whose own capacity,
+/// 64 KiB on Linux, then blocks the writer), as with Kamailio's reader.
+const READ_PER_TURN: usize = 64 * 1024;
+
 struct MiEnd {
     fifo: ServerFifo,
+    /// Set when the FIFO became readable and has not been read empty since:
+    /// the turn that noticed it (a deadline in the past brings the reactor
+    /// back at once to read on).
+    unread: Option<Instant>,
     settings: FifoSettings,
     owner: (Option<Uid>, Option<Gid>),
     reader: TextReader,
@@ -97,6 +127,8 @@ struct MiEnd {
 
 struct RpcEnd {
     fifo: ServerFifo,
+    /// As [`MiEnd::unread`].
+    unread: Option<Instant>,
     settings: FifoSettings,
     owner: (Option<Uid>, Option<Gid>),
     framer: JsonFramer,
@@ -133,6 +165,18 @@ impl Control {
         run_uid: Option<Uid>,
         run_gid: Option<Gid>,
     ) -> Result<Control, String> {
+        if s.mi_without_name {
+            return Err(
+                "mi_fifo is loaded but has no fifo_name: set modparam(\"mi_fifo\", \"fifo_name\", \"/tmp/siptraced_fifo\") (kamctl's OSER_FIFO names the same path), or do not load mi_fifo"
+                    .into(),
+            );
+        }
+        if let Some(f) = &s.mi {
+            check_reply_dir("mi_fifo", "reply_dir", &f.reply_dir)?;
+        }
+        if let Some(f) = &s.rpc {
+            check_reply_dir("jsonrpcs", "fifo_reply_dir", &f.reply_dir)?;
+        }
         let mi = match &s.mi {
             Some(f) => {
                 let (u, g) = owner(s.fifo_user.as_deref(), s.fifo_group.as_deref())?;
@@ -141,6 +185,7 @@ impl Control {
                     .map_err(|e| format!("MI FIFO: {e}"))?;
                 Some(MiEnd {
                     fifo,
+                    unread: None,
                     settings: f.clone(),
                     owner: own,
                     reader: TextReader::new(&f.reply_dir),
@@ -162,6 +207,7 @@ impl Control {
                     .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
                 Some(RpcEnd {
                     fifo,
+                    unread: None,
                     settings: f.clone(),
                     owner: own,
                     framer: JsonFramer::new(),
@@ -202,31 +248,29 @@ impl Control {
         if let Some(m) = &self.mi {
             d.extend(m.opening.as_ref().map(|o| o.next_try));
             d.extend(m.writing.iter().map(|w| w.next_try));
+            // While a reply FIFO is being opened the request waits, and so
+            // do the bytes behind it.
+            if !m.reader.awaiting_reply() {
+                d.extend(m.unread);
+            }
         }
         if let Some(r) = &self.rpc {
             d.extend(r.framer.poll_timeout());
             d.extend(r.writing.iter().map(|w| w.next_try));
+            d.extend(r.unread);
         }
         d.into_iter().min()
     }
 
     pub fn on_mi_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(m) = self.mi.as_mut() else { return };
-        let mut buf = Vec::new();
-        if let Err(e) = m.fifo.read_available(&mut buf) {
-            log::error!("reading MI FIFO {}: {e}", m.fifo.path.display());
-        }
-        m.reader.push(&buf);
+        m.unread.get_or_insert(now);
         self.pump_mi(core, db, now);
     }
 
     pub fn on_rpc_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(r) = self.rpc.as_mut() else { return };
-        let mut buf = Vec::new();
-        if let Err(e) = r.fifo.read_available(&mut buf) {
-            log::error!("reading JSON-RPC FIFO {}: {e}", r.fifo.path.display());
-        }
-        r.framer.push(&buf, now);
+        r.unread.get_or_insert(now);
         self.pump_rpc(core, db, now);
     }
 
@@ -246,6 +290,7 @@ impl Control {
 
     fn pump_mi(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(m) = self.mi.as_mut() else { return };
+        let mut budget = READ_PER_TURN;
         loop {
             if let Some(op) = m.opening.as_mut() {
                 if op.next_try > now {
@@ -275,7 +320,18 @@ impl Control {
             };
             let ev = m.reader.next(&|c| commands::text_kind(&host, c));
             match ev {
-                None => return,
+                // The reader needs bytes, unless it waits for a reply FIFO.
+                None => {
+                    if m.reader.awaiting_reply() || m.unread.is_none() || budget == 0 {
+                        return;
+                    }
+                    let mut buf = Vec::new();
+                    read_some(&mut m.fifo, &mut m.unread, &mut buf, &mut budget, "MI");
+                    if buf.is_empty() {
+                        return;
+                    }
+                    m.reader.push(&buf);
+                }
                 Some(TextEvent::OpenReply { path, .. }) => {
                     m.opening = Some(PendingReply::open(path, now))
                 }
@@ -299,7 +355,26 @@ impl Control {
 
     fn pump_rpc(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(r) = self.rpc.as_mut() else { return };
-        while let Some(frame) = r.framer.next_frame() {
+        let mut budget = READ_PER_TURN;
+        loop {
+            let Some(frame) = r.framer.next_frame() else {
+                if r.unread.is_none() || budget == 0 {
+                    return;
+                }
+                let mut buf = Vec::new();
+                read_some(
+                    &mut r.fifo,
+                    &mut r.unread,
+                    &mut buf,
+                    &mut budget,
+                    "JSON-RPC",
+                );
+                if buf.is_empty() {
+                    return;
+                }
+                r.framer.push(&buf, now);
+                continue;
+            };
             match frame {
                 Frame::Dropped(why) => log::warn!("JSON-RPC FIFO: {why}"),
                 Frame::Document(doc) => {
@@ -349,6 +424,7 @@ impl Control {
                     ServerFifo::create(&m.settings.path, m.settings.mode, m.owner.0, m.owner.1)
                         .map_err(|e| format!("MI FIFO: {e}"))?;
                 m.reader = TextReader::new(&m.settings.reply_dir);
+                m.unread = None;
                 m.opening = None;
                 m.opened = None;
                 changed = true;
@@ -364,6 +440,7 @@ impl Control {
                     ServerFifo::create(&r.settings.path, r.settings.mode, r.owner.0, r.owner.1)
                         .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
                 r.framer = JsonFramer::new();
+                r.unread = None;
                 changed = true;
             }
         }
@@ -378,6 +455,43 @@ impl Control {
             let _ = std::fs::remove_file(&r.settings.path);
         }
     }
+}
+
+/// The reply directory must exist (as Kamailio checks at start-up). It is
+/// joined to the client's name as a string, so one without a trailing '/'
+/// is almost surely a mistake: said once, at start-up.
+fn check_reply_dir(module: &str, param: &str, dir: &str) -> Result<(), String> {
+    if !std::path::Path::new(dir).is_dir() {
+        return Err(format!(
+            "{module} {param} \"{dir}\" is not a directory: create it or set modparam(\"{module}\", \"{param}\", \"/tmp/\")"
+        ));
+    }
+    if !dir.ends_with('/') {
+        log::warn!(
+            "{module} {param} \"{dir}\" does not end in '/': reply FIFOs will be \"{dir}<name>\", as in Kamailio"
+        );
+    }
+    Ok(())
+}
+
+/// One bounded read of a server FIFO into `buf`; clears `unread` once the
+/// pipe is empty (or unreadable: logged, and retried on the next event).
+fn read_some(
+    fifo: &mut ServerFifo,
+    unread: &mut Option<Instant>,
+    buf: &mut Vec<u8>,
+    budget: &mut usize,
+    what: &str,
+) {
+    match fifo.read_up_to(buf, *budget) {
+        Ok(Drained::Empty) => *unread = None,
+        Ok(Drained::Limit) => {}
+        Err(e) => {
+            log::error!("reading {what} FIFO {}: {e}", fifo.path.display());
+            *unread = None;
+        }
+    }
+    *budget = budget.saturating_sub(buf.len());
 }
 
 /// Steps a reply; returns it when it still has work to do.

@@ -1,22 +1,41 @@
 //! The FIFO edge: the server FIFOs clients write requests into, and the
 //! reply FIFOs we write answers to. Only file-descriptor work lives here;
-//! what the bytes mean is mi/'s business.
+//! what the bytes mean is mi/'s business. May use nix and std; knows nothing
+//! of the protocols, the core or the clock (callers pass `now`).
 //!
 //! Server side (kamailio-facts §1.1): an existing file at the path is
-//! removed and a FIFO made with the configured mode and owner. We open it
-//! read-only non-blocking *and* write-only ourselves, so the read end never
-//! sees EOF when the last client closes; the bytes are consumed as a stream
-//! by an incremental parser, which is how a request larger than PIPE_BUF
-//! (and so possibly split or interleaved by the kernel) is still read whole:
-//! a client that writes its request with one write(2) ≤ PIPE_BUF bytes is
-//! atomic, larger ones are read across as many reads as it takes.
+//! removed and a FIFO made with the configured mode (applied with chmod, so
+//! the umask does not narrow it) and owner. We open it read-only
+//! non-blocking *and* write-only ourselves, so the read end never sees EOF
+//! when the last client closes (no EOF storm between clients), and
+//! [`ServerFifo::is_stale`] tells when the path no longer names our FIFO
+//! (deleted or replaced), so the control plane can make a new one.
+//!
+//! How requests are read:
+//! - A FIFO is one byte stream shared by every client. Reads are bounded
+//!   ([`ServerFifo::read_up_to`]) and their bytes are appended to the
+//!   protocol's incremental reader (`mi::text::TextReader`,
+//!   `mi::jsonrpc::JsonFramer`), which cuts requests out of the stream
+//!   whatever the read boundaries were. So a request larger than PIPE_BUF
+//!   (4096 bytes on Linux) — which the kernel may deliver in pieces, and
+//!   which may take several of our reads — is still handled whole: an MI
+//!   request can reach 1 KiB of first line plus 8 KiB of arguments, a
+//!   JSON-RPC document 8 KiB.
+//! - Concurrent clients never interleave as long as each writes its request
+//!   with one write(2) of at most PIPE_BUF bytes: POSIX makes such writes to
+//!   a pipe atomic, so each request lies contiguous in the stream. Both
+//!   kamctl scripts do that (one `printf`, one write of up to 8 KiB — so
+//!   requests between 4 and 8 KiB are only safe from one client at a time;
+//!   interleaved, they turn into garbage the readers reject or answer with an
+//!   error, as Kamailio's would).
 //!
 //! Reply side: the reply FIFO is opened write-only non-blocking; ENXIO (no
 //! reader yet) is retried by the reactor's timer — 5 tries 80 ms apart, as
 //! Kamailio (DECISIONS §4) — never by sleeping. The file must be a FIFO,
 //! not a symlink, with one link, and the opened fd must be the file that
-//! was checked. Writes are non-blocking; a reader that stops reading is
-//! given up on after a deadline instead of stalling the reactor.
+//! was checked; it is never created. Writes are non-blocking; a reader that
+//! stops reading is given up on after a deadline instead of stalling the
+//! reactor.
 
 use nix::errno::Errno;
 use nix::fcntl::OFlag;
@@ -54,6 +73,15 @@ impl std::fmt::Display for FifoError {
             ),
         }
     }
+}
+
+/// Why [`ServerFifo::read_up_to`] stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// The pipe is empty: wait for the next readiness event.
+    Empty,
+    /// The byte limit was reached; the pipe may hold more.
+    Limit,
 }
 
 /// A server FIFO we read requests from.
@@ -146,22 +174,27 @@ impl ServerFifo {
         self.reader.as_raw_fd()
     }
 
-    /// Reads everything available now (until WouldBlock) into `buf`.
-    pub fn read_available(&mut self, buf: &mut Vec<u8>) -> io::Result<usize> {
+    /// Reads what is available now into `buf`, stopping at WouldBlock
+    /// ([`Drained::Empty`]) or once at least `max` bytes were read
+    /// ([`Drained::Limit`]: more may be waiting in the pipe).
+    pub fn read_up_to(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<Drained> {
         let mut chunk = [0u8; 8192];
         let mut total = 0;
-        loop {
-            match self.reader.read(&mut chunk) {
-                Ok(0) => return Ok(total),
+        while total < max {
+            let want = chunk.len().min(max - total);
+            match self.reader.read(&mut chunk[..want]) {
+                // No writer at all (cannot happen while we hold one): nothing to read.
+                Ok(0) => return Ok(Drained::Empty),
                 Ok(n) => {
                     buf.extend_from_slice(&chunk[..n]);
                     total += n;
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(total),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Drained::Empty),
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             }
         }
+        Ok(Drained::Limit)
     }
 
     /// True when the path no longer names the FIFO we read (deleted or
@@ -347,10 +380,13 @@ mod tests {
         w.write_all(b":which:r\n\n").unwrap();
         drop(w);
         let mut buf = Vec::new();
-        s.read_available(&mut buf).unwrap();
+        assert_eq!(s.read_up_to(&mut buf, 4).unwrap(), Drained::Limit);
+        assert_eq!(buf, b":whi");
+        assert_eq!(s.read_up_to(&mut buf, 100).unwrap(), Drained::Empty);
         assert_eq!(buf, b":which:r\n\n");
         // No EOF storm after the client left: a read now just has nothing.
-        assert_eq!(s.read_available(&mut buf).unwrap(), 0);
+        assert_eq!(s.read_up_to(&mut buf, 100).unwrap(), Drained::Empty);
+        assert_eq!(buf.len(), 10);
         assert!(!s.is_stale());
         std::fs::remove_file(&p).unwrap();
         assert!(s.is_stale());

@@ -130,21 +130,24 @@ impl Reactor {
             .open(self.poll.registry(), to, bind, Instant::now());
     }
 
-    /// After daemonising: things that name our pid say the new one.
-    pub fn after_fork(&mut self) {
-        self.sink.after_fork();
-    }
-
+    /// Registers the control FIFOs' read ends. Also called after one was
+    /// recreated: the other one is still registered then (EEXIST), which
+    /// must not keep the new one from being watched.
     fn register_fifos(&mut self) -> io::Result<()> {
-        if let Some(fd) = self.control.mi_fd() {
-            self.poll
+        let fds = [
+            (self.control.mi_fd(), TOKEN_MI),
+            (self.control.rpc_fd(), TOKEN_RPC),
+        ];
+        for (fd, token) in fds {
+            let Some(fd) = fd else { continue };
+            match self
+                .poll
                 .registry()
-                .register(&mut SourceFd(&fd), TOKEN_MI, Interest::READABLE)?;
-        }
-        if let Some(fd) = self.control.rpc_fd() {
-            self.poll
-                .registry()
-                .register(&mut SourceFd(&fd), TOKEN_RPC, Interest::READABLE)?;
+                .register(&mut SourceFd(&fd), token, Interest::READABLE)
+            {
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                other => other?,
+            }
         }
         Ok(())
     }

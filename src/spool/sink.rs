@@ -205,13 +205,6 @@ impl TraceSink {
         }
     }
 
-    /// After daemonising: the spool's lock file names the new pid.
-    pub fn after_fork(&mut self) {
-        if let Some(s) = self.spool.as_mut() {
-            s.write_pid();
-        }
-    }
-
     pub fn counters(&self) -> &DbCounters {
         &self.counters
     }

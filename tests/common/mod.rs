@@ -1181,3 +1181,345 @@ impl Drop for TestDb {
         }
     }
 }
+
+/// A client's reply FIFO, as kamctl makes it: `<dir>/<name>` (dir `/tmp` unless
+/// given), with its read end opened non-blocking at once, so the server's first
+/// `O_WRONLY|O_NONBLOCK` open succeeds. Removed when dropped.
+pub struct ReplyFifo {
+    pub name: String,
+    pub path: PathBuf,
+    rd: std::fs::File,
+}
+
+impl ReplyFifo {
+    /// A fresh FIFO under /tmp named `st_<tag>_<pid>_<n>` (no `.`, `/` or `\`).
+    pub fn new(tag: &str) -> ReplyFifo {
+        Self::named(Path::new("/tmp"), &unique_name(tag))
+    }
+
+    /// A FIFO with exactly this name in `dir` (replacing whatever is there).
+    pub fn named(dir: &Path, name: &str) -> ReplyFifo {
+        use std::os::unix::fs::OpenOptionsExt;
+        let path = dir.join(name);
+        let _ = std::fs::remove_file(&path);
+        nix::unistd::mkfifo(&path, nix::sys::stat::Mode::from_bits_truncate(0o666))
+            .unwrap_or_else(|e| panic!("mkfifo {}: {e}", path.display()));
+        let rd = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc_o_nonblock())
+            .open(&path)
+            .unwrap();
+        ReplyFifo {
+            name: name.to_string(),
+            path,
+            rd,
+        }
+    }
+
+    /// Reads the reply until the server closes its end. None when no writer
+    /// connected within `wait`; Some(bytes) (possibly empty) once one did.
+    pub fn read_reply(&mut self, wait: Duration) -> Option<Vec<u8>> {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let deadline = Instant::now() + wait;
+        let mut out = Vec::new();
+        let mut buf = [0u8; 8192];
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return None;
+            }
+            let ms = PollTimeout::try_from(left.as_millis().min(10_000) as i32 + 1)
+                .unwrap_or(PollTimeout::MAX);
+            let mut fds = [PollFd::new(self.rd.as_fd(), PollFlags::POLLIN)];
+            match poll(&mut fds, ms) {
+                Ok(0) => continue,
+                Ok(_) => {}
+                Err(nix::errno::Errno::EINTR) => continue,
+                Err(e) => panic!("poll reply fifo: {e}"),
+            }
+            let ev = fds[0].revents().unwrap_or(PollFlags::empty());
+            // Linux reports POLLHUP on a FIFO's reader only after a writer has
+            // connected and left: read what is left, then the reply is whole.
+            loop {
+                match self.rd.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                    Err(e) => panic!("reading reply fifo: {e}"),
+                }
+            }
+            if ev.contains(PollFlags::POLLHUP) {
+                return Some(out);
+            }
+        }
+    }
+
+    /// Whether a writer has connected since the FIFO was made (it may still be
+    /// connected). Does not wait.
+    pub fn was_opened(&self) -> bool {
+        use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+        use std::os::fd::AsFd;
+        let mut fds = [PollFd::new(self.rd.as_fd(), PollFlags::POLLIN)];
+        poll(&mut fds, PollTimeout::ZERO).unwrap_or(0) > 0
+    }
+}
+
+impl Drop for ReplyFifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// `st_<tag>_<pid>_<n>`: unique across the test binaries running at once.
+pub fn unique_name(tag: &str) -> String {
+    static N: AtomicU32 = AtomicU32::new(0);
+    format!(
+        "st_{tag}_{}_{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::SeqCst)
+    )
+}
+
+/// Writes `bytes` to a server FIFO with one write(2) (atomic up to PIPE_BUF),
+/// as `printf ... > fifo` does.
+/// Fails at once (instead of blocking in open) when nothing reads the FIFO.
+pub fn write_fifo(server: &Path, bytes: &[u8]) {
+    use nix::fcntl::{FcntlArg, OFlag, fcntl};
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut w = std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(libc_o_nonblock())
+        .open(server)
+        .unwrap_or_else(|e| panic!("open {} (is anything reading it?): {e}", server.display()));
+    // Blocking again for the write itself: a large request waits for the
+    // reader instead of failing with EAGAIN.
+    fcntl(w.as_raw_fd(), FcntlArg::F_SETFL(OFlag::empty())).unwrap();
+    w.write_all(bytes).unwrap();
+}
+
+/// Bytes shown with escapes, for readable assertion messages.
+pub fn escape_bytes(b: &[u8]) -> String {
+    b.escape_ascii().to_string()
+}
+
+/// What one reply FIFO of a [`FifoRow`] must see.
+pub enum FifoWant {
+    /// Exactly these bytes, then the server closes it.
+    Reply(Vec<u8>),
+    /// A reply whose text matches (for times and other moving values).
+    Matches(regex_lite::Regex),
+    /// Never opened by the server.
+    Silent,
+}
+
+/// One row of a control-FIFO table: request bytes and what each reply FIFO
+/// gets. In `req` and in the FIFO names, `@R@` and `@R2@` stand for fresh
+/// unique names (padded with `x` to `pad` bytes when set).
+pub struct FifoRow {
+    pub req: Vec<u8>,
+    pub fifos: Vec<(String, FifoWant)>,
+    pub pad: Option<usize>,
+}
+
+impl FifoRow {
+    pub fn reply(req: impl AsRef<[u8]>, want: impl AsRef<[u8]>) -> FifoRow {
+        FifoRow {
+            req: req.as_ref().to_vec(),
+            fifos: vec![("@R@".into(), FifoWant::Reply(want.as_ref().to_vec()))],
+            pad: None,
+        }
+    }
+    pub fn silent(req: impl AsRef<[u8]>) -> FifoRow {
+        FifoRow {
+            req: req.as_ref().to_vec(),
+            fifos: vec![("@R@".into(), FifoWant::Silent)],
+            pad: None,
+        }
+    }
+    pub fn matches(req: impl AsRef<[u8]>, pattern: &str) -> FifoRow {
+        FifoRow {
+            req: req.as_ref().to_vec(),
+            fifos: vec![(
+                "@R@".into(),
+                FifoWant::Matches(regex_lite::Regex::new(pattern).unwrap()),
+            )],
+            pad: None,
+        }
+    }
+    /// Name the (first) FIFO differently, e.g. `@R@.x`.
+    pub fn fifo(mut self, template: &str) -> FifoRow {
+        self.fifos[0].0 = template.into();
+        self
+    }
+    /// A second reply FIFO `@R2@` (two requests in one write).
+    pub fn and(mut self, want: FifoWant) -> FifoRow {
+        self.fifos.push(("@R2@".into(), want));
+        self
+    }
+    pub fn pad(mut self, len: usize) -> FifoRow {
+        self.pad = Some(len);
+        self
+    }
+}
+
+/// `hay` with every `from` replaced by `to`.
+pub fn replace_bytes(hay: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(hay.len());
+    let mut i = 0;
+    while i < hay.len() {
+        if !from.is_empty() && hay[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(hay[i]);
+            i += 1;
+        }
+    }
+    out
+}
+
+/// Runs the rows in order against a control FIFO (reply FIFOs under /tmp);
+/// panics at the first difference. Silence is checked without sleeping: the
+/// server handles requests in order and opens a request's reply FIFO before
+/// it answers a later one, so a FIFO still unopened once a later request has
+/// been answered never will be. A table must end with an answered row.
+pub fn run_fifo_table(server: &Path, rows: Vec<FifoRow>) {
+    const WAIT: Duration = Duration::from_secs(5);
+    let mut unanswered: Vec<(String, ReplyFifo)> = Vec::new();
+    for (i, row) in rows.into_iter().enumerate() {
+        let mut names = Vec::new();
+        for tag in ["r", "s"] {
+            let mut n = unique_name(tag);
+            if let Some(len) = row.pad {
+                assert!(n.len() <= len, "pad {len} is shorter than {n}");
+                n.push_str(&"x".repeat(len - n.len()));
+            }
+            names.push(n);
+        }
+        let fill = |t: &[u8]| {
+            let t = replace_bytes(t, b"@R2@", names[1].as_bytes());
+            replace_bytes(&t, b"@R@", names[0].as_bytes())
+        };
+        let mut fifos: Vec<(ReplyFifo, FifoWant)> = row
+            .fifos
+            .into_iter()
+            .map(|(t, w)| {
+                let name = String::from_utf8(fill(t.as_bytes())).unwrap();
+                (ReplyFifo::named(Path::new("/tmp"), &name), w)
+            })
+            .collect();
+        let req = fill(&row.req);
+        write_fifo(server, &req);
+        let what = format!(
+            "row {i}: request {}",
+            escape_bytes(&req[..req.len().min(300)])
+        );
+        let mut answered = false;
+        for (j, (fifo, want)) in fifos.drain(..).enumerate() {
+            let mut fifo = fifo;
+            let got = match &want {
+                FifoWant::Silent => {
+                    unanswered.push((format!("{what} (reply FIFO {j})"), fifo));
+                    continue;
+                }
+                _ => fifo.read_reply(WAIT),
+            };
+            let Some(got) = got else {
+                panic!("{what}: no reply on FIFO {j} within {WAIT:?}");
+            };
+            match want {
+                FifoWant::Reply(want) => {
+                    assert_eq!(escape_bytes(&got), escape_bytes(&want), "{what}")
+                }
+                FifoWant::Matches(re) => {
+                    let text = String::from_utf8_lossy(&got);
+                    assert!(re.is_match(&text), "{what}: {text:?} !~ {re}");
+                }
+                FifoWant::Silent => unreachable!(),
+            }
+            answered = true;
+        }
+        if answered {
+            for (what, f) in unanswered.drain(..) {
+                assert!(!f.was_opened(), "{what}: its reply FIFO was opened");
+            }
+        }
+    }
+    assert!(
+        unanswered.is_empty(),
+        "a table must end with an answered request"
+    );
+}
+
+/// Runs `cmd` in a process group of its own; returns its pid and output.
+/// Fails the test when it has not finished within `limit` (the group is
+/// killed first) or when any process of its group outlives it.
+pub fn run_in_group(cmd: &mut Command, limit: Duration) -> (u32, std::process::Output) {
+    use nix::sys::signal::{Signal, killpg};
+    use nix::unistd::Pid;
+    use std::os::unix::process::CommandExt;
+    let mut child = cmd
+        .process_group(0)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {cmd:?}: {e}"));
+    let pgid = Pid::from_raw(child.id() as i32);
+    let mut out_pipe = child.stdout.take().unwrap();
+    let mut err_pipe = child.stderr.take().unwrap();
+    let out_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = out_pipe.read_to_end(&mut v);
+        v
+    });
+    let err_t = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = err_pipe.read_to_end(&mut v);
+        v
+    });
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            break st;
+        }
+        if Instant::now() > deadline {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            let _ = child.wait();
+            panic!("{cmd:?} still running after {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    // Children already told to exit may take a moment to go.
+    let gone_by = Instant::now() + Duration::from_secs(2);
+    while killpg(pgid, None).is_ok() {
+        if Instant::now() > gone_by {
+            let _ = killpg(pgid, Signal::SIGKILL);
+            panic!("{cmd:?} left processes of its group running");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let pid = child.id();
+    (
+        pid,
+        std::process::Output {
+            status,
+            stdout: out_t.join().unwrap(),
+            stderr: err_t.join().unwrap(),
+        },
+    )
+}
+
+/// Sends an OPTIONS request from `peer` to `to` and returns the reply.
+pub fn send_options(peer: &Peer, to: SocketAddr, call_id: &str) -> Vec<u8> {
+    let msg = format!(
+        "OPTIONS sip:ping@{to} SIP/2.0\r\nVia: SIP/2.0/UDP {};branch=z9hG4bK-{call_id}\r\n\
+         Max-Forwards: 70\r\nFrom: <sip:a@x>;tag=f-{call_id}\r\nTo: <sip:p@x>\r\n\
+         Call-ID: {call_id}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n",
+        peer.addr()
+    );
+    peer.send(to, msg.as_bytes());
+    peer.recv().0
+}

@@ -1,10 +1,10 @@
-"""Tests of scripts/kamctl under dash against FakeServer (testtools/fake_fifo_server.py).
+"""Tests of scripts/kamctl under dash against FakeServer (tests/tools/fake_fifo_server.py).
 
 Each test runs kamctl as `dash scripts/kamctl ...` in its own process group, checks the
 exact request bytes the server received, stdout, stderr and the exit status, that the
 reply FIFO is gone afterwards and that no process of kamctl's group is left.
 
-Run: python3 testtools/test_kamctl.py   (needs dash, mkfifo, awk, sleep, expand)
+Run: python3 tests/tools/test_kamctl.py   (needs dash, mkfifo, awk, sleep, expand)
 """
 
 import os
@@ -20,7 +20,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from fake_fifo_server import FakeServer, Partial  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-KAMCTL = os.path.join(os.path.dirname(HERE), "scripts", "kamctl")
+KAMCTL = os.path.join(os.path.dirname(os.path.dirname(HERE)), "scripts", "kamctl")
 
 R_ENABLED = b'{\n\t"jsonrpc":\t"2.0",\n\t"result":\t"Enabled",\n\t"id":\t%d\n}'
 E_BOGUS = (
