@@ -69,60 +69,12 @@ fn start() -> Call {
     Call { uac, uas, d }
 }
 
-fn invite(
-    uac: SocketAddr,
-    proxy: SocketAddr,
-    uas: SocketAddr,
-    call_id: &str,
-    mode: &str,
-) -> Vec<u8> {
-    format!(
-        "INVITE sip:bob@{uas} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {uac};branch=z9hG4bK-inv-{call_id};rport\r\n\
-         Max-Forwards: 70\r\n\
-         From: <sip:alice@{uac}>;tag=ft-{call_id}\r\n\
-         To: <sip:bob@{proxy}>\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: 1 INVITE\r\n\
-         Contact: <sip:alice@{uac}>\r\n\
-         X-Trace: {mode}\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
-
-#[allow(clippy::too_many_arguments)]
-fn in_dialog(
-    method: &str,
-    cseq: u32,
-    uac: SocketAddr,
-    proxy: SocketAddr,
-    uas: SocketAddr,
-    call_id: &str,
-    mode: &str,
-    branch: &str,
-) -> Vec<u8> {
-    format!(
-        "{method} sip:bob@{uas} SIP/2.0\r\n\
-         Via: SIP/2.0/UDP {uac};branch=z9hG4bK-{branch}\r\n\
-         Max-Forwards: 70\r\n\
-         Route: <sip:{proxy};lr>\r\n\
-         From: <sip:alice@{uac}>;tag=ft-{call_id}\r\n\
-         To: <sip:bob@{proxy}>;tag=tt-{call_id}\r\n\
-         Call-ID: {call_id}\r\n\
-         CSeq: {cseq} {method}\r\n\
-         X-Trace: {mode}\r\n\
-         Content-Length: 0\r\n\r\n"
-    )
-    .into_bytes()
-}
-
 /// INVITE/200/ACK/BYE/200 through the proxy; returns what each side saw.
 fn run_call(c: &Call, call_id: &str, mode: &str) -> Vec<Vec<u8>> {
     let proxy = c.d.addr();
     let (uac, uas) = (c.uac.addr(), c.uas.addr());
     let mut wire = Vec::new();
-    let inv = invite(uac, proxy, uas, call_id, mode);
+    let inv = sip_invite(uac, proxy, uas, call_id, mode);
     c.uac.send(proxy, &inv);
     wire.push(inv);
     let (fwd, from) = c.uas.recv();
@@ -145,7 +97,7 @@ fn run_call(c: &Call, call_id: &str, mode: &str) -> Vec<Vec<u8>> {
         "our Via removed"
     );
     for (i, (m, n)) in [("ACK", 1), ("BYE", 2)].into_iter().enumerate() {
-        let req = in_dialog(
+        let req = sip_in_dialog(
             m,
             n,
             uac,
@@ -325,7 +277,7 @@ fn stateless_reply_is_traced_with_the_flag() {
 fn garbage_and_truncated_datagrams_are_dropped_and_the_daemon_goes_on() {
     let mut c = start();
     let proxy = c.d.addr();
-    let inv = invite(c.uac.addr(), proxy, c.uas.addr(), "bad-1", "script");
+    let inv = sip_invite(c.uac.addr(), proxy, c.uas.addr(), "bad-1", "script");
     let junk: Vec<Vec<u8>> = vec![
         b"hello world".to_vec(),
         vec![0u8; 1500],
