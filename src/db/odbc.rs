@@ -33,7 +33,7 @@ use odbc_api::{Connection, ConnectionOptions, DataType, ResultSetMetadata};
 
 use super::encode;
 use super::schema::{Charset, ColumnInfo, ColumnKind, Field, Layout};
-use super::store::{Counts, Engine, Fault, Run};
+use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::url::OdbcUrl;
 use super::{DbError, OpenOptions, Value};
 
@@ -75,14 +75,7 @@ impl Odbc {
             ..ConnectionOptions::default()
         };
         env.connect_with_connection_string(&self.url.connection_string(), opts)
-            .map_err(|e| match classify(e, &self.target()) {
-                Fault::Db(d) => d,
-                Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                    backend: "unixodbc",
-                    target: self.target(),
-                    detail,
-                },
-            })
+            .map_err(|e| classify(e, &self.target()).into_db("unixodbc", self.target()))
     }
 
     fn connection(&mut self) -> Result<&Connection<'static>, DbError> {
@@ -239,14 +232,7 @@ impl Engine for Odbc {
         let conn = self.connection()?;
         // `table` is a validated identifier; nothing else enters the text.
         let sql = format!("SELECT * FROM {table} WHERE 1=0");
-        let to_db = |f: Fault| match f {
-            Fault::Db(d) => d,
-            Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {
-                backend: "unixodbc",
-                target: target.clone(),
-                detail,
-            },
-        };
+        let to_db = |f: Fault| f.into_db("unixodbc", target.clone());
         let cursor = match conn.execute(&sql, (), timeout) {
             Ok(c) => c,
             Err(e) => {
@@ -282,7 +268,14 @@ impl Engine for Odbc {
         Ok(Some(cols))
     }
 
-    fn insert(&mut self, runs: &[Run<'_>]) -> Result<Counts, Fault> {
+    fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
+        if mark.is_some() {
+            // supports_marker() is false: the store never asks. ODBC drivers
+            // differ too much in how one statement can move the marker and
+            // insert atomically; replay without a marker may repeat rows
+            // after a crash, which the sink says in the log.
+            return Err(Fault::Db(self.no_marker()));
+        }
         let target = self.target();
         let timeout = self.query_timeout();
         let sqls: Vec<String> = runs.iter().map(|r| self.insert_sql(&r.layout)).collect();
