@@ -24,7 +24,6 @@ use crate::trace::dup::DupTransport;
 use crate::trace::{Event, Facts, Proto, Tracer, Trigger, endpoint};
 use memory::{Memory, Remembered};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
 pub use resolve::Resolver;
@@ -136,6 +135,8 @@ pub(crate) struct State {
     /// it answers one of our stateless replies and is absorbed (sl module).
     pub sl_tag: String,
     pub tm: tm::Tm,
+    /// Mirror refusals already warned about (see `warn_once`).
+    pub warned: WarnedOnce,
 }
 
 pub struct Core {
@@ -169,6 +170,7 @@ impl Core {
                 resolver: Resolver::default(),
                 sl_tag: format!("{seed:016x}"),
                 tm: tm::Tm::new(tm_config),
+                warned: WarnedOnce::default(),
             },
         }
     }
@@ -480,7 +482,7 @@ impl State {
                 let Some(listener) = from else {
                     self.stats.copies_dropped += 1;
                     warn_once(
-                        &NO_FAMILY,
+                        &mut self.warned.no_family,
                         format_args!(
                             "copy to udp:{to} not sent: no listening socket of that address family"
                         ),
@@ -495,7 +497,7 @@ impl State {
                 if self.settings.hep.as_ref().is_some_and(|h| h.version < 3) {
                     self.stats.copies_dropped += 1;
                     warn_once(
-                        &V2_ON_TCP,
+                        &mut self.warned.v2_on_tcp,
                         format_args!(
                             "copy to tcp:{to} not sent: HEPv1/v2 cannot be framed on TCP; use hep_version 3"
                         ),
@@ -513,7 +515,10 @@ impl State {
                 Ok(b) => b,
                 Err(e) => {
                     self.stats.copies_dropped += 1;
-                    warn_once(&HEP_FAILED, format_args!("HEP copy not sent: {e}"));
+                    warn_once(
+                        &mut self.warned.hep_failed,
+                        format_args!("HEP copy not sent: {e}"),
+                    );
                     return;
                 }
             },
@@ -525,12 +530,15 @@ impl State {
 /// Copies refused for a reason that repeats with every traced message (a
 /// script or config choice): the first is a warning, the rest debug lines;
 /// copies_dropped counts them all.
-static NO_FAMILY: AtomicBool = AtomicBool::new(false);
-static V2_ON_TCP: AtomicBool = AtomicBool::new(false);
-static HEP_FAILED: AtomicBool = AtomicBool::new(false);
+#[derive(Debug, Default)]
+pub(crate) struct WarnedOnce {
+    no_family: bool,
+    v2_on_tcp: bool,
+    hep_failed: bool,
+}
 
-fn warn_once(seen: &AtomicBool, msg: std::fmt::Arguments<'_>) {
-    if seen.swap(true, Ordering::Relaxed) {
+fn warn_once(seen: &mut bool, msg: std::fmt::Arguments<'_>) {
+    if std::mem::replace(seen, true) {
         log::debug!("{msg}");
     } else {
         log::warn!("{msg} (further ones are logged at debug level)");
