@@ -156,24 +156,8 @@ impl ClientNonInvite {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::*;
     use super::*;
-    use std::sync::Arc;
-
-    fn timers() -> Timers {
-        Timers {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
-    }
-
-    fn bytes(s: &str) -> Payload {
-        Arc::from(s.as_bytes())
-    }
-
-    fn ms(base: Instant, n: u64) -> Instant {
-        base + Duration::from_millis(n)
-    }
 
     fn run(
         m: &mut ClientNonInvite,

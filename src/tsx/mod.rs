@@ -86,6 +86,8 @@ mod proxy;
 mod server_invite;
 mod server_non_invite;
 mod table;
+#[cfg(test)]
+mod testutil;
 mod timers;
 
 use std::fmt;

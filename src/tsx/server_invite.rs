@@ -206,20 +206,8 @@ fn is_2xx(code: u16) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::*;
     use super::*;
-    use std::sync::Arc;
-
-    fn timers() -> Timers {
-        Timers {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
-    }
-
-    fn bytes(s: &str) -> Payload {
-        Arc::from(s.as_bytes())
-    }
 
     /// Drive the machine from `base` to `base + until_ms`, returning the ms
     /// offsets at which each kind of timer fired.

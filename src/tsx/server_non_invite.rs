@@ -113,21 +113,9 @@ impl ServerNonInvite {
 
 #[cfg(test)]
 mod tests {
+    use super::super::testutil::*;
     use super::*;
-    use std::sync::Arc;
     use std::time::Duration;
-
-    fn timers() -> Timers {
-        Timers {
-            t1: Duration::from_millis(500),
-            t2: Duration::from_secs(4),
-            t4: Duration::from_secs(5),
-        }
-    }
-
-    fn bytes(s: &str) -> Payload {
-        Arc::from(s.as_bytes())
-    }
 
     #[test]
     fn states_and_timer_j() {
