@@ -315,20 +315,11 @@ pub struct TraceRow {
     pub direction: String,
 }
 
-pub fn read_rows(db: &Path, table: &str) -> Vec<TraceRow> {
-    let Ok(conn) =
-        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
-    else {
-        return Vec::new();
-    };
-    let sql = format!(
-        "SELECT id, time_stamp, time_us, callid, traced_user, CAST(msg AS BLOB), method, status, \
-         fromip, toip, fromtag, totag, direction FROM {table} ORDER BY id"
-    );
-    let Ok(mut st) = conn.prepare(&sql) else {
-        return Vec::new();
-    };
-    st.query_map([], |r| {
+impl TraceRow {
+    /// A row of `SELECT id, time_stamp, time_us, callid, traced_user,
+    /// CAST(msg AS BLOB), method, status, fromip, toip, fromtag, totag,
+    /// direction`.
+    pub fn from_sqlite(r: &rusqlite::Row<'_>) -> rusqlite::Result<TraceRow> {
         Ok(TraceRow {
             id: r.get(0)?,
             time_stamp: r.get(1)?,
@@ -344,9 +335,25 @@ pub fn read_rows(db: &Path, table: &str) -> Vec<TraceRow> {
             totag: r.get(11)?,
             direction: r.get(12)?,
         })
-    })
-    .map(|it| it.filter_map(Result::ok).collect())
-    .unwrap_or_default()
+    }
+}
+
+pub fn read_rows(db: &Path, table: &str) -> Vec<TraceRow> {
+    let Ok(conn) =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+    else {
+        return Vec::new();
+    };
+    let sql = format!(
+        "SELECT id, time_stamp, time_us, callid, traced_user, CAST(msg AS BLOB), method, status, \
+         fromip, toip, fromtag, totag, direction FROM {table} ORDER BY id"
+    );
+    let Ok(mut st) = conn.prepare(&sql) else {
+        return Vec::new();
+    };
+    st.query_map([], TraceRow::from_sqlite)
+        .map(|it| it.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }
 
 /// A SIP endpoint on a loopback UDP socket.
@@ -1013,26 +1020,10 @@ impl TestDb {
                     if has("totag") { "totag" } else { "''" },
                 );
                 let mut st = c.prepare(&sql).unwrap();
-                st.query_map([], |r| {
-                    Ok(TraceRow {
-                        id: r.get(0)?,
-                        time_stamp: r.get(1)?,
-                        time_us: r.get(2)?,
-                        callid: r.get(3)?,
-                        traced_user: r.get(4)?,
-                        msg: r.get(5)?,
-                        method: r.get(6)?,
-                        status: r.get(7)?,
-                        fromip: r.get(8)?,
-                        toip: r.get(9)?,
-                        fromtag: r.get(10)?,
-                        totag: r.get(11)?,
-                        direction: r.get(12)?,
-                    })
-                })
-                .unwrap()
-                .map(Result::unwrap)
-                .collect()
+                st.query_map([], TraceRow::from_sqlite)
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect()
             }
             DbKind::Postgres => {
                 let pg = self.pg.as_ref().unwrap();
