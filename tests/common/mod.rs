@@ -126,11 +126,13 @@ impl Daemon {
             .stderr(logf)
             .spawn()
             .expect("start siptraced");
+        // Ready when start-up is logged (by this process: the log file is
+        // shared by restarts): sockets bound, FIFOs made and their owner
+        // and mode applied, database open.
+        let ready = format!(" started (pid {})", child.id());
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(10);
-        // Ready when the MI FIFO exists (created after the sockets are
-        // bound) or, for configs without one, when start-up is logged.
-        while !self.fifo.exists() && !self.log_text().contains(" started (pid ") {
+        while !self.log_text().contains(&ready) {
             if let Some(st) = self.child.as_mut().unwrap().try_wait().unwrap() {
                 panic!("siptraced exited early ({st}):\n{}", self.log_text());
             }
