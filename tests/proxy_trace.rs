@@ -224,12 +224,7 @@ fn traced_user_avp_multiplies_rows_and_survives_trace_off() {
     assert_eq!(String::from_utf8_lossy(&st.stdout), "off\n");
 
     run_call(&c, "us-2", "script,user");
-    std::thread::sleep(Duration::from_millis(300));
-    let rows2: Vec<_> =
-        c.d.rows()
-            .into_iter()
-            .filter(|r| r.callid == "us-2")
-            .collect();
+    let rows2 = c.d.wait_rows_where(20, |r| r.callid == "us-2");
     assert_eq!(
         rows2.len(),
         20,
@@ -244,12 +239,7 @@ fn traced_user_avp_multiplies_rows_and_survives_trace_off() {
         "on\n"
     );
     run_call(&c, "us-3", "script");
-    std::thread::sleep(Duration::from_millis(300));
-    let rows3: Vec<_> =
-        c.d.rows()
-            .into_iter()
-            .filter(|r| r.callid == "us-3")
-            .collect();
+    let rows3 = c.d.wait_rows_where(3, |r| r.callid == "us-3");
     assert_eq!(summary(&rows3), ["in INVITE", "in ACK", "in BYE"]);
 }
 

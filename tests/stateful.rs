@@ -244,8 +244,7 @@ fn unanswered_invite_gets_408_and_retransmissions_are_not_traced_twice() {
     let to_tag = header(&r408, "To").unwrap();
     let tag = to_tag.split("tag=").nth(1).unwrap().to_string();
     n.uac.send(proxy, &same_branch(&inv, "ACK", Some(&tag)));
-    std::thread::sleep(Duration::from_millis(300));
-    let rows = n.d.rows();
+    let rows = n.d.wait_rows(6);
     let s = summary(&rows);
     // in INVITE twice (sip_trace() runs for the retransmission too, §7);
     // one out INVITE (timer A copies are skipped) and one 100 (the re-sent
@@ -305,7 +304,8 @@ fn cancel_is_relayed_and_487_comes_back() {
     let (r487, _) = n.uac.recv();
     assert_eq!(first_line(&r487), "SIP/2.0 487 Request Terminated");
     n.uac.send(proxy, &same_branch(&inv, "ACK", Some("tt-c")));
-    std::thread::sleep(Duration::from_millis(300));
+    // The last event is the absorbed ACK from the UAC.
+    n.d.wait_rows_where(1, |r| r.method == "ACK" && r.direction == "in");
     let s = summary(&n.d.rows());
     for want in [
         "out CANCEL",
@@ -336,8 +336,7 @@ fn lost_request_and_reply_are_recovered_by_retransmission() {
     // The UAS retransmits its 2xx; the proxy relays it again.
     n.uas.send(proxy, &ok);
     assert_eq!(first_line(&n.uac.recv().0), "SIP/2.0 200 OK");
-    std::thread::sleep(Duration::from_millis(300));
-    let s = summary(&n.d.rows());
+    let s = summary(&n.d.wait_rows(7));
     assert_eq!(
         s,
         [
@@ -425,8 +424,7 @@ fn failure_route_forks_serially_and_t_reply_answers() {
     uac.send(proxy, busy.as_bytes());
     assert_eq!(first_line(&uac.recv().0), "SIP/2.0 100 Trying");
     assert_eq!(first_line(&uac.recv().0), "SIP/2.0 486 Busy Here");
-    std::thread::sleep(Duration::from_millis(300));
-    let s = summary(&d.rows());
+    let s = summary(&d.wait_rows(9));
     assert_eq!(
         s,
         [

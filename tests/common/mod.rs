@@ -204,6 +204,19 @@ impl Daemon {
         read_rows(&self.db, "sip_trace")
     }
 
+    /// Polls until `n` rows satisfying `pred` are stored (or 5 s pass);
+    /// returns those rows.
+    pub fn wait_rows_where(&self, n: usize, pred: impl Fn(&TraceRow) -> bool) -> Vec<TraceRow> {
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let rows: Vec<TraceRow> = self.rows().into_iter().filter(|r| pred(r)).collect();
+            if rows.len() >= n || Instant::now() > deadline {
+                return rows;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// Polls until `n` rows are stored (or the deadline passes).
     pub fn wait_rows(&self, n: usize) -> Vec<TraceRow> {
         let deadline = Instant::now() + Duration::from_secs(5);
