@@ -223,6 +223,7 @@ impl Core {
     }
 
     pub fn on_timer(&mut self, now: Instant, wall: WallTime) {
+        self.s.resolver.set_now(now);
         self.s.memory.expire(now);
         tm::on_timer(self, now, wall);
     }
@@ -236,6 +237,7 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
+        self.s.resolver.set_now(now);
         self.s.stats.received += 1;
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,
