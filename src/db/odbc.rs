@@ -33,7 +33,7 @@ use odbc_api::{Connection, ConnectionOptions, DataType, ResultSetMetadata};
 
 use super::encode;
 use super::schema::{Charset, ColumnInfo, ColumnKind, Field, Layout};
-use super::store::{Counts, Engine, Fault, MarkCas, Run};
+use super::store::{Counts, Engine, ErrClass, Fault, MarkCas, Run};
 use super::url::OdbcUrl;
 use super::{DbError, OpenOptions, Value};
 
@@ -138,35 +138,18 @@ fn sqlstate(e: &odbc_api::Error) -> Option<String> {
 fn classify(e: odbc_api::Error, target: &str) -> Fault {
     let detail = error_text(&e);
     let state = sqlstate(&e).unwrap_or_default();
-    let db = |kind: fn(&'static str, String, String) -> DbError| {
-        Fault::Db(kind("unixodbc", target.to_string(), detail.clone()))
-    };
-    let connection = |backend, target, detail| DbError::Connection {
-        backend,
-        target,
-        detail,
-    };
-    let busy = |backend, target, detail| DbError::Busy {
-        backend,
-        target,
-        detail,
-    };
-    let rejected = |backend, target, detail| DbError::Rejected {
-        backend,
-        target,
-        detail,
-    };
+    let db = |class: ErrClass| class.fault("unixodbc", target.to_string(), detail.clone());
     match state.as_str() {
         // 08xxx connection exception, HYT00 timeout expired, HYT01
         // connection timeout; 57P0x: PostgreSQL shutting down.
-        s if s.starts_with("08") || s.starts_with("57P") => db(connection),
-        "HYT00" | "HYT01" => db(connection),
+        s if s.starts_with("08") || s.starts_with("57P") => db(ErrClass::Connection),
+        "HYT00" | "HYT01" => db(ErrClass::Connection),
         // Serialization failure / deadlock, lock timeouts.
-        s if s.starts_with("40") || s == "55P03" || s == "HY008" => db(busy),
+        s if s.starts_with("40") || s == "55P03" || s == "HY008" => db(ErrClass::Busy),
         // Base table or column not found.
         "42S02" | "42S22" | "42P01" | "42703" => Fault::Schema { detail },
         s if s.starts_with("22") || s.starts_with("23") => Fault::Data { detail },
-        _ => db(rejected),
+        _ => db(ErrClass::Rejected),
     }
 }
 

@@ -34,7 +34,7 @@ use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::encode;
 use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
-use super::store::{Counts, Engine, Fault, MarkCas, Run};
+use super::store::{Counts, Engine, ErrClass, Fault, MarkCas, Run};
 use super::url::ServerUrl;
 use super::{DbError, MARKER_TABLE, OpenOptions, Value, missing_table_hint};
 
@@ -234,38 +234,21 @@ fn classify(e: tokio_postgres::Error, target: &str) -> Fault {
     };
     let code = db.code().code();
     let detail = format!("{} (SQLSTATE {code})", db.message());
-    let db_err = |kind: fn(&'static str, String, String) -> DbError| {
-        Fault::Db(kind("postgres", target.to_string(), detail.clone()))
-    };
-    let connection = |backend, target, detail| DbError::Connection {
-        backend,
-        target,
-        detail,
-    };
-    let busy = |backend, target, detail| DbError::Busy {
-        backend,
-        target,
-        detail,
-    };
-    let rejected = |backend, target, detail| DbError::Rejected {
-        backend,
-        target,
-        detail,
-    };
+    let db_err = |class: ErrClass| class.fault("postgres", target.to_string(), detail.clone());
     match code {
         // Class 08 connection exception; 57P01..57P05 admin/crash shutdown,
         // cannot connect now, idle timeouts.
-        c if c.starts_with("08") || c.starts_with("57P") => db_err(connection),
+        c if c.starts_with("08") || c.starts_with("57P") => db_err(ErrClass::Connection),
         // 57014 query_canceled (statement_timeout), class 40 deadlock and
         // serialization failure, 55P03 lock_not_available, class 53
         // insufficient resources (disk full, too many connections).
-        "57014" | "55P03" => db_err(busy),
-        c if c.starts_with("40") || c.starts_with("53") => db_err(busy),
+        "57014" | "55P03" => db_err(ErrClass::Busy),
+        c if c.starts_with("40") || c.starts_with("53") => db_err(ErrClass::Busy),
         // undefined table / column, datatype mismatch: the schema moved.
         "42P01" | "42703" | "42804" => Fault::Schema { detail },
         // Class 22 data exception, 23 integrity constraint violation.
         c if c.starts_with("22") || c.starts_with("23") => Fault::Data { detail },
-        _ => db_err(rejected),
+        _ => db_err(ErrClass::Rejected),
     }
 }
 

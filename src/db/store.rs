@@ -100,6 +100,37 @@ impl Fault {
     }
 }
 
+/// What a server error classified by its SQLSTATE becomes, when it is not
+/// about the schema or a row's content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ErrClass {
+    Connection,
+    Busy,
+    Rejected,
+}
+
+impl ErrClass {
+    pub fn fault(self, backend: &'static str, target: String, detail: String) -> Fault {
+        Fault::Db(match self {
+            ErrClass::Connection => DbError::Connection {
+                backend,
+                target,
+                detail,
+            },
+            ErrClass::Busy => DbError::Busy {
+                backend,
+                target,
+                detail,
+            },
+            ErrClass::Rejected => DbError::Rejected {
+                backend,
+                target,
+                detail,
+            },
+        })
+    }
+}
+
 impl From<DbError> for Fault {
     fn from(e: DbError) -> Self {
         Fault::Db(e)
