@@ -175,14 +175,6 @@ impl Core {
         }
     }
 
-    pub fn tracer(&self) -> &Tracer {
-        &self.s.tracer
-    }
-
-    pub fn tracer_mut(&mut self) -> &mut Tracer {
-        &mut self.s.tracer
-    }
-
     pub fn stats(&self) -> &CoreStats {
         &self.s.stats
     }
