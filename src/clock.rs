@@ -72,7 +72,7 @@ pub fn local_tm(secs: i64) -> LocalTm {
 }
 
 /// `YYYY-MM-DD HH:MM:SS` in local time: the `time_stamp` text every backend
-/// stores (DECISIONS §2) and the `db_state` "down since" text.
+/// stores (docs/decisions.md §2) and the `db_state` "down since" text.
 pub fn local_datetime(secs: i64) -> String {
     let t = local_tm(secs);
     format!(

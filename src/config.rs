@@ -16,7 +16,7 @@ use crate::script::{AvpName, CompileEnv, Program, Proto};
 use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
 use crate::trace::hep::HepError;
 
-/// Modules siptraced accepts in `loadmodule` (DECISIONS §5): those whose
+/// Modules siptraced accepts in `loadmodule` (docs/decisions.md §5): those whose
 /// functions or parameters it implements, and known ones it needs nothing
 /// from (kex, corex, pv, ctl, xlog…) which load silently.
 pub const SUPPORTED_MODULES: &[&str] = &[
@@ -156,16 +156,16 @@ pub enum SpoolFullPolicy {
 pub struct SiptraceParams {
     pub db_url: String,
     pub table: String,
-    /// None: flag-driven tracing off (DECISIONS §1).
+    /// None: flag-driven tracing off (docs/decisions.md §1).
     pub trace_flag: Option<u8>,
     /// The shared trace_on int: any value is kept (MI `sip_trace` then shows
-    /// no status for values other than 0 and 1, kamailio-facts §3.1).
+    /// no status for values other than 0 and 1, docs/kamailio.md §3.1).
     pub trace_on: i32,
     pub traced_user_avp: Option<AvpName>,
     pub trace_table_avp: Option<AvpName>,
     /// As configured; parsed by the trace module.
     pub duplicate_uri: Option<String>,
-    /// Verbatim into fromip/toip (§4.1).
+    /// Verbatim into fromip/toip (docs/kamailio.md §4.1).
     pub trace_local_ip: Option<String>,
     pub trace_to_database: bool,
     pub hep_mode_on: bool,
@@ -184,7 +184,7 @@ pub struct SiptraceParams {
     /// fsync the spool after each turn's append (a power loss then loses
     /// no spooled row); off trades that for less disk latency.
     pub spool_fsync: bool,
-    /// None: chosen at start-up (DECISIONS §9).
+    /// None: chosen at start-up (docs/decisions.md §9).
     pub state_dir: Option<String>,
     pub db_batch_rows: u32,
     pub db_connect_timeout_ms: u32,
@@ -196,7 +196,7 @@ pub struct SiptraceParams {
 impl Default for SiptraceParams {
     fn default() -> Self {
         SiptraceParams {
-            // Our embedded default: a SQLite file that works with zero set-up (DECISIONS §3).
+            // Our embedded default: a SQLite file that works with zero set-up (docs/decisions.md §3).
             db_url: "sqlite:///var/lib/siptraced/siptrace.db".into(),
             table: "sip_trace".into(),
             trace_flag: None,
@@ -227,13 +227,13 @@ impl Default for SiptraceParams {
 }
 
 impl SiptraceParams {
-    /// The HEP version to send: as configured, else 3 (DECISIONS §8).
+    /// The HEP version to send: as configured, else 3 (docs/decisions.md §8).
     pub fn hep_version(&self) -> u8 {
         self.hep_version.unwrap_or(3)
     }
 }
 
-/// mi_fifo modparams (facts §1.1).
+/// mi_fifo modparams (docs/kamailio.md §1.1).
 #[derive(Debug, Clone, PartialEq)]
 pub struct MiFifoParams {
     /// Mandatory in Kamailio ("No MI fifo configured" otherwise); used as given.
@@ -259,7 +259,7 @@ impl Default for MiFifoParams {
     }
 }
 
-/// jsonrpcs modparams (facts §6.3).
+/// jsonrpcs modparams (docs/kamailio.md §6.3).
 #[derive(Debug, Clone, PartialEq)]
 pub struct JsonrpcsParams {
     /// Relative names live under the run dir: see [`Config::jsonrpcs_fifo_path`].
@@ -287,7 +287,7 @@ impl Default for JsonrpcsParams {
     }
 }
 
-/// tm modparams that matter here (DECISIONS §7), in milliseconds.
+/// tm modparams that matter here (docs/decisions.md §7), in milliseconds.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TmParams {
     pub fr_timer_ms: u32,
@@ -568,7 +568,7 @@ fn bool_of(v: &ModValue) -> VResult<bool> {
     Ok(int_of(v)? != 0)
 }
 
-/// SQL identifier rule for table names (DECISIONS §3).
+/// SQL identifier rule for table names (docs/decisions.md §3).
 fn is_sql_identifier(s: &str) -> bool {
     let mut chars = s.chars();
     chars

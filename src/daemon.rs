@@ -281,7 +281,7 @@ fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, Setup
 }
 
 /// Open the trace database. Unreachable (connection refused, timeout) is
-/// not fatal: the sink starts down, spools, and retries (DECISIONS §9); a
+/// not fatal: the sink starts down, spools, and retries (docs/decisions.md §9); a
 /// reachable database without the table, a bad URL… are start-up errors.
 fn open_database(t: &DbTarget) -> Result<Option<Box<dyn db::Backend>>, SetupError> {
     match db::open(&t.url, &t.table, &t.opts) {
@@ -300,7 +300,7 @@ fn open_database(t: &DbTarget) -> Result<Option<Box<dyn db::Backend>>, SetupErro
     }
 }
 
-/// Lock and load the spool directory chosen per DECISIONS §9, and say in
+/// Lock and load the spool directory chosen per docs/decisions.md §9, and say in
 /// the log where it is and what it holds.
 fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
     let sqlite = match db::url::parse(&st.db_url) {

@@ -135,7 +135,7 @@ fn tag_of(msg: &[u8], name: &str) -> String {
 /// The MESSAGE body: NUL, bytes that are not UTF-8, a valid multibyte char,
 /// a truncated sequence, and dbtext's metacharacters.
 const BIN_BODY: &[u8] = b"bin\0ary \xff\xfe caf\xc3\xa9 \xc3( a:b\\c\tend";
-/// The same body as PostgreSQL and MariaDB store it (DECISIONS section 2).
+/// The same body as PostgreSQL and MariaDB store it (docs/decisions.md §2).
 const BIN_BODY_ESCAPED: &[u8] = b"bin\\x00ary \\xff\\xfe caf\xc3\xa9 \\xc3( a:b\\c\tend";
 
 /// Runs the flows; returns what went over the wire.
@@ -286,7 +286,7 @@ type Want = (
 
 const ALICE: &str = "sip:alice@example.com";
 
-/// What the flows store, in order (DECISIONS section 1): sip_trace() gives
+/// What the flows store, in order (docs/decisions.md §1): sip_trace() gives
 /// the received request, the flag the forwarded request and the replies in
 /// and out (100 Trying included), the user AVP one more row per event.
 const EXPECTED: &[Want] = &[
@@ -363,7 +363,7 @@ const EXPECTED: &[Want] = &[
 ];
 
 /// Replies the proxy generated (tm's 100 Trying, sl_send_reply).
-/// How a backend's msg column holds bytes (DECISIONS section 2).
+/// How a backend's msg column holds bytes (docs/decisions.md §2).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Holds {
     /// Every byte as is (SQLite TEXT, dbtext).
@@ -550,7 +550,7 @@ fn flows_holding(db: &TestDb, layout: Layout, holds: Holds) -> Vec<Norm> {
             "{ctx}: callid"
         );
         assert_eq!(r.fromtag, tag_of(sent, "From"), "{ctx}: fromtag");
-        // Tags come from the message as sent (DECISIONS section 2), also
+        // Tags come from the message as sent (docs/decisions.md §2), also
         // for the replies the proxy makes itself.
         let totag = if !v4 {
             String::new()
@@ -597,7 +597,7 @@ fn flows_holding(db: &TestDb, layout: Layout, holds: Holds) -> Vec<Norm> {
             msg: label,
         });
     }
-    // All rows of one event share one timestamp (DECISIONS section 2).
+    // All rows of one event share one timestamp (docs/decisions.md §2).
     for pair in rows.chunks(2).zip(EXPECTED.chunks(2)) {
         if let ([a, b], [wa, wb]) = pair
             && wa.6 == wb.6

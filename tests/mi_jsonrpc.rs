@@ -1,6 +1,6 @@
 //! JSON-RPC over FIFO through the real daemon, byte for byte: the ground-truth
 //! vectors captured from Kamailio 5.6.3 (tests/data/jsonrpc-vectors, see its
-//! index.md) replayed into siptraced's JSON-RPC FIFO, plus DECISIONS §4's
+//! index.md) replayed into siptraced's JSON-RPC FIFO, plus docs/decisions.md §4's
 //! answers where Kamailio stays silent, and the core methods with our values.
 //! Reply FIFOs live under /tmp; the vectors' reply names are swapped for
 //! unique ones (a reply never contains its name).
@@ -163,7 +163,7 @@ fn where_kamailio_is_silent_we_answer_or_stay_silent() {
             ),
             // None of the refused requests above switched tracing off.
             check_trace(true),
-            // A reply name that breaks the rules (kamailio-facts §6.3): as in
+            // A reply name that breaks the rules (docs/kamailio.md §6.3): as in
             // jsonrpcs, the method runs and only the reply is impossible, since
             // the name is checked when the reply FIFO is opened.
             FifoRow::silent(rpc("siptrace.status", ", \"params\": [\"off\"]").replace("@R@", "@R@.x"))
@@ -292,7 +292,7 @@ fn pretty_format_off_prints_compact_json() {
 
 #[test]
 fn relative_fifo_name_lives_under_the_run_dir() {
-    // jsonrpcs puts a fifo_name without '/' under the run dir (kamailio-facts §6.3).
+    // jsonrpcs puts a fifo_name without '/' under the run dir (docs/kamailio.md §6.3).
     let dir = TempDir::new("rpc-rundir");
     let cfg = CFG.replace("@RPCFIFO@", "siptraced_rpc.fifo").replace(
         "listen=",

@@ -191,7 +191,7 @@ fn rpc_garbage_binary_huge_and_half_written() {
     assert!(!half.was_opened());
 }
 
-/// The reply-FIFO checks of kamailio-facts §1.3 (the same for JSON-RPC, §6.3),
+/// The reply-FIFO checks of docs/kamailio.md §1.3 (the same for JSON-RPC, §6.3),
 /// for one protocol: `req(name)` builds a request answering to /tmp/<name>,
 /// `sentinel` a normal request and its reply.
 fn reply_fifo_checks(server: &Path, req: &dyn Fn(&str) -> String, ok_reply: &str) {
@@ -504,7 +504,7 @@ fn control_settings_that_cannot_work_stop_the_start() {
 
 #[test]
 fn reply_fifo_opened_late_or_never() {
-    // The server tries to open a reply FIFO 5 times, 80 ms apart (DECISIONS
+    // The server tries to open a reply FIFO 5 times, 80 ms apart (docs/decisions.md
     // §4): a client whose reader comes 40 ms late (after the first try, when
     // the daemon is quick) still gets its answer...
     let d = Daemon::start("rob-late", CFG);

@@ -1,5 +1,5 @@
 //! The old MI FIFO protocol through the real daemon, byte for byte
-//! (kamailio-facts §1–§3): each table row is the exact bytes written into the
+//! (docs/kamailio.md §1–§3): each table row is the exact bytes written into the
 //! daemon's MI FIFO and the exact bytes read back from the reply FIFO under
 //! /tmp — or "silent": that reply FIFO is never opened (see
 //! `common::run_fifo_table` for how that is known without sleeping).

@@ -1,6 +1,6 @@
 //! The stateful proxy (t_relay over RFC 3261 transactions) through the real
 //! daemon: a typical Kamailio config, and the rows the trace flag yields per
-//! transaction event (DECISIONS §1, §7).
+//! transaction event (docs/decisions.md §1, §7).
 
 mod common;
 use common::*;
@@ -246,7 +246,7 @@ fn unanswered_invite_gets_408_and_retransmissions_are_not_traced_twice() {
     n.uac.send(proxy, &same_branch(&inv, "ACK", Some(&tag)));
     let rows = n.d.wait_rows(6);
     let s = summary(&rows);
-    // in INVITE twice (sip_trace() runs for the retransmission too, §7);
+    // in INVITE twice (sip_trace() runs for the retransmission too, docs/decisions.md §7);
     // one out INVITE (timer A copies are skipped) and one 100 (the re-sent
     // 100 is a retransmission of the reply, not traced).
     assert_eq!(

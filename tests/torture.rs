@@ -1,5 +1,5 @@
 //! RFC 4475 (and RFC 5118) torture messages through the real daemon
-//! (DECISIONS §6): every valid one is traced exactly as received and the
+//! (docs/decisions.md §6): every valid one is traced exactly as received and the
 //! requests are relayed; invalid requests get 400/505 and no row; nothing
 //! crashes the daemon.
 

@@ -100,7 +100,7 @@ impl<'a> Ctx<'a> {
             None => crate::trace::ANY_DEST.to_string(),
         };
         let toip = match trigger {
-            // sip_trace() shows the receiving socket as is (kamailio-facts §4.3).
+            // sip_trace() shows the receiving socket as is (docs/kamailio.md §4.3).
             Trigger::Script => local,
             Trigger::Flag { .. } => self.s.tracer.local(local),
         };
@@ -274,7 +274,7 @@ impl<'a> Ctx<'a> {
         else {
             return -1;
         };
-        // The row's tags are the sent reply's own (DECISIONS §2), our
+        // The row's tags are the sent reply's own (docs/decisions.md §2), our
         // To-tag included.
         if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             self.trace_sent(&bytes, &f, li, to, st);

@@ -1,5 +1,5 @@
 //! What a stateless proxy remembers of a forwarded request so that its
-//! replies are traced like the request was (DECISIONS §1): the script state
+//! replies are traced like the request was (docs/decisions.md §1): the script state
 //! (trace flag, traced_user/trace_table AVPs) keyed by the branch of the
 //! Via we added, for as long as a transaction would live (64·T1).
 //!

@@ -2,7 +2,7 @@
 //! rows out. It runs the routing script for each message and implements
 //! the script's `Host` (pseudo-variables, sip_trace(), forward(),
 //! sl_send_reply(), record_route(), loose_route()…), deciding which trace
-//! events happen (DECISIONS §1, §7).
+//! events happen (docs/decisions.md §1, §7).
 //!
 //! Pure: no sockets, no clock, no database. The reactor hands in the bytes,
 //! addresses and the time, then takes `take_sends()`, `take_mirrors()`
@@ -292,7 +292,7 @@ impl Core {
         // tm absorbs retransmissions and matches ACK/CANCEL of its
         // transactions before the script sees them only where Kamailio's
         // tm does so itself (t_check_trans / t_relay); the script runs for
-        // every request (DECISIONS §7).
+        // every request (docs/decisions.md §7).
         let mut work = orig.clone();
         let _ = work.set_via_received(src.ip(), src.port());
         let mut st = MsgState::default();
@@ -339,7 +339,7 @@ impl Core {
             None => None,
         };
         // Flag-driven rows for a relayed reply: its request was remembered,
-        // or onreply_route set the flag (DECISIONS §1).
+        // or onreply_route set the flag (docs/decisions.md §1).
         let flag_set = ctx.flag_set(&st);
         let traced = rem.is_some() || flag_set;
         if traced {
@@ -430,7 +430,7 @@ impl State {
     }
 
     /// One traced wire event: rows (unless trace_to_database=0) and, when
-    /// the event yields any, one mirrored copy (DECISIONS §1).
+    /// the event yields any, one mirrored copy (docs/decisions.md §1).
     pub fn trace(
         &mut self,
         ev: &Event<'_>,
@@ -459,7 +459,7 @@ impl State {
 
     /// Queues one copy of `ev` for `dest`: the raw bytes, or HEP. UDP
     /// copies leave from send_sock_addr or a listener of the destination's
-    /// family (kamailio-facts §4.4); TCP ones on the reactor's kept
+    /// family (docs/kamailio.md §4.4); TCP ones on the reactor's kept
     /// connection. Counted as sent or dropped once the reactor has tried.
     fn mirror(&mut self, ev: &Event<'_>, dest: MirrorDest, corr: Option<&str>) {
         let to = dest.addr;
@@ -594,7 +594,7 @@ fn hep_packet(ev: &Event<'_>, h: &HepSettings, corr: Option<&str>) -> Result<Vec
 }
 
 /// The columns of a message, or None when Call-ID, CSeq, From or To is
-/// missing (Kamailio stores no row for such a message, §7.1).
+/// missing (Kamailio stores no row for such a message, docs/kamailio.md §7.1).
 pub fn facts(m: &SipMsg) -> Option<Facts> {
     let callid = m.call_id_str()?.into_owned();
     let (_, cseq_method) = m.cseq()?;
@@ -617,7 +617,7 @@ pub fn facts(m: &SipMsg) -> Option<Facts> {
     })
 }
 
-/// `proto:ip:port` of a local socket, or trace_local_ip (DECISIONS §1).
+/// `proto:ip:port` of a local socket, or trace_local_ip (docs/decisions.md §1).
 pub(crate) fn local_endpoint(s: &State, li: usize) -> String {
     let actual = s
         .socks
@@ -646,7 +646,7 @@ mod mirror_tests {
             ),
             ("TLS:10.0.0.1:5061", Some((Proto::Tls, a("10.0.0.1:5061")))),
             (ANY, Some((Proto::Udp, a("255.255.255.255:5060")))),
-            // trace_local_ip values are verbatim (kamailio-facts §4.1).
+            // trace_local_ip values are verbatim (docs/kamailio.md §4.1).
             ("10.1.1.1:5064", Some((Proto::Udp, a("10.1.1.1:5064")))),
             ("[::1]:5064", Some((Proto::Udp, a("[::1]:5064")))),
             ("10.1.1.1", Some((Proto::Udp, a("10.1.1.1:0")))),

@@ -1,6 +1,6 @@
 //! tm: the script's `t_*` functions on top of the pure transaction table
 //! (tsx/), and what the core does with the table's outputs — datagrams to
-//! send, trace events (DECISIONS §1: request sent per branch, every reply
+//! send, trace events (docs/decisions.md §1: request sent per branch, every reply
 //! received, every reply sent incl. `100 Trying`, tm's CANCEL and
 //! hop-by-hop ACK; retransmissions the table makes itself are not traced),
 //! failure_route runs and locally generated final replies.

@@ -1,4 +1,4 @@
-//! Turning row values into what a column can hold (DECISIONS §2): bytes a
+//! Turning row values into what a column can hold (docs/decisions.md §2): bytes a
 //! column's character set cannot store are written as `\xNN` (lower-case hex,
 //! one escape per byte), and text longer than the column's declared length is
 //! cut at a character boundary, so content never makes an insert fail.

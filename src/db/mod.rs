@@ -8,7 +8,7 @@
 //! per call, bounded in time by [`OpenOptions`] (connect and I/O timeouts), so
 //! the reactor can call it once per turn.
 //!
-//! What it guarantees (DECISIONS §2, §3):
+//! What it guarantees (docs/decisions.md §2, §3):
 //! - the table layout (v1 `date` … v4 `totag`) is read from the catalog and
 //!   rows are written with the columns the table has;
 //! - table names are `[A-Za-z_][A-Za-z0-9_]{0,63}`; a row aimed at an invalid,

@@ -1,5 +1,5 @@
 //! The `sip_trace` table as the backends see it: which identifiers are
-//! allowed, which columns a table has (layout v1–v4, DECISIONS §3), and the
+//! allowed, which columns a table has (layout v1–v4, docs/decisions.md §3), and the
 //! embedded creation scripts. Pure: backends read the catalog and hand the
 //! column list in; nothing here does I/O.
 
@@ -36,7 +36,7 @@ pub enum Field {
 }
 
 impl Field {
-    /// Insert order of Kamailio 5 (kamailio-facts §5.3); a layout keeps the
+    /// Insert order of Kamailio 5 (docs/kamailio.md §5.3); a layout keeps the
     /// subset its table has, in this order.
     pub const INSERT_ORDER: [Field; 12] = [
         Field::Msg,
@@ -209,7 +209,7 @@ impl Layout {
         })
     }
 
-    /// Kamailio's table version this layout corresponds to (kamailio-facts §5):
+    /// Kamailio's table version this layout corresponds to (docs/kamailio.md §5):
     /// 1 = `date`, 2 = `time_stamp`, 3 = + `time_us`, 4 = + `totag`.
     pub fn version(&self) -> u8 {
         let has = |f: Field| self.targets.iter().any(|t| t.field == f);

@@ -11,7 +11,7 @@
 //!
 //! Values are bound, never spliced: `msg` as TEXT with its exact bytes (even
 //! invalid UTF-8 — SQLite stores TEXT bytes as given), time_stamp as the
-//! caller's local-time text (not Kamailio 5's Julian REAL, DECISIONS §2).
+//! caller's local-time text (not Kamailio 5's Julian REAL, docs/decisions.md §2).
 //! A new, empty file gets sql/sqlite/siptrace-create.sql applied.
 //! Depends on rusqlite and the store/schema modules only.
 

@@ -1,5 +1,5 @@
 //! The control commands: one table serving both the MI FIFO text protocol and
-//! JSON-RPC, and their handlers (kamailio-facts.md §3, §6.4; DECISIONS.md §4, §9).
+//! JSON-RPC, and their handlers (docs/kamailio.md §3, §6.4; docs/decisions.md §4, §9).
 //!
 //! Each row names a command once, with its MI name, its JSON-RPC method, whether MI
 //! reads its arguments (`MI_NO_INPUT_FLAG`), and a handler per protocol (the two
@@ -98,7 +98,7 @@ impl VersionInfo {
     }
 }
 
-/// siptrace's counters (DECISIONS §9), in their printing order.
+/// siptrace's counters (docs/decisions.md §9), in their printing order.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TraceStats {
     pub rows_written: u64,
@@ -630,7 +630,7 @@ fn rpc_get_statistics(host: &mut dyn MiHost, params: &Params<'_>) -> RpcResult {
 }
 
 /// `siptrace.status on|off|check`: case-insensitive prefix match on the first
-/// parameter, which must be a string (§6.4).
+/// parameter, which must be a string (docs/kamailio.md §6.4).
 fn rpc_siptrace_status(host: &mut dyn MiHost, params: &Params<'_>) -> RpcResult {
     let Some(arg) = params.get(0).and_then(Json::as_bytes) else {
         return RpcResult::fault(500, "Not enough parameters (on, off or check)");
@@ -966,7 +966,7 @@ mod tests {
     type Vector = (&'static str, &'static [u8], Option<&'static [u8]>, i32, i32);
 
     /// (vector, request bytes, Kamailio's reply, trace_on before, after). Copied byte
-    /// for byte from shared/reference/jsonrpc-vectors (real Kamailio 5.6.3).
+    /// for byte from tests/data/jsonrpc-vectors (real Kamailio 5.6.3).
     #[rustfmt::skip]
     const VECTORS: &[Vector] = &[
         (
@@ -1157,7 +1157,7 @@ mod tests {
         ),
     ];
 
-    /// Where DECISIONS §4 answers although Kamailio stays silent.
+    /// Where docs/decisions.md §4 answers although Kamailio stays silent.
     fn ours_instead_of_silence(name: &str) -> Option<&'static [u8]> {
         match name {
             "26-bad-json" => Some(b"{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"error\":\t{\n\t\t\"code\":\t-32700,\n\t\t\"message\":\t\"Parse Error\"\n\t},\n\t\"id\":\t4242\n}"),

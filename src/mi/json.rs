@@ -2,7 +2,7 @@
 //!
 //! Kamailio parses and prints JSON with `srjson`, a fork of the 2009 cJSON. To answer
 //! JSON-RPC byte for byte like Kamailio 5.6 (the vectors in
-//! shared/reference/jsonrpc-vectors), this file reproduces srjson's behaviour rather than
+//! tests/data/jsonrpc-vectors), this file reproduces srjson's behaviour rather than
 //! RFC 8259's: what the parser accepts (a leading `0` before digits, a bare `-`, raw
 //! control bytes inside strings, any `\x` escape meaning `x`, trailing text after the
 //! root value ignored, a NUL byte ending the input), how `\uXXXX` escapes become UTF-8

@@ -1,6 +1,6 @@
 //! JSON-RPC 2.0 over a FIFO, as Kamailio 5.6's `jsonrpcs` module speaks it
-//! (kamailio-facts.md §6.3, the vectors in shared/reference/jsonrpc-vectors), with the
-//! improvements of DECISIONS.md §4.
+//! (docs/kamailio.md §6.3, the vectors in tests/data/jsonrpc-vectors), with the
+//! improvements of docs/decisions.md §4.
 //!
 //! Two parts:
 //! - [`JsonFramer`] cuts the FIFO byte stream into documents the way jsonrpcs does:
@@ -30,7 +30,7 @@ use super::json::{self, Json};
 /// jsonrpcs reads into an 8192-byte buffer and gives up once 8191 bytes are read
 /// without the document closing.
 pub const MAX_DOC: usize = 8191;
-/// An unfinished document is dropped after this much silence (DECISIONS §4).
+/// An unfinished document is dropped after this much silence (docs/decisions.md §4).
 pub const SILENCE: Duration = Duration::from_millis(500);
 /// jsonrpcs copies `reply_name` into a 128-byte buffer and refuses (without running the
 /// method) a name that does not fit with its NUL.

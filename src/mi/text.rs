@@ -6,7 +6,7 @@
 //! 8192-byte buffer shared by all argument lines, "end of arguments" meaning a line of
 //! length exactly 1, a `line_len` variable that survives from one request to the next
 //! and decides how far a "consume" reads. [`TextReader`] reproduces those semantics by
-//! simulating the same calls on the same buffer sizes (kamailio-facts.md §1.3–§1.5).
+//! simulating the same calls on the same buffer sizes (docs/kamailio.md §1.3–§1.5).
 //!
 //! The FIFO is a byte stream shared by every writer: a request larger than PIPE_BUF
 //! (4096 bytes) may arrive in several writes, and one read may hold the end of one
@@ -15,14 +15,14 @@
 //! that Kamailio's blocking `fgets` would have waited for are there, and `None` when it
 //! needs more. How the bytes were split into reads never changes the result.
 //!
-//! The reactor follows Kamailio's order (§1.3): on [`TextEvent::OpenReply`] it opens
+//! The reactor follows Kamailio's order (docs/kamailio.md §1.3): on [`TextEvent::OpenReply`] it opens
 //! `path` (O_WRONLY|O_NONBLOCK, 5 tries 80 ms apart, FIFO/link checks) and then calls
 //! [`TextReader::reply_opened`]; nothing more is read until then, because whether the
 //! reply opened decides how the rest of the request is consumed. Each
 //! [`TextEvent::Request`] is then answered on that reply FIFO (see `commands::handle_text`),
 //! which is closed afterwards.
 //!
-//! [`MiReply::encode`] is the reply writer (§2.1), including its 8192-byte line buffer.
+//! [`MiReply::encode`] is the reply writer (docs/kamailio.md §2.1), including its 8192-byte line buffer.
 //!
 //! Pure data code: no I/O, no clock, no logging; never panics on input. It knows nothing
 //! of the command table: the caller passes a lookup.
@@ -94,7 +94,7 @@ impl fmt::Display for ArgsError {
 
 impl std::error::Error for ArgsError {}
 
-/// Why a reply FIFO name is refused (§1.3; the same rules in jsonrpcs, §6.3).
+/// Why a reply FIFO name is refused (docs/kamailio.md §1.3; the same rules in jsonrpcs, §6.3).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplyNameError {
     /// No name at all: there is nowhere to reply.
@@ -125,7 +125,7 @@ impl fmt::Display for ReplyNameError {
 
 impl std::error::Error for ReplyNameError {}
 
-/// A request consumed without any reply (§1.5 last row); for the log only.
+/// A request consumed without any reply (docs/kamailio.md §1.5 last row); for the log only.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Rejection {
     /// The first line did not fit in 1024 bytes.
@@ -203,7 +203,7 @@ pub enum TextEvent {
 }
 
 /// reply_dir + name, concatenated as strings as Kamailio does (so reply_dir must end
-/// in `/`), after the name checks of §1.3.
+/// in `/`), after the name checks of docs/kamailio.md §1.3.
 pub fn reply_path(reply_dir: &str, name: &[u8]) -> Result<PathBuf, ReplyNameError> {
     check_reply_name(reply_dir.len(), name)?;
     let mut bytes = reply_dir.as_bytes().to_vec();
@@ -575,7 +575,7 @@ impl TextReader {
 }
 
 impl ArgParse {
-    /// `mi_parse_node` for one line read into the buffer at `s` (kamailio-facts §1.4).
+    /// `mi_parse_node` for one line read into the buffer at `s` (docs/kamailio.md §1.4).
     fn take_line(&mut self, line: &Line) -> LineOutcome {
         let s = self.s;
         // fgets stored the bytes and a NUL at s (room >= bytes + 1 by construction).

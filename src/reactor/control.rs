@@ -15,7 +15,7 @@
 //! The MI reader handles one request at a time, as Kamailio's MI process
 //! does: while a reply FIFO is being opened (up to 5 tries 80 ms apart) the
 //! reader waits, and reads nothing more, which keeps the order of
-//! operations of §1.3 (open the reply first, then parse the arguments, then
+//! operations of docs/kamailio.md §1.3 (open the reply first, then parse the arguments, then
 //! run). JSON-RPC documents are run as soon as they are framed; their
 //! replies are opened and written alongside.
 //!
@@ -73,7 +73,7 @@ impl ControlSettings {
             })
         });
         let rpc = conf.jsonrpcs.as_ref().and_then(|j| {
-            // transport: 0 = all, else bit 2 = FIFO (kamailio-facts §6.3).
+            // transport: 0 = all, else bit 2 = FIFO (docs/kamailio.md §6.3).
             let fifo = j.transport == 0 || j.transport & 2 != 0;
             let path = conf.jsonrpcs_fifo_path()?;
             fifo.then(|| FifoSettings {

@@ -3,7 +3,7 @@
 //! what the bytes mean is mi/'s business. May use nix and std; knows nothing
 //! of the protocols, the core or the clock (callers pass `now`).
 //!
-//! Server side (kamailio-facts §1.1): an existing file at the path is
+//! Server side (docs/kamailio.md §1.1): an existing file at the path is
 //! removed and a FIFO made with the configured mode (applied with chmod, so
 //! the umask does not narrow it) and owner. We open it read-only
 //! non-blocking *and* write-only ourselves, so the read end never sees EOF
@@ -31,7 +31,7 @@
 //!
 //! Reply side: the reply FIFO is opened write-only non-blocking; ENXIO (no
 //! reader yet) is retried by the reactor's timer — 5 tries 80 ms apart, as
-//! Kamailio (DECISIONS §4) — never by sleeping. The file must be a FIFO,
+//! Kamailio (docs/decisions.md §4) — never by sleeping. The file must be a FIFO,
 //! not a symlink, with one link, and the opened fd must be the file that
 //! was checked; it is never created. Writes are non-blocking; a reader that
 //! stops reading is given up on after a deadline instead of stalling the

@@ -5,7 +5,7 @@
 //! 400 ([`SipMsg::validate`]), byte-preserving edits for relaying, the
 //! replies/ACK/CANCEL the proxy writes itself, stateless branch ids and
 //! TCP framing. No sockets, no clock, no logging; never panics on input.
-//! Std only: rsip is deliberately not the gate (DECISIONS §6).
+//! Std only: rsip is deliberately not the gate (docs/decisions.md §6).
 //!
 //! Files: `msg` (scanner, index, accessors), `lex` (character classes,
 //! lists, params), `uri`, `via`, `nameaddr`, `check` (validate), `edit`,

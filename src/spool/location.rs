@@ -1,4 +1,4 @@
-//! Which directory holds the spool (DECISIONS §9): `spool_dir` when set;
+//! Which directory holds the spool (docs/decisions.md §9): `spool_dir` when set;
 //! else `<state_dir>/spool` when `state_dir` is set (or, failing that, the
 //! first directory of `$STATE_DIRECTORY`, which systemd sets for a unit
 //! with `StateDirectory=`, and the integration tests set to their temp

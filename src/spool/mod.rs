@@ -1,6 +1,6 @@
 //! The durable local spool: trace rows the database cannot take now (down,
 //! slow, refusing) are appended to files, and replayed oldest first, once,
-//! when it can again (ARCHITECTURE.md, "Spool"; DECISIONS §9).
+//! when it can again (ARCHITECTURE.md, "Spool"; docs/decisions.md §9).
 //!
 //! - `record`: the on-disk format: framing, CRC, row codec, damage scanner
 //!   (pure, no I/O).
@@ -10,7 +10,7 @@
 //! - `sink`: the DB edge the reactor calls once per turn: writes live rows,
 //!   spools them when the database fails, replays in bounded batches, keeps
 //!   the counters `sip_trace_stats` shows.
-//! - `location`: which directory holds the spool (pure choice, DECISIONS §9).
+//! - `location`: which directory holds the spool (pure choice, docs/decisions.md §9).
 //!
 //! Depends on db (rows, the Backend trait), config (policy), std, nix, log.
 //! Never reads the clock: the reactor passes `now` in.

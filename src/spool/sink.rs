@@ -40,7 +40,7 @@ const REPLAY_HOLD: Duration = Duration::from_secs(1);
 /// Replay progress is logged at most this often.
 const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 
-/// Counters of the DB edge, reported by `sip_trace_stats` (DECISIONS §9).
+/// Counters of the DB edge, reported by `sip_trace_stats` (docs/decisions.md §9).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DbCounters {
     /// Rows inserted into the database (live and replayed).

@@ -243,7 +243,7 @@ pub fn encode_v3(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
 /// (little-endian on x86 and ARM; we fix it to little-endian so the bytes do
 /// not depend on where we run), and its sipcapture and sngrep read them back
 /// that way, taking the payload after the 12-byte padded struct
-/// (DECISIONS §8). `auth_key`, `correlation_id` and `proto_type` have no
+/// (docs/decisions.md §8). `auth_key`, `correlation_id` and `proto_type` have no
 /// place in v2 and are ignored.
 pub fn encode_v2(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
     let capture_id = u16::try_from(p.capture_id).map_err(|_| HepError::CaptureIdTooWide {

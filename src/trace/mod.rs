@@ -1,6 +1,6 @@
 //! siptrace: decides which rows a traced event yields and what they say.
 //!
-//! Owns the `sip_trace` column semantics (DECISIONS §1–§2, kamailio-facts
+//! Owns the `sip_trace` column semantics (docs/decisions.md §1–§2, docs/kamailio.md
 //! §4): the trace_on switch, the row-multiplication rule (one `''` row when
 //! the event's "no-user" condition holds, then one row per traced_user AVP
 //! value), address rendering, trace_local_ip, and the duplicate_uri / HEP
@@ -19,14 +19,14 @@ use crate::db::Row;
 use std::net::SocketAddr;
 
 /// What Kamailio writes when a message has no destination (5.6 form, with
-/// the port — DECISIONS §2).
+/// the port — docs/decisions.md §2).
 pub const ANY_DEST: &str = "any:255.255.255.255:5060";
 
 /// Transport names as they appear in `fromip`/`toip` (the script's type:
 /// one enum for the whole crate).
 pub use crate::script::Proto;
 
-/// `proto:ip:port`, IPv6 in brackets (DECISIONS §2).
+/// `proto:ip:port`, IPv6 in brackets (docs/decisions.md §2).
 pub fn endpoint(proto: Proto, addr: SocketAddr) -> String {
     // SocketAddr's Display already brackets IPv6 and drops the scope only
     // when absent; that is the form parsers of proto:ip:port need.
@@ -52,7 +52,7 @@ impl Direction {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
     pub callid: String,
-    /// Request method, or for replies the CSeq method (DECISIONS §2).
+    /// Request method, or for replies the CSeq method (docs/decisions.md §2).
     pub method: String,
     /// '' for requests, the decimal code for replies.
     pub status: String,
@@ -72,7 +72,7 @@ pub struct Event<'a> {
 }
 
 /// Why an event is being traced: the two paths have different "no-user"
-/// conditions (kamailio-facts §4.3).
+/// conditions (docs/kamailio.md §4.3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Trigger {
     /// `sip_trace()` from the script: the '' row when trace_on.
@@ -89,7 +89,7 @@ pub struct TraceSettings {
     pub trace_to_database: bool,
 }
 
-/// Counters reported by `sip_trace_stats` (DECISIONS §9 order lives in mi/).
+/// Counters reported by `sip_trace_stats` (docs/decisions.md §9 order lives in mi/).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct TraceCounters {
     pub events: u64,
@@ -99,7 +99,7 @@ pub struct TraceCounters {
 #[derive(Debug)]
 pub struct Tracer {
     /// The shared `trace_on` int: MI `sip_trace on|off` sets 1/0, the modparam
-    /// may set any int (and then the status reply shows nothing, §3.1).
+    /// may set any int (and then the status reply shows nothing, docs/kamailio.md §3.1).
     pub on: i32,
     settings: TraceSettings,
     pub counters: TraceCounters,
@@ -115,7 +115,7 @@ impl Tracer {
     }
 
     /// Whether an event with this trigger and these traced users yields any
-    /// row — the gate for building facts and for duplicate_uri (DECISIONS §1).
+    /// row — the gate for building facts and for duplicate_uri (docs/decisions.md §1).
     pub fn wants(&self, trigger: Trigger, users: usize) -> bool {
         self.no_user_row(trigger) || users > 0
     }
@@ -129,7 +129,7 @@ impl Tracer {
     }
 
     /// The local address as a row shows it: trace_local_ip, verbatim, when
-    /// configured (kamailio-facts §4.1), else the socket's own address.
+    /// configured (docs/kamailio.md §4.1), else the socket's own address.
     pub fn local(&self, actual: String) -> String {
         match &self.settings.trace_local_ip {
             Some(ip) => ip.clone(),

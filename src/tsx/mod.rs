@@ -26,7 +26,7 @@
 //!   [`Disposition`]: relay it now (1xx except 100, every 2xx), keep it as a
 //!   best-reply candidate, or only trace it (100s, retransmissions, replies
 //!   to our CANCEL). Every matched reply is reported, so every one can be
-//!   traced (`TMCB_RESPONSE_IN`, kamailio-facts §7.1). Relaying is the
+//!   traced (`TMCB_RESPONSE_IN`, docs/kamailio.md §7.1). Relaying is the
 //!   caller's `send_reply` after its onreply_route and Via pop.
 //! - Time: [`Table::handle_timeout`] whenever `next_deadline` is reached.
 //!

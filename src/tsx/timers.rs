@@ -1,7 +1,7 @@
 //! Every timer value of the transaction layer, in one place: RFC 3261 §17
 //! timers A–K (plus RFC 6026's L and M), §9.1's CANCEL wait, and the defaults
 //! of Kamailio tm's proxy timers (`fr_timer`, `fr_inv_timer`, the lifetime
-//! caps) that DECISIONS §7 adopts.
+//! caps) that docs/decisions.md §7 adopts.
 //!
 //! Pure values and arithmetic: no clock, no state. The machines ask this file
 //! for a duration and add it to the `now` they were handed. Only the UDP
@@ -19,10 +19,10 @@ pub const DEFAULT_T2: Duration = Duration::from_secs(4);
 /// (default 5 s).
 pub const DEFAULT_T4: Duration = Duration::from_secs(5);
 /// Kamailio tm `fr_timer` default (30000 ms): how long a branch waits for any
-/// reply (DECISIONS §7).
+/// reply (docs/decisions.md §7).
 pub const DEFAULT_FR_TIMER: Duration = Duration::from_secs(30);
 /// Kamailio tm `fr_inv_timer` default (120000 ms): how long an INVITE branch
-/// waits for a final reply once a provisional arrived (DECISIONS §7). It plays
+/// waits for a final reply once a provisional arrived (docs/decisions.md §7). It plays
 /// the role of RFC 3261 §16.8 Timer C.
 pub const DEFAULT_FR_INV_TIMER: Duration = Duration::from_secs(120);
 /// Kamailio tm `max_inv_lifetime` default (180000 ms): the longest an INVITE

@@ -119,7 +119,7 @@ impl Daemon {
                 std::env::var("SIPTRACED_TEST_LOG").unwrap_or("debug".into()),
             )
             // The spool (and any state) in the test's own directory, never
-            // a shared /var/lib/siptraced (DECISIONS §9).
+            // a shared /var/lib/siptraced (docs/decisions.md §9).
             .env("STATE_DIRECTORY", self.dir.path())
             .stdin(Stdio::null())
             .stdout(logf.try_clone().unwrap())

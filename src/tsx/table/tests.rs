@@ -231,7 +231,7 @@ fn client_invite_timer_a_then_b() {
             ),
         ]
     );
-    // The caller generates the 408 (DECISIONS §7).
+    // The caller generates the 408 (docs/decisions.md §7).
     h.send(tx, 408, 32_000);
     assert_eq!(
         kinds(&h.transmits()),
