@@ -713,7 +713,7 @@ impl Parser {
                 self.bump();
                 let pv = match PvSpec::parse(&text) {
                     Ok(p) => p,
-                    Err(m) => return self.error(&pos, m),
+                    Err(e) => return self.error(&pos, e.to_string()),
                 };
                 let replace = if self.eat(&Tok::Assign) {
                     false
@@ -999,7 +999,7 @@ impl Parser {
                 self.bump();
                 match PvSpec::parse(&text) {
                     Ok(p) => ExprKind::Pv(p),
-                    Err(m) => return self.error(&pos, m),
+                    Err(e) => return self.error(&pos, e.to_string()),
                 }
             }
             Tok::LParen => {

@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::cfg::ast::RouteKind;
-pub use host::{Dest, Host, HostCall, MsgPv, Proto, TraceMode};
-pub use value::{AvpName, Avps, MsgState, Value, Vars};
+pub use host::{Dest, Host, HostCall, MsgPv, Proto, PvError, Ret, TraceMode};
+pub use value::{AvpName, AvpNameError, Avps, MsgState, Value, Vars};
 
 use crate::cfg::{Diagnostic, Pos, ast};
 
