@@ -264,7 +264,6 @@ pub(crate) fn compile(cfg: &ast::Cfg, env: &CompileEnv) -> Result<Program, Vec<D
         defs.push(RouteDef {
             kind: r.kind,
             name: r.name.clone(),
-            pos: r.pos.clone(),
             body: Vec::new(),
         });
     }

@@ -166,10 +166,6 @@ impl Avps {
             .filter(move |(n, _)| n == name)
             .map(|(_, v)| v)
     }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
-    }
 }
 
 /// Per message (and, carried by the caller, per transaction) script state.
