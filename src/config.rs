@@ -1094,7 +1094,7 @@ fn opt_avp(v: &ModValue) -> VResult<Option<AvpName>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    AvpName::parse_spec(&s).map(Some)
+    AvpName::parse_spec(&s).map(Some).map_err(|e| e.to_string())
 }
 
 fn port_of(p: u32) -> VResult<u16> {
@@ -1555,10 +1555,11 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             fn pv_set(&mut self, _: &MsgPv, _: &Value) -> bool {
                 true
             }
-            fn call(&mut self, _: HostCall<'_>, _: &mut MsgState) -> i32 {
+            fn call(&mut self, _: HostCall<'_>, _: &mut MsgState) -> crate::script::Ret {
                 self.0 = self.0.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 // Cycle through true, false and "stop".
-                (self.0 >> 16) as i32 % 3 - 1
+                use crate::script::Ret;
+                [Ret::False, Ret::Exit, Ret::True][(self.0 >> 16) as usize % 3]
             }
             fn log(&mut self, _: log::Level, _: &str) {}
         }

@@ -243,34 +243,50 @@ pub fn scan_pv(s: &[u8], start: usize) -> Result<usize, &'static str> {
     }
 }
 
+/// Why the text of a pseudo-variable does not parse. `pv` is the text as
+/// written (with its `$`) or, for an argument, the part from its `(`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PvSyntaxError {
+    #[error("invalid pseudo-variable '{pv}'")]
+    Invalid { pv: String },
+    #[error("missing '{close}' in '{pv}'")]
+    Unclosed { close: char, pv: String },
+    #[error("unexpected '{rest}' in '{pv}'")]
+    Trailing { rest: String, pv: String },
+}
+
 impl PvSpec {
     /// Parses the text after `$` as returned by [`scan_pv`].
-    pub fn parse(body: &str) -> Result<PvSpec, String> {
+    pub fn parse(body: &str) -> Result<PvSpec, PvSyntaxError> {
         if let Some(inner) = body.strip_prefix('(') {
             let inner = inner.strip_suffix(')').unwrap_or(inner);
+            let written = || format!("$({inner})");
+            let unclosed = |close| PvSyntaxError::Unclosed {
+                close,
+                pv: written(),
+            };
             let (name, rest) = split_name(inner);
             if !name.starts_with(|c: char| c.is_ascii_alphabetic() || c == '_') {
-                return Err(format!("invalid pseudo-variable '$({inner})'"));
+                return Err(PvSyntaxError::Invalid { pv: written() });
             }
             let (arg, mut rest) = split_arg(rest)?;
             let mut index = None;
             if let Some(r) = rest.strip_prefix('[') {
-                let end = r
-                    .find(']')
-                    .ok_or_else(|| format!("missing ']' in '$({inner})'"))?;
+                let end = r.find(']').ok_or_else(|| unclosed(']'))?;
                 index = Some(r[..end].trim().to_string());
                 rest = &r[end + 1..];
             }
             let mut transforms = Vec::new();
             while let Some(r) = rest.strip_prefix('{') {
-                let end = r
-                    .find('}')
-                    .ok_or_else(|| format!("missing '}}' in '$({inner})'"))?;
+                let end = r.find('}').ok_or_else(|| unclosed('}'))?;
                 transforms.push(r[..end].to_string());
                 rest = &r[end + 1..];
             }
             if !rest.trim().is_empty() {
-                return Err(format!("unexpected '{rest}' in '$({inner})'"));
+                return Err(PvSyntaxError::Trailing {
+                    rest: rest.to_string(),
+                    pv: written(),
+                });
             }
             Ok(PvSpec {
                 name: name.to_string(),
@@ -286,7 +302,9 @@ impl PvSpec {
             };
             let (arg, rest) = split_arg(rest)?;
             if name.is_empty() || !rest.is_empty() {
-                return Err(format!("invalid pseudo-variable '${body}'"));
+                return Err(PvSyntaxError::Invalid {
+                    pv: format!("${body}"),
+                });
             }
             Ok(PvSpec {
                 name: name.to_string(),
@@ -306,7 +324,7 @@ fn split_name(s: &str) -> (&str, &str) {
 }
 
 /// `(arg)rest` → (Some(arg), rest), honouring nested parentheses.
-fn split_arg(s: &str) -> Result<(Option<String>, &str), String> {
+fn split_arg(s: &str) -> Result<(Option<String>, &str), PvSyntaxError> {
     if !s.starts_with('(') {
         return Ok((None, s));
     }
@@ -323,7 +341,10 @@ fn split_arg(s: &str) -> Result<(Option<String>, &str), String> {
             _ => {}
         }
     }
-    Err(format!("missing ')' in '{s}'"))
+    Err(PvSyntaxError::Unclosed {
+        close: ')',
+        pv: s.to_string(),
+    })
 }
 
 // ---- Display: a compact, stable rendering used by tests ----
@@ -547,6 +568,10 @@ mod tests {
             ("?", Ok(("?", None, None, &[]))),
             ("(x]", Err("unexpected ']' in '$(x])'")),
             ("(1)", Err("invalid pseudo-variable '$(1)'")),
+            ("a-b", Err("invalid pseudo-variable '$a-b'")),
+            ("(avp(x)[0", Err("missing ']' in '$(avp(x)[0)'")),
+            ("(ru{s.len)", Err("missing '}' in '$(ru{s.len)'")),
+            ("var(x", Err("missing ')' in '(x'")),
         ];
         for (src, want) in cases {
             let got = PvSpec::parse(src);
@@ -561,7 +586,7 @@ mod tests {
                         t.iter().map(|s| s.to_string()).collect::<Vec<_>>()
                     );
                 }
-                Err(e) => assert_eq!(got.unwrap_err(), *e, "{src}"),
+                Err(e) => assert_eq!(got.unwrap_err().to_string(), *e, "{src}"),
             }
         }
     }

@@ -107,12 +107,8 @@ pub fn load_file(path: &Path, defines: Defines<'_>) -> Result<Cfg, Vec<Diagnosti
 }
 
 /// Preprocesses and parses `text` (named `name` in diagnostics; includes are
-/// resolved relative to the directory of `name`), loading includes from disk.
-pub fn parse_str(name: &str, text: &str, defines: Defines<'_>) -> Result<Cfg, Vec<Diagnostic>> {
-    parse_with(name, text, defines, &mut |p: &Path| read_source(p))
-}
-
-/// Like [`parse_str`] with a caller-supplied include loader.
+/// resolved relative to the directory of `name`), loading includes through
+/// `loader` ([`read_source`] reads one from disk).
 pub fn parse_with(
     name: &str,
     text: &str,

@@ -711,95 +711,9 @@ impl Parser {
             }
             Tok::Pv(text) => {
                 self.bump();
-                let pv = match PvSpec::parse(&text) {
-                    Ok(p) => p,
-                    Err(m) => return self.error(&pos, m),
-                };
-                let replace = if self.eat(&Tok::Assign) {
-                    false
-                } else if self.eat(&Tok::ColonAssign) {
-                    true
-                } else {
-                    let p = self.pos();
-                    return self.error(&p, format!("expected '=' or ':=' after {pv}"));
-                };
-                let value = self.expr()?;
-                self.semi();
-                StmtKind::Assign {
-                    pv,
-                    pv_pos: pos.clone(),
-                    replace,
-                    value,
-                }
+                self.assign_stmt(&pos, &text)?
             }
-            Tok::Ident(w) => match w.as_str() {
-                "if" => self.if_stmt()?,
-                "while" => {
-                    self.bump();
-                    let cond = self.expr()?;
-                    let body = self.body_after("the while condition")?;
-                    StmtKind::While { cond, body }
-                }
-                "switch" => return self.error(&pos, "'switch' is not supported; use if/else"),
-                "else" => return self.error(&pos, "'else' without 'if'"),
-                "exit" | "drop" => {
-                    self.bump();
-                    if self.eat(&Tok::LParen) {
-                        self.expect(&Tok::RParen, &format!("after {w}("))?;
-                    }
-                    self.semi();
-                    if w == "exit" {
-                        StmtKind::Exit
-                    } else {
-                        StmtKind::Drop
-                    }
-                }
-                "break" => {
-                    self.bump();
-                    self.semi();
-                    StmtKind::Break
-                }
-                "return" => {
-                    self.bump();
-                    let value = if matches!(self.peek_tok(), Some(Tok::Semi | Tok::RBrace) | None) {
-                        None
-                    } else if self.peek_tok() == Some(&Tok::LParen)
-                        && self.peek_at(1).map(|t| &t.tok) == Some(&Tok::RParen)
-                    {
-                        self.bump();
-                        self.bump();
-                        None
-                    } else {
-                        Some(self.expr()?)
-                    };
-                    self.semi();
-                    StmtKind::Return(value)
-                }
-                _ => match self.peek_at(1).map(|t| t.tok.clone()) {
-                    Some(Tok::LParen) => {
-                        let c = self.call()?;
-                        self.semi();
-                        StmtKind::Call(c)
-                    }
-                    Some(Tok::Semi) => {
-                        self.bump();
-                        self.bump();
-                        StmtKind::Call(Call {
-                            name: w,
-                            pos: pos.clone(),
-                            args: Vec::new(),
-                        })
-                    }
-                    Some(Tok::Assign) => {
-                        self.bump();
-                        let p = self.pos();
-                        return self.error(&p, "unexpected '='; expected a statement (missing '$' before a variable name?)");
-                    }
-                    _ => {
-                        return self.error(&pos, format!("unexpected '{w}'; expected a statement"));
-                    }
-                },
-            },
+            Tok::Ident(w) => self.word_stmt(&pos, w)?,
             other => {
                 return self.error(
                     &pos,
@@ -809,6 +723,111 @@ impl Parser {
         };
         out.push(Stmt { pos, kind });
         Ok(())
+    }
+
+    /// `$pv = expr;` / `$pv := expr;`, the pseudo-variable already taken.
+    fn assign_stmt(&mut self, pos: &Pos, text: &str) -> PResult<StmtKind> {
+        let pv = match PvSpec::parse(text) {
+            Ok(p) => p,
+            Err(e) => return self.error(pos, e.to_string()),
+        };
+        let replace = if self.eat(&Tok::Assign) {
+            false
+        } else if self.eat(&Tok::ColonAssign) {
+            true
+        } else {
+            let p = self.pos();
+            return self.error(&p, format!("expected '=' or ':=' after {pv}"));
+        };
+        let value = self.expr()?;
+        self.semi();
+        Ok(StmtKind::Assign {
+            pv,
+            pv_pos: pos.clone(),
+            replace,
+            value,
+        })
+    }
+
+    /// A statement starting with a word: a keyword or a function call.
+    fn word_stmt(&mut self, pos: &Pos, w: String) -> PResult<StmtKind> {
+        Ok(match w.as_str() {
+            "if" => self.if_stmt()?,
+            "while" => {
+                self.bump();
+                let cond = self.expr()?;
+                let body = self.body_after("the while condition")?;
+                StmtKind::While { cond, body }
+            }
+            "switch" => return self.error(pos, "'switch' is not supported; use if/else"),
+            "else" => return self.error(pos, "'else' without 'if'"),
+            "exit" | "drop" => {
+                self.bump();
+                if self.eat(&Tok::LParen) {
+                    self.expect(&Tok::RParen, &format!("after {w}("))?;
+                }
+                self.semi();
+                if w == "exit" {
+                    StmtKind::Exit
+                } else {
+                    StmtKind::Drop
+                }
+            }
+            "break" => {
+                self.bump();
+                self.semi();
+                StmtKind::Break
+            }
+            "return" => self.return_stmt()?,
+            _ => self.call_stmt(pos, w)?,
+        })
+    }
+
+    /// `return;`, `return();` or `return expr;`.
+    fn return_stmt(&mut self) -> PResult<StmtKind> {
+        self.bump();
+        let value = if matches!(self.peek_tok(), Some(Tok::Semi | Tok::RBrace) | None) {
+            None
+        } else if self.peek_tok() == Some(&Tok::LParen)
+            && self.peek_at(1).map(|t| &t.tok) == Some(&Tok::RParen)
+        {
+            self.bump();
+            self.bump();
+            None
+        } else {
+            Some(self.expr()?)
+        };
+        self.semi();
+        Ok(StmtKind::Return(value))
+    }
+
+    /// `name(args);` or, as Kamailio allows, a bare `name;`.
+    fn call_stmt(&mut self, pos: &Pos, w: String) -> PResult<StmtKind> {
+        match self.peek_at(1).map(|t| t.tok.clone()) {
+            Some(Tok::LParen) => {
+                let c = self.call()?;
+                self.semi();
+                Ok(StmtKind::Call(c))
+            }
+            Some(Tok::Semi) => {
+                self.bump();
+                self.bump();
+                Ok(StmtKind::Call(Call {
+                    name: w,
+                    pos: pos.clone(),
+                    args: Vec::new(),
+                }))
+            }
+            Some(Tok::Assign) => {
+                self.bump();
+                let p = self.pos();
+                self.error(
+                    &p,
+                    "unexpected '='; expected a statement (missing '$' before a variable name?)",
+                )
+            }
+            _ => self.error(pos, format!("unexpected '{w}'; expected a statement")),
+        }
     }
 
     fn if_stmt(&mut self) -> PResult<StmtKind> {
@@ -999,7 +1018,7 @@ impl Parser {
                 self.bump();
                 match PvSpec::parse(&text) {
                     Ok(p) => ExprKind::Pv(p),
-                    Err(m) => return self.error(&pos, m),
+                    Err(e) => return self.error(&pos, e.to_string()),
                 }
             }
             Tok::LParen => {

@@ -10,7 +10,7 @@
 
 use super::{Remembered, Send, State, facts, local_endpoint};
 use crate::clock::WallTime;
-use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, RouteId, Value};
+use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, Ret, RouteId, Value};
 use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, build_reply, stateless_branch};
 use crate::trace::dup::DupTarget;
 use crate::trace::{Direction, Event, Trigger, endpoint};
@@ -178,25 +178,25 @@ impl<'a> Ctx<'a> {
         !scheme_ok
     }
 
-    pub fn forward(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> i32 {
+    pub fn forward(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> Ret {
         if !self.msg.is_request() {
             // forward() in onreply_route: Kamailio relays the reply; we do
             // that after the route anyway.
-            return 1;
+            return Ret::True;
         }
         if self.refuse_unknown_scheme(dest, st) {
-            return -1;
+            return Ret::False;
         }
         let Some(to) = self.next_hop(dest) else {
             log::warn!(
                 "forward(): no usable destination for {}",
                 self.msg.request_uri().unwrap_or("?")
             );
-            return -1;
+            return Ret::False;
         };
         let Some(out_li) = self.s.pick_listener(to, Some(self.li)) else {
             log::warn!("forward(): no listening socket can reach {to}");
-            return -1;
+            return Ret::False;
         };
         let sock = &self.s.socks[out_li];
         let branch = stateless_branch(&self.msg, sock.addr.to_string().as_bytes());
@@ -210,7 +210,7 @@ impl<'a> Ctx<'a> {
         let mut out = self.msg.clone();
         if out.push_via(&via).is_err() {
             log::warn!("forward(): cannot add our Via");
-            return -1;
+            return Ret::False;
         }
         let bytes = out.as_bytes().to_vec();
         let users = self.s.traced_users(st);
@@ -232,7 +232,7 @@ impl<'a> Ctx<'a> {
             to,
             bytes,
         });
-        1
+        Ret::True
     }
 
     /// After onreply_route: our Via off, on to the next Via's address.
@@ -265,37 +265,37 @@ impl<'a> Ctx<'a> {
         });
     }
 
-    fn sl_reply(&mut self, code: u16, reason: &str, st: &MsgState) -> i32 {
+    fn sl_reply(&mut self, code: u16, reason: &str, st: &MsgState) -> Ret {
         if !self.msg.is_request() || self.msg.method() == Some("ACK") {
-            return -1;
+            return Ret::False;
         }
         let Some((bytes, li, to)) =
             send_stateless_reply(self.s, self.li, &self.msg, code, reason, &[], true)
         else {
-            return -1;
+            return Ret::False;
         };
         // The row's tags are the sent reply's own (docs/decisions.md §2), our
         // To-tag included.
         if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             self.trace_sent(&bytes, &f, li, to, st);
         }
-        1
+        Ret::True
     }
 
-    fn record_route(&mut self) -> i32 {
+    fn record_route(&mut self) -> Ret {
         let Some(sock) = self.s.socks.get(self.li) else {
-            return -1;
+            return Ret::False;
         };
         let value = format!("<sip:{}:{};lr>", sock.sip_host, sock.sip_port);
         match self.msg.insert_header_top("Record-Route", &value) {
-            Ok(()) => 1,
-            Err(_) => -1,
+            Ok(()) => Ret::True,
+            Err(_) => Ret::False,
         }
     }
 
     /// RFC 3261 §16.4 loose routing: our own Route entry off the top, the
     /// next one becomes `$du`. -1 when there is no Route header at all.
-    fn loose_route(&mut self) -> i32 {
+    fn loose_route(&mut self) -> Ret {
         let routes: Vec<String> = self
             .msg
             .route_values()
@@ -306,12 +306,12 @@ impl<'a> Ctx<'a> {
             })
             .collect();
         let Some(first) = routes.first() else {
-            return -1;
+            return Ret::False;
         };
         let ours = Uri::parse(first).is_ok_and(|u| self.s.is_local(u.host_unbracketed(), u.port()));
         let next = if ours {
             if self.msg.remove_first_route().is_err() {
-                return -1;
+                return Ret::False;
             }
             routes.get(1)
         } else {
@@ -320,21 +320,75 @@ impl<'a> Ctx<'a> {
         if let Some(n) = next {
             self.du = Some(n.clone());
         }
-        1
+        Ret::True
     }
 
-    fn maxfwd(&mut self, value: u32) -> i32 {
+    fn maxfwd(&mut self, value: u32) -> Ret {
         match self.msg.max_forwards() {
             MaxForwards::Absent => match self.msg.set_max_forwards(value.min(255) as u8) {
-                Ok(()) => 2,
-                Err(_) => -1,
+                Ok(()) => Ret::TrueCode(2),
+                Err(_) => Ret::False,
             },
-            MaxForwards::Value(0) => -1,
+            MaxForwards::Value(0) => Ret::False,
             MaxForwards::Value(_) => match self.msg.add_max_forwards(-1) {
-                Ok(_) => 1,
-                Err(_) => -1,
+                Ok(_) => Ret::True,
+                Err(_) => Ret::False,
             },
-            MaxForwards::Invalid => -2,
+            MaxForwards::Invalid => Ret::Err(-2),
+        }
+    }
+
+    /// `sip_trace()`: the received message traced now; with a URI, also
+    /// mirrored there; modes t/d trace the rest of the transaction too.
+    fn sip_trace(
+        &mut self,
+        dest: Option<&str>,
+        correlation_id: Option<&str>,
+        mode: Option<crate::script::TraceMode>,
+        st: &mut MsgState,
+    ) -> Ret {
+        let mirror = match dest {
+            Some(d) => match DupTarget::parse(d) {
+                Ok(t) => match self.s.resolver.resolve(&t.host, t.port) {
+                    Some(addr) => Some(super::MirrorDest {
+                        addr,
+                        transport: t.transport,
+                    }),
+                    None => return Ret::False,
+                },
+                Err(e) => {
+                    log::warn!("sip_trace(): {e}");
+                    return Ret::False;
+                }
+            },
+            None => None,
+        };
+        if matches!(
+            mode,
+            Some(crate::script::TraceMode::Transaction | crate::script::TraceMode::Dialog)
+        ) {
+            // Kamailio 5's transaction mode: the rest of the
+            // transaction is traced too — our trace flag does that.
+            if let Some(f) = self.s.settings.trace_flag {
+                st.flags |= 1 << f;
+            }
+        }
+        let req = super::MirrorReq {
+            dest: mirror,
+            correlation_id,
+        };
+        self.trace_received(Trigger::Script, st, Some(req));
+        Ret::True
+    }
+
+    /// Old-style `== myself`: a SIP URI, an IP address or a host name of ours.
+    fn is_myself(&self, t: &str) -> bool {
+        match Uri::parse(t) {
+            Ok(u) if u.is_sip() => self.s.is_local(u.host_unbracketed(), u.port()),
+            _ => match t.parse::<std::net::IpAddr>() {
+                Ok(ip) => self.s.socks.iter().any(|s| s.addr.ip() == ip),
+                Err(_) => self.s.is_local(t, None),
+            },
         }
     }
 
@@ -563,100 +617,37 @@ impl Host for Ctx<'_> {
         }
     }
 
-    fn call(&mut self, call: HostCall<'_>, st: &mut MsgState) -> i32 {
+    fn call(&mut self, call: HostCall<'_>, st: &mut MsgState) -> Ret {
         match call {
             HostCall::SipTrace {
                 dest,
                 correlation_id,
                 mode,
-            } => {
-                let mirror = match dest.as_deref() {
-                    Some(d) => match DupTarget::parse(d) {
-                        Ok(t) => match self.s.resolver.resolve(&t.host, t.port) {
-                            Some(addr) => Some(super::MirrorDest {
-                                addr,
-                                transport: t.transport,
-                            }),
-                            None => return -1,
-                        },
-                        Err(e) => {
-                            log::warn!("sip_trace(): {e}");
-                            return -1;
-                        }
-                    },
-                    None => None,
-                };
-                if matches!(
-                    mode,
-                    Some(crate::script::TraceMode::Transaction | crate::script::TraceMode::Dialog)
-                ) {
-                    // Kamailio 5's transaction mode: the rest of the
-                    // transaction is traced too — our trace flag does that.
-                    if let Some(f) = self.s.settings.trace_flag {
-                        st.flags |= 1 << f;
-                    }
-                }
-                let req = super::MirrorReq {
-                    dest: mirror,
-                    correlation_id: correlation_id.as_deref(),
-                };
-                self.trace_received(Trigger::Script, st, Some(req));
-                1
-            }
+            } => self.sip_trace(dest.as_deref(), correlation_id.as_deref(), mode, st),
             HostCall::IsMethod(list) => {
                 let m = self
                     .msg
                     .method()
                     .or_else(|| self.msg.cseq_method())
                     .unwrap_or("");
-                if list.iter().any(|x| x.eq_ignore_ascii_case(m)) {
-                    1
-                } else {
-                    -1
-                }
+                Ret::from(list.iter().any(|x| x.eq_ignore_ascii_case(m)))
             }
-            HostCall::HasTotag => {
-                if self.msg.has_totag() {
-                    1
-                } else {
-                    -1
-                }
-            }
+            HostCall::HasTotag => Ret::from(self.msg.has_totag()),
             HostCall::MaxFwd { value } => self.maxfwd(value),
             HostCall::RecordRoute => self.record_route(),
             HostCall::LooseRoute => self.loose_route(),
             HostCall::Forward(dest) => self.forward(dest.as_ref(), st),
             HostCall::SlSendReply { code, reason } => self.sl_reply(code, &reason, st),
             HostCall::SlReplyError => self.sl_reply(500, "Server Internal Error", st),
-            HostCall::IsPresentHf(name) => {
-                if self.msg.header(name).is_some() {
-                    1
-                } else {
-                    -1
-                }
-            }
+            HostCall::IsPresentHf(name) => Ret::from(self.msg.header(name).is_some()),
             HostCall::AppendHf(line) => {
                 let line = line.trim_end_matches(['\r', '\n']);
-                match self.msg.append_header(line) {
-                    Ok(()) => 1,
-                    Err(_) => -1,
-                }
+                Ret::from(self.msg.append_header(line).is_ok())
             }
-            HostCall::RemoveHf(name) => match self.msg.remove_header(name) {
-                Ok(n) if n > 0 => 1,
-                _ => -1,
-            },
-            HostCall::IsMyself(target) => {
-                let t = target.trim();
-                let mine = match Uri::parse(t) {
-                    Ok(u) if u.is_sip() => self.s.is_local(u.host_unbracketed(), u.port()),
-                    _ => match t.parse::<std::net::IpAddr>() {
-                        Ok(ip) => self.s.socks.iter().any(|s| s.addr.ip() == ip),
-                        Err(_) => self.s.is_local(t, None),
-                    },
-                };
-                if mine { 1 } else { -1 }
+            HostCall::RemoveHf(name) => {
+                Ret::from(matches!(self.msg.remove_header(name), Ok(n) if n > 0))
             }
+            HostCall::IsMyself(target) => Ret::from(self.is_myself(target.trim())),
             tm_call => super::tm::call(self, tm_call, st),
         }
     }

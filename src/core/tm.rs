@@ -12,7 +12,7 @@
 use super::host::Ctx;
 use super::{Core, Send, State, facts};
 use crate::clock::WallTime;
-use crate::script::{HostCall, MsgState, Outcome, RouteId};
+use crate::script::{HostCall, MsgState, Outcome, Ret, RouteId};
 use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel, build_reply};
 use crate::trace::{Event as TraceEvent, Trigger};
 use crate::tsx::{
@@ -132,11 +132,11 @@ pub(crate) fn request_key(m: &SipMsg) -> Option<RequestKey> {
 }
 
 /// Builtins of the tm module, called from a route.
-pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> i32 {
+pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> Ret {
     match call {
         HostCall::TCheckTrans => check_trans(ctx),
         HostCall::TNewTran => match ensure_tx(ctx, st) {
-            Ok(_) => 1,
+            Ok(_) => Ret::True,
             Err(rc) => rc,
         },
         HostCall::TRelay(dest) => relay(ctx, dest.as_ref(), st),
@@ -145,53 +145,53 @@ pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> 
             if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
                 d.on_reply = Some(id);
             }
-            1
+            Ret::True
         }
         HostCall::TOnFailure(id) => {
             ctx.on_failure = Some(id);
             if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
                 d.on_failure = Some(id);
             }
-            1
+            Ret::True
         }
         HostCall::TOnBranch(_) => {
             log::debug!("t_on_branch(): branch_route is accepted but not run by siptraced");
-            1
+            Ret::True
         }
         HostCall::TReply { code, reason } => t_reply(ctx, code, &reason, st),
-        HostCall::TRelease => 1,
+        HostCall::TRelease => Ret::True,
         HostCall::TIsCanceled => match ctx.current_tx {
-            Some(tx) if ctx.s.tm.table.is_cancelled(tx) => 1,
-            _ => -1,
+            Some(tx) if ctx.s.tm.table.is_cancelled(tx) => Ret::True,
+            _ => Ret::False,
         },
         other => {
             log::error!("{other:?} is not a tm function");
-            -1
+            Ret::False
         }
     }
 }
 
-fn check_trans(ctx: &mut Ctx<'_>) -> i32 {
+fn check_trans(ctx: &mut Ctx<'_>) -> Ret {
     let Some(key) = request_key(ctx.orig) else {
-        return -1;
+        return Ret::False;
     };
     if *key.method() == Method::Cancel {
         return if ctx.s.tm.table.find_invite(&key).is_some() {
-            1
+            Ret::True
         } else {
-            -1
+            Ret::False
         };
     }
     match ctx.s.tm.table.handle_request(&key, ctx.now) {
-        RequestMatch::NoMatch => -1,
+        RequestMatch::NoMatch => Ret::False,
         RequestMatch::Retransmission { tx } => {
             ctx.current_tx = Some(tx);
             drain(ctx.s, ctx.wall);
-            0
+            Ret::Exit
         }
         RequestMatch::AckAbsorbed { tx, first } => {
             ack_absorbed(ctx, tx, first);
-            0
+            Ret::Exit
         }
     }
 }
@@ -209,32 +209,32 @@ fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
     drain(ctx.s, ctx.wall);
 }
 
-/// The transaction of this request, created if it has none. `Err(rc)` is
-/// the script return code when there is none to have (retransmission: 0,
-/// absorbed; error: -1).
-fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, i32> {
+/// The transaction of this request, created if it has none. `Err(ret)` is
+/// the script's answer when there is none to have (retransmission or ACK
+/// absorbed: `Exit`; error: `False`).
+fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     if let Some(tx) = ctx.current_tx {
         if ctx.s.tm.table.user(tx).is_some() {
             return Ok(tx);
         }
     }
-    let key = request_key(ctx.orig).ok_or(-1)?;
+    let key = request_key(ctx.orig).ok_or(Ret::False)?;
     match ctx.s.tm.table.handle_request(&key, ctx.now) {
         RequestMatch::NoMatch => {}
         RequestMatch::Retransmission { tx } => {
             ctx.current_tx = Some(tx);
             drain(ctx.s, ctx.wall);
-            return Err(0);
+            return Err(Ret::Exit);
         }
         RequestMatch::AckAbsorbed { tx, first } => {
             ack_absorbed(ctx, tx, first);
-            return Err(0);
+            return Err(Ret::Exit);
         }
     }
-    let via = ctx.msg.top_via().and_then(Result::ok).ok_or(-1)?;
+    let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
     let (host, port) = via.response_target();
-    let to = ctx.s.resolver.resolve(&host, port).ok_or(-1)?;
-    let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(-1)?;
+    let to = ctx.s.resolver.resolve(&host, port).ok_or(Ret::False)?;
+    let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE")).then(|| {
         let b = build_reply(
             &ctx.msg,
@@ -271,14 +271,14 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, i32> {
         }
         Err(e) => {
             log::warn!("cannot create transaction: {e}");
-            Err(-1)
+            Err(Ret::False)
         }
     }
 }
 
-fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut MsgState) -> i32 {
+fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut MsgState) -> Ret {
     if !ctx.msg.is_request() {
-        return -1;
+        return Ret::False;
     }
     match ctx.msg.method() {
         // A 2xx ACK has no transaction: relayed statelessly, as Kamailio.
@@ -287,7 +287,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                 match ctx.s.tm.table.handle_request(&key, ctx.now) {
                     RequestMatch::AckAbsorbed { tx, first } => {
                         ack_absorbed(ctx, tx, first);
-                        return 0;
+                        return Ret::Exit;
                     }
                     RequestMatch::Retransmission { .. } | RequestMatch::NoMatch => {}
                 }
@@ -298,7 +298,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         _ => {}
     }
     if ctx.refuse_unknown_scheme(dest, st) {
-        return -1;
+        return Ret::False;
     }
     let tx = match ctx.in_failure_route {
         Some(tx) => tx,
@@ -318,11 +318,11 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
             "t_relay(): no usable destination for {}",
             ctx.msg.request_uri().unwrap_or("?")
         );
-        return -1;
+        return Ret::False;
     };
     let Some(li) = ctx.s.pick_listener(to, Some(ctx.li)) else {
         log::warn!("t_relay(): no listening socket can reach {to}");
-        return -1;
+        return Ret::False;
     };
     ctx.s.tm.next_branch += 1;
     let sock = &ctx.s.socks[li];
@@ -335,7 +335,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
     );
     let mut out = ctx.msg.clone();
     if out.push_via(&via).is_err() {
-        return -1;
+        return Ret::False;
     }
     let method = Method::from_token(ctx.msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
@@ -349,24 +349,24 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         Ok(_) => {
             ctx.relayed = true;
             drain(ctx.s, ctx.wall);
-            1
+            Ret::True
         }
         Err(e) => {
             log::warn!("t_relay(): {e}");
-            -1
+            Ret::False
         }
     }
 }
 
 /// CANCEL of an INVITE we relayed: 200 to the CANCEL, the table cancels
 /// the branches (RFC 3261 §16.10). An unknown CANCEL gets 481.
-fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> i32 {
+fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
     let Some(key) = request_key(ctx.orig) else {
-        return -1;
+        return Ret::False;
     };
     let Some(tx) = ctx.s.tm.table.find_invite(&key) else {
         local_stateless(ctx, 481, "Call/Transaction Does Not Exist", st);
-        return -1;
+        return Ret::False;
     };
     local_stateless(ctx, 200, "canceling", st);
     match ctx.s.tm.table.cancel(tx, ctx.now) {
@@ -377,7 +377,7 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> i32 {
         Err(e) => log::debug!("CANCEL: {e}"),
     }
     drain(ctx.s, ctx.wall);
-    1
+    Ret::True
 }
 
 fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
@@ -390,7 +390,7 @@ fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
     }
 }
 
-fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> i32 {
+fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
     let tx = match ctx.in_failure_route {
         Some(tx) => tx,
         None => match ensure_tx(ctx, st) {
@@ -401,9 +401,9 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> i32 {
     ctx.relayed = true;
     if send_local_final(ctx.s, tx, code, reason, ctx.now) {
         drain(ctx.s, ctx.wall);
-        1
+        Ret::True
     } else {
-        -1
+        Ret::False
     }
 }
 

@@ -28,23 +28,20 @@
 //! tokio-postgres + tokio (`postgres`), mysql (`mysql`), odbc-api (`odbc`,
 //! not default: `unixodbc://` URLs); `dbtext` is std only.
 
-// A build with some backends left out leaves helpers only they use.
-#![cfg_attr(
-    not(all(
-        feature = "sqlite",
-        feature = "postgres",
-        feature = "mysql",
-        feature = "dbtext"
-    )),
-    allow(dead_code, unused_variables, unused_imports)
-)]
-
 use std::fmt;
 use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod encode;
 pub mod schema;
+// A build without any backend (`--no-default-features`) opens nothing.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "dbtext",
+    feature = "odbc"
+))]
 mod store;
 pub mod url;
 
@@ -96,12 +93,26 @@ pub struct Row {
 }
 
 /// A row value as the backends see it.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "dbtext",
+    feature = "odbc"
+))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Value<'a> {
     Text(&'a [u8]),
     Int(i64),
 }
 
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "dbtext",
+    feature = "odbc"
+))]
 impl Row {
     /// The value of one field (`Time` is the formatted local time; dbtext
     /// integer columns use [`Row::time_sec`] instead).
@@ -397,6 +408,12 @@ impl From<UrlError> for DbError {
 }
 
 /// The hint of [`DbError::MissingTable`] for one backend directory of sql/.
+#[cfg(any(
+    feature = "sqlite",
+    feature = "postgres",
+    feature = "mysql",
+    feature = "odbc"
+))]
 pub(crate) fn missing_table_hint(sql_dir: &str, url: &str) -> String {
     format!("run sql/{sql_dir}/siptrace-create.sql (or scripts/siptraced-dbinit {url})")
 }
@@ -405,6 +422,16 @@ pub(crate) fn missing_table_hint(sql_dir: &str, url: &str) -> String {
 /// row names another. Connects, reads the default table's layout and fails if
 /// the table is missing (a new SQLite file, or a dbtext directory without the
 /// table file, is initialised instead when `create_sqlite_schema`).
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "dbtext",
+        feature = "odbc"
+    )),
+    expect(unused_variables, reason = "no backend to hand the options to")
+)]
 pub fn open(
     url: &str,
     default_table: &str,
@@ -442,12 +469,28 @@ pub fn open(
             let engine = odbc::Odbc::open(url, opts)?;
             Ok(Box::new(store::Store::new(engine, default_table)?))
         }
-        #[allow(unreachable_patterns)]
+        #[cfg(not(all(
+            feature = "sqlite",
+            feature = "postgres",
+            feature = "mysql",
+            feature = "dbtext",
+            feature = "odbc"
+        )))]
         other => Err(disabled(&other)),
     }
 }
 
-#[allow(dead_code)] // unused when every backend is compiled in
+// With every backend compiled in, no URL is refused outside the tests.
+#[cfg(any(
+    test,
+    not(all(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "dbtext",
+        feature = "odbc"
+    ))
+))]
 fn disabled(url: &DbUrl) -> DbError {
     let (scheme, feature) = match url {
         DbUrl::Sqlite { .. } => ("sqlite", "sqlite"),

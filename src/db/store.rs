@@ -39,6 +39,15 @@ const MARKER_MOVES_MAX: u32 = 3;
 /// `expected` to `new`, and if it does not hold `expected`, nothing is
 /// written ([`Fault::Moved`]).
 #[derive(Debug, Clone, Copy)]
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "odbc"
+    )),
+    expect(dead_code, reason = "only the SQL engines move a marker")
+)]
 pub(crate) struct MarkCas<'a> {
     pub id: &'a str,
     pub expected: u64,
@@ -60,6 +69,7 @@ pub(crate) struct Counts {
 
 impl Counts {
     /// Count one row whose values needed escaping / cutting.
+    #[cfg(any(feature = "postgres", feature = "mysql", feature = "odbc"))]
     pub fn row(&mut self, escaped: bool, truncated: bool) {
         self.escaped += u64::from(escaped);
         self.truncated += u64::from(truncated);
@@ -68,6 +78,18 @@ impl Counts {
 
 /// How an engine's insert failed.
 #[derive(Debug)]
+#[cfg_attr(
+    not(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "odbc"
+    )),
+    expect(
+        dead_code,
+        reason = "the text engine only fails as a whole (Fault::Db)"
+    )
+)]
 pub(crate) enum Fault {
     /// Connection, busy, rejected…: reported to the caller as is.
     Db(DbError),
@@ -83,6 +105,12 @@ pub(crate) enum Fault {
 impl Fault {
     /// Outside an insert (catalog, marker statements) every fault is a
     /// plain error: content and schema faults there are refusals.
+    #[cfg(any(
+        feature = "sqlite",
+        feature = "postgres",
+        feature = "mysql",
+        feature = "odbc"
+    ))]
     pub fn into_db(self, backend: &'static str, target: String) -> DbError {
         match self {
             Fault::Db(e) => e,
@@ -102,6 +130,7 @@ impl Fault {
 
 /// What a server error classified by its SQLSTATE becomes, when it is not
 /// about the schema or a row's content.
+#[cfg(any(feature = "postgres", feature = "odbc"))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum ErrClass {
     Connection,
@@ -109,6 +138,7 @@ pub(crate) enum ErrClass {
     Rejected,
 }
 
+#[cfg(any(feature = "postgres", feature = "odbc"))]
 impl ErrClass {
     pub fn fault(self, backend: &'static str, target: String, detail: String) -> Fault {
         Fault::Db(match self {

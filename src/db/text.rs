@@ -54,15 +54,40 @@ pub struct TextTable {
     pub rows: Vec<Vec<Vec<u8>>>,
 }
 
+/// Why a header line does not parse. Columns are named as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum HeaderError {
+    #[error("column {0:?} lacks (type)")]
+    NoType(String),
+    #[error("column {0:?} lacks the closing ')'")]
+    Unclosed(String),
+    #[error("column {name:?} has unknown type {ty:?}")]
+    UnknownType { name: String, ty: String },
+    #[error("column {0:?}: only int columns can be auto")]
+    AutoNotInt(String),
+    #[error("empty header line")]
+    Empty,
+}
+
+/// Why a string value does not unescape.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum EscapeError {
+    /// The byte after the backslash.
+    #[error("unknown escape \\{}", char::from(*.0))]
+    Unknown(u8),
+    #[error("value ends in a lone backslash")]
+    LoneBackslash,
+}
+
 /// Parse a header line (without its newline).
-pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, String> {
+pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, HeaderError> {
     let mut cols = Vec::new();
     for tok in line.split(' ').filter(|t| !t.is_empty()) {
         let Some((name, rest)) = tok.split_once('(') else {
-            return Err(format!("column {tok:?} lacks (type)"));
+            return Err(HeaderError::NoType(tok.to_string()));
         };
         let Some(spec) = rest.strip_suffix(')') else {
-            return Err(format!("column {tok:?} lacks the closing ')'"));
+            return Err(HeaderError::Unclosed(tok.to_string()));
         };
         let (ty, flag) = match spec.split_once(',') {
             Some((t, f)) => (t, Some(f)),
@@ -76,12 +101,17 @@ pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, String> {
             Some(b'd') => TextType::Double,
             Some(b'b') => TextType::Blob,
             Some(b't') => TextType::Time,
-            _ => return Err(format!("column {name:?} has unknown type {ty:?}")),
+            _ => {
+                return Err(HeaderError::UnknownType {
+                    name: name.to_string(),
+                    ty: ty.to_string(),
+                });
+            }
         };
         let flag = flag.map(|f| f.trim().to_ascii_lowercase());
         let auto = flag.as_deref().is_some_and(|f| f.starts_with('a'));
         if auto && ty != TextType::Int {
-            return Err(format!("column {name:?}: only int columns can be auto"));
+            return Err(HeaderError::AutoNotInt(name.to_string()));
         }
         cols.push(TextColumn {
             name: name.to_string(),
@@ -91,7 +121,7 @@ pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, String> {
         });
     }
     if cols.is_empty() {
-        return Err("empty header line".to_string());
+        return Err(HeaderError::Empty);
     }
     Ok(cols)
 }
@@ -112,7 +142,7 @@ pub fn escape_value(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Undo [`escape_value`]; an unknown escape is an error, as in Kamailio.
-pub fn unescape_value(v: &[u8]) -> Result<Vec<u8>, String> {
+pub fn unescape_value(v: &[u8]) -> Result<Vec<u8>, EscapeError> {
     let mut out = Vec::with_capacity(v.len());
     let mut it = v.iter();
     while let Some(&b) = it.next() {
@@ -127,8 +157,8 @@ pub fn unescape_value(v: &[u8]) -> Result<Vec<u8>, String> {
             Some(b'\\') => b'\\',
             Some(b':') => b':',
             Some(b'0') => 0,
-            Some(&c) => return Err(format!("unknown escape \\{}", c as char)),
-            None => return Err("value ends in a lone backslash".to_string()),
+            Some(&c) => return Err(EscapeError::Unknown(c)),
+            None => return Err(EscapeError::LoneBackslash),
         });
     }
     Ok(out)
@@ -166,7 +196,7 @@ pub fn read_table_raw(path: &Path) -> Result<TextTable, DbError> {
     let mut lines = data.split(|b| *b == b'\n');
     let header = lines.next().unwrap_or_default();
     let header = std::str::from_utf8(header).map_err(|_| bad("header is not UTF-8".into()))?;
-    let columns = parse_header(header).map_err(bad)?;
+    let columns = parse_header(header).map_err(|e| bad(e.to_string()))?;
     let mut rows = Vec::new();
     for (n, line) in lines.enumerate() {
         if line.is_empty() {
@@ -516,8 +546,13 @@ mod tests {
             assert_eq!(&out, escaped, "{raw:?}");
             assert_eq!(&unescape_value(&out).unwrap(), raw);
         }
-        assert!(unescape_value(b"bad\\q").is_err());
-        assert!(unescape_value(b"end\\").is_err());
+        let cases: &[(&[u8], &str)] = &[
+            (b"bad\\q", "unknown escape \\q"),
+            (b"end\\", "value ends in a lone backslash"),
+        ];
+        for (v, want) in cases {
+            assert_eq!(unescape_value(v).unwrap_err().to_string(), *want, "{v:?}");
+        }
     }
 
     #[test]
@@ -562,8 +597,15 @@ mod tests {
             ]
         );
         assert!(h[1].nullable);
-        for bad in ["", "a", "a(x)", "a(int", "a(str,auto)"] {
-            assert!(parse_header(bad).is_err(), "{bad:?}");
+        let cases = [
+            ("", "empty header line"),
+            ("a", "column \"a\" lacks (type)"),
+            ("a(x)", "column \"a\" has unknown type \"x\""),
+            ("a(int", "column \"a(int\" lacks the closing ')'"),
+            ("a(str,auto)", "column \"a\": only int columns can be auto"),
+        ];
+        for (bad, want) in cases {
+            assert_eq!(parse_header(bad).unwrap_err().to_string(), want, "{bad:?}");
         }
     }
 }

@@ -9,10 +9,10 @@ use std::collections::HashMap;
 use regex_lite::{Regex, RegexBuilder};
 
 use super::funcs::{self, ArgErr};
-use super::host::{Dest, MsgPv, Proto, TraceMode};
-use super::value::{AvpName, Value};
+use super::host::{Dest, MsgPv, Proto, PvError, TraceMode};
+use super::value::{AvpName, AvpNameError, Value};
 use super::{CompileEnv, Program, RouteDef, RouteId, RouteKind};
-use crate::cfg::ast::{self, BinOp, ExprKind, Item, PvSpec, StmtKind};
+use crate::cfg::ast::{self, BinOp, ExprKind, Item, PvSpec, PvSyntaxError, StmtKind};
 use crate::cfg::{Diagnostic, Pos};
 
 pub(crate) type Block = Vec<Op>;
@@ -180,6 +180,35 @@ pub(crate) enum Part {
     Read(Read),
 }
 
+/// Why a pseudo-variable (alone or inside a format string) cannot be read.
+/// `pv` is the pseudo-variable as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum ReadError {
+    #[error("transformations such as {{{transform}}} are not supported ({pv})")]
+    Transform { transform: String, pv: String },
+    #[error("an index is only supported on $avp ({pv})")]
+    Index { pv: String },
+    #[error("$var needs a name: $var(name)")]
+    VarName,
+    #[error("AVP index must be a number, not '{index}' ({pv})")]
+    AvpIndex { index: String, pv: String },
+    #[error(transparent)]
+    Avp(#[from] AvpNameError),
+    #[error(transparent)]
+    Msg(#[from] PvError),
+    #[error(transparent)]
+    Syntax(#[from] PvSyntaxError),
+}
+
+/// Why a route name given to `route()` or `t_on_*()` resolves to no route.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum RouteRefError {
+    #[error("the route name must be written as a constant")]
+    NotConstant,
+    #[error("{kind}[{name}] is not defined", kind = kind.keyword())]
+    Undefined { kind: RouteKind, name: String },
+}
+
 /// SIP status codes a script may send: 1xx–6xx (RFC 3261 §7.2).
 pub(crate) const REPLY_CODES: std::ops::RangeInclusive<u16> = 100..=699;
 
@@ -235,7 +264,6 @@ pub(crate) fn compile(cfg: &ast::Cfg, env: &CompileEnv) -> Result<Program, Vec<D
         defs.push(RouteDef {
             kind: r.kind,
             name: r.name.clone(),
-            pos: r.pos.clone(),
             body: Vec::new(),
         });
     }
@@ -339,7 +367,7 @@ impl Compiler<'_> {
         let r = match self.read_spec(pv) {
             Ok(r) => r,
             Err(m) => {
-                self.err(pos, m);
+                self.err(pos, m.to_string());
                 return None;
             }
         };
@@ -370,16 +398,16 @@ impl Compiler<'_> {
     }
 
     /// A pseudo-variable as a read.
-    pub fn read_spec(&mut self, pv: &PvSpec) -> Result<Read, String> {
-        if !pv.transforms.is_empty() {
-            return Err(format!(
-                "transformations such as {{{}}} are not supported ({pv})",
-                pv.transforms[0]
-            ));
+    pub fn read_spec(&mut self, pv: &PvSpec) -> Result<Read, ReadError> {
+        if let Some(t) = pv.transforms.first() {
+            return Err(ReadError::Transform {
+                transform: t.clone(),
+                pv: pv.to_string(),
+            });
         }
         let arg = pv.arg.as_deref();
         let no_index = |r: Read| match &pv.index {
-            Some(_) => Err(format!("an index is only supported on $avp ({pv})")),
+            Some(_) => Err(ReadError::Index { pv: pv.to_string() }),
             None => Ok(r),
         };
         match pv.name.as_str() {
@@ -387,16 +415,16 @@ impl Compiler<'_> {
             "rc" | "retcode" | "?" if arg.is_none() => no_index(Read::Rc),
             "var" => match arg {
                 Some(a) if !a.trim().is_empty() => no_index(Read::Var(a.trim().to_string())),
-                _ => Err("$var needs a name: $var(name)".into()),
+                _ => Err(ReadError::VarName),
             },
             "avp" => {
                 let name = AvpName::parse_inner(arg.unwrap_or(""))?;
                 let index = match &pv.index {
                     None => None,
-                    Some(i) => Some(
-                        i.parse::<i64>()
-                            .map_err(|_| format!("AVP index must be a number, not '{i}' ({pv})"))?,
-                    ),
+                    Some(i) => Some(i.parse::<i64>().map_err(|_| ReadError::AvpIndex {
+                        index: i.clone(),
+                        pv: pv.to_string(),
+                    })?),
                 };
                 Ok(Read::Avp(name, index))
             }
@@ -405,7 +433,7 @@ impl Compiler<'_> {
     }
 
     /// A format string: `$pv`s inside are rendered at run time.
-    pub fn template(&mut self, s: &str) -> Result<Template, String> {
+    pub fn template(&mut self, s: &str) -> Result<Template, ReadError> {
         let b = s.as_bytes();
         let mut parts = Vec::new();
         let mut lit = String::new();
@@ -436,7 +464,7 @@ impl Compiler<'_> {
     }
 
     /// A string argument; `format` allows `$pv`s inside a literal.
-    pub fn str_arg(&mut self, e: &ast::Expr, format: bool) -> Result<StrArg, String> {
+    pub fn str_arg(&mut self, e: &ast::Expr, format: bool) -> Result<StrArg, ReadError> {
         match &e.kind {
             ExprKind::Str(s) if format && s.contains('$') => {
                 let t = self.template(s)?;
@@ -457,16 +485,16 @@ impl Compiler<'_> {
     }
 
     /// A route referenced by name from `route(X)` or `t_on_failure("X")`.
-    pub fn route_ref(&mut self, kind: RouteKind, e: &ast::Expr) -> Result<RouteId, String> {
+    pub fn route_ref(&mut self, kind: RouteKind, e: &ast::Expr) -> Result<RouteId, RouteRefError> {
         let name = match &e.kind {
             ExprKind::Ident(n) | ExprKind::Str(n) => n.clone(),
             ExprKind::Int(n) => n.to_string(),
-            _ => return Err("the route name must be written as a constant".into()),
+            _ => return Err(RouteRefError::NotConstant),
         };
-        self.names
-            .get(&(kind, name.clone()))
-            .copied()
-            .ok_or_else(|| format!("{}[{name}] is not defined", kind.keyword()))
+        match self.names.get(&(kind, name.clone())) {
+            Some(id) => Ok(*id),
+            None => Err(RouteRefError::Undefined { kind, name }),
+        }
     }
 
     fn call(&mut self, call: &ast::Call) -> Option<Expr> {
@@ -478,7 +506,7 @@ impl Compiler<'_> {
             return match self.route_ref(RouteKind::Named, &call.args[0]) {
                 Ok(id) => Some(Expr::Route(id)),
                 Err(m) => {
-                    self.err(&call.args[0].pos, m);
+                    self.err(&call.args[0].pos, m.to_string());
                     None
                 }
             };
@@ -541,7 +569,7 @@ impl Compiler<'_> {
             ExprKind::Pv(p) => match self.read_spec(p) {
                 Ok(r) => Expr::Read(r),
                 Err(m) => {
-                    self.err(&e.pos, m);
+                    self.err(&e.pos, m.to_string());
                     return None;
                 }
             },
@@ -637,4 +665,51 @@ fn keyword_pv(name: &str) -> Option<MsgPv> {
         "proto" => MsgPv::Proto,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_texts() {
+        let cases: &[(Box<dyn std::error::Error>, &str)] = &[
+            (
+                Box::new(ReadError::VarName),
+                "$var needs a name: $var(name)",
+            ),
+            (
+                Box::new(ReadError::AvpIndex {
+                    index: "x".into(),
+                    pv: "$(avp(a)[x])".into(),
+                }),
+                "AVP index must be a number, not 'x' ($(avp(a)[x]))",
+            ),
+            (
+                Box::new(ReadError::Transform {
+                    transform: "s.len".into(),
+                    pv: "$(ru{s.len})".into(),
+                }),
+                "transformations such as {s.len} are not supported ($(ru{s.len}))",
+            ),
+            (
+                Box::new(ReadError::from(PvError::NoArgument("rm".into()))),
+                "$rm takes no argument",
+            ),
+            (
+                Box::new(RouteRefError::Undefined {
+                    kind: RouteKind::Failure,
+                    name: "X".into(),
+                }),
+                "failure_route[X] is not defined",
+            ),
+            (
+                Box::new(RouteRefError::NotConstant),
+                "the route name must be written as a constant",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), *want);
+        }
+    }
 }

@@ -16,10 +16,10 @@ pub(crate) struct ArgErr {
     pub msg: String,
 }
 
-fn bad(arg: usize, msg: impl Into<String>) -> ArgErr {
+fn bad(arg: usize, msg: impl ToString) -> ArgErr {
     ArgErr {
         arg: Some(arg),
-        msg: msg.into(),
+        msg: msg.to_string(),
     }
 }
 
@@ -201,16 +201,22 @@ fn sip_trace(c: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<CallKind, ArgErr> 
     host(HostSpec::SipTrace { dest, corr, mode })
 }
 
+/// Why a sip_trace() mode is refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum TraceModeError {
+    #[error("dialog mode \"d\" needs the dialog module, which siptraced does not support")]
+    Dialog,
+    /// The mode as written.
+    #[error("invalid mode {0:?}: expected \"m\" (message) or \"t\" (transaction)")]
+    Invalid(String),
+}
+
 /// Checks a mode string: "m", "t" or "d" (and refuses "d": no dialog module).
-pub(crate) fn trace_mode(m: &str) -> Result<TraceMode, String> {
+pub(crate) fn trace_mode(m: &str) -> Result<TraceMode, TraceModeError> {
     match TraceMode::parse(m) {
-        Some(TraceMode::Dialog) => Err(
-            "dialog mode \"d\" needs the dialog module, which siptraced does not support".into(),
-        ),
+        Some(TraceMode::Dialog) => Err(TraceModeError::Dialog),
         Some(t) => Ok(t),
-        None => Err(format!(
-            "invalid mode {m:?}: expected \"m\" (message) or \"t\" (transaction)"
-        )),
+        None => Err(TraceModeError::Invalid(m.to_string())),
     }
 }
 

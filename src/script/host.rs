@@ -17,10 +17,37 @@ pub trait Host {
     /// Writes one of the writable pseudo-variables ([`MsgPv::writable`]);
     /// `Value::Null` resets it (`$du = $null`). False when refused.
     fn pv_set(&mut self, pv: &MsgPv, v: &Value) -> bool;
-    /// Runs a builtin; the Kamailio return code: > 0 true, < 0 false, 0 stops the script.
-    fn call(&mut self, call: HostCall<'_>, st: &mut MsgState) -> i32;
+    /// Runs a builtin.
+    fn call(&mut self, call: HostCall<'_>, st: &mut MsgState) -> Ret;
     /// xlog and script errors.
     fn log(&mut self, level: log::Level, text: &str);
+}
+
+/// What a builtin answers. Kamailio's functions return an int (> 0 true,
+/// < 0 false, 0 stops the script); that int is the script's business
+/// (`$rc`, conditions, `return(n)`), so only the interpreter turns a `Ret`
+/// into it and back. Hosts and builtins say what happened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ret {
+    /// 1: done, or the condition holds.
+    True,
+    /// -1: not done, or the condition does not hold.
+    False,
+    /// 0: stop the whole script, as `exit` (tm absorbed a retransmission or
+    /// an ACK: nothing is left to do for this message).
+    Exit,
+    /// A positive code other than 1: true, with a detail `$rc` shows
+    /// (mf_process_maxfwd_header's 2: the header was missing and added).
+    TrueCode(i64),
+    /// A negative code other than -1: false because of an error the script
+    /// may tell apart (mf_process_maxfwd_header's -2: unreadable header).
+    Err(i64),
+}
+
+impl From<bool> for Ret {
+    fn from(holds: bool) -> Ret {
+        if holds { Ret::True } else { Ret::False }
+    }
 }
 
 /// Message pseudo-variables (Kamailio names in the comments).
@@ -98,6 +125,19 @@ pub enum MsgPv {
     TReplyCode,
 }
 
+/// Why `$name` / `$name(arg)` names no message pseudo-variable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PvError {
+    #[error("$hdr needs a header name: $hdr(Name)")]
+    HdrNeedsName,
+    /// The name, without `$`.
+    #[error("unknown pseudo-variable '${0}'")]
+    Unknown(String),
+    /// The name, without `$`.
+    #[error("${0} takes no argument")]
+    NoArgument(String),
+}
+
 /// (name, variant, writable). `hdr` takes an argument and is handled apart.
 const MSG_PVS: &[(&str, MsgPv, bool)] = &[
     ("rm", MsgPv::Method, false),
@@ -139,20 +179,20 @@ const MSG_PVS: &[(&str, MsgPv, bool)] = &[
 
 impl MsgPv {
     /// Looks up `$name` / `$name(arg)`.
-    pub fn lookup(name: &str, arg: Option<&str>) -> Result<MsgPv, String> {
+    pub fn lookup(name: &str, arg: Option<&str>) -> Result<MsgPv, PvError> {
         if name == "hdr" {
             return match arg {
                 Some(a) if !a.trim().is_empty() => Ok(MsgPv::Header(a.trim().to_string())),
-                _ => Err("$hdr needs a header name: $hdr(Name)".into()),
+                _ => Err(PvError::HdrNeedsName),
             };
         }
         let pv = MSG_PVS
             .iter()
             .find(|(n, _, _)| *n == name)
             .map(|(_, pv, _)| pv.clone())
-            .ok_or_else(|| format!("unknown pseudo-variable '${name}'"))?;
+            .ok_or_else(|| PvError::Unknown(name.to_string()))?;
         match arg {
-            Some(_) => Err(format!("${name} takes no argument")),
+            Some(_) => Err(PvError::NoArgument(name.to_string())),
             None => Ok(pv),
         }
     }
@@ -350,7 +390,7 @@ mod tests {
         ];
         for (n, a, want) in cases {
             assert_eq!(
-                MsgPv::lookup(n, *a),
+                MsgPv::lookup(n, *a).map_err(|e| e.to_string()),
                 want.clone().map_err(String::from),
                 "{n}"
             );

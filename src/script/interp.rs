@@ -2,7 +2,8 @@
 //! code > 0 is true, < 0 false, 0 stops the whole script (also inside a
 //! condition); `return(n)` hands n to the `route()` caller (0 = exit); `exit`
 //! and `drop` end everything. route() nesting and while loops are bounded.
-//! Reaches the outside only through the `Host`.
+//! Builtins answer a [`Ret`]; this is the one place that turns it into
+//! Kamailio's integer and back. Reaches the outside only through the `Host`.
 
 use std::borrow::Cow;
 use std::cmp::Ordering;
@@ -11,11 +12,25 @@ use super::compile::{
     ArithOp, Call, CallKind, CmpOp, CodeArg, DestArg, Expr, HostSpec, ModeArg, Op, Part, Read, Rx,
     StrArg, Target, Template,
 };
-use super::funcs::{reply_code, trace_mode};
-use super::host::{Dest, Host, HostCall};
+use super::funcs::{TraceModeError, reply_code, trace_mode};
+use super::host::{Dest, Host, HostCall, Ret};
 use super::value::{MsgState, Value, Vars};
 use super::{MAX_ROUTE_DEPTH, Outcome, Program, RouteId};
 use crate::cfg::Pos;
+
+/// Why a builtin's arguments, rendered at run time, were refused: the call
+/// is false and this is logged at its position.
+#[derive(Debug, thiserror::Error)]
+enum ArgError {
+    /// The code as rendered.
+    #[error("invalid reply code '{0}': must be 100..699")]
+    ReplyCode(String),
+    /// `text` as rendered (host and port joined); `reason` from `Dest::parse`.
+    #[error("bad destination '{text}': {reason}")]
+    Dest { text: String, reason: String },
+    #[error(transparent)]
+    Mode(#[from] TraceModeError),
+}
 
 enum Flow {
     Next,
@@ -111,7 +126,7 @@ impl<'p> Run<'p, '_> {
                             pos,
                             &format!("runaway while: more than {max} loops (max_while_loops)"),
                         );
-                        self.rc = -1;
+                        self.rc = Ret::False.code();
                         return Flow::Next;
                     }
                     match self.block(body) {
@@ -133,10 +148,10 @@ impl<'p> Run<'p, '_> {
             Op::Break => Flow::Break,
             Op::Return(e) => {
                 let v = match e {
-                    None => 1,
+                    None => Ret::True.code(),
                     Some(e) => {
                         let v = self.eval(e);
-                        v.as_int().unwrap_or(if v.truthy() { 1 } else { -1 })
+                        v.as_int().unwrap_or(Ret::from(v.truthy()).code())
                     }
                 };
                 Flow::Return(v)
@@ -194,8 +209,14 @@ impl<'p> Run<'p, '_> {
         match e {
             Expr::Const(v) => v.clone(),
             Expr::Read(r) => self.read(r),
-            Expr::Call(c) => Value::Int(self.call(c)),
-            Expr::Route(id) => Value::Int(self.route(*id)),
+            Expr::Call(c) => {
+                let ret = self.call(c);
+                Value::Int(self.settle(ret))
+            }
+            Expr::Route(id) => {
+                let ret = self.route(*id);
+                Value::Int(self.settle(ret))
+            }
             Expr::Not(x) => {
                 let v = self.eval(x).truthy();
                 Value::Int(if v { 0 } else { 1 })
@@ -251,10 +272,20 @@ impl<'p> Run<'p, '_> {
         }
     }
 
-    fn route(&mut self, id: RouteId) -> i64 {
+    /// A call's or route's answer reaches the script: `$rc` takes its code,
+    /// and 0 stops the script (also inside a condition).
+    fn settle(&mut self, ret: Ret) -> i64 {
+        if ret == Ret::Exit && self.stop.is_none() {
+            self.stop = Some(Stop::Exit);
+        }
+        self.rc = ret.code();
+        self.rc
+    }
+
+    fn route(&mut self, id: RouteId) -> Ret {
         let prog = self.prog;
         let Some(def) = prog.route_def(id) else {
-            return -1;
+            return Ret::False;
         };
         if self.depth >= MAX_ROUTE_DEPTH {
             self.host.log(
@@ -264,59 +295,42 @@ impl<'p> Run<'p, '_> {
                     prog.route_name(id)
                 ),
             );
-            self.rc = -1;
-            return -1;
+            return Ret::False;
         }
         self.depth += 1;
         let flow = self.block(&def.body);
         self.depth -= 1;
-        let rc = match flow {
-            Flow::Next | Flow::Break => 1,
-            Flow::Return(n) => n,
-        };
-        if rc == 0 && self.stop.is_none() {
-            // return(0) is exit() (Kamailio core cookbook).
-            self.stop = Some(Stop::Exit);
+        match flow {
+            Flow::Next | Flow::Break => Ret::True,
+            // return(0) is exit() (Kamailio core cookbook): settle() stops.
+            Flow::Return(n) => Ret::from_code(n),
         }
-        self.rc = rc;
-        rc
     }
 
-    fn call(&mut self, c: &'p Call) -> i64 {
-        let rc: i32 = match &c.kind {
+    fn call(&mut self, c: &'p Call) -> Ret {
+        match &c.kind {
             CallKind::SetFlag(n) => {
                 self.st.flags |= 1 << n;
-                1
+                Ret::True
             }
             CallKind::ResetFlag(n) => {
                 self.st.flags &= !(1 << n);
-                1
+                Ret::True
             }
-            CallKind::IsFlagSet(n) => {
-                if self.st.flag(*n) {
-                    1
-                } else {
-                    -1
-                }
-            }
+            CallKind::IsFlagSet(n) => Ret::from(self.st.flag(*n)),
             CallKind::Log(level, t) => {
                 let text = self.render(t);
                 self.host.log(*level, &text);
-                1
+                Ret::True
             }
             CallKind::Host(spec) => match self.host_call(spec) {
                 Ok(hc) => self.host.call(hc, self.st),
-                Err(msg) => {
-                    self.log_err(&c.pos, &msg);
-                    -1
+                Err(e) => {
+                    self.log_err(&c.pos, &e.to_string());
+                    Ret::False
                 }
             },
-        };
-        if rc == 0 && self.stop.is_none() {
-            self.stop = Some(Stop::Exit);
         }
-        self.rc = rc as i64;
-        rc as i64
     }
 
     fn render(&mut self, t: &Template) -> String {
@@ -346,17 +360,17 @@ impl<'p> Run<'p, '_> {
         (!s.is_empty()).then_some(s)
     }
 
-    fn code(&mut self, c: &'p CodeArg) -> Result<u16, String> {
+    fn code(&mut self, c: &'p CodeArg) -> Result<u16, ArgError> {
         match c {
             CodeArg::Const(n) => Ok(*n),
             CodeArg::Dyn(a) => {
                 let s = self.text(a);
-                reply_code(&s).ok_or_else(|| format!("invalid reply code '{s}': must be 100..699"))
+                reply_code(&s).ok_or_else(|| ArgError::ReplyCode(s.into_owned()))
             }
         }
     }
 
-    fn dest(&mut self, d: &'p Option<DestArg>) -> Result<Option<Dest<'p>>, String> {
+    fn dest(&mut self, d: &'p Option<DestArg>) -> Result<Option<Dest<'p>>, ArgError> {
         match d {
             None => Ok(None),
             Some(DestArg::Const(d)) => Ok(Some(Dest {
@@ -377,15 +391,17 @@ impl<'p> Run<'p, '_> {
                         }
                     }
                 };
-                let mut d =
-                    Dest::parse(&text).map_err(|m| format!("bad destination '{text}': {m}"))?;
+                let mut d = Dest::parse(&text).map_err(|e| ArgError::Dest {
+                    reason: e.to_string(),
+                    text: text.clone(),
+                })?;
                 d.proto = proto.or(d.proto);
                 Ok(Some(d))
             }
         }
     }
 
-    fn host_call(&mut self, spec: &'p HostSpec) -> Result<HostCall<'p>, String> {
+    fn host_call(&mut self, spec: &'p HostSpec) -> Result<HostCall<'p>, ArgError> {
         Ok(match spec {
             HostSpec::SipTrace { dest, corr, mode } => HostCall::SipTrace {
                 dest: self.opt_text(dest),
@@ -434,6 +450,29 @@ impl<'p> Run<'p, '_> {
     }
 }
 
+impl Ret {
+    /// The int Kamailio's script sees (`$rc`, conditions).
+    pub(super) fn code(self) -> i64 {
+        match self {
+            Ret::True => 1,
+            Ret::False => -1,
+            Ret::Exit => 0,
+            Ret::TrueCode(n) | Ret::Err(n) => n,
+        }
+    }
+
+    /// A script int as an answer: `return(n)` of a `route()`.
+    pub(super) fn from_code(n: i64) -> Ret {
+        match n {
+            1 => Ret::True,
+            -1 => Ret::False,
+            0 => Ret::Exit,
+            n if n > 0 => Ret::TrueCode(n),
+            n => Ret::Err(n),
+        }
+    }
+}
+
 /// Comparison as Kamailio's rvalues: numbers when both sides are (or read as)
 /// numbers, else text; null equals only null and orders with nothing.
 fn compare(op: CmpOp, a: &Value, b: &Value) -> bool {
@@ -479,5 +518,58 @@ fn arith(op: ArithOp, a: Value, b: Value) -> Value {
         ArithOp::Div if y != 0 => Value::Int(x.wrapping_div(y)),
         ArithOp::Mod if y != 0 => Value::Int(x.wrapping_rem(y)),
         _ => Value::Null,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ret_codes() {
+        // (code, answer, round-trips): Kamailio's ints as the script sees them.
+        let cases: &[(i64, Ret)] = &[
+            (1, Ret::True),
+            (-1, Ret::False),
+            (0, Ret::Exit),
+            (2, Ret::TrueCode(2)),
+            (i64::MAX, Ret::TrueCode(i64::MAX)),
+            (-2, Ret::Err(-2)),
+            (i64::MIN, Ret::Err(i64::MIN)),
+        ];
+        for &(code, ret) in cases {
+            assert_eq!(Ret::from_code(code), ret, "{code}");
+            assert_eq!(ret.code(), code, "{ret:?}");
+        }
+        assert_eq!(Ret::from(true), Ret::True);
+        assert_eq!(Ret::from(false), Ret::False);
+    }
+
+    #[test]
+    fn arg_errors() {
+        let cases: &[(ArgError, &str)] = &[
+            (
+                ArgError::ReplyCode("99".into()),
+                "invalid reply code '99': must be 100..699",
+            ),
+            (
+                ArgError::Dest {
+                    text: "h:0".into(),
+                    reason: "port 0 out of range 1..65535".into(),
+                },
+                "bad destination 'h:0': port 0 out of range 1..65535",
+            ),
+            (
+                ArgError::from(trace_mode("x").unwrap_err()),
+                "invalid mode \"x\": expected \"m\" (message) or \"t\" (transaction)",
+            ),
+            (
+                ArgError::from(trace_mode("d").unwrap_err()),
+                "dialog mode \"d\" needs the dialog module, which siptraced does not support",
+            ),
+        ];
+        for (e, want) in cases {
+            assert_eq!(e.to_string(), *want);
+        }
     }
 }

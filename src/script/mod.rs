@@ -16,10 +16,10 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::cfg::ast::RouteKind;
-pub use host::{Dest, Host, HostCall, MsgPv, Proto, TraceMode};
-pub use value::{AvpName, Avps, MsgState, Value, Vars};
+pub use host::{Dest, Host, HostCall, MsgPv, Proto, PvError, Ret, TraceMode};
+pub use value::{AvpName, AvpNameError, Avps, MsgState, Value, Vars};
 
-use crate::cfg::{Diagnostic, Pos, ast};
+use crate::cfg::{Diagnostic, ast};
 
 /// Kamailio's ROUTE_MAX_REC_LEV: route() nesting beyond this fails with -1.
 pub const MAX_ROUTE_DEPTH: u32 = 100;
@@ -62,7 +62,6 @@ pub struct CompileEnv {
 pub(crate) struct RouteDef {
     pub kind: RouteKind,
     pub name: Option<String>,
-    pub pos: Pos,
     pub body: compile::Block,
 }
 
@@ -123,11 +122,6 @@ impl Program {
 
     pub fn route_kind(&self, id: RouteId) -> Option<RouteKind> {
         self.routes.get(id.0 as usize).map(|r| r.kind)
-    }
-
-    /// Where the route is defined (for logs).
-    pub fn route_pos(&self, id: RouteId) -> Option<&Pos> {
-        self.routes.get(id.0 as usize).map(|r| &r.pos)
     }
 
     /// Runs `route` for one message. `st` is the message's (or transaction's)

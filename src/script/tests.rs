@@ -11,8 +11,8 @@ struct Fake {
     /// What the script did, in order.
     log: Vec<String>,
     pvs: HashMap<MsgPv, Value>,
-    /// Return code per HostCall variant name (default 1).
-    rets: HashMap<String, i32>,
+    /// Answer per HostCall variant name (default True).
+    rets: HashMap<String, Ret>,
 }
 
 fn variant(call: &HostCall<'_>) -> String {
@@ -31,8 +31,8 @@ impl Host for Fake {
         self.pvs.insert(pv.clone(), v.clone());
         true
     }
-    fn call(&mut self, call: HostCall<'_>, _st: &mut MsgState) -> i32 {
-        let rc = self.rets.get(&variant(&call)).copied().unwrap_or(1);
+    fn call(&mut self, call: HostCall<'_>, _st: &mut MsgState) -> Ret {
+        let rc = self.rets.get(&variant(&call)).copied().unwrap_or(Ret::True);
         self.log.push(format!("{call:?}"));
         rc
     }
@@ -74,7 +74,7 @@ fn compile(src: &str) -> Program {
 
 struct Case {
     src: &'static str,
-    rets: &'static [(&'static str, i32)],
+    rets: &'static [(&'static str, Ret)],
     want: Outcome,
     log: &'static [&'static str],
 }
@@ -103,7 +103,7 @@ fn interpreter_cases() {
         },
         Case {
             src: r#"route { if (is_method("INVITE")) t_relay(); else sl_send_reply("405", "No"); }"#,
-            rets: &[("IsMethod", -1)],
+            rets: &[("IsMethod", Ret::False)],
             want: End,
             log: &[
                 r#"IsMethod(["INVITE"])"#,
@@ -113,7 +113,7 @@ fn interpreter_cases() {
         // && and || short-circuit
         Case {
             src: r#"route { if (has_totag() && loose_route()) xlog("a"); }"#,
-            rets: &[("HasTotag", -1)],
+            rets: &[("HasTotag", Ret::False)],
             want: End,
             log: &["HasTotag"],
         },
@@ -125,7 +125,7 @@ fn interpreter_cases() {
         },
         Case {
             src: r#"route { if (has_totag() || loose_route()) xlog("a"); }"#,
-            rets: &[("HasTotag", -1), ("LooseRoute", -1)],
+            rets: &[("HasTotag", Ret::False), ("LooseRoute", Ret::False)],
             want: End,
             log: &["HasTotag", "LooseRoute"],
         },
@@ -139,13 +139,13 @@ fn interpreter_cases() {
         // a code of 0 ends the script, as a statement and inside a condition
         Case {
             src: r#"route { t_check_trans(); xlog("after"); }"#,
-            rets: &[("TCheckTrans", 0)],
+            rets: &[("TCheckTrans", Ret::Exit)],
             want: Exit,
             log: &["TCheckTrans"],
         },
         Case {
             src: r#"route { if (!t_check_trans()) xlog("x"); xlog("y"); }"#,
-            rets: &[("TCheckTrans", 0)],
+            rets: &[("TCheckTrans", Ret::Exit)],
             want: Exit,
             log: &["TCheckTrans"],
         },
@@ -285,7 +285,7 @@ fn interpreter_cases() {
         },
         Case {
             src: r#"route { if (uri == myself) xlog("me"); if (src_ip != myself) xlog("not me"); if (method == "INVITE") xlog("inv"); }"#,
-            rets: &[("IsMyself", -1)],
+            rets: &[("IsMyself", Ret::False)],
             want: End,
             log: &[
                 r#"IsMyself("sip:bob@example.com")"#,
@@ -652,9 +652,9 @@ fn realistic_config_runs() {
         ..Fake::default()
     };
     host.pvs.insert(MsgPv::RUser, Value::Str("bob".into()));
-    host.rets.insert("HasTotag".into(), -1);
-    host.rets.insert("IsMethod".into(), -1);
-    host.rets.insert("IsMyself".into(), -1);
+    host.rets.insert("HasTotag".into(), Ret::False);
+    host.rets.insert("IsMethod".into(), Ret::False);
+    host.rets.insert("IsMyself".into(), Ret::False);
     let mut st = MsgState::default();
     let out = p.run(p.request_route(), &mut st, &mut Vars::default(), &mut host);
     assert_eq!(out, Outcome::Exit);

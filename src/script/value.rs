@@ -58,6 +58,17 @@ impl fmt::Display for Value {
     }
 }
 
+/// Why an AVP name or spec was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AvpNameError {
+    /// What is inside `$avp(…)` (as written, trimmed) is no AVP name.
+    #[error("invalid AVP name '{0}': expected i:NUMBER, s:NAME or NAME")]
+    BadName(String),
+    /// A module parameter (as written) is not `$avp(…)` at all.
+    #[error("'{0}' is not an AVP spec: expected $avp(i:NUMBER), $avp(s:NAME) or $avp(NAME)")]
+    NotASpec(String),
+}
+
 /// An AVP name: `$avp(i:123)` → `Int(123)`; `$avp(s:user)` and `$avp(user)` → `Str("user")`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum AvpName {
@@ -67,9 +78,9 @@ pub enum AvpName {
 
 impl AvpName {
     /// Parses what is inside `$avp(…)`: `i:123`, `s:name`, or `name`.
-    pub fn parse_inner(s: &str) -> Result<AvpName, String> {
+    pub fn parse_inner(s: &str) -> Result<AvpName, AvpNameError> {
         let s = s.trim();
-        let bad = || format!("invalid AVP name '{s}': expected i:NUMBER, s:NAME or NAME");
+        let bad = || AvpNameError::BadName(s.to_string());
         if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
             return n.trim().parse().map(AvpName::Int).map_err(|_| bad());
         }
@@ -91,16 +102,12 @@ impl AvpName {
 
     /// Parses a full AVP spec as module parameters give it: `$avp(i:123)`,
     /// `$avp(s:user)`, `$avp(user)`.
-    pub fn parse_spec(s: &str) -> Result<AvpName, String> {
+    pub fn parse_spec(s: &str) -> Result<AvpName, AvpNameError> {
         let inner = s
             .trim()
             .strip_prefix("$avp(")
             .and_then(|r| r.strip_suffix(')'))
-            .ok_or_else(|| {
-                format!(
-                    "'{s}' is not an AVP spec: expected $avp(i:NUMBER), $avp(s:NAME) or $avp(NAME)"
-                )
-            })?;
+            .ok_or_else(|| AvpNameError::NotASpec(s.to_string()))?;
         AvpName::parse_inner(inner)
     }
 }
@@ -158,10 +165,6 @@ impl Avps {
             .rev()
             .filter(move |(n, _)| n == name)
             .map(|(_, v)| v)
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.list.is_empty()
     }
 }
 
@@ -239,7 +242,7 @@ mod tests {
         ];
         for (s, want) in cases {
             assert_eq!(
-                AvpName::parse_spec(s),
+                AvpName::parse_spec(s).map_err(|e| e.to_string()),
                 want.clone().map_err(String::from),
                 "{s}"
             );
