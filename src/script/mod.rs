@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::cfg::ast::RouteKind;
-pub use host::{Dest, Host, HostCall, MsgPv, Proto, TraceMode};
+pub use host::{Dest, Host, HostCall, MsgPv, TraceDest, TraceMode};
 pub use value::{AvpName, Avps, MsgState, Value, Vars};
 
 use crate::cfg::{Diagnostic, Pos, ast};
