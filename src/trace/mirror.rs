@@ -317,12 +317,13 @@ mod tests {
             })
         };
         let listeners = vec![a("127.0.0.1:5060"), a("10.0.0.1:5060")];
-        let cases: Vec<(
+        type Case = (
             MirrorDest,
             Option<HepSettings>,
             Option<SocketAddr>,
             Result<CopyVia, ()>,
-        )> = vec![
+        );
+        let cases: Vec<Case> = vec![
             (
                 udp("10.9.9.9:9060"),
                 None,
