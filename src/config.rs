@@ -12,8 +12,9 @@ use log::LevelFilter;
 
 use crate::cfg::ast::{self, GlobalValue, Item, ModValue};
 use crate::cfg::{Diagnostic, Pos};
-use crate::script::{AvpName, CompileEnv, Program, Proto};
-use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
+use crate::script::{AvpName, CompileEnv, Program};
+use crate::sip::{Transport, TransportError};
+use crate::trace::dup::{DupTarget, parse_send_sock};
 use crate::trace::hep::HepError;
 
 /// Modules siptraced accepts in `loadmodule` (docs/decisions.md §5): those whose
@@ -132,7 +133,7 @@ pub const DEFAULT_SIP_PORT: u16 = 5060;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
-    pub proto: Proto,
+    pub proto: Transport,
     /// IP literal (IPv6 without brackets), `*` for all addresses, or a name.
     pub host: String,
     /// Given, or the `port` global.
@@ -692,11 +693,11 @@ impl Builder {
     /// Resolves listen specs: proto-less ones open udp and tcp, missing ports
     /// take the `port` global, and no listen at all means every address.
     fn finish_listen(&mut self) {
-        let protos_for = |p: Option<Proto>, disable_tcp: bool| -> Vec<Proto> {
+        let protos_for = |p: Option<Transport>, disable_tcp: bool| -> Vec<Transport> {
             match p {
                 Some(p) => vec![p],
-                None if disable_tcp => vec![Proto::Udp],
-                None => vec![Proto::Udp, Proto::Tcp],
+                None if disable_tcp => vec![Transport::Udp],
+                None => vec![Transport::Udp, Transport::Tcp],
             }
         };
         if self.listens.is_empty() {
@@ -710,13 +711,24 @@ impl Builder {
             }
             return;
         }
+        let mut unserved = None;
         for s in std::mem::take(&mut self.listens) {
             let proto = match &s.proto {
                 None => None,
-                Some(p) => match Proto::parse(p) {
-                    Some(p) => Some(p),
-                    None => {
-                        self.err(&s.pos, format!("listen: unknown protocol '{p}'"));
+                Some(p) => match Transport::parse(p) {
+                    Ok(p) => Some(p),
+                    // Kamailio has it: the config still starts, without
+                    // that socket.
+                    Err(TransportError::Unserved(_)) => {
+                        self.warn(
+                            &s.pos,
+                            format!("listen={s}: only UDP is served; this socket is not opened"),
+                        );
+                        unserved.get_or_insert(s.pos.clone());
+                        continue;
+                    }
+                    Err(e) => {
+                        self.err(&s.pos, format!("listen: {e}"));
                         continue;
                     }
                 },
@@ -746,6 +758,13 @@ impl Builder {
                     advertise: advertise.clone(),
                 });
             }
+        }
+        // An empty list would mean "every address" to the daemon.
+        if let (true, Some(pos)) = (self.c.listen.is_empty(), unserved) {
+            self.err(
+                &pos,
+                "listen: no socket siptraced can serve; add listen=udp:IP:PORT",
+            );
         }
     }
 
@@ -967,7 +986,7 @@ impl Builder {
             .duplicate_uri
             .as_deref()
             .and_then(|u| DupTarget::parse(u).ok())
-            .is_some_and(|d| d.transport == DupTransport::Tcp);
+            .is_some_and(|d| d.transport == Transport::Tcp);
         if tcp && t.hep_mode_on && t.hep_version() < 3 {
             if let Some(pos) = self.mirror_pos.duplicate_uri.clone() {
                 let at = match &self.mirror_pos.hep_version {
@@ -1151,13 +1170,13 @@ mod tests {
             c.listen,
             vec![
                 ListenSpec {
-                    proto: Proto::Udp,
+                    proto: Transport::Udp,
                     host: "*".into(),
                     port: 5060,
                     advertise: None
                 },
                 ListenSpec {
-                    proto: Proto::Tcp,
+                    proto: Transport::Tcp,
                     host: "*".into(),
                     port: 5060,
                     advertise: None
@@ -1340,10 +1359,10 @@ rundir="/var/run/x"{ROUTE}"#
         assert_eq!(
             c.listen,
             vec![
-                l(Proto::Udp, "127.0.0.1", 5070, None),
-                l(Proto::Udp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
-                l(Proto::Tcp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
-                l(Proto::Tcp, "::1", 5090, None),
+                l(Transport::Udp, "127.0.0.1", 5070, None),
+                l(Transport::Udp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
+                l(Transport::Tcp, "10.0.0.1", 5080, Some(("1.2.3.4", 5080))),
+                l(Transport::Tcp, "::1", 5090, None),
             ]
         );
         assert_eq!(
@@ -1362,7 +1381,7 @@ rundir="/var/run/x"{ROUTE}"#
         assert_eq!(c.log_facility, "LOG_LOCAL0");
         assert_eq!(c.jsonrpcs_fifo_path(), None);
         let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
-        assert_eq!(c.listen, vec![l(Proto::Udp, "1.2.3.4", 5060, None)]);
+        assert_eq!(c.listen, vec![l(Transport::Udp, "1.2.3.4", 5060, None)]);
     }
 
     #[test]
@@ -1607,13 +1626,13 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             c.listen,
             vec![
                 ListenSpec {
-                    proto: Proto::Udp,
+                    proto: Transport::Udp,
                     host: "127.0.0.1".into(),
                     port: 5060,
                     advertise: None
                 },
                 ListenSpec {
-                    proto: Proto::Tcp,
+                    proto: Transport::Tcp,
                     host: "127.0.0.1".into(),
                     port: 5060,
                     advertise: None

@@ -8,15 +8,17 @@
 
 use crate::cli::Args;
 use crate::config::{Config, ListenSpec};
-use crate::core::{Core, CoreSettings, HepSettings, LocalSock, MirrorDest};
+use crate::core::{Core, CoreSettings, LocalSock};
 use crate::db;
 use crate::process::{self, PidFile};
 use crate::reactor::control::{Control, ControlSettings};
 use crate::reactor::{Reactor, ReactorError};
-use crate::script::{Program, Proto as ScriptProto};
+use crate::script::Program;
+use crate::sip::Transport;
 use crate::spool::location;
 use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
-use crate::trace::dup::{DupTarget, DupTransport, parse_send_sock};
+use crate::trace::dup::{DupTarget, parse_send_sock};
+use crate::trace::mirror::{HepSettings, MirrorDest};
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::Listener;
 use std::fmt;
@@ -197,7 +199,7 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
-    if let Some(d) = duplicate.filter(|d| d.transport == DupTransport::Tcp) {
+    if let Some(d) = duplicate.filter(|d| d.transport == Transport::Tcp) {
         let bind = send_sock
             .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
             .map(|a| a.ip());
@@ -252,17 +254,11 @@ fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, Setup
             .collect(),
     };
     let usable = |a: &SocketAddr| {
-        t.transport == DupTransport::Tcp || socks.iter().any(|s| s.addr.is_ipv4() == a.is_ipv4())
+        t.transport == Transport::Tcp || socks.iter().any(|s| s.addr.is_ipv4() == a.is_ipv4())
     };
     match found.iter().find(|a| usable(a)) {
         Some(&addr) => {
-            log::info!(
-                "copies of traced messages go to {}:{addr}",
-                match t.transport {
-                    DupTransport::Udp => "udp",
-                    DupTransport::Tcp => "tcp",
-                }
-            );
+            log::info!("copies of traced messages go to {}:{addr}", t.transport);
             Ok(MirrorDest {
                 addr,
                 transport: t.transport,
@@ -349,7 +345,7 @@ fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
     let specs: Vec<ListenSpec> = if conf.listen.is_empty() {
         vec![ListenSpec {
-            proto: ScriptProto::Udp,
+            proto: Transport::Udp,
             host: "*".into(),
             port: conf.port,
             advertise: None,
@@ -359,7 +355,7 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
     };
     let mut out = Vec::new();
     for spec in specs {
-        if spec.proto != ScriptProto::Udp {
+        if spec.proto != Transport::Udp {
             log::warn!(
                 "listen={}:{}:{}: only UDP is served; this socket is not opened",
                 spec.proto.as_str(),

@@ -21,8 +21,6 @@ const ROUTE_WORDS: &[&str] = &[
     "event_route",
 ];
 
-const PROTOS: &[&str] = &["udp", "tcp", "tls", "sctp", "ws", "wss"];
-
 pub fn parse(toks: Vec<Token>, eof: Pos) -> (Cfg, Vec<Diagnostic>) {
     let last = eof.clone();
     let mut p = Parser {
@@ -76,7 +74,13 @@ fn bool_word(w: &str) -> Option<i64> {
 /// `[proto:]host[:port]` with `[v6]` brackets, a bare IPv6 (no port), `*`.
 pub fn parse_sock_text(text: &str) -> Result<(Option<String>, String, Option<u32>), String> {
     let (proto, rest) = match text.split_once(':') {
-        Some((p, r)) if PROTOS.contains(&p.to_ascii_lowercase().as_str()) => {
+        // Every name Kamailio has, served or not: config.rs decides (sip::Transport).
+        Some((p, r))
+            if !matches!(
+                crate::sip::Transport::parse(p),
+                Err(crate::sip::TransportError::Unknown(_))
+            ) =>
+        {
             (Some(p.to_ascii_lowercase()), r)
         }
         _ => (None, text),

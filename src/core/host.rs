@@ -13,7 +13,9 @@ use crate::clock::WallTime;
 use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, Ret, RouteId, Value};
 use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, build_reply, stateless_branch};
 use crate::trace::dup::DupTarget;
-use crate::trace::{Direction, Event, Trigger, endpoint};
+use crate::trace::mirror::{MirrorDest, MirrorReq};
+use crate::trace::{Direction, Endpoint, Event, Trigger};
+use std::borrow::Cow;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -72,12 +74,8 @@ impl<'a> Ctx<'a> {
         }
     }
 
-    pub fn proto(&self) -> crate::trace::Proto {
-        self.s
-            .socks
-            .get(self.li)
-            .map(|l| l.proto)
-            .unwrap_or(crate::trace::Proto::Udp)
+    pub fn proto(&self) -> crate::sip::Transport {
+        self.s.sock_transport(self.li)
     }
 
     pub fn flag_set(&self, st: &MsgState) -> bool {
@@ -89,16 +87,13 @@ impl<'a> Ctx<'a> {
         &mut self,
         trigger: Trigger,
         st: &MsgState,
-        mirror: Option<super::MirrorReq<'_>>,
+        mirror: Option<MirrorReq<'_>>,
     ) {
         let Some(f) = facts(self.orig) else {
             log::debug!("not traced: message without Call-ID, CSeq, From or To");
             return;
         };
-        let local = match self.s.socks.get(self.li) {
-            Some(l) => endpoint(l.proto, l.addr),
-            None => crate::trace::ANY_DEST.to_string(),
-        };
+        let local = self.s.sock_endpoint(self.li);
         let toip = match trigger {
             // sip_trace() shows the receiving socket as is (docs/kamailio.md §4.3).
             Trigger::Script => local,
@@ -108,8 +103,8 @@ impl<'a> Ctx<'a> {
             bytes: self.raw,
             facts: &f,
             dir: Direction::In,
-            fromip: endpoint(self.proto(), self.src),
-            toip,
+            from: Endpoint::sock(self.proto(), self.src),
+            to: toip,
             time: self.wall,
         };
         self.s.trace(&ev, trigger, st, mirror);
@@ -125,18 +120,12 @@ impl<'a> Ctx<'a> {
         st: &MsgState,
     ) {
         let flag_set = self.flag_set(st);
-        let proto = self
-            .s
-            .socks
-            .get(li)
-            .map(|l| l.proto)
-            .unwrap_or(crate::trace::Proto::Udp);
         let ev = Event {
             bytes,
             facts: f,
             dir: Direction::Out,
-            fromip: local_endpoint(self.s, li),
-            toip: endpoint(proto, to),
+            from: local_endpoint(self.s, li),
+            to: Endpoint::sock(self.s.sock_transport(li), to),
             time: self.wall,
         };
         self.s.trace(&ev, Trigger::Flag { flag_set }, st, None);
@@ -202,7 +191,7 @@ impl<'a> Ctx<'a> {
         let branch = stateless_branch(&self.msg, sock.addr.to_string().as_bytes());
         let via = format!(
             "SIP/2.0/{} {}:{};branch={}",
-            sock.proto.as_str().to_ascii_uppercase(),
+            sock.proto.via_name(),
             sock.sip_host,
             sock.sip_port,
             branch
@@ -342,24 +331,29 @@ impl<'a> Ctx<'a> {
     /// mirrored there; modes t/d trace the rest of the transaction too.
     fn sip_trace(
         &mut self,
-        dest: Option<&str>,
+        dest: Option<&crate::script::TraceDest<'_>>,
         correlation_id: Option<&str>,
         mode: Option<crate::script::TraceMode>,
         st: &mut MsgState,
     ) -> Ret {
-        let mirror = match dest {
-            Some(d) => match DupTarget::parse(d) {
-                Ok(t) => match self.s.resolver.resolve(&t.host, t.port) {
-                    Some(addr) => Some(super::MirrorDest {
-                        addr,
-                        transport: t.transport,
-                    }),
-                    None => return Ret::False,
-                },
+        let target = match dest {
+            None => None,
+            Some(crate::script::TraceDest::Target(t)) => Some(Cow::Borrowed(*t)),
+            Some(crate::script::TraceDest::Uri(uri)) => match DupTarget::parse(uri) {
+                Ok(t) => Some(Cow::Owned(t)),
                 Err(e) => {
                     log::warn!("sip_trace(): {e}");
                     return Ret::False;
                 }
+            },
+        };
+        let mirror = match target {
+            Some(t) => match self.s.resolver.resolve(&t.host, t.port) {
+                Some(addr) => Some(MirrorDest {
+                    addr,
+                    transport: t.transport,
+                }),
+                None => return Ret::False,
             },
             None => None,
         };
@@ -373,7 +367,7 @@ impl<'a> Ctx<'a> {
                 st.flags |= 1 << f;
             }
         }
-        let req = super::MirrorReq {
+        let req = MirrorReq {
             dest: mirror,
             correlation_id,
         };
@@ -623,7 +617,7 @@ impl Host for Ctx<'_> {
                 dest,
                 correlation_id,
                 mode,
-            } => self.sip_trace(dest.as_deref(), correlation_id.as_deref(), mode, st),
+            } => self.sip_trace(dest.as_ref(), correlation_id.as_deref(), mode, st),
             HostCall::IsMethod(list) => {
                 let m = self
                     .msg

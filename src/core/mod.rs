@@ -9,7 +9,8 @@
 //! (copies for capture nodes, whose fate it reports back through
 //! `count_copies()`) and `take_rows()`.
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
-//! mirrors) and tsx/ (transactions, through tm.rs).
+//! mirrors: the core decides that an event happens, trace::mirror makes
+//! its copy) and tsx/ (transactions, through tm.rs).
 
 mod host;
 pub mod memory;
@@ -19,9 +20,11 @@ mod tm;
 use crate::clock::WallTime;
 use crate::db::Row;
 use crate::script::{AvpName, MsgState, Program, Value, Vars};
-use crate::sip::SipMsg;
-use crate::trace::dup::DupTransport;
-use crate::trace::{Event, Facts, Proto, Tracer, Trigger, endpoint};
+use crate::sip::{SipMsg, Transport};
+use crate::trace::mirror::{
+    Copied, HepSettings, Mirror, MirrorCopy, MirrorDest, MirrorReq, MirrorSettings,
+};
+use crate::trace::{Endpoint, Event, Facts, Tracer, Trigger};
 use memory::{Memory, Remembered};
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -31,20 +34,12 @@ pub use resolve::Resolver;
 /// One local socket as the core sees it.
 #[derive(Debug, Clone)]
 pub struct LocalSock {
-    pub proto: Proto,
+    pub proto: Transport,
     pub addr: SocketAddr,
     /// Host and port written in our Via and Record-Route (advertised ones
     /// when configured; IPv6 in brackets).
     pub sip_host: String,
     pub sip_port: u16,
-}
-
-/// HEP encapsulation of mirrored copies (issue: duplicate_uri / Homer).
-#[derive(Debug, Clone)]
-pub struct HepSettings {
-    pub version: u8,
-    pub capture_id: u32,
-    pub auth_key: Option<String>,
 }
 
 /// The siptrace and core settings the proxy needs at run time.
@@ -57,7 +52,8 @@ pub struct CoreSettings {
     /// `alias=` names (and ports) that mean "us" besides the listeners.
     pub aliases: Vec<(String, Option<u16>)>,
     pub server_header: Option<String>,
-    /// duplicate_uri, resolved at start-up.
+    /// duplicate_uri, resolved at start-up. This and the next two are
+    /// moved into the mirror (trace::mirror) when the core is made.
     pub duplicate: Option<MirrorDest>,
     pub hep: Option<HepSettings>,
     /// Local address to send mirrored copies from (`send_sock_addr`).
@@ -72,39 +68,6 @@ pub struct Send {
     pub listener: usize,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
-}
-
-/// Where a mirrored copy goes: duplicate_uri or the URI given to
-/// sip_trace(), resolved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct MirrorDest {
-    pub addr: SocketAddr,
-    pub transport: DupTransport,
-}
-
-/// What sip_trace() adds to an event's copy: its own destination (else
-/// duplicate_uri) and a HEP correlation id (chunk 0x0011).
-#[derive(Debug, Clone, Copy, Default)]
-pub struct MirrorReq<'a> {
-    pub dest: Option<MirrorDest>,
-    pub correlation_id: Option<&'a str>,
-}
-
-/// One mirrored copy for the reactor to send; it counts the outcome
-/// through [`Core::count_copies`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MirrorCopy {
-    pub to: SocketAddr,
-    pub via: CopyVia,
-    pub bytes: Vec<u8>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CopyVia {
-    /// A datagram from this listening socket.
-    Udp { listener: usize },
-    /// The kept TCP connection to `to`, bound to this address when set.
-    Tcp { bind: Option<std::net::IpAddr> },
 }
 
 /// Counters of the SIP side.
@@ -127,7 +90,7 @@ pub(crate) struct State {
     pub memory: Memory,
     pub sends: Vec<Send>,
     /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
-    pub mirrors: Vec<MirrorCopy>,
+    pub mirror: Mirror,
     pub rows: Vec<Row>,
     pub stats: CoreStats,
     pub resolver: Resolver,
@@ -135,8 +98,6 @@ pub(crate) struct State {
     /// it answers one of our stateless replies and is absorbed (sl module).
     pub sl_tag: String,
     pub tm: tm::Tm,
-    /// Mirror refusals already warned about (see `warn_once`).
-    pub warned: WarnedOnce,
 }
 
 pub struct Core {
@@ -148,13 +109,21 @@ pub struct Core {
 impl Core {
     pub fn new(
         program: Program,
-        settings: CoreSettings,
+        mut settings: CoreSettings,
         socks: Vec<LocalSock>,
         tracer: Tracer,
         tm_config: crate::tsx::TsxConfig,
         seed: u64,
     ) -> Core {
         let memory = Memory::new(settings.memory_cap.max(1024));
+        let mirror = Mirror::new(
+            MirrorSettings {
+                duplicate: settings.duplicate.take(),
+                hep: settings.hep.take(),
+                send_sock: settings.send_sock.take(),
+            },
+            socks.iter().map(|s| s.addr).collect(),
+        );
         Core {
             program,
             vars: Vars::default(),
@@ -164,13 +133,12 @@ impl Core {
                 tracer,
                 memory,
                 sends: Vec::new(),
-                mirrors: Vec::new(),
+                mirror,
                 rows: Vec::new(),
                 stats: CoreStats::default(),
                 resolver: Resolver::default(),
                 sl_tag: format!("{seed:016x}"),
                 tm: tm::Tm::new(tm_config),
-                warned: WarnedOnce::default(),
             },
         }
     }
@@ -193,7 +161,7 @@ impl Core {
     }
 
     pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
-        std::mem::take(&mut self.s.mirrors)
+        self.s.mirror.take()
     }
 
     /// Outcome of copies handed out by [`Core::take_mirrors`], for
@@ -414,6 +382,20 @@ impl State {
             .position(|s| s.addr.is_ipv4() == to.is_ipv4())
     }
 
+    /// The transport of listener `li` (UDP when there is none: the only
+    /// one served).
+    pub fn sock_transport(&self, li: usize) -> Transport {
+        self.socks.get(li).map(|l| l.proto).unwrap_or_default()
+    }
+
+    /// Listener `li` as a trace event's end, as it is (no trace_local_ip).
+    pub fn sock_endpoint(&self, li: usize) -> Endpoint {
+        match self.socks.get(li) {
+            Some(l) => Endpoint::sock(l.proto, l.addr),
+            None => Endpoint::Any,
+        }
+    }
+
     pub fn traced_users(&self, st: &MsgState) -> Vec<String> {
         match &self.settings.traced_user_avp {
             Some(name) => st.avps.values(name).map(Value::to_text).collect(),
@@ -451,146 +433,10 @@ impl State {
             self.tracer
                 .rows(ev, trigger, &users, table.as_deref(), &mut scratch);
         }
-        let req = mirror.unwrap_or_default();
-        if let Some(dest) = req.dest.or(self.settings.duplicate) {
-            self.mirror(ev, dest, req.correlation_id);
+        if self.mirror.copy(ev, mirror.unwrap_or_default()) == Copied::Dropped {
+            self.stats.copies_dropped += 1;
         }
     }
-
-    /// Queues one copy of `ev` for `dest`: the raw bytes, or HEP. UDP
-    /// copies leave from send_sock_addr or a listener of the destination's
-    /// family (docs/kamailio.md §4.4); TCP ones on the reactor's kept
-    /// connection. Counted as sent or dropped once the reactor has tried.
-    fn mirror(&mut self, ev: &Event<'_>, dest: MirrorDest, corr: Option<&str>) {
-        let to = dest.addr;
-        let send_sock = self
-            .settings
-            .send_sock
-            .filter(|a| a.is_ipv4() == to.is_ipv4());
-        let via = match dest.transport {
-            DupTransport::Udp => {
-                let from = match send_sock {
-                    Some(a) => self.socks.iter().position(|s| s.addr == a),
-                    None => self.pick_listener(to, None),
-                };
-                let Some(listener) = from else {
-                    self.stats.copies_dropped += 1;
-                    warn_once(
-                        &mut self.warned.no_family,
-                        format_args!(
-                            "copy to udp:{to} not sent: no listening socket of that address family"
-                        ),
-                    );
-                    return;
-                };
-                CopyVia::Udp { listener }
-            }
-            DupTransport::Tcp => {
-                // HEPv1/v2 carry no total length: a stream of them cannot
-                // be split again (config.rs refuses that for duplicate_uri).
-                if self.settings.hep.as_ref().is_some_and(|h| h.version < 3) {
-                    self.stats.copies_dropped += 1;
-                    warn_once(
-                        &mut self.warned.v2_on_tcp,
-                        format_args!(
-                            "copy to tcp:{to} not sent: HEPv1/v2 cannot be framed on TCP; use hep_version 3"
-                        ),
-                    );
-                    return;
-                }
-                CopyVia::Tcp {
-                    bind: send_sock.map(|a| a.ip()),
-                }
-            }
-        };
-        let bytes = match &self.settings.hep {
-            None => ev.bytes.to_vec(),
-            Some(h) => match hep_packet(ev, h, corr) {
-                Ok(b) => b,
-                Err(e) => {
-                    self.stats.copies_dropped += 1;
-                    warn_once(
-                        &mut self.warned.hep_failed,
-                        format_args!("HEP copy not sent: {e}"),
-                    );
-                    return;
-                }
-            },
-        };
-        self.mirrors.push(MirrorCopy { to, via, bytes });
-    }
-}
-
-/// Copies refused for a reason that repeats with every traced message (a
-/// script or config choice): the first is a warning, the rest debug lines;
-/// copies_dropped counts them all.
-#[derive(Debug, Default)]
-pub(crate) struct WarnedOnce {
-    no_family: bool,
-    v2_on_tcp: bool,
-    hep_failed: bool,
-}
-
-fn warn_once(seen: &mut bool, msg: std::fmt::Arguments<'_>) {
-    if std::mem::replace(seen, true) {
-        log::debug!("{msg}");
-    } else {
-        log::warn!("{msg} (further ones are logged at debug level)");
-    }
-}
-
-/// Transport and address of a trace event's end from its rendering:
-/// `proto:ip:port` as written by `endpoint()`, or a trace_local_ip value
-/// written verbatim (`ip:port`, `[v6]:port`, a bare IP). None when it names
-/// no address (e.g. a host name in trace_local_ip).
-fn parse_endpoint(s: &str) -> Option<(Proto, SocketAddr)> {
-    let (proto, rest) = match s.split_once(':') {
-        Some((p, rest)) if p.eq_ignore_ascii_case("any") => (Proto::Udp, rest),
-        Some((p, rest)) => match Proto::parse(&p.to_ascii_lowercase()) {
-            Some(p) => (p, rest),
-            None => (Proto::Udp, s),
-        },
-        None => (Proto::Udp, s),
-    };
-    if let Ok(a) = rest.parse::<SocketAddr>() {
-        return Some((proto, a));
-    }
-    let ip = rest.trim_start_matches('[').trim_end_matches(']');
-    let ip: std::net::IpAddr = ip.parse().ok()?;
-    Some((proto, SocketAddr::new(ip, 0)))
-}
-
-/// The HEP datagram for one event: addresses and transport from the row's
-/// fromip/toip, as Kamailio's siptrace builds it from the same strings.
-fn hep_packet(ev: &Event<'_>, h: &HepSettings, corr: Option<&str>) -> Result<Vec<u8>, String> {
-    use crate::trace::hep;
-    let unspecified = (Proto::Udp, SocketAddr::from(([0, 0, 0, 0], 0)));
-    let end = |s: &str| {
-        parse_endpoint(s).unwrap_or_else(|| {
-            log::debug!("HEP: '{s}' names no IP address; sending 0.0.0.0:0");
-            unspecified
-        })
-    };
-    let (proto, src) = end(&ev.fromip);
-    let (_, dst) = end(&ev.toip);
-    let p = hep::HepPacket {
-        src,
-        dst,
-        proto,
-        ts_sec: u32::try_from(ev.time.sec).unwrap_or(0),
-        ts_usec: ev.time.usec,
-        capture_id: h.capture_id,
-        auth_key: h.auth_key.as_deref(),
-        correlation_id: corr,
-        payload: ev.bytes,
-        proto_type: hep::PROTO_TYPE_SIP,
-    };
-    match h.version {
-        1 => hep::encode_v1(&p),
-        2 => hep::encode_v2(&p),
-        _ => hep::encode_v3(&p),
-    }
-    .map_err(|e| e.to_string())
 }
 
 /// The columns of a message, or None when Call-ID, CSeq, From or To is
@@ -617,88 +463,7 @@ pub fn facts(m: &SipMsg) -> Option<Facts> {
     })
 }
 
-/// `proto:ip:port` of a local socket, or trace_local_ip (docs/decisions.md §1).
-pub(crate) fn local_endpoint(s: &State, li: usize) -> String {
-    let actual = s
-        .socks
-        .get(li)
-        .map(|l| endpoint(l.proto, l.addr))
-        .unwrap_or_else(|| crate::trace::ANY_DEST.to_string());
-    s.tracer.local(actual)
-}
-
-#[cfg(test)]
-mod mirror_tests {
-    use super::*;
-    use crate::clock::WallTime;
-
-    #[test]
-    fn endpoints_back_to_addresses() {
-        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
-        let cases = [
-            (
-                "udp:127.0.0.1:5060",
-                Some((Proto::Udp, a("127.0.0.1:5060"))),
-            ),
-            (
-                "tcp:[2001:db8::1]:5070",
-                Some((Proto::Tcp, a("[2001:db8::1]:5070"))),
-            ),
-            ("TLS:10.0.0.1:5061", Some((Proto::Tls, a("10.0.0.1:5061")))),
-            (ANY, Some((Proto::Udp, a("255.255.255.255:5060")))),
-            // trace_local_ip values are verbatim (docs/kamailio.md §4.1).
-            ("10.1.1.1:5064", Some((Proto::Udp, a("10.1.1.1:5064")))),
-            ("[::1]:5064", Some((Proto::Udp, a("[::1]:5064")))),
-            ("10.1.1.1", Some((Proto::Udp, a("10.1.1.1:0")))),
-            ("udp:[::1]", Some((Proto::Udp, a("[::1]:0")))),
-            ("proxy.example.com:5060", None),
-            ("", None),
-        ];
-        for (input, want) in cases {
-            assert_eq!(parse_endpoint(input), want, "{input:?}");
-        }
-    }
-    const ANY: &str = crate::trace::ANY_DEST;
-
-    #[test]
-    fn hep_packet_takes_the_rows_addresses_and_time() {
-        let f = Facts::default();
-        let ev = Event {
-            bytes: b"OPTIONS sip:x SIP/2.0\r\n\r\n",
-            facts: &f,
-            dir: crate::trace::Direction::Out,
-            fromip: "tcp:10.0.0.1:5060".into(),
-            toip: "tcp:10.0.0.2:5080".into(),
-            time: WallTime {
-                sec: 1_700_000_000,
-                usec: 123_456,
-            },
-        };
-        let h = HepSettings {
-            version: 3,
-            capture_id: 2001,
-            auth_key: Some("k".into()),
-        };
-        let got = hep_packet(&ev, &h, Some("cid")).unwrap();
-        let want = crate::trace::hep::encode_v3(&crate::trace::hep::HepPacket {
-            src: "10.0.0.1:5060".parse().unwrap(),
-            dst: "10.0.0.2:5080".parse().unwrap(),
-            proto: Proto::Tcp,
-            ts_sec: 1_700_000_000,
-            ts_usec: 123_456,
-            capture_id: 2001,
-            auth_key: Some("k"),
-            correlation_id: Some("cid"),
-            payload: ev.bytes,
-            proto_type: crate::trace::hep::PROTO_TYPE_SIP,
-        })
-        .unwrap();
-        assert_eq!(got, want);
-        let v2 = HepSettings {
-            version: 2,
-            capture_id: 70_000,
-            auth_key: None,
-        };
-        assert!(hep_packet(&ev, &v2, None).unwrap_err().contains("16-bit"));
-    }
+/// A local socket as a trace event's end, or trace_local_ip (docs/decisions.md §1).
+pub(crate) fn local_endpoint(s: &State, li: usize) -> Endpoint {
+    s.tracer.local(s.sock_endpoint(li))
 }

@@ -329,7 +329,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
     let branch = format!("z9hG4bK{}.{:x}", ctx.s.sl_tag, ctx.s.tm.next_branch);
     let via = format!(
         "SIP/2.0/{} {}:{};branch={branch}",
-        sock.proto.as_str().to_ascii_uppercase(),
+        sock.proto.via_name(),
         sock.sip_host,
         sock.sip_port
     );
@@ -494,17 +494,12 @@ fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime
     }
     let Ok(m) = SipMsg::parse(bytes) else { return };
     let Some(f) = facts(&m) else { return };
-    let proto = s
-        .socks
-        .get(to.li)
-        .map(|l| l.proto)
-        .unwrap_or(crate::trace::Proto::Udp);
     let ev = TraceEvent {
         bytes,
         facts: &f,
         dir: crate::trace::Direction::Out,
-        fromip: super::local_endpoint(s, to.li),
-        toip: crate::trace::endpoint(proto, to.to),
+        from: super::local_endpoint(s, to.li),
+        to: crate::trace::Endpoint::sock(s.sock_transport(to.li), to.to),
         time: wall,
     };
     s.trace(&ev, Trigger::Flag { flag_set }, st, None);

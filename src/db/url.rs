@@ -17,8 +17,9 @@
 //! User, password and database may be percent-encoded (`%40` for `@`); a host
 //! may be an IPv6 literal in brackets. Passwords never appear in messages:
 //! [`DbUrl::redacted`] and [`UrlError`] print `***` instead.
-//! Depends on std only.
+//! Depends on std and sip's host:port grammar (one for the whole crate).
 
+use crate::sip::{AddrError, HostPort};
 use std::fmt;
 use std::path::PathBuf;
 
@@ -349,14 +350,24 @@ fn parse_server(rest: &str, default_port: u16) -> Result<ServerUrl, (UrlPart, &'
     if user.is_empty() {
         return Err((UrlPart::User, "empty user name"));
     }
-    let (host, port) = split_host_port(hostport)?;
-    let port = match port {
-        None => default_port,
-        Some(p) => match p.parse::<u16>() {
-            Ok(n) if n > 0 => n,
-            _ => return Err((UrlPart::Port, "not a number in 1..65535")),
-        },
-    };
+    let hp = HostPort::parse(hostport).map_err(|e| match e {
+        AddrError::BadPort(_) => (UrlPart::Port, "not a number in 1..65535"),
+        AddrError::EmptyHost => (UrlPart::Host, "empty host"),
+        AddrError::UnbracketedIpv6 => (
+            UrlPart::Host,
+            "IPv6 addresses must be written in brackets, e.g. [::1]",
+        ),
+        AddrError::BadIpv6(_) => (
+            UrlPart::Host,
+            "not an IPv6 address inside [ ], or text after ']'",
+        ),
+        _ => (
+            UrlPart::Host,
+            "host contains characters outside [A-Za-z0-9.-_]",
+        ),
+    })?;
+    let host = hp.host.unbracketed();
+    let port = hp.port.unwrap_or(default_port);
     Ok(ServerUrl {
         user,
         password,
@@ -364,48 +375,6 @@ fn parse_server(rest: &str, default_port: u16) -> Result<ServerUrl, (UrlPart, &'
         port,
         database,
     })
-}
-
-fn split_host_port(hostport: &str) -> Result<(String, Option<&str>), (UrlPart, &'static str)> {
-    if let Some(inner) = hostport.strip_prefix('[') {
-        let Some(close) = inner.find(']') else {
-            return Err((UrlPart::Host, "IPv6 literal without closing ']'"));
-        };
-        let host = &inner[..close];
-        if host.parse::<std::net::Ipv6Addr>().is_err() {
-            return Err((UrlPart::Host, "not an IPv6 address inside [ ]"));
-        }
-        let after = &inner[close + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => return Err((UrlPart::Host, "unexpected text after ']'")),
-        };
-        return Ok((host.to_string(), port));
-    }
-    let (host, port) = match hostport.rsplit_once(':') {
-        Some((h, p)) => (h, Some(p)),
-        None => (hostport, None),
-    };
-    if host.is_empty() {
-        return Err((UrlPart::Host, "empty host"));
-    }
-    if host.contains(':') {
-        return Err((
-            UrlPart::Host,
-            "IPv6 addresses must be written in brackets, e.g. [::1]",
-        ));
-    }
-    let ok = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'-' || b == b'_');
-    if !ok {
-        return Err((
-            UrlPart::Host,
-            "host contains characters outside [A-Za-z0-9.-_]",
-        ));
-    }
-    Ok((host.to_string(), port))
 }
 
 /// `%XX` decoding; `None` on a malformed escape or a result that is not UTF-8.

@@ -16,8 +16,9 @@ pub mod control;
 pub mod fifo;
 
 use crate::clock::WallTime;
-use crate::core::{CopyVia, Core};
+use crate::core::Core;
 use crate::spool::TraceSink;
+use crate::trace::mirror::CopyVia;
 use crate::trace::stream::StreamConfig;
 use crate::transport::stream::Streams;
 use crate::transport::{Listener, MAX_DATAGRAM};

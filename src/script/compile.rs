@@ -9,11 +9,13 @@ use std::collections::HashMap;
 use regex_lite::{Regex, RegexBuilder};
 
 use super::funcs::{self, ArgErr};
-use super::host::{Dest, MsgPv, Proto, PvError, TraceMode};
+use super::host::{Dest, MsgPv, PvError, TraceMode};
 use super::value::{AvpName, AvpNameError, Value};
 use super::{CompileEnv, Program, RouteDef, RouteId, RouteKind};
 use crate::cfg::ast::{self, BinOp, ExprKind, Item, PvSpec, PvSyntaxError, StmtKind};
 use crate::cfg::{Diagnostic, Pos};
+use crate::sip::Transport;
+use crate::trace::dup::DupTarget;
 
 pub(crate) type Block = Vec<Op>;
 
@@ -118,7 +120,7 @@ pub(crate) enum CallKind {
 /// A builtin for the host, arguments compiled; turned into a `HostCall` per run.
 pub(crate) enum HostSpec {
     SipTrace {
-        dest: Option<StrArg>,
+        dest: Option<TraceDestArg>,
         corr: Option<StrArg>,
         mode: Option<ModeArg>,
     },
@@ -152,6 +154,12 @@ pub(crate) enum StrArg {
     Expr(Box<Expr>),
 }
 
+/// sip_trace()'s URI: parsed at load when constant.
+pub(crate) enum TraceDestArg {
+    Const(DupTarget),
+    Dyn(StrArg),
+}
+
 pub(crate) enum ModeArg {
     Const(TraceMode),
     Dyn(StrArg),
@@ -169,7 +177,7 @@ pub(crate) enum DestArg {
     Dyn {
         host: StrArg,
         port: Option<StrArg>,
-        proto: Option<Proto>,
+        proto: Option<Transport>,
     },
 }
 

@@ -9,6 +9,8 @@ use std::fmt;
 
 use super::RouteId;
 use super::value::{MsgState, Value};
+use crate::sip::Transport;
+use crate::trace::dup::DupTarget;
 
 /// What a script needs from the process running it.
 pub trait Host {
@@ -218,52 +220,10 @@ impl fmt::Display for MsgPv {
     }
 }
 
-/// Transport protocols as Kamailio names them in addresses (`udp:1.2.3.4:5060`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Proto {
-    Udp,
-    Tcp,
-    Tls,
-    Sctp,
-    Ws,
-    Wss,
-}
-
-impl Proto {
-    pub fn parse(s: &str) -> Option<Proto> {
-        Some(match s.to_ascii_lowercase().as_str() {
-            "udp" => Proto::Udp,
-            "tcp" => Proto::Tcp,
-            "tls" => Proto::Tls,
-            "sctp" => Proto::Sctp,
-            "ws" => Proto::Ws,
-            "wss" => Proto::Wss,
-            _ => return None,
-        })
-    }
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Proto::Udp => "udp",
-            Proto::Tcp => "tcp",
-            Proto::Tls => "tls",
-            Proto::Sctp => "sctp",
-            Proto::Ws => "ws",
-            Proto::Wss => "wss",
-        }
-    }
-}
-
-impl fmt::Display for Proto {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
 /// A next hop written in the script: `[proto:]host[:port]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Dest<'a> {
-    pub proto: Option<Proto>,
+    pub proto: Option<Transport>,
     /// Name or IP; IPv6 without brackets.
     pub host: Cow<'a, str>,
     pub port: Option<u16>,
@@ -274,7 +234,7 @@ impl Dest<'static> {
     pub fn parse(s: &str) -> Result<Dest<'static>, String> {
         let (proto, host, port) = crate::cfg::parser::parse_sock_text(s.trim())?;
         let proto = match proto {
-            Some(p) => Some(Proto::parse(&p).ok_or_else(|| format!("unknown protocol '{p}'"))?),
+            Some(p) => Some(Transport::parse(&p).map_err(|e| e.to_string())?),
             None => None,
         };
         let port = match port {
@@ -316,13 +276,22 @@ impl TraceMode {
     }
 }
 
+/// Where sip_trace() mirrors its message: a constant URI was parsed (and
+/// refused if the mirror cannot serve it) at load; one with `$pv`s is
+/// rendered per message and parsed by the host.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TraceDest<'a> {
+    Target(&'a DupTarget),
+    Uri(Cow<'a, str>),
+}
+
 /// A builtin the host performs. Constant arguments were checked at load;
 /// format arguments (`$pv` inside strings) are rendered.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HostCall<'a> {
     /// `sip_trace([uri [, correlation_id [, mode]]])`; an empty uri is None.
     SipTrace {
-        dest: Option<Cow<'a, str>>,
+        dest: Option<TraceDest<'a>>,
         correlation_id: Option<Cow<'a, str>>,
         mode: Option<TraceMode>,
     },
@@ -402,13 +371,13 @@ mod tests {
 
     #[test]
     fn dests() {
-        type Want = Result<(Option<Proto>, &'static str, Option<u16>), &'static str>;
+        type Want = Result<(Option<Transport>, &'static str, Option<u16>), &'static str>;
         let cases: &[(&str, Want)] = &[
             (
                 "udp:10.0.0.1:5060",
-                Ok((Some(Proto::Udp), "10.0.0.1", Some(5060))),
+                Ok((Some(Transport::Udp), "10.0.0.1", Some(5060))),
             ),
-            ("TCP:host", Ok((Some(Proto::Tcp), "host", None))),
+            ("TCP:host", Ok((Some(Transport::Tcp), "host", None))),
             ("[::1]:5070", Ok((None, "::1", Some(5070)))),
             ("host:70000", Err("port 70000 out of range 1..65535")),
             ("host:0", Err("port 0 out of range 1..65535")),

@@ -10,10 +10,10 @@ use std::cmp::Ordering;
 
 use super::compile::{
     ArithOp, Call, CallKind, CmpOp, CodeArg, DestArg, Expr, HostSpec, ModeArg, Op, Part, Read, Rx,
-    StrArg, Target, Template,
+    StrArg, Target, Template, TraceDestArg,
 };
 use super::funcs::{TraceModeError, reply_code, trace_mode};
-use super::host::{Dest, Host, HostCall, Ret};
+use super::host::{Dest, Host, HostCall, Ret, TraceDest};
 use super::value::{MsgState, Value, Vars};
 use super::{MAX_ROUTE_DEPTH, Outcome, Program, RouteId};
 use crate::cfg::Pos;
@@ -404,7 +404,14 @@ impl<'p> Run<'p, '_> {
     fn host_call(&mut self, spec: &'p HostSpec) -> Result<HostCall<'p>, ArgError> {
         Ok(match spec {
             HostSpec::SipTrace { dest, corr, mode } => HostCall::SipTrace {
-                dest: self.opt_text(dest),
+                dest: match dest {
+                    None => None,
+                    Some(TraceDestArg::Const(t)) => Some(TraceDest::Target(t)),
+                    Some(TraceDestArg::Dyn(a)) => {
+                        let uri = self.text(a);
+                        (!uri.is_empty()).then_some(TraceDest::Uri(uri))
+                    }
+                },
                 correlation_id: self.opt_text(corr),
                 mode: match mode {
                     None => None,

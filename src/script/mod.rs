@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::fmt;
 
 pub use crate::cfg::ast::RouteKind;
-pub use host::{Dest, Host, HostCall, MsgPv, Proto, PvError, Ret, TraceMode};
+pub use host::{Dest, Host, HostCall, MsgPv, PvError, Ret, TraceDest, TraceMode};
 pub use value::{AvpName, AvpNameError, Avps, MsgState, Value, Vars};
 
 use crate::cfg::{Diagnostic, ast};

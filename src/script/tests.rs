@@ -323,8 +323,8 @@ fn interpreter_cases() {
             want: End,
             log: &[
                 "SipTrace { dest: None, correlation_id: None, mode: None }",
-                r#"SipTrace { dest: Some("sip:10.0.0.2:9060"), correlation_id: None, mode: None }"#,
-                r#"SipTrace { dest: Some("sip:h"), correlation_id: Some("abc@h"), mode: Some(Transaction) }"#,
+                r#"SipTrace { dest: Some(Target(DupTarget { host: "10.0.0.2", port: 9060, transport: Udp })), correlation_id: None, mode: None }"#,
+                r#"SipTrace { dest: Some(Target(DupTarget { host: "h", port: 5060, transport: Udp })), correlation_id: Some("abc@h"), mode: Some(Transaction) }"#,
                 "SipTrace { dest: None, correlation_id: None, mode: Some(Message) }",
             ],
         },
@@ -554,7 +554,19 @@ fn compile_errors() {
         ),
         (
             r#"route { sip_trace("http://x"); }"#,
-            "s.cfg:1:19: sip_trace(): 'http://x' is not a SIP URI: expected sip:host[:port]",
+            "s.cfg:1:19: sip_trace(): duplicate URI 'http://x' is not a sip: URI; write it as sip:host[:port][;transport=tcp]",
+        ),
+        (
+            r#"route { sip_trace("sips:127.0.0.1:5061"); }"#,
+            "s.cfg:1:19: sip_trace(): duplicate URI 'sips:127.0.0.1:5061': sips: asks for TLS, which copies are not sent over; write it as sip:host[:port] (transport udp or tcp)",
+        ),
+        (
+            r#"route { sip_trace("sip:10.0.0.1;transport=tls"); }"#,
+            "s.cfg:1:19: sip_trace(): duplicate URI 'sip:10.0.0.1;transport=tls': transport 'tls' is not supported for duplicates; use transport=udp (the default) or transport=tcp",
+        ),
+        (
+            r#"route { forward("sctp:10.0.0.1"); }"#,
+            "s.cfg:1:17: forward(): protocol 'sctp' is not served by siptraced (udp, tcp and tls are)",
         ),
         (
             r#"route { sip_trace("", "", "d"); }"#,

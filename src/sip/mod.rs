@@ -4,21 +4,26 @@
 //! demand ([`Uri`], [`Via`], [`NameAddr`]), the grammar checks that earn a
 //! 400 ([`SipMsg::validate`]), byte-preserving edits for relaying, the
 //! replies/ACK/CANCEL the proxy writes itself, stateless branch ids and
-//! TCP framing. No sockets, no clock, no logging; never panics on input.
+//! TCP framing, and the crate's one transport type and address grammar
+//! ([`Transport`], [`HostPort`], [`UriTarget`]). No sockets, no clock, no
+//! logging; never panics on input.
 //! Std only: rsip is deliberately not the gate (docs/decisions.md §6).
 //!
 //! Files: `msg` (scanner, index, accessors), `lex` (character classes,
 //! lists, params), `uri`, `via`, `nameaddr`, `check` (validate), `edit`,
-//! `reply`, `branch`, `frame`.
+//! `reply`, `branch`, `frame`, `transport`, `hostport` (addresses people
+//! write: config, script arguments, URLs).
 
 mod branch;
 mod check;
 mod edit;
 mod frame;
+mod hostport;
 mod lex;
 mod msg;
 mod nameaddr;
 mod reply;
+mod transport;
 mod uri;
 mod via;
 
@@ -29,8 +34,10 @@ pub use branch::stateless_branch;
 pub use check::Malformed;
 pub use edit::EditError;
 pub use frame::{MAX_STREAM_MESSAGE, frame_len, keepalive_len};
+pub use hostport::{AddrError, Host, HostPort, UriTarget, parse_port};
 pub use msg::{BodyFraming, HeaderKind, MaxForwards, ParseError, SipMsg, StartLineIssue};
 pub use nameaddr::{NameAddr, NameAddrError};
 pub use reply::{BuildError, build_ack_for_non2xx, build_cancel, build_reply};
+pub use transport::{Transport, TransportError, Unserved};
 pub use uri::{Scheme, Uri, UriError};
 pub use via::{DEFAULT_PORT, DEFAULT_TLS_PORT, MAGIC_COOKIE, Via, ViaError};

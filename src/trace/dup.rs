@@ -1,24 +1,20 @@
-//! Where duplicates of traced messages go: parsing of the `duplicate_uri`
-//! modparam and of the URI argument of `sip_trace("sip:host:port")` into a
-//! host, a port and a transport. Kamailio parses both as SIP URIs and uses
-//! only host and port (default 5060) plus `;transport=` (UDP unless `tcp`).
+//! Where duplicates of traced messages go: the `duplicate_uri` modparam
+//! and the URI argument of `sip_trace("sip:host:port")`, both read once at
+//! load into a [`DupTarget`] (a host, a port and a transport). Kamailio
+//! parses both as SIP URIs and uses only host and port (default 5060) plus
+//! `;transport=` (UDP unless `tcp`). What the mirror cannot serve — sips:,
+//! TLS, SCTP, WebSocket — is refused here, so it is a config error and not
+//! a failure on every message.
 //!
-//! Pure and std-only: no DNS (the reactor resolves host names at start-up),
-//! no sockets. [`DupTarget::socket_addr`] serves IP literals directly.
+//! Pure: the grammar is sip::UriTarget; no DNS (the reactor resolves host
+//! names at start-up), no sockets. [`DupTarget::socket_addr`] serves IP
+//! literals directly. The script compiler uses it too, for constant
+//! sip_trace() URIs.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv6Addr, SocketAddr};
+use std::net::SocketAddr;
 
-/// RFC 3261 §19.1.2: the default port of a sip: URI.
-const DEFAULT_SIP_PORT: u16 = 5060;
-
-/// Transport used to send the duplicates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum DupTransport {
-    #[default]
-    Udp,
-    Tcp,
-}
+use crate::sip::{AddrError, DEFAULT_PORT, Host, Transport, UriTarget};
 
 /// A parsed duplicate destination.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -26,143 +22,69 @@ pub struct DupTarget {
     /// Host name or IP literal; an IPv6 literal is kept without brackets.
     pub host: String,
     pub port: u16,
-    pub transport: DupTransport,
+    /// Udp or Tcp: the transports copies are sent over.
+    pub transport: Transport,
 }
 
 /// Why a duplicate URI was refused; each message quotes the URI.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DupError {
+    #[error("duplicate URI is empty; give a destination such as sip:10.1.1.1:5888")]
     Empty,
-    NotSip {
-        uri: String,
-    },
-    EmptyHost {
-        uri: String,
-    },
-    BadHost {
-        uri: String,
-        host: String,
-    },
-    UnbracketedIpv6 {
-        uri: String,
-    },
-    BadIpv6 {
-        uri: String,
-    },
-    BadPort {
-        uri: String,
-        port: String,
-    },
-    UnsupportedTransport {
-        uri: String,
-        transport: String,
-    },
+    #[error("duplicate URI '{uri}' is not a sip: URI; write it as sip:host[:port][;transport=tcp]")]
+    NotSip { uri: String },
+    #[error(
+        "duplicate URI '{uri}': sips: asks for TLS, which copies are not sent over; \
+         write it as sip:host[:port] (transport udp or tcp)"
+    )]
+    Sips { uri: String },
+    #[error("duplicate URI '{uri}': {err}")]
+    Addr { uri: String, err: AddrError },
+    #[error(
+        "duplicate URI '{uri}': transport '{transport}' is not supported for duplicates; \
+         use transport=udp (the default) or transport=tcp"
+    )]
+    UnsupportedTransport { uri: String, transport: String },
     /// `send_sock_addr` must name a local IP address and port.
-    NotLocalSocket {
-        value: String,
-    },
+    #[error(
+        "'{value}' does not name a local socket; write it as sip:IP:PORT or udp:IP:PORT \
+         with the address of a listen= socket"
+    )]
+    NotLocalSocket { value: String },
 }
-
-impl fmt::Display for DupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            DupError::Empty => write!(
-                f,
-                "duplicate URI is empty; give a destination such as sip:10.1.1.1:5888"
-            ),
-            DupError::NotSip { uri } => write!(
-                f,
-                "duplicate URI '{uri}' is not a sip: URI; write it as sip:host[:port][;transport=tcp]"
-            ),
-            DupError::EmptyHost { uri } => write!(
-                f,
-                "duplicate URI '{uri}' has no host; write it as sip:host[:port]"
-            ),
-            DupError::BadHost { uri, host } => write!(
-                f,
-                "duplicate URI '{uri}': '{host}' is not a valid host name or IP address"
-            ),
-            DupError::UnbracketedIpv6 { uri } => write!(
-                f,
-                "duplicate URI '{uri}': an IPv6 address must be in brackets, e.g. sip:[::1]:9060"
-            ),
-            DupError::BadIpv6 { uri } => write!(
-                f,
-                "duplicate URI '{uri}': malformed bracketed IPv6 address; write it as sip:[2001:db8::1]:port"
-            ),
-            DupError::BadPort { uri, port } => write!(
-                f,
-                "duplicate URI '{uri}': port '{port}' is not a number from 1 to 65535"
-            ),
-            DupError::UnsupportedTransport { uri, transport } => write!(
-                f,
-                "duplicate URI '{uri}': transport '{transport}' is not supported for duplicates; \
-                 use transport=udp (the default) or transport=tcp"
-            ),
-            DupError::NotLocalSocket { value } => write!(
-                f,
-                "'{value}' does not name a local socket; write it as sip:IP:PORT or udp:IP:PORT \
-                 with the address of a listen= socket"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for DupError {}
 
 impl DupTarget {
-    /// Parse `sip:[user@]host[:port][;params][?headers]`. The scheme and
-    /// parameter names are case-insensitive; user part, other parameters and
-    /// headers are ignored, as Kamailio uses only host, port and transport.
+    /// Parse `sip:[user@]host[:port][;params][?headers]` (sip::UriTarget),
+    /// then keep what the mirror can send: sip:, over UDP or TCP.
     pub fn parse(uri: &str) -> Result<DupTarget, DupError> {
         let trimmed = uri.trim();
         if trimmed.is_empty() {
             return Err(DupError::Empty);
         }
         let owned = || trimmed.to_string();
-        let rest = match trimmed.split_once(':') {
-            Some((scheme, rest)) if scheme.eq_ignore_ascii_case("sip") => rest,
-            _ => return Err(DupError::NotSip { uri: owned() }),
-        };
-        let rest = rest
-            .split_once('?')
-            .map_or(rest, |(before, _headers)| before);
-        let (userhostport, params) = rest.split_once(';').unwrap_or((rest, ""));
-        let hostport = userhostport
-            .rsplit_once('@')
-            .map_or(userhostport, |(_user, hp)| hp);
-
-        let (host, port) = split_host_port(hostport, trimmed)?;
-        let port = match port {
-            None => DEFAULT_SIP_PORT,
-            Some(text) => parse_port(text).ok_or_else(|| DupError::BadPort {
+        let t = UriTarget::parse(trimmed).map_err(|err| match err {
+            AddrError::NotSip => DupError::NotSip { uri: owned() },
+            AddrError::BadTransport(transport) => DupError::UnsupportedTransport {
                 uri: owned(),
-                port: text.to_string(),
-            })?,
-        };
-
-        let mut transport = DupTransport::Udp;
-        for param in params.split(';') {
-            let (name, value) = param.split_once('=').unwrap_or((param, ""));
-            if !name.trim().eq_ignore_ascii_case("transport") {
-                continue;
-            }
-            let value = value.trim();
-            transport = if value.eq_ignore_ascii_case("udp") {
-                DupTransport::Udp
-            } else if value.eq_ignore_ascii_case("tcp") {
-                DupTransport::Tcp
-            } else {
+                transport,
+            },
+            err => DupError::Addr { uri: owned(), err },
+        })?;
+        if t.sips {
+            return Err(DupError::Sips { uri: owned() });
+        }
+        let transport = match t.transport.unwrap_or(Transport::Udp) {
+            Transport::Tls => {
                 return Err(DupError::UnsupportedTransport {
                     uri: owned(),
-                    transport: value.to_string(),
+                    transport: "tls".into(),
                 });
-            };
-        }
-
+            }
+            t => t,
+        };
         Ok(DupTarget {
-            host: host.to_string(),
-            port,
+            host: t.host.unbracketed(),
+            port: t.port.unwrap_or(DEFAULT_PORT),
             transport,
         })
     }
@@ -170,21 +92,21 @@ impl DupTarget {
     /// The destination when the host is an IP literal; `None` for a host
     /// name, which the reactor resolves.
     pub fn socket_addr(&self) -> Option<SocketAddr> {
-        let ip: IpAddr = self.host.parse().ok()?;
+        let ip = self.host.parse().ok()?;
         Some(SocketAddr::new(ip, self.port))
     }
 }
 
 impl fmt::Display for DupTarget {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.host.contains(':') {
-            write!(f, "sip:[{}]:{}", self.host, self.port)?;
-        } else {
-            write!(f, "sip:{}:{}", self.host, self.port)?;
-        }
+        let host = match self.host.parse() {
+            Ok(ip) => Host::Ip(ip),
+            Err(_) => Host::Name(self.host.clone()),
+        };
+        write!(f, "sip:{host}:{}", self.port)?;
         match self.transport {
-            DupTransport::Udp => Ok(()),
-            DupTransport::Tcp => f.write_str(";transport=tcp"),
+            Transport::Udp => Ok(()),
+            t => write!(f, ";transport={t}"),
         }
     }
 }
@@ -208,64 +130,12 @@ pub fn parse_send_sock(value: &str) -> Result<SocketAddr, DupError> {
     .ok_or_else(bad)
 }
 
-/// Split `host[:port]` or `[v6][:port]`; the host comes back without
-/// brackets and already validated.
-fn split_host_port<'a>(
-    hostport: &'a str,
-    uri: &str,
-) -> Result<(&'a str, Option<&'a str>), DupError> {
-    let err_uri = || uri.to_string();
-    if let Some(bracketed) = hostport.strip_prefix('[') {
-        let (host, after) = bracketed
-            .split_once(']')
-            .ok_or_else(|| DupError::BadIpv6 { uri: err_uri() })?;
-        if host.parse::<Ipv6Addr>().is_err() {
-            return Err(DupError::BadIpv6 { uri: err_uri() });
-        }
-        return match after {
-            "" => Ok((host, None)),
-            _ => match after.strip_prefix(':') {
-                Some(port) => Ok((host, Some(port))),
-                None => Err(DupError::BadIpv6 { uri: err_uri() }),
-            },
-        };
-    }
-    if hostport.matches(':').count() > 1 {
-        return Err(DupError::UnbracketedIpv6 { uri: err_uri() });
-    }
-    let (host, port) = match hostport.split_once(':') {
-        Some((host, port)) => (host, Some(port)),
-        None => (hostport, None),
-    };
-    if host.is_empty() {
-        return Err(DupError::EmptyHost { uri: err_uri() });
-    }
-    // RFC 3261 §25.1 hostname characters; '_' as well since resolvers accept it.
-    let valid = host
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-    if !valid {
-        return Err(DupError::BadHost {
-            uri: err_uri(),
-            host: host.to_string(),
-        });
-    }
-    Ok((host, port))
-}
-
-/// A port is 1–65535 in plain digits; 0 cannot be a destination.
-fn parse_port(text: &str) -> Option<u16> {
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    text.parse::<u16>().ok().filter(|p| *p != 0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use AddrError::{BadHost, BadIpv6, BadPort, EmptyHost, UnbracketedIpv6};
 
-    fn ok(host: &str, port: u16, transport: DupTransport) -> Result<DupTarget, DupError> {
+    fn ok(host: &str, port: u16, transport: Transport) -> Result<DupTarget, DupError> {
         Ok(DupTarget {
             host: host.to_string(),
             port,
@@ -275,7 +145,7 @@ mod tests {
 
     #[test]
     fn parse_cases() {
-        use DupTransport::{Tcp, Udp};
+        use Transport::{Tcp, Udp};
         let s = |x: &str| x.to_string();
         let cases: Vec<(&str, Result<DupTarget, DupError>)> = vec![
             // The admin guide's example.
@@ -320,105 +190,127 @@ mod tests {
             ),
             (
                 "sips:10.0.0.1",
-                Err(DupError::NotSip {
+                Err(DupError::Sips {
                     uri: s("sips:10.0.0.1"),
                 }),
             ),
-            ("sip:", Err(DupError::EmptyHost { uri: s("sip:") })),
+            (
+                "sip:",
+                Err(DupError::Addr {
+                    uri: s("sip:"),
+                    err: EmptyHost,
+                }),
+            ),
             (
                 "sip::5060",
-                Err(DupError::EmptyHost {
+                Err(DupError::Addr {
                     uri: s("sip::5060"),
+                    err: EmptyHost,
                 }),
             ),
             (
                 "sip:user@",
-                Err(DupError::EmptyHost {
+                Err(DupError::Addr {
                     uri: s("sip:user@"),
+                    err: EmptyHost,
                 }),
             ),
             (
                 "sip:;transport=tcp",
-                Err(DupError::EmptyHost {
+                Err(DupError::Addr {
                     uri: s("sip:;transport=tcp"),
+                    err: EmptyHost,
                 }),
             ),
             (
                 "sip:10.0.0.1:",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:10.0.0.1:"),
-                    port: s(""),
+                    err: BadPort(s("")),
                 }),
             ),
             (
                 "sip:10.0.0.1:0",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:10.0.0.1:0"),
-                    port: s("0"),
+                    err: BadPort(s("0")),
                 }),
             ),
             (
                 "sip:10.0.0.1:65536",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:10.0.0.1:65536"),
-                    port: s("65536"),
+                    err: BadPort(s("65536")),
                 }),
             ),
             (
                 "sip:10.0.0.1:50x",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:10.0.0.1:50x"),
-                    port: s("50x"),
+                    err: BadPort(s("50x")),
                 }),
             ),
             (
                 "sip:10.0.0.1:+80",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:10.0.0.1:+80"),
-                    port: s("+80"),
+                    err: BadPort(s("+80")),
                 }),
             ),
             (
                 "sip:[::1]:",
-                Err(DupError::BadPort {
+                Err(DupError::Addr {
                     uri: s("sip:[::1]:"),
-                    port: s(""),
+                    err: BadPort(s("")),
                 }),
             ),
             (
                 "sip:::1",
-                Err(DupError::UnbracketedIpv6 { uri: s("sip:::1") }),
+                Err(DupError::Addr {
+                    uri: s("sip:::1"),
+                    err: UnbracketedIpv6,
+                }),
             ),
             (
                 "sip:2001:db8::1:5060",
-                Err(DupError::UnbracketedIpv6 {
+                Err(DupError::Addr {
                     uri: s("sip:2001:db8::1:5060"),
+                    err: UnbracketedIpv6,
                 }),
             ),
-            ("sip:[::1", Err(DupError::BadIpv6 { uri: s("sip:[::1") })),
+            (
+                "sip:[::1",
+                Err(DupError::Addr {
+                    uri: s("sip:[::1"),
+                    err: BadIpv6(s("[::1")),
+                }),
+            ),
             (
                 "sip:[zz::1]:5060",
-                Err(DupError::BadIpv6 {
+                Err(DupError::Addr {
                     uri: s("sip:[zz::1]:5060"),
+                    err: BadIpv6(s("[zz::1]:5060")),
                 }),
             ),
             (
                 "sip:[10.0.0.1]",
-                Err(DupError::BadIpv6 {
+                Err(DupError::Addr {
                     uri: s("sip:[10.0.0.1]"),
+                    err: BadIpv6(s("[10.0.0.1]")),
                 }),
             ),
             (
                 "sip:[::1]5060",
-                Err(DupError::BadIpv6 {
+                Err(DupError::Addr {
                     uri: s("sip:[::1]5060"),
+                    err: BadIpv6(s("[::1]5060")),
                 }),
             ),
             (
                 "sip:host name",
-                Err(DupError::BadHost {
+                Err(DupError::Addr {
                     uri: s("sip:host name"),
-                    host: s("host name"),
+                    err: BadHost(s("host name")),
                 }),
             ),
             (

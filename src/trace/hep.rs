@@ -5,11 +5,11 @@
 //! sipcapture decode them.
 //!
 //! Pure: no sockets, no clock (the timestamp is a field of [`HepPacket`]), no
-//! name resolution, no panics on any input. Depends on std only; the reactor
-//! sends the bytes and the trace glue fills the packet.
+//! name resolution, no panics on any input. Depends on std and
+//! sip::Transport only; the reactor sends the bytes and mirror.rs fills the
+//! packet.
 
-use crate::trace::Proto as Transport;
-use std::fmt;
+use crate::sip::Transport;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// HEP "protocol type" chunk value (0x000b) for SIP (HEP3 spec rev. 37).
@@ -18,7 +18,6 @@ pub const PROTO_TYPE_SIP: u8 = 0x01;
 /// IANA protocol numbers, the value HEP carries as "IP protocol".
 const IPPROTO_TCP: u8 = 6;
 const IPPROTO_UDP: u8 = 17;
-const IPPROTO_SCTP: u8 = 132;
 
 /// Address family bytes as Kamailio writes them (`sa_family` on Linux,
 /// `<bits/socket.h>`); every HEP receiver compares against these values.
@@ -63,14 +62,13 @@ const HEP2_TIME_HEADER_LEN: usize = 12;
 /// refuses anything above its `BUF_SIZE` (65535) for v1/v2 too.
 const MAX_PACKET_LEN: usize = u16::MAX as usize;
 
-/// The IP protocol number HEP carries: TLS, WS and WSS run over TCP.
+/// The IP protocol number HEP carries: TLS runs over TCP.
 /// (Kamailio writes 22, IPPROTO_IDP, as a "fake proto" for tls/ws/wss;
 /// Homer and the HEP spec expect the real IP protocol, so we send 6.)
 pub fn ip_proto(p: Transport) -> u8 {
     match p {
         Transport::Udp => IPPROTO_UDP,
-        Transport::Tcp | Transport::Tls | Transport::Ws | Transport::Wss => IPPROTO_TCP,
-        Transport::Sctp => IPPROTO_SCTP,
+        Transport::Tcp | Transport::Tls => IPPROTO_TCP,
     }
 }
 
@@ -97,32 +95,21 @@ pub struct HepPacket<'a> {
 }
 
 /// Why a packet could not be encoded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum HepError {
     /// The encapsulated packet would exceed 65535 bytes.
+    #[error(
+        "HEP packet would be {len} bytes, over the 65535-byte limit; \
+         the message is too large to duplicate over HEP"
+    )]
     TooLarge { len: usize },
     /// HEPv2 carries the capture id in 16 bits.
+    #[error(
+        "hep_capture_id {capture_id} does not fit the 16-bit field of HEPv2; \
+         use a value up to 65535 or set hep_version to 3"
+    )]
     CaptureIdTooWide { capture_id: u32 },
 }
-
-impl fmt::Display for HepError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            HepError::TooLarge { len } => write!(
-                f,
-                "HEP packet would be {len} bytes, over the 65535-byte limit; \
-                 the message is too large to duplicate over HEP"
-            ),
-            HepError::CaptureIdTooWide { capture_id } => write!(
-                f,
-                "hep_capture_id {capture_id} does not fit the 16-bit field of HEPv2; \
-                 use a value up to 65535 or set hep_version to 3"
-            ),
-        }
-    }
-}
-
-impl std::error::Error for HepError {}
 
 /// Source and destination in one family. HEP has a single family field for
 /// both ends and Kamailio refuses mixed pairs ("interworking detected ?",
@@ -482,7 +469,7 @@ mod tests {
         let p = HepPacket {
             src: v4([127, 0, 0, 1], 65535),
             dst: v4([255, 255, 255, 255], 1),
-            proto: Transport::Sctp,
+            proto: Transport::Tls,
             ts_sec: u32::MAX,
             ts_usec: 999_999,
             capture_id: u32::MAX,
@@ -493,7 +480,7 @@ mod tests {
         };
         let chunks = decode_v3(&encode_v3(&p).unwrap());
         let get = |t: u16| chunks.iter().find(|(ty, _)| *ty == t).unwrap().1.clone();
-        assert_eq!(get(CHUNK_IP_PROTO), [132]);
+        assert_eq!(get(CHUNK_IP_PROTO), [6]);
         assert_eq!(get(CHUNK_SRC_PORT), 65535u16.to_be_bytes());
         assert_eq!(get(CHUNK_DST_PORT), 1u16.to_be_bytes());
         assert_eq!(get(CHUNK_TS_SEC), u32::MAX.to_be_bytes());
@@ -649,9 +636,6 @@ mod tests {
             (Transport::Udp, 17),
             (Transport::Tcp, 6),
             (Transport::Tls, 6),
-            (Transport::Ws, 6),
-            (Transport::Wss, 6),
-            (Transport::Sctp, 132),
         ];
         for (t, want) in cases {
             assert_eq!(ip_proto(t), want, "{t:?}");

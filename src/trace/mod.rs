@@ -3,34 +3,109 @@
 //! Owns the `sip_trace` column semantics (docs/decisions.md §1–§2, docs/kamailio.md
 //! §4): the trace_on switch, the row-multiplication rule (one `''` row when
 //! the event's "no-user" condition holds, then one row per traced_user AVP
-//! value), address rendering, trace_local_ip, and the duplicate_uri / HEP
-//! encoders (dup.rs, hep.rs) plus the state machine of a TCP connection to
-//! a capture node (stream.rs). It is plain data in, rows out: it knows
-//! nothing of sockets, the script interpreter or the database driver — the
-//! core hands it facts already pulled out of the message, and db/ stores
-//! the rows it returns.
+//! value), address rendering, trace_local_ip, the duplicate_uri target
+//! (dup.rs), the mirrored copies and their HEP encapsulation (mirror.rs,
+//! hep.rs) plus the state machine of a TCP connection to a capture node
+//! (stream.rs). It is plain data in, rows and copies out: it knows nothing
+//! of sockets, the script interpreter or the database driver — the core
+//! hands it facts already pulled out of the message and typed endpoints,
+//! and db/ stores the rows it returns. Depends on sip/ (transport and
+//! address grammar), db::Row and clock.
 
 pub mod dup;
 pub mod hep;
+pub mod mirror;
 pub mod stream;
 
 use crate::clock::{WallTime, local_datetime};
 use crate::db::Row;
-use std::net::SocketAddr;
+use crate::sip::Transport;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 /// What Kamailio writes when a message has no destination (5.6 form, with
 /// the port — docs/decisions.md §2).
 pub const ANY_DEST: &str = "any:255.255.255.255:5060";
 
-/// Transport names as they appear in `fromip`/`toip` (the script's type:
-/// one enum for the whole crate).
-pub use crate::script::Proto;
+/// One end of a traced message. Text is made only where a row column is
+/// written ([`Endpoint::render`]); HEP takes the address ([`Endpoint::hep`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// A socket: `proto:ip:port`, IPv6 in brackets (docs/decisions.md §2).
+    Sock {
+        transport: Transport,
+        addr: SocketAddr,
+    },
+    /// No destination: [`ANY_DEST`].
+    Any,
+    /// trace_local_ip in place of our own address (docs/kamailio.md §4.1).
+    Configured(Arc<LocalIp>),
+}
 
-/// `proto:ip:port`, IPv6 in brackets (docs/decisions.md §2).
-pub fn endpoint(proto: Proto, addr: SocketAddr) -> String {
-    // SocketAddr's Display already brackets IPv6 and drops the scope only
-    // when absent; that is the form parsers of proto:ip:port need.
-    format!("{}:{}", proto.as_str(), addr)
+impl Endpoint {
+    pub fn sock(transport: Transport, addr: SocketAddr) -> Endpoint {
+        Endpoint::Sock { transport, addr }
+    }
+
+    /// The `fromip`/`toip` column.
+    pub fn render(&self) -> String {
+        match self {
+            // SocketAddr's Display already brackets IPv6 and drops the scope
+            // only when absent; that is the form parsers of proto:ip:port need.
+            Endpoint::Sock { transport, addr } => format!("{transport}:{addr}"),
+            Endpoint::Any => ANY_DEST.to_string(),
+            Endpoint::Configured(l) => l.text.clone(),
+        }
+    }
+
+    /// Transport and address for a HEP header, as Kamailio's siptrace reads
+    /// them back from the row's strings; None when the end names no IP
+    /// address (a host name in trace_local_ip).
+    pub fn hep(&self) -> Option<(Transport, SocketAddr)> {
+        match self {
+            Endpoint::Sock { transport, addr } => Some((*transport, *addr)),
+            Endpoint::Any => Some((Transport::Udp, SocketAddr::from(([255; 4], 5060)))),
+            Endpoint::Configured(l) => l.addr,
+        }
+    }
+}
+
+/// trace_local_ip: written verbatim into rows (docs/kamailio.md §4.1), and
+/// read once at start-up for the address HEP carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalIp {
+    text: String,
+    addr: Option<(Transport, SocketAddr)>,
+}
+
+impl LocalIp {
+    /// Accepts whatever was configured: `proto:ip:port`, `ip:port`,
+    /// `[v6]:port`, a bare IP (port 0 for HEP), or anything else (then HEP
+    /// gets no address). A protocol siptraced does not serve names no
+    /// transport, so HEP gets no address either.
+    pub fn new(text: &str) -> LocalIp {
+        let (transport, rest) = match text.split_once(':') {
+            Some((p, rest)) if p.eq_ignore_ascii_case("any") => (Some(Transport::Udp), rest),
+            Some((p, rest)) => match Transport::parse(p) {
+                Ok(t) => (Some(t), rest),
+                Err(crate::sip::TransportError::Unserved(_)) => (None, rest),
+                Err(crate::sip::TransportError::Unknown(_)) => (Some(Transport::Udp), text),
+            },
+            None => (Some(Transport::Udp), text),
+        };
+        let addr = transport.and_then(|t| {
+            if let Ok(a) = rest.parse::<SocketAddr>() {
+                return Some((t, a));
+            }
+            let ip = rest.trim_start_matches('[').trim_end_matches(']');
+            let ip: IpAddr = ip.parse().ok()?;
+            Some((t, SocketAddr::new(ip, 0)))
+        });
+        LocalIp {
+            text: text.to_string(),
+            addr,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -66,8 +141,8 @@ pub struct Event<'a> {
     pub bytes: &'a [u8],
     pub facts: &'a Facts,
     pub dir: Direction,
-    pub fromip: String,
-    pub toip: String,
+    pub from: Endpoint,
+    pub to: Endpoint,
     pub time: WallTime,
 }
 
@@ -101,7 +176,8 @@ pub struct Tracer {
     /// The shared `trace_on` int: MI `sip_trace on|off` sets 1/0, the modparam
     /// may set any int (and then the status reply shows nothing, docs/kamailio.md §3.1).
     pub on: i32,
-    settings: TraceSettings,
+    local_ip: Option<Arc<LocalIp>>,
+    to_database: bool,
     pub counters: TraceCounters,
 }
 
@@ -109,7 +185,11 @@ impl Tracer {
     pub fn new(trace_on: i32, settings: TraceSettings) -> Tracer {
         Tracer {
             on: trace_on,
-            settings,
+            local_ip: settings
+                .trace_local_ip
+                .as_deref()
+                .map(|t| Arc::new(LocalIp::new(t))),
+            to_database: settings.trace_to_database,
             counters: TraceCounters::default(),
         }
     }
@@ -130,15 +210,15 @@ impl Tracer {
 
     /// The local address as a row shows it: trace_local_ip, verbatim, when
     /// configured (docs/kamailio.md §4.1), else the socket's own address.
-    pub fn local(&self, actual: String) -> String {
-        match &self.settings.trace_local_ip {
-            Some(ip) => ip.clone(),
+    pub fn local(&self, actual: Endpoint) -> Endpoint {
+        match &self.local_ip {
+            Some(ip) => Endpoint::Configured(Arc::clone(ip)),
             None => actual,
         }
     }
 
     pub fn to_database(&self) -> bool {
-        self.settings.trace_to_database
+        self.to_database
     }
 
     /// Appends the rows of one event to `out`: the '' row first, then one
@@ -157,6 +237,7 @@ impl Tracer {
         }
         let stamp = local_datetime(ev.time.sec);
         let no_user = self.no_user_row(trigger).then_some("");
+        let (fromip, toip) = (ev.from.render(), ev.to.render());
         let before = out.len();
         for user in no_user.into_iter().chain(users.iter().map(String::as_str)) {
             out.push(Row {
@@ -165,8 +246,8 @@ impl Tracer {
                 callid: ev.facts.callid.clone(),
                 method: ev.facts.method.clone(),
                 status: ev.facts.status.clone(),
-                fromip: ev.fromip.clone(),
-                toip: ev.toip.clone(),
+                fromip: fromip.clone(),
+                toip: toip.clone(),
                 time_sec: ev.time.sec,
                 time_us: ev.time.usec,
                 time_stamp: stamp.clone(),
@@ -202,8 +283,8 @@ mod tests {
             bytes: b"INVITE sip:b@x SIP/2.0\r\n\r\n",
             facts: f,
             dir: Direction::In,
-            fromip: endpoint(Proto::Udp, "10.0.0.1:5060".parse().unwrap()),
-            toip: endpoint(Proto::Udp, "[2001:db8::1]:5070".parse().unwrap()),
+            from: Endpoint::sock(Transport::Udp, "10.0.0.1:5060".parse().unwrap()),
+            to: Endpoint::sock(Transport::Udp, "[2001:db8::1]:5070".parse().unwrap()),
             time: WallTime {
                 sec: 1_700_000_000,
                 usec: 42,
@@ -268,6 +349,7 @@ mod tests {
 
     #[test]
     fn trace_local_ip_is_verbatim() {
+        let actual = Endpoint::sock(Transport::Udp, "127.0.0.1:5060".parse().unwrap());
         let t = Tracer::new(
             1,
             TraceSettings {
@@ -275,8 +357,74 @@ mod tests {
                 trace_to_database: true,
             },
         );
-        assert_eq!(t.local("udp:127.0.0.1:5060".into()), "10.1.1.1:5064");
+        assert_eq!(t.local(actual.clone()).render(), "10.1.1.1:5064");
         let t = Tracer::new(1, TraceSettings::default());
-        assert_eq!(t.local("udp:127.0.0.1:5060".into()), "udp:127.0.0.1:5060");
+        assert_eq!(t.local(actual.clone()).render(), "udp:127.0.0.1:5060");
+    }
+
+    /// (endpoint, column text, HEP transport and address).
+    #[test]
+    fn endpoints_render_and_give_hep_addresses() {
+        let a = |s: &str| s.parse::<SocketAddr>().unwrap();
+        let local = |s: &str| Endpoint::Configured(Arc::new(LocalIp::new(s)));
+        let cases = [
+            (
+                Endpoint::sock(Transport::Udp, a("127.0.0.1:5060")),
+                "udp:127.0.0.1:5060",
+                Some((Transport::Udp, a("127.0.0.1:5060"))),
+            ),
+            (
+                Endpoint::sock(Transport::Tcp, a("[2001:db8::1]:5070")),
+                "tcp:[2001:db8::1]:5070",
+                Some((Transport::Tcp, a("[2001:db8::1]:5070"))),
+            ),
+            (
+                Endpoint::Any,
+                ANY_DEST,
+                Some((Transport::Udp, a("255.255.255.255:5060"))),
+            ),
+            // trace_local_ip values are verbatim (docs/kamailio.md §4.1).
+            (
+                local("TLS:10.0.0.1:5061"),
+                "TLS:10.0.0.1:5061",
+                Some((Transport::Tls, a("10.0.0.1:5061"))),
+            ),
+            (
+                local("10.1.1.1:5064"),
+                "10.1.1.1:5064",
+                Some((Transport::Udp, a("10.1.1.1:5064"))),
+            ),
+            (
+                local("[::1]:5064"),
+                "[::1]:5064",
+                Some((Transport::Udp, a("[::1]:5064"))),
+            ),
+            (
+                local("10.1.1.1"),
+                "10.1.1.1",
+                Some((Transport::Udp, a("10.1.1.1:0"))),
+            ),
+            (
+                local("udp:[::1]"),
+                "udp:[::1]",
+                Some((Transport::Udp, a("[::1]:0"))),
+            ),
+            (
+                local("any:255.255.255.255:5060"),
+                ANY_DEST,
+                Some((Transport::Udp, a("255.255.255.255:5060"))),
+            ),
+            (local("sctp:10.1.1.1:5060"), "sctp:10.1.1.1:5060", None),
+            (
+                local("proxy.example.com:5060"),
+                "proxy.example.com:5060",
+                None,
+            ),
+            (local(""), "", None),
+        ];
+        for (ep, text, hep) in cases {
+            assert_eq!(ep.render(), text, "{ep:?}");
+            assert_eq!(ep.hep(), hep, "{ep:?}");
+        }
     }
 }

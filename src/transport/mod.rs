@@ -13,14 +13,14 @@ use mio::net::UdpSocket;
 use std::io;
 use std::net::SocketAddr;
 
-pub use crate::trace::Proto;
+use crate::sip::Transport;
 
 /// Largest datagram we accept; SIP over UDP must fit in 65507 bytes.
 pub const MAX_DATAGRAM: usize = 65_535;
 
 #[derive(Debug)]
 pub struct Listener {
-    pub proto: Proto,
+    pub proto: Transport,
     pub local: SocketAddr,
     /// Address to put in Via/Record-Route when it differs (`advertise`).
     pub advertise: Option<(String, u16)>,
@@ -54,7 +54,7 @@ impl Listener {
             .local_addr()
             .map_err(|err| TransportError::Bind { addr, err })?;
         Ok(Listener {
-            proto: Proto::Udp,
+            proto: Transport::Udp,
             local,
             advertise,
             sock,
