@@ -1901,6 +1901,162 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
     }
 
     #[test]
+    fn typed_values_and_their_positions() {
+        let t = |tail: &str| -> Result<Config, String> {
+            load(&format!(
+                "listen=udp:127.0.0.1:5060\nlisten=udp:*:5070\nloadmodule \"tm.so\"\nloadmodule \"siptrace.so\"\n{tail}{ROUTE}"
+            ))
+            .map(|(c, _)| c)
+        };
+        // T2 < T1: at the later of the two, naming the other.
+        let e = t("modparam(\"tm\",\"retr_timer1\",1000)\nmodparam(\"tm\",\"retr_timer2\",800)")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:6:29: modparam tm.retr_timer2: 800 ms is less than retr_timer1 (1000 ms at 5:29); T2 caps the retransmission interval that starts at T1"
+        );
+        let e = t("modparam(\"tm\",\"retr_timer2\",800)\nmodparam(\"tm\",\"retr_timer1\",1000)")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:6:29: modparam tm.retr_timer1: 1000 ms is more than retr_timer2 (800 ms at 5:29); T2 caps the retransmission interval that starts at T1"
+        );
+        let e = t("modparam(\"tm\",\"retr_timer1\",5000)").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:29: modparam tm.retr_timer1: 5000 ms is more than retr_timer2 (4000 ms, the default); T2 caps the retransmission interval that starts at T1"
+        );
+        // The transaction layer's own bound, at the value.
+        let e = t("modparam(\"tm\",\"fr_timer\",86400001)").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:26: modparam tm.fr_timer: must be from 1 to 86400000, got 86400001"
+        );
+        let c = t("modparam(\"tm\",\"retr_timer1\",100)\nmodparam(\"tm\",\"retr_timer2\",400)\nmodparam(\"tm\",\"max_inv_lifetime\",90000)").unwrap();
+        assert_eq!(
+            (
+                c.tm.t1.as_millis(),
+                c.tm.t2.as_millis(),
+                c.tm.max_inv_lifetime.as_millis()
+            ),
+            (100, 400, 90000)
+        );
+
+        // send_sock_addr: a socket address, checked against the UDP listens.
+        let c = t("modparam(\"siptrace\",\"send_sock_addr\",\"sip:127.0.0.1:5060\")").unwrap();
+        assert_eq!(
+            c.siptrace.unwrap().send_sock_addr,
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            c.siptrace_pos.send_sock_addr.map(|p| (p.line, p.col)),
+            Some((5, 38))
+        );
+        // A wildcard listen on that port: decided at start-up.
+        assert!(t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:10.9.9.9:5070\")").is_ok());
+        let e = t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:127.0.0.2:5060\")").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:38: modparam siptrace.send_sock_addr: 127.0.0.2:5060 is not a listen socket (listening on udp:127.0.0.1:5060, udp:*:5070)"
+        );
+        let e = t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:0.0.0.0:5070\")").unwrap_err();
+        assert!(e.contains("0.0.0.0:5070 is not a listen socket"), "{e}");
+        let e = load(&format!(
+            "listen=tcp:127.0.0.1:5060\nloadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"send_sock_addr\",\"127.0.0.1:5060\"){ROUTE}"
+        ))
+        .unwrap_err();
+        assert!(e.ends_with("(listening on no UDP socket)"), "{e}");
+
+        // duplicate_uri: parsed once, here.
+        let c =
+            t("modparam(\"siptrace\",\"duplicate_uri\",\"sip:[::1]:9060;transport=tcp\")").unwrap();
+        assert_eq!(
+            c.siptrace.unwrap().duplicate_uri,
+            Some(DupTarget {
+                host: "::1".into(),
+                port: 9060,
+                transport: DupTransport::Tcp
+            })
+        );
+        assert_eq!(
+            c.siptrace_pos.duplicate_uri.map(|p| (p.line, p.col)),
+            Some((5, 37))
+        );
+        let c = t("modparam(\"siptrace\",\"duplicate_uri\",\" \")").unwrap();
+        assert_eq!(c.siptrace.unwrap().duplicate_uri, None);
+        assert_eq!(c.siptrace_pos.duplicate_uri, None);
+
+        // syslog settings.
+        let c = t("log_facility=LOG_LOCAL7\nlog_name=\"sbc-trace\"").unwrap();
+        assert_eq!((c.log_facility, c.log_name.as_str()), (23, "sbc-trace"));
+        let e = t("log_facility=LOG_NOPE").unwrap_err();
+        assert!(
+            e.starts_with("k.cfg:5:14: log_facility: unknown syslog facility 'LOG_NOPE'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ignored_settings_warn_once_each_and_notes_wait_for_the_logger() {
+        let c = config(&format!(
+            "workdir=\"/\"\nchildren=4\ntcp_children=2\ndns=off\nloadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"xheaders_read\",1)\nmodparam(\"siptrace\",\"trace_db_mode\",1){ROUTE}"
+        ));
+        let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "k.cfg:1:1: workdir is accepted but ignored: the working directory is not changed",
+                "k.cfg:6:1: siptrace.xheaders_read is accepted but ignored: X-Siptrace-* headers of received messages are not read",
+            ]
+        );
+        let notes: Vec<(log::Level, String)> = c
+            .notes
+            .iter()
+            .map(|n| (n.level, n.diag.to_string()))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (
+                    log::Level::Debug,
+                    "k.cfg:4:1: core parameter 'dns' accepted and ignored".to_string()
+                ),
+                (
+                    log::Level::Debug,
+                    "k.cfg:7:1: siptrace trace_db_mode accepted and ignored: rows are batched per reactor turn".to_string()
+                ),
+                (
+                    log::Level::Info,
+                    "k.cfg:2:1: children, tcp_children are accepted but siptraced runs one thread by design".to_string()
+                ),
+            ]
+        );
+        // Every ignored name is a setting the loader knows.
+        for (name, _) in IGNORED_SETTINGS {
+            match name.split_once('.') {
+                None => assert!(KNOWN_GLOBALS.contains(name), "{name}"),
+                Some((m, _)) => assert!(SUPPORTED_MODULES.contains(&m), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_in_force_follows_the_filter() {
+        let c = Config {
+            debug: 1,
+            ..Config::default()
+        };
+        assert_eq!(c.debug_in_force(LevelFilter::Info), 1);
+        assert_eq!(c.debug_in_force(LevelFilter::Debug), 3);
+        assert_eq!(c.debug_in_force(LevelFilter::Trace), 4);
+        assert_eq!(c.debug_in_force(LevelFilter::Warn), 0);
+        for d in [-5, -1, 0, 2, 3, 4] {
+            let f = level_of_debug(d);
+            assert_eq!(level_of_debug(Config::default().debug_in_force(f)), f);
+        }
+    }
+
+    #[test]
     fn all_errors_at_once() {
         let err = load("foo=1\nbar=2\nloadmodule \"x.so\"\nroute { nosuch(); }").unwrap_err();
         let lines: Vec<&str> = err.lines().collect();
