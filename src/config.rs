@@ -497,8 +497,8 @@ impl Config {
     }
 
     /// The Kamailio level number for the log filter in force (after `-d`
-    /// flags or RUST_LOG): the configured `debug` when it gives that
-    /// filter, else the filter's own Kamailio number.
+    /// flags): the configured `debug` when it gives that filter, else the
+    /// filter's own Kamailio number.
     pub fn debug_in_force(&self, level: LevelFilter) -> i32 {
         if level_of_debug(self.debug) == level {
             return self.debug;

@@ -52,9 +52,13 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
-    let level = process::init_logging(
+    // What MI `debug` reports: the config's level moved by -d flags
+    // (RUST_LOG, a developer's override, is not a Kamailio level).
+    let level = bump(conf.log_level(), args.debug_bumps);
+    let debug = conf.debug_in_force(level);
+    process::init_logging(
         args.log_stderr || conf.log_stderror,
-        bump(conf.log_level(), args.debug_bumps),
+        level,
         process::SyslogSettings {
             facility: conf.log_facility,
             ident: conf.log_name.clone(),
@@ -68,18 +72,20 @@ fn main() -> ExitCode {
         log::log!(n.level, "{}", n.diag);
     }
 
-    let debug = conf.debug_in_force(level);
     let mut rt = match daemon::setup(&args, conf, program, debug) {
         Ok(rt) => rt,
+        // A config value only the host could judge is still a config
+        // error: said as the load errors are, with their exit code.
+        Err(daemon::SetupError::Config(d)) => {
+            log::error!("{d}");
+            eprintln!("{d}");
+            eprintln!("siptraced: 1 error(s) in {}", args.cfg_file);
+            return ExitCode::from(1);
+        }
         Err(e) => {
             log::error!("{e}");
             eprintln!("siptraced: {e}");
-            // A config value only the host could judge is still a config error.
-            let code = match e {
-                daemon::SetupError::Config(_) => 1,
-                _ => 3,
-            };
-            return ExitCode::from(code);
+            return ExitCode::from(3);
         }
     };
     match rt.run() {

@@ -41,12 +41,7 @@ pub struct SyslogSettings {
 }
 
 /// Logs to stderr (`-E`, `log_stderror=yes`) or to syslog via /dev/log.
-/// Returns the level in force, which RUST_LOG may have changed.
-pub fn init_logging(
-    to_stderr: bool,
-    level: log::LevelFilter,
-    syslog: SyslogSettings,
-) -> log::LevelFilter {
+pub fn init_logging(to_stderr: bool, level: log::LevelFilter, syslog: SyslogSettings) {
     // RUST_LOG, when set, wins over the config's `debug=`.
     let level = std::env::var("RUST_LOG")
         .ok()
@@ -67,7 +62,6 @@ pub fn init_logging(
             log::set_max_level(level);
         }
     }
-    level
 }
 
 /// A minimal RFC 3164 client: enough for journald/rsyslog on /dev/log,

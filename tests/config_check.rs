@@ -125,3 +125,53 @@ fn shipped_configs_start_without_a_warning() {
         }
     }
 }
+
+/// MI `debug` reports the level in force: the config's `debug=2` moved by
+/// one `-d` is Kamailio's 3 (L_DBG).
+#[test]
+fn mi_debug_reports_the_level_moved_by_d_flags() {
+    let dir = TempDir::new("cfgcheck-d");
+    let port = free_udp_port();
+    let fifo = dir.join("mi.fifo");
+    let cfg = dir.join("k.cfg");
+    let text = format!(
+        "debug=2\nlisten=udp:127.0.0.1:{port}\nloadmodule \"mi_fifo.so\"\n\
+         modparam(\"mi_fifo\", \"fifo_name\", \"{}\")\n{ROUTE}",
+        fifo.display()
+    );
+    std::fs::write(&cfg, text).unwrap();
+    let log = dir.join("log");
+    let mut child = Command::new(BIN)
+        .args(["-D", "-E", "-d", "-f"])
+        .arg(&cfg)
+        .env_remove("RUST_LOG")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(std::fs::File::create(dir.join("err")).unwrap())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while !std::fs::read_to_string(dir.join("err"))
+        .unwrap_or_default()
+        .contains(" started (pid")
+    {
+        assert!(child.try_wait().unwrap().is_none(), "exited early");
+        assert!(std::time::Instant::now() < deadline, "did not start");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let name = unique_name("cfgcheck-debug");
+    let reply = fifo_exchange(
+        &fifo,
+        &name,
+        format!(":debug:{name}\n\n").as_bytes(),
+        std::time::Duration::from_secs(5),
+    );
+    let _ = Command::new("kill")
+        .arg("-TERM")
+        .arg(child.id().to_string())
+        .status();
+    let _ = child.wait();
+    assert_eq!(
+        reply.as_deref().map(String::from_utf8_lossy).as_deref(),
+        Some("200 OK\nDEBUG:: 3\n\n")
+    );
+}
