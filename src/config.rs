@@ -2,7 +2,10 @@
 //! compiled routing [`Program`]. This is the ONE place holding every default
 //! (core globals, siptrace, mi_fifo, jsonrpcs, tm, rr, maxfwd parameters) and
 //! the one place that knows which Kamailio globals and modules exist. Pure:
-//! it sees only the AST (`cfg`) and hands the route blocks to `script`.
+//! it sees only the AST (`cfg`) and hands the route blocks to `script`;
+//! it uses the value parsers and protocol constants of `sip`, `trace` and
+//! `tsx` (RFC defaults stay with their protocol and are taken from there),
+//! and never a socket, a clock or a logger.
 //!
 //! Two stages, one call: [`build`] lowers globals, `loadmodule` and
 //! `modparam` in file order, then compiles the routes against the loaded
@@ -25,6 +28,7 @@ use crate::cfg::{Diagnostic, Pos};
 use crate::script::{AvpName, CompileEnv, Program, Proto};
 use crate::trace::dup::{DupError, DupTarget, DupTransport, parse_send_sock};
 use crate::trace::hep::HepError;
+use crate::trace::stream::StreamConfig;
 use crate::tsx::{MAX_TIMER, TsxConfig, ValidTsxConfig};
 
 /// Modules siptraced accepts in `loadmodule` (DECISIONS §5): those whose
@@ -187,9 +191,6 @@ const PROCESS_KNOBS: &[&str] = &[
     "async_workers",
 ];
 
-/// Kamailio's SIP port (RFC 3261 §19.1.2).
-pub const DEFAULT_SIP_PORT: u16 = 5060;
-
 /// syslog facilities by the names Kamailio's `log_facility` takes, with
 /// their RFC 3164 numbers.
 const SYSLOG_FACILITIES: &[(&str, u8)] = &[
@@ -310,7 +311,9 @@ impl Default for SiptraceParams {
             state_dir: None,
             db_batch_rows: 1000,
             db_connect_timeout_ms: 2000,
-            mirror_tcp_queue_kb: 4096,
+            // The stream's own bound, where it is defined.
+            mirror_tcp_queue_kb: u32::try_from(StreamConfig::default().max_queue_bytes / 1024)
+                .unwrap_or(u32::MAX),
         }
     }
 }
@@ -456,7 +459,8 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
-            port: DEFAULT_SIP_PORT,
+            // RFC 3261 §19.1.2, as Kamailio.
+            port: crate::sip::DEFAULT_PORT,
             aliases: Vec::new(),
             // Kamailio's default: L_WARN.
             debug: 0,
@@ -1545,6 +1549,7 @@ mod tests {
             (1, 256, 1000, 2000)
         );
         assert_eq!(t.spool_full_policy, SpoolFullPolicy::Drop);
+        assert_eq!(t.mirror_tcp_queue_kb, 4096);
         assert!(t.spool_fsync);
         assert!(c.mi_fifo.is_none() && c.jsonrpcs.is_none());
         assert_eq!(*c.tm, TsxConfig::default());
