@@ -1213,7 +1213,7 @@ impl Builder {
         if udp().any(may_match) {
             return;
         }
-        let listening = udp().map(|l| listen_name(l)).collect::<Vec<_>>().join(", ");
+        let listening = udp().map(listen_name).collect::<Vec<_>>().join(", ");
         let e = ValueError::NotAListenSocket {
             addr,
             listening: if listening.is_empty() {

@@ -231,15 +231,10 @@ impl TsxConfig {
 }
 
 /// A [`TsxConfig`] that passed [`TsxConfig::validate`]; made only by
-/// [`TsxConfig::validated`] (and as the default, which the tests check).
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// [`TsxConfig::validated`] and as the default (Kamailio tm's, which the
+/// tests check validate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct ValidTsxConfig(TsxConfig);
-
-impl Default for ValidTsxConfig {
-    fn default() -> Self {
-        ValidTsxConfig(TsxConfig::default())
-    }
-}
 
 impl std::ops::Deref for ValidTsxConfig {
     type Target = TsxConfig;
