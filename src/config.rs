@@ -804,18 +804,7 @@ impl Builder {
                 GlobalValue::Sockets(s) => self.listens.extend(s.iter().cloned()),
                 _ => return Err(ValueError::NotAnAddress),
             },
-            "alias" => match v {
-                GlobalValue::Sockets(socks) => {
-                    for s in socks {
-                        if s.advertise.is_some() {
-                            return Err(ValueError::AliasAdvertise);
-                        }
-                        let port = s.port.map(|p| port_of(p.into())).transpose()?;
-                        self.c.aliases.push((s.host.clone(), port));
-                    }
-                }
-                _ => return Err(ValueError::NotAHostName),
-            },
+            "alias" => self.alias(v)?,
             "port" => self.c.port = port_of(int()?)?,
             "debug" => self.c.debug = in_range(int()?, i32::MIN.into(), i32::MAX.into())?,
             "log_stderror" => self.c.log_stderror = boolean()?,
@@ -863,6 +852,20 @@ impl Builder {
                 &g.pos,
                 format!("core parameter '{n}' accepted and ignored"),
             ),
+        }
+        Ok(())
+    }
+
+    fn alias(&mut self, v: &GlobalValue) -> VResult<()> {
+        let GlobalValue::Sockets(socks) = v else {
+            return Err(ValueError::NotAHostName);
+        };
+        for s in socks {
+            if s.advertise.is_some() {
+                return Err(ValueError::AliasAdvertise);
+            }
+            let port = s.port.map(|p| port_of(p.into())).transpose()?;
+            self.c.aliases.push((s.host.clone(), port));
         }
         Ok(())
     }

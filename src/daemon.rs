@@ -5,6 +5,11 @@
 //! creates the daemon's own files (database, pid file) after it, and every
 //! start-up error reaches the terminal before the foreground process exits
 //! — then runs the reactor and cleans up.
+//!
+//! The one module that wires the others together, so it may use any of
+//! them; only main.rs uses it. It decides nothing about the config that
+//! the config alone could decide (config.rs did, at load): what is left
+//! here needs the host — binding, interface addresses, DNS, users.
 
 use crate::cfg::Diagnostic;
 use crate::cli::Args;

@@ -2,8 +2,10 @@
 //! JSON-RPC FIFO. Bytes come in here, go through mi/'s pure codecs and
 //! command table, and replies go out to the clients' reply FIFOs — opened
 //! with timer-driven retries, written without blocking (fifo.rs). Depends on
-//! mi/, the core (the state commands read and change) and fifo.rs; only the
-//! reactor calls it, and it never blocks.
+//! mi/, the core (the state commands read and change), fifo.rs and the
+//! parsed config (never the command line: main.rs hands in what it adds,
+//! such as the level `-d` sets); only the reactor calls it, and it never
+//! blocks.
 //!
 //! Reading (see fifo.rs for why large and concurrent requests come out
 //! whole): a readiness event marks a FIFO unread; it is then read at most
