@@ -2,20 +2,35 @@
 //! compiled routing [`Program`]. This is the ONE place holding every default
 //! (core globals, siptrace, mi_fifo, jsonrpcs, tm, rr, maxfwd parameters) and
 //! the one place that knows which Kamailio globals and modules exist. Pure:
-//! it sees only the AST (`cfg`) and hands the route blocks to `script`.
+//! it sees only the AST (`cfg`) and hands the route blocks to `script`;
+//! it uses the value parsers and protocol constants of `sip`, `trace` and
+//! `tsx` (RFC defaults stay with their protocol and are taken from there),
+//! and never a socket, a clock or a logger.
 //!
 //! Two stages, one call: [`build`] lowers globals, `loadmodule` and
 //! `modparam` in file order, then compiles the routes against the loaded
 //! modules; every diagnostic of both stages comes back together.
+//!
+//! Every value is parsed here, once, into the type its user needs
+//! (`DupTarget`, `SocketAddr`, a validated `TsxConfig`), and every check
+//! that the config alone can decide is made here, so `siptraced -c` refuses
+//! what start-up would. What needs the host (DNS, interface addresses) is
+//! left to daemon.rs. Nothing is logged from here: logging starts after the
+//! config is built, so what is worth saying is kept in [`Config::notes`].
+
+use std::net::{IpAddr, SocketAddr};
 
 use log::LevelFilter;
+use thiserror::Error;
 
 use crate::cfg::ast::{self, GlobalValue, Item, ModValue};
 use crate::cfg::{Diagnostic, Pos};
 use crate::script::{AvpName, CompileEnv, Program};
 use crate::sip::{Transport, TransportError};
-use crate::trace::dup::{DupTarget, parse_send_sock};
+use crate::trace::dup::{DupError, DupTarget, parse_send_sock};
 use crate::trace::hep::HepError;
+use crate::trace::stream::StreamConfig;
+use crate::tsx::{MAX_TIMER, TsxConfig, ValidTsxConfig};
 
 /// Modules siptraced accepts in `loadmodule` (docs/decisions.md §5): those whose
 /// functions or parameters it implements, and known ones it needs nothing
@@ -119,7 +134,56 @@ const KNOWN_GLOBALS: &[&str] = &[
     "xavp_via_params",
 ];
 
-/// Multi-process knobs: accepted, but siptraced is one thread by design.
+/// Settings accepted for compatibility that change nothing here, with the
+/// reason. Each one set in the config gives one start-up warning, at its
+/// position; a global is named as written, a modparam as `module.param`.
+/// (Other known globals, such as the DNS cache or memory knobs, are
+/// Kamailio internals with nothing to do here: a debug note only.)
+pub const IGNORED_SETTINGS: &[(&str, &str)] = &[
+    (
+        "advertised_address",
+        "the global form is not applied; put `advertise HOST[:PORT]` on the listen= line",
+    ),
+    (
+        "advertised_port",
+        "the global form is not applied; put `advertise HOST[:PORT]` on the listen= line",
+    ),
+    (
+        "auto_aliases",
+        "`myself` is the listen addresses and the alias= names, whatever its value",
+    ),
+    ("log_prefix", "log lines carry no per-message prefix"),
+    ("sip_warning", "no Warning header is added to local replies"),
+    ("workdir", "the working directory is not changed"),
+    ("wdir", "the working directory is not changed"),
+    (
+        "tcp_connection_lifetime",
+        "read when SIP over TCP is served; SIP is served over UDP only",
+    ),
+    (
+        "tcp_max_connections",
+        "read when SIP over TCP is served; SIP is served over UDP only",
+    ),
+    (
+        "tcp_connect_timeout",
+        "read when SIP over TCP is served; SIP is served over UDP only",
+    ),
+    (
+        "tcp_send_timeout",
+        "read when SIP over TCP is served; SIP is served over UDP only",
+    ),
+    (
+        "siptrace.xheaders_write",
+        "no X-Siptrace-* headers are added to relayed messages",
+    ),
+    (
+        "siptrace.xheaders_read",
+        "X-Siptrace-* headers of received messages are not read",
+    ),
+];
+
+/// Multi-process knobs: accepted, but siptraced is one thread by design
+/// (docs/decisions.md §5: one info line, not a warning).
 const PROCESS_KNOBS: &[&str] = &[
     "children",
     "tcp_children",
@@ -128,8 +192,37 @@ const PROCESS_KNOBS: &[&str] = &[
     "async_workers",
 ];
 
-/// Kamailio's SIP port (RFC 3261 §19.1.2).
-pub const DEFAULT_SIP_PORT: u16 = 5060;
+/// syslog facilities by the names Kamailio's `log_facility` takes, with
+/// their RFC 3164 numbers.
+const SYSLOG_FACILITIES: &[(&str, u8)] = &[
+    ("LOG_KERN", 0),
+    ("LOG_USER", 1),
+    ("LOG_MAIL", 2),
+    ("LOG_DAEMON", 3),
+    ("LOG_AUTH", 4),
+    ("LOG_SYSLOG", 5),
+    ("LOG_LPR", 6),
+    ("LOG_NEWS", 7),
+    ("LOG_UUCP", 8),
+    ("LOG_CRON", 9),
+    ("LOG_AUTHPRIV", 10),
+    ("LOG_FTP", 11),
+    ("LOG_LOCAL0", 16),
+    ("LOG_LOCAL1", 17),
+    ("LOG_LOCAL2", 18),
+    ("LOG_LOCAL3", 19),
+    ("LOG_LOCAL4", 20),
+    ("LOG_LOCAL5", 21),
+    ("LOG_LOCAL6", 22),
+    ("LOG_LOCAL7", 23),
+];
+
+/// A diagnostic worth logging once logging has started, at its level.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Note {
+    pub level: log::Level,
+    pub diag: Diagnostic,
+}
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ListenSpec {
@@ -164,8 +257,8 @@ pub struct SiptraceParams {
     pub trace_on: i32,
     pub traced_user_avp: Option<AvpName>,
     pub trace_table_avp: Option<AvpName>,
-    /// As configured; parsed by the trace module.
-    pub duplicate_uri: Option<String>,
+    /// Where copies go; a host name is resolved at start-up (daemon.rs).
+    pub duplicate_uri: Option<DupTarget>,
     /// Verbatim into fromip/toip (docs/kamailio.md §4.1).
     pub trace_local_ip: Option<String>,
     pub trace_to_database: bool,
@@ -174,11 +267,10 @@ pub struct SiptraceParams {
     pub hep_version: Option<u8>,
     pub hep_capture_id: u32,
     pub auth_key: Option<String>,
-    /// `send_sock_addr` / `force_send_sock`.
-    pub send_sock_addr: Option<String>,
+    /// `send_sock_addr` / `force_send_sock`: checked against the listens
+    /// at load where that can be decided, else at start-up.
+    pub send_sock_addr: Option<SocketAddr>,
     pub trace_sl_acks: bool,
-    pub xheaders_write: bool,
-    pub xheaders_read: bool,
     pub spool_dir: Option<String>,
     pub spool_max_mb: u64,
     pub spool_full_policy: SpoolFullPolicy,
@@ -213,8 +305,6 @@ impl Default for SiptraceParams {
             auth_key: None,
             send_sock_addr: None,
             trace_sl_acks: true,
-            xheaders_write: false,
-            xheaders_read: false,
             spool_dir: None,
             spool_max_mb: 256,
             spool_full_policy: SpoolFullPolicy::Drop,
@@ -222,7 +312,9 @@ impl Default for SiptraceParams {
             state_dir: None,
             db_batch_rows: 1000,
             db_connect_timeout_ms: 2000,
-            mirror_tcp_queue_kb: 4096,
+            // The stream's own bound, where it is defined.
+            mirror_tcp_queue_kb: u32::try_from(StreamConfig::default().max_queue_bytes / 1024)
+                .unwrap_or(u32::MAX),
         }
     }
 }
@@ -288,27 +380,16 @@ impl Default for JsonrpcsParams {
     }
 }
 
-/// tm modparams that matter here (docs/decisions.md §7), in milliseconds.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TmParams {
-    pub fr_timer_ms: u32,
-    pub fr_inv_timer_ms: u32,
-    /// `retr_timer1`: RFC 3261 T1 (first retransmission interval).
-    pub retr_timer1_ms: u32,
-    /// `retr_timer2`: RFC 3261 T2 (retransmission interval cap).
-    pub retr_timer2_ms: u32,
-}
-
-impl Default for TmParams {
-    fn default() -> Self {
-        TmParams {
-            fr_timer_ms: 30_000,
-            fr_inv_timer_ms: 120_000,
-            // RFC 3261 T1 and T2, Kamailio tm's defaults.
-            retr_timer1_ms: 500,
-            retr_timer2_ms: 4_000,
-        }
-    }
+/// Where the siptrace values were set: for checks that involve several
+/// (reported at the later one), and for the start-up checks of daemon.rs
+/// that need the host (DNS, interface addresses) to report at the value.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SiptracePos {
+    pub duplicate_uri: Option<Pos>,
+    pub send_sock_addr: Option<Pos>,
+    pub hep_mode_on: Option<Pos>,
+    pub hep_version: Option<Pos>,
+    pub hep_capture_id: Option<Pos>,
 }
 
 /// rr modparams that change what record_route() writes.
@@ -339,104 +420,102 @@ pub struct Config {
     pub listen: Vec<ListenSpec>,
     pub port: u16,
     pub aliases: Vec<(String, Option<u16>)>,
-    pub auto_aliases: bool,
-    pub advertised_address: Option<String>,
-    pub advertised_port: Option<u16>,
     /// Kamailio's level number, see [`Config::log_level`].
     pub debug: i32,
     pub log_stderror: bool,
-    pub log_facility: String,
-    pub log_name: Option<String>,
-    pub log_prefix: Option<String>,
+    /// syslog facility number (`log_facility=LOG_LOCAL0` is 16).
+    pub log_facility: u8,
+    /// syslog ident.
+    pub log_name: String,
     pub fork: bool,
-    pub children: Option<i64>,
     pub user: Option<String>,
     pub group: Option<String>,
     pub mpath: Option<String>,
     pub run_dir: String,
-    pub work_dir: Option<String>,
     /// Full header line for local replies, e.g. "Server: x"; None: the default.
     pub server_header: Option<String>,
     pub user_agent_header: Option<String>,
     pub server_signature: bool,
-    pub sip_warning: bool,
     pub max_while_loops: u32,
     pub disable_tcp: bool,
-    pub tcp_connection_lifetime_s: u32,
-    pub tcp_max_connections: u32,
-    pub tcp_connect_timeout_s: u32,
-    pub tcp_send_timeout_s: u32,
     /// Loaded modules by base name, in load order.
     pub modules: Vec<String>,
     /// None when siptrace is not loaded.
     pub siptrace: Option<SiptraceParams>,
+    pub siptrace_pos: SiptracePos,
     pub mi_fifo: Option<MiFifoParams>,
     pub jsonrpcs: Option<JsonrpcsParams>,
-    pub tm: TmParams,
+    /// tm modparams (docs/decisions.md §7) over tsx's defaults (Kamailio tm's).
+    pub tm: ValidTsxConfig,
     pub rr: RrParams,
     /// maxfwd `max_limit`.
     pub maxfwd_max_limit: u32,
     /// Things accepted but worth telling (the caller logs them at warn).
     pub warnings: Vec<Diagnostic>,
+    /// Lesser things to log once logging has started (info, debug).
+    pub notes: Vec<Note>,
 }
 
 impl Default for Config {
     fn default() -> Self {
         Config {
             listen: Vec::new(),
-            port: DEFAULT_SIP_PORT,
+            // RFC 3261 §19.1.2, as Kamailio.
+            port: crate::sip::DEFAULT_PORT,
             aliases: Vec::new(),
-            auto_aliases: true,
-            advertised_address: None,
-            advertised_port: None,
             // Kamailio's default: L_WARN.
             debug: 0,
             log_stderror: false,
-            log_facility: "LOG_DAEMON".into(),
-            log_name: None,
-            log_prefix: None,
+            // LOG_DAEMON, as Kamailio.
+            log_facility: 3,
+            log_name: "siptraced".into(),
             fork: true,
-            children: None,
             user: None,
             group: None,
             mpath: None,
             run_dir: "/run/siptraced".into(),
-            work_dir: None,
             server_header: None,
             user_agent_header: None,
             server_signature: true,
-            sip_warning: false,
             // Kamailio's max_while_loops default.
             max_while_loops: 100,
             disable_tcp: false,
-            // Kamailio's tcp defaults: 120 s lifetime, 2048 connections, 10 s timeouts.
-            tcp_connection_lifetime_s: 120,
-            tcp_max_connections: 2048,
-            tcp_connect_timeout_s: 10,
-            tcp_send_timeout_s: 10,
             modules: Vec::new(),
             siptrace: None,
+            siptrace_pos: SiptracePos::default(),
             mi_fifo: None,
             jsonrpcs: None,
-            tm: TmParams::default(),
+            tm: ValidTsxConfig::default(),
             rr: RrParams::default(),
             // maxfwd's MAXFWD_UPPER_LIMIT.
             maxfwd_max_limit: 256,
             warnings: Vec::new(),
+            notes: Vec::new(),
         }
     }
 }
 
 impl Config {
-    /// Kamailio's `debug` numbers as a log filter: ≤-1 error, 0 warn,
-    /// 1–2 info (notice, info), 3 debug, ≥4 trace.
+    /// The configured `debug` as a log filter, see [`level_of_debug`].
     pub fn log_level(&self) -> LevelFilter {
-        match self.debug {
-            i32::MIN..=-1 => LevelFilter::Error,
-            0 => LevelFilter::Warn,
-            1 | 2 => LevelFilter::Info,
-            3 => LevelFilter::Debug,
-            _ => LevelFilter::Trace,
+        level_of_debug(self.debug)
+    }
+
+    /// The Kamailio level number for the log filter in force (after `-d`
+    /// flags): the configured `debug` when it gives that filter, else the
+    /// filter's own Kamailio number.
+    pub fn debug_in_force(&self, level: LevelFilter) -> i32 {
+        if level_of_debug(self.debug) == level {
+            return self.debug;
+        }
+        match level {
+            // L_ALERT, the lowest Kamailio level.
+            LevelFilter::Off => -5,
+            LevelFilter::Error => -1,
+            LevelFilter::Warn => 0,
+            LevelFilter::Info => 2,
+            LevelFilter::Debug => 3,
+            LevelFilter::Trace => 4,
         }
     }
 
@@ -475,14 +554,21 @@ impl Config {
     }
 }
 
+/// Kamailio's `debug` numbers as a log filter: ≤-1 error, 0 warn,
+/// 1–2 info (notice, info), 3 debug, ≥4 trace. Also what MI `debug N` sets.
+pub fn level_of_debug(debug: i32) -> LevelFilter {
+    match debug {
+        i32::MIN..=-1 => LevelFilter::Error,
+        0 => LevelFilter::Warn,
+        1 | 2 => LevelFilter::Info,
+        3 => LevelFilter::Debug,
+        _ => LevelFilter::Trace,
+    }
+}
+
 /// Lowers `cfg` and compiles its routes. Returns every diagnostic found.
 pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
-    let mut b = Builder {
-        c: Config::default(),
-        diags: Vec::new(),
-        listens: Vec::new(),
-        mirror_pos: MirrorPos::default(),
-    };
+    let mut b = Builder::default();
     for item in &cfg.items {
         match item {
             Item::Global(g) => b.global(g),
@@ -493,6 +579,9 @@ pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
     }
     b.finish_listen();
     b.finish_mirror();
+    b.finish_send_sock();
+    b.finish_tm();
+    b.finish_process_knobs();
     let env = CompileEnv {
         modules: b.c.modules.clone(),
         max_while_loops: b.c.max_while_loops,
@@ -510,26 +599,76 @@ pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
     }
 }
 
+#[derive(Default)]
 struct Builder {
     c: Config,
     diags: Vec<Diagnostic>,
     /// Listens as written (proto optional, port optional), resolved at the end.
     listens: Vec<ast::SockSpec>,
-    /// Where the mirror params were set, for checks that involve several.
-    mirror_pos: MirrorPos,
+    /// tm modparams over tsx's defaults, validated at the end.
+    tm: TsxConfig,
+    tm_pos: TmPos,
+    /// Multi-process knobs set, for one note at the end.
+    process_knobs: Vec<(String, Pos)>,
 }
 
-/// Value positions of the siptrace params checked together at the end.
+/// Where the tm values checked together were set.
 #[derive(Default)]
-struct MirrorPos {
-    duplicate_uri: Option<Pos>,
-    hep_mode_on: Option<Pos>,
-    hep_version: Option<Pos>,
-    hep_capture_id: Option<Pos>,
+struct TmPos {
+    loadmodule: Option<Pos>,
+    retr_timer1: Option<Pos>,
+    retr_timer2: Option<Pos>,
+}
+
+/// Why a global or modparam value was refused; reported at the value,
+/// after "NAME: " (or "modparam MODULE.PARAM: ").
+#[derive(Debug, Clone, PartialEq, Eq, Error)]
+pub enum ValueError {
+    #[error("expects an integer, got \"{0}\"")]
+    NotAnInteger(String),
+    #[error("expects a number, got {0}")]
+    NotANumber(String),
+    #[error("expects yes/no or a number, got {0}")]
+    NotABool(String),
+    #[error("expects a string, got the number {0}")]
+    NumberForString(i64),
+    #[error("expects a string, got {0}")]
+    NotAString(String),
+    #[error("expects an address")]
+    NotAnAddress,
+    #[error("expects a host name")]
+    NotAHostName,
+    #[error("an alias takes no 'advertise'")]
+    AliasAdvertise,
+    #[error("must be from {lo} to {hi}, got {got}")]
+    OutOfRange { lo: i64, hi: i64, got: i64 },
+    #[error("port {0} out of range 1..65535")]
+    BadPort(i64),
+    #[error(
+        "unknown syslog facility '{0}'; use LOG_DAEMON, LOG_USER, LOG_LOCAL0 … LOG_LOCAL7 or another LOG_* name"
+    )]
+    UnknownFacility(String),
+    #[error("\"{0}\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)")]
+    BadTableName(String),
+    #[error(transparent)]
+    BadAvp(#[from] crate::script::AvpNameError),
+    #[error(transparent)]
+    Dup(#[from] DupError),
+    #[error("{addr} is not a listen socket (listening on {listening})")]
+    NotAListenSocket { addr: SocketAddr, listening: String },
+    #[error("must be \"drop\" or \"stop\", got \"{0}\"")]
+    BadSpoolPolicy(String),
+    #[error("column name overrides are not supported: the sip_trace columns are fixed")]
+    ColumnOverride,
+    #[error("not supported by siptraced")]
+    Unsupported,
+    /// `hint` lists the known names, or quotes the unknown one.
+    #[error("unknown {module} parameter{hint}")]
+    UnknownParam { module: &'static str, hint: String },
 }
 
 /// A modparam or global value problem, reported at the value.
-type VResult<T> = Result<T, String>;
+type VResult<T> = Result<T, ValueError>;
 
 fn int_of(v: &ModValue) -> VResult<i64> {
     match v {
@@ -538,14 +677,14 @@ fn int_of(v: &ModValue) -> VResult<i64> {
         ModValue::Str(s) => s
             .trim()
             .parse()
-            .map_err(|_| format!("expects an integer, got \"{s}\"")),
+            .map_err(|_| ValueError::NotAnInteger(s.clone())),
     }
 }
 
 fn str_of(v: &ModValue) -> VResult<String> {
     match v {
         ModValue::Str(s) => Ok(s.clone()),
-        ModValue::Int(n) => Err(format!("expects a string, got the number {n}")),
+        ModValue::Int(n) => Err(ValueError::NumberForString(*n)),
     }
 }
 
@@ -558,15 +697,34 @@ fn name_of(v: &ModValue) -> String {
 }
 
 fn range_of<T: TryFrom<i64>>(v: &ModValue, lo: i64, hi: i64) -> VResult<T> {
-    let n = int_of(v)?;
-    if n < lo || n > hi {
-        return Err(format!("must be from {lo} to {hi}, got {n}"));
+    in_range(int_of(v)?, lo, hi)
+}
+
+fn in_range<T: TryFrom<i64>>(got: i64, lo: i64, hi: i64) -> VResult<T> {
+    let out = ValueError::OutOfRange { lo, hi, got };
+    if got < lo || got > hi {
+        return Err(out);
     }
-    T::try_from(n).map_err(|_| format!("must be from {lo} to {hi}, got {n}"))
+    T::try_from(got).map_err(|_| out)
 }
 
 fn bool_of(v: &ModValue) -> VResult<bool> {
     Ok(int_of(v)? != 0)
+}
+
+/// A tm timer in milliseconds, within what the transaction layer accepts.
+fn timer_of(v: &ModValue) -> VResult<std::time::Duration> {
+    let max = i64::try_from(MAX_TIMER.as_millis()).unwrap_or(i64::MAX);
+    let ms: u64 = range_of(v, 1, max)?;
+    Ok(std::time::Duration::from_millis(ms))
+}
+
+fn facility_of(name: &str) -> VResult<u8> {
+    SYSLOG_FACILITIES
+        .iter()
+        .find(|(n, _)| n.eq_ignore_ascii_case(name.trim()))
+        .map(|(_, code)| *code)
+        .ok_or_else(|| ValueError::UnknownFacility(name.to_string()))
 }
 
 /// SQL identifier rule for table names (docs/decisions.md §3).
@@ -579,6 +737,13 @@ fn is_sql_identifier(s: &str) -> bool {
         && s.len() <= 64
 }
 
+fn ignored_reason(name: &str) -> Option<&'static str> {
+    IGNORED_SETTINGS
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, why)| *why)
+}
+
 impl Builder {
     fn err(&mut self, pos: &Pos, msg: impl Into<String>) {
         self.diags.push(Diagnostic::at(pos, msg));
@@ -586,6 +751,21 @@ impl Builder {
 
     fn warn(&mut self, pos: &Pos, msg: impl Into<String>) {
         self.c.warnings.push(Diagnostic::at(pos, msg));
+    }
+
+    fn note(&mut self, level: log::Level, pos: &Pos, msg: impl Into<String>) {
+        self.c.notes.push(Note {
+            level,
+            diag: Diagnostic::at(pos, msg),
+        });
+    }
+
+    /// One warning for a setting of [`IGNORED_SETTINGS`], once its value
+    /// has passed its type check.
+    fn warn_if_ignored(&mut self, name: &str, pos: &Pos) {
+        if let Some(why) = ignored_reason(name) {
+            self.warn(pos, format!("{name} is accepted but ignored: {why}"));
+        }
     }
 
     // ---- globals ----
@@ -596,8 +776,9 @@ impl Builder {
             self.err(&g.pos, format!("unknown core parameter '{name}'"));
             return;
         }
-        if let Err(m) = self.apply_global(g) {
-            self.err(&g.value_pos, format!("{name}: {m}"));
+        match self.apply_global(g) {
+            Ok(()) => self.warn_if_ignored(name, &g.pos),
+            Err(e) => self.err(&g.value_pos, format!("{name}: {e}")),
         }
     }
 
@@ -605,70 +786,56 @@ impl Builder {
         let v = &g.value;
         let int = || match v {
             GlobalValue::Int(n) => Ok(*n),
-            _ => Err(format!("expects a number, got {v}")),
+            _ => Err(ValueError::NotANumber(v.to_string())),
         };
         let boolean = || match v {
             GlobalValue::Int(n) => Ok(*n != 0),
-            _ => Err(format!("expects yes/no or a number, got {v}")),
+            _ => Err(ValueError::NotABool(v.to_string())),
         };
         let text = || match v {
             GlobalValue::Str(s) | GlobalValue::Word(s) => Ok(s.clone()),
             GlobalValue::Int(n) => Ok(n.to_string()),
-            GlobalValue::Sockets(_) => Err(format!("expects a string, got {v}")),
+            GlobalValue::Sockets(_) => Err(ValueError::NotAString(v.to_string())),
         };
-        let u32_of = |n: i64| {
-            u32::try_from(n).map_err(|_| format!("must be from 0 to {}, got {n}", u32::MAX))
-        };
+        let u32_of = |n: i64| in_range::<u32>(n, 0, u32::MAX.into());
         let name = g.name.as_str();
         match name {
             "listen" => match v {
                 GlobalValue::Sockets(s) => self.listens.extend(s.iter().cloned()),
-                _ => return Err("expects an address".into()),
+                _ => return Err(ValueError::NotAnAddress),
             },
-            "alias" => match v {
-                GlobalValue::Sockets(socks) => {
-                    for s in socks {
-                        if s.advertise.is_some() {
-                            return Err("an alias takes no 'advertise'".into());
-                        }
-                        let port = s.port.map(port_of).transpose()?;
-                        self.c.aliases.push((s.host.clone(), port));
-                    }
-                }
-                _ => return Err("expects a host name".into()),
-            },
-            "port" => {
-                self.c.port =
-                    port_of(u32::try_from(int()?).map_err(|_| "must be 1..65535".to_string())?)?;
-            }
-            "debug" => {
-                self.c.debug = i32::try_from(int()?).map_err(|_| "out of range".to_string())?
-            }
+            "alias" => self.alias(v)?,
+            "port" => self.c.port = port_of(int()?)?,
+            "debug" => self.c.debug = in_range(int()?, i32::MIN.into(), i32::MAX.into())?,
             "log_stderror" => self.c.log_stderror = boolean()?,
-            "log_facility" => self.c.log_facility = text()?,
-            "log_name" => self.c.log_name = Some(text()?),
-            "log_prefix" => self.c.log_prefix = Some(text()?),
+            "log_facility" => self.c.log_facility = facility_of(&text()?)?,
+            "log_name" => self.c.log_name = text()?,
             "fork" => self.c.fork = boolean()?,
             "user" | "uid" => self.c.user = Some(text()?),
             "group" | "gid" => self.c.group = Some(text()?),
             "mpath" | "loadpath" => self.c.mpath = Some(text()?),
             "rundir" | "run_dir" => self.c.run_dir = text()?,
-            "workdir" | "wdir" => self.c.work_dir = Some(text()?),
             "server_header" => self.c.server_header = Some(text()?),
             "user_agent_header" => self.c.user_agent_header = Some(text()?),
             "server_signature" => self.c.server_signature = boolean()?,
-            "sip_warning" => self.c.sip_warning = boolean()?,
-            "auto_aliases" => self.c.auto_aliases = boolean()?,
-            "advertised_address" => self.c.advertised_address = Some(text()?),
-            "advertised_port" => {
-                self.c.advertised_port = Some(port_of(u32_of(int()?)?)?);
-            }
             "max_while_loops" => self.c.max_while_loops = u32_of(int()?)?,
             "disable_tcp" => self.c.disable_tcp = boolean()?,
-            "tcp_connection_lifetime" => self.c.tcp_connection_lifetime_s = u32_of(int()?)?,
-            "tcp_max_connections" => self.c.tcp_max_connections = u32_of(int()?)?,
-            "tcp_connect_timeout" => self.c.tcp_connect_timeout_s = u32_of(int()?)?,
-            "tcp_send_timeout" => self.c.tcp_send_timeout_s = u32_of(int()?)?,
+            // Type-checked as Kamailio would, then ignored (IGNORED_SETTINGS).
+            "sip_warning" | "auto_aliases" => {
+                boolean()?;
+            }
+            "advertised_port" => {
+                port_of(int()?)?;
+            }
+            "tcp_connection_lifetime"
+            | "tcp_max_connections"
+            | "tcp_connect_timeout"
+            | "tcp_send_timeout" => {
+                u32_of(int()?)?;
+            }
+            "advertised_address" | "log_prefix" | "workdir" | "wdir" => {
+                text()?;
+            }
             "enable_tls" | "tls_enable" | "enable_sctp" if boolean().unwrap_or(false) => {
                 self.warn(
                     &g.pos,
@@ -677,21 +844,49 @@ impl Builder {
             }
             "chroot" => self.warn(&g.pos, "chroot is not supported; ignored"),
             n if PROCESS_KNOBS.contains(&n) => {
-                if n == "children" {
-                    self.c.children = Some(int()?);
-                }
-                self.warn(
-                    &g.pos,
-                    format!("{n} is accepted but siptraced runs one thread by design"),
-                );
+                int()?;
+                self.process_knobs.push((n.to_string(), g.pos.clone()));
             }
-            n => log::debug!("core parameter '{n}' accepted and ignored"),
+            n => self.note(
+                log::Level::Debug,
+                &g.pos,
+                format!("core parameter '{n}' accepted and ignored"),
+            ),
         }
         Ok(())
     }
 
+    fn alias(&mut self, v: &GlobalValue) -> VResult<()> {
+        let GlobalValue::Sockets(socks) = v else {
+            return Err(ValueError::NotAHostName);
+        };
+        for s in socks {
+            if s.advertise.is_some() {
+                return Err(ValueError::AliasAdvertise);
+            }
+            let port = s.port.map(|p| port_of(p.into())).transpose()?;
+            self.c.aliases.push((s.host.clone(), port));
+        }
+        Ok(())
+    }
+
+    /// One info line for every multi-process knob set (docs/decisions.md §5).
+    fn finish_process_knobs(&mut self) {
+        let Some((_, pos)) = self.process_knobs.first().cloned() else {
+            return;
+        };
+        let names: Vec<&str> = self.process_knobs.iter().map(|(n, _)| n.as_str()).collect();
+        let verb = if names.len() == 1 { "is" } else { "are" };
+        let msg = format!(
+            "{} {verb} accepted but siptraced runs one thread by design",
+            names.join(", ")
+        );
+        self.note(log::Level::Info, &pos, msg);
+    }
+
     /// Resolves listen specs: proto-less ones open udp and tcp, missing ports
-    /// take the `port` global, and no listen at all means every address.
+    /// take the `port` global, and no listen at all means every address —
+    /// the one place that default is made.
     fn finish_listen(&mut self) {
         let protos_for = |p: Option<Transport>, disable_tcp: bool| -> Vec<Transport> {
             match p {
@@ -733,7 +928,7 @@ impl Builder {
                     }
                 },
             };
-            let port = match s.port.map(port_of).transpose() {
+            let port = match s.port.map(|p| port_of(p.into())).transpose() {
                 Ok(p) => p.unwrap_or(self.c.port),
                 Err(m) => {
                     self.err(&s.pos, format!("listen: {m}"));
@@ -742,7 +937,7 @@ impl Builder {
             };
             let advertise = match &s.advertise {
                 None => None,
-                Some((h, p)) => match p.map(port_of).transpose() {
+                Some((h, p)) => match p.map(|p| port_of(p.into())).transpose() {
                     Ok(ap) => Some((h.clone(), ap.unwrap_or(port))),
                     Err(m) => {
                         self.err(&s.pos, format!("listen: advertise {m}"));
@@ -797,6 +992,7 @@ impl Builder {
             "siptrace" => self.c.siptrace = Some(SiptraceParams::default()),
             "mi_fifo" => self.c.mi_fifo = Some(MiFifoParams::default()),
             "jsonrpcs" => self.c.jsonrpcs = Some(JsonrpcsParams::default()),
+            "tm" => self.tm_pos.loadmodule = Some(pos.clone()),
             _ => {}
         }
     }
@@ -834,99 +1030,119 @@ impl Builder {
             "rr" => self.rr_param(m),
             "maxfwd" => self.maxfwd_param(m),
             _ => {
-                log::debug!("modparam {module}.{} accepted and ignored", m.param);
+                self.note(
+                    log::Level::Debug,
+                    &m.pos,
+                    format!("modparam {module}.{} accepted and ignored", m.param),
+                );
                 Ok(())
             }
         };
-        if let Err(msg) = r {
-            self.err(
-                &m.value_pos,
-                format!("modparam {module}.{}: {msg}", m.param),
-            );
+        match r {
+            Ok(()) => self.warn_if_ignored(&format!("{module}.{}", m.param), &m.pos),
+            Err(e) => self.err(&m.value_pos, format!("modparam {module}.{}: {e}", m.param)),
         }
     }
 
     fn siptrace_param(&mut self, m: &ast::ModParam) -> VResult<()> {
-        const COLUMN_PARAMS: &[&str] = &[
-            "date_column",
-            "callid_column",
-            "traced_user_column",
-            "msg_column",
-            "method_column",
-            "status_column",
-            "fromip_column",
-            "toip_column",
-            "fromtag_column",
-            "direction_column",
-            "time_us_column",
-            "totag_column",
-        ];
-        const UNSUPPORTED: &[&str] = &[
-            "trace_mode",
-            "trace_init_mode",
-            "evcb_msg",
-            "send_sock_name",
-        ];
-        let v = &m.value;
         let p = m.param.as_str();
-        if COLUMN_PARAMS.contains(&p) {
-            return Err(
-                "column name overrides are not supported: the sip_trace columns are fixed".into(),
-            );
+        refuse_unsupported_siptrace_param(p)?;
+        if self.siptrace_mirror_param(m)? || self.siptrace_spool_param(m)? {
+            return Ok(());
         }
-        if UNSUPPORTED.contains(&p) {
-            return Err("not supported by siptraced".into());
-        }
+        let v = &m.value;
         let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
         match p {
             "db_url" => t.db_url = str_of(v)?,
             "table" => {
                 let s = str_of(v)?;
                 if !is_sql_identifier(&s) {
-                    return Err(format!(
-                        "\"{s}\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)"
-                    ));
+                    return Err(ValueError::BadTableName(s));
                 }
                 t.table = s;
             }
             // Kamailio's MAX_FLAG is 31; an unset flag disables flag-driven tracing.
             "trace_flag" => t.trace_flag = Some(range_of(v, 0, 31)?),
-            "trace_on" => t.trace_on = range_of(v, i32::MIN as i64, i32::MAX as i64)?,
+            "trace_on" => t.trace_on = range_of(v, i32::MIN.into(), i32::MAX.into())?,
             "traced_user_avp" => t.traced_user_avp = opt_avp(v)?,
             "trace_table_avp" => t.trace_table_avp = opt_avp(v)?,
+            "trace_local_ip" => t.trace_local_ip = Some(str_of(v)?).filter(|s| !s.is_empty()),
+            "trace_to_database" => t.trace_to_database = bool_of(v)?,
+            "trace_sl_acks" => t.trace_sl_acks = bool_of(v)?,
+            // Type-checked, then ignored (IGNORED_SETTINGS).
+            "xheaders_write" | "xheaders_read" => {
+                bool_of(v)?;
+            }
+            // Sanity bounds: a batch above a million rows or a connect
+            // timeout above 10 minutes is a typo, not a setting.
+            "db_batch_rows" => t.db_batch_rows = range_of(v, 1, 1_000_000)?,
+            "db_connect_timeout_ms" => t.db_connect_timeout_ms = range_of(v, 1, 600_000)?,
+            // Insert tuning knobs of Kamailio: our batching replaces them.
+            "trace_delayed" | "trace_db_mode" => {
+                int_of(v)?;
+                self.note(
+                    log::Level::Debug,
+                    &m.pos,
+                    format!("siptrace {p} accepted and ignored: rows are batched per reactor turn"),
+                );
+            }
+            _ => {
+                return Err(ValueError::UnknownParam {
+                    module: "siptrace",
+                    hint: String::new(),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The duplicate/HEP parameters; false when `m` is none of them.
+    fn siptrace_mirror_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let pos = Some(m.value_pos.clone());
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        let at = &mut self.c.siptrace_pos;
+        match m.param.as_str() {
             // Kamailio refuses a bad URI at init; we do it at load, with the
             // position. Host names are resolved at start-up (daemon.rs).
             "duplicate_uri" => {
                 let uri = str_of(v)?;
-                if !uri.trim().is_empty() {
-                    DupTarget::parse(&uri).map_err(|e| e.to_string())?;
-                    self.mirror_pos.duplicate_uri = Some(m.value_pos.clone());
-                }
-                t.duplicate_uri = Some(uri).filter(|s| !s.trim().is_empty());
+                t.duplicate_uri = if uri.trim().is_empty() {
+                    None
+                } else {
+                    Some(DupTarget::parse(&uri)?)
+                };
+                at.duplicate_uri = t.duplicate_uri.as_ref().and(pos);
             }
-            "trace_local_ip" => t.trace_local_ip = Some(str_of(v)?).filter(|s| !s.is_empty()),
-            "trace_to_database" => t.trace_to_database = bool_of(v)?,
             "hep_mode_on" => {
                 t.hep_mode_on = bool_of(v)?;
-                self.mirror_pos.hep_mode_on = Some(m.value_pos.clone());
+                at.hep_mode_on = pos;
             }
             "hep_version" => {
                 t.hep_version = Some(range_of(v, 1, 3)?);
-                self.mirror_pos.hep_version = Some(m.value_pos.clone());
+                at.hep_version = pos;
             }
             "hep_capture_id" => {
-                t.hep_capture_id = range_of(v, 0, u32::MAX as i64)?;
-                self.mirror_pos.hep_capture_id = Some(m.value_pos.clone());
+                t.hep_capture_id = range_of(v, 0, u32::MAX.into())?;
+                at.hep_capture_id = pos;
             }
             "auth_key" => t.auth_key = Some(str_of(v)?),
             "send_sock_addr" | "force_send_sock" => {
-                let a = str_of(v)?;
-                parse_send_sock(&a).map_err(|e| e.to_string())?;
-                t.send_sock_addr = Some(a);
+                t.send_sock_addr = Some(parse_send_sock(&str_of(v)?)?);
+                at.send_sock_addr = pos;
             }
-            "trace_sl_acks" => t.trace_sl_acks = bool_of(v)?,
-            "xheaders_write" => t.xheaders_write = bool_of(v)?,
-            "xheaders_read" => t.xheaders_read = bool_of(v)?,
+            // 1 KiB to 1 GiB per TCP capture destination.
+            "mirror_tcp_queue_kb" => t.mirror_tcp_queue_kb = range_of(v, 1, 1 << 20)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The spool parameters; false when `m` is none of them.
+    fn siptrace_spool_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        match m.param.as_str() {
             "spool_dir" => t.spool_dir = Some(str_of(v)?),
             // Sanity bounds only: up to 1 TiB of spool.
             "spool_max_mb" => t.spool_max_mb = range_of(v, 1, 1 << 20)?,
@@ -934,25 +1150,14 @@ impl Builder {
                 t.spool_full_policy = match str_of(v)?.as_str() {
                     "drop" => SpoolFullPolicy::Drop,
                     "stop" => SpoolFullPolicy::Stop,
-                    other => return Err(format!("must be \"drop\" or \"stop\", got \"{other}\"")),
+                    other => return Err(ValueError::BadSpoolPolicy(other.to_string())),
                 }
             }
             "spool_fsync" => t.spool_fsync = bool_of(v)?,
             "state_dir" => t.state_dir = Some(str_of(v)?),
-            // Sanity bounds: a batch above a million rows or a connect
-            // timeout above 10 minutes is a typo, not a setting.
-            "db_batch_rows" => t.db_batch_rows = range_of(v, 1, 1_000_000)?,
-            "db_connect_timeout_ms" => t.db_connect_timeout_ms = range_of(v, 1, 600_000)?,
-            // 1 KiB to 1 GiB per TCP capture destination.
-            "mirror_tcp_queue_kb" => t.mirror_tcp_queue_kb = range_of(v, 1, 1 << 20)?,
-            // Insert tuning knobs of Kamailio: our batching replaces them.
-            "trace_delayed" | "trace_db_mode" => {
-                int_of(v)?;
-                log::debug!("siptrace {p} accepted and ignored: rows are batched per reactor turn");
-            }
-            _ => return Err("unknown siptrace parameter".into()),
+            _ => return Ok(false),
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Checks between siptrace params, once all are known (their order in
@@ -962,49 +1167,83 @@ impl Builder {
         let Some(t) = self.c.siptrace.clone() else {
             return;
         };
+        let at = self.c.siptrace_pos.clone();
         let wide = u16::try_from(t.hep_capture_id).is_err();
-        if let (Some(2), true, Some(pos)) =
-            (t.hep_version, wide, self.mirror_pos.hep_capture_id.clone())
-        {
+        if let (Some(2), true, Some(pos)) = (t.hep_version, wide, &at.hep_capture_id) {
             let msg = HepError::CaptureIdTooWide {
                 capture_id: t.hep_capture_id,
             };
-            self.err(&pos, format!("modparam siptrace.hep_capture_id: {msg}"));
+            self.err(pos, format!("modparam siptrace.hep_capture_id: {msg}"));
         }
-        if let (true, None, Some(pos)) = (
-            t.hep_mode_on,
-            &t.duplicate_uri,
-            self.mirror_pos.hep_mode_on.clone(),
-        ) {
+        if let (true, None, Some(pos)) = (t.hep_mode_on, &t.duplicate_uri, &at.hep_mode_on) {
             self.warn(
-                &pos,
+                pos,
                 "hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") \
                  calls will send HEP",
             );
         }
         let tcp = t
             .duplicate_uri
-            .as_deref()
-            .and_then(|u| DupTarget::parse(u).ok())
+            .as_ref()
             .is_some_and(|d| d.transport == Transport::Tcp);
         if tcp && t.hep_mode_on && t.hep_version() < 3 {
-            if let Some(pos) = self.mirror_pos.duplicate_uri.clone() {
-                let at = match &self.mirror_pos.hep_version {
+            if let Some(pos) = &at.duplicate_uri {
+                let version_at = match &at.hep_version {
                     Some(p) => {
                         format!(" (hep_version {} at {}:{})", t.hep_version(), p.line, p.col)
                     }
                     None => String::new(),
                 };
                 self.err(
-                    &pos,
+                    pos,
                     format!(
-                        "modparam siptrace.duplicate_uri: HEPv{}{at} has no total length, so it \
+                        "modparam siptrace.duplicate_uri: HEPv{}{version_at} has no total length, so it \
                          cannot be framed on a TCP stream; use hep_version 3 or transport=udp",
                         t.hep_version()
                     ),
                 );
             }
         }
+    }
+
+    /// send_sock_addr must be one of our UDP sockets (copies leave from
+    /// it). Decided here when the listens say so: an IP-literal listen
+    /// must have the same address and port; a wildcard listen (`*`,
+    /// `0.0.0.0`, `::` — each of which daemon.rs expands to every
+    /// interface address, of both families) only the same port, since
+    /// which addresses the host has is known at start-up only (daemon.rs
+    /// checks again there); a listen by host name is left to start-up too.
+    fn finish_send_sock(&mut self) {
+        let (Some(addr), Some(pos)) = (
+            self.c.siptrace.as_ref().and_then(|t| t.send_sock_addr),
+            self.c.siptrace_pos.send_sock_addr.clone(),
+        ) else {
+            return;
+        };
+        let udp = || self.c.listen.iter().filter(|l| l.proto == Transport::Udp);
+        let may_match = |l: &ListenSpec| {
+            l.port == addr.port()
+                && match l.host.parse::<IpAddr>() {
+                    _ if is_wildcard(&l.host) => {
+                        !addr.ip().is_unspecified() && !addr.ip().is_multicast()
+                    }
+                    Ok(ip) => ip == addr.ip(),
+                    Err(_) => true,
+                }
+        };
+        if udp().any(may_match) {
+            return;
+        }
+        let listening = udp().map(listen_name).collect::<Vec<_>>().join(", ");
+        let e = ValueError::NotAListenSocket {
+            addr,
+            listening: if listening.is_empty() {
+                "no UDP socket".into()
+            } else {
+                listening
+            },
+        };
+        self.err(&pos, format!("modparam siptrace.send_sock_addr: {e}"));
     }
 
     fn mi_fifo_param(&mut self, m: &ast::ModParam) -> VResult<()> {
@@ -1027,7 +1266,13 @@ impl Builder {
             "fifo_group" => f.fifo_group = Some(name_of(v)),
             "reply_dir" => f.reply_dir = str_of(v)?,
             "reply_indent" => f.reply_indent = str_of(v)?,
-            _ => return Err("unknown mi_fifo parameter (fifo_name, fifo_mode, fifo_user, fifo_group, reply_dir, reply_indent)".into()),
+            _ => {
+                return Err(ValueError::UnknownParam {
+                    module: "mi_fifo",
+                    hint: " (fifo_name, fifo_mode, fifo_user, fifo_group, reply_dir, reply_indent)"
+                        .into(),
+                });
+            }
         }
         if let Some(w) = warn {
             self.warn(&m.value_pos, w);
@@ -1048,43 +1293,110 @@ impl Builder {
             "transport" => j.transport = range_of(v, 0, 7)?,
             // Datagram/TCP transports of jsonrpcs: accepted, not served.
             "dgram_socket" | "dgram_workers" | "dgram_timeout" | "dgram_mode" | "dgram_user"
-            | "dgram_group" | "tcp_socket" => {
-                log::debug!("jsonrpcs {} accepted and ignored", m.param)
+            | "dgram_group" | "tcp_socket" => self.note(
+                log::Level::Debug,
+                &m.pos,
+                format!("jsonrpcs {} accepted and ignored", m.param),
+            ),
+            _ => {
+                return Err(ValueError::UnknownParam {
+                    module: "jsonrpcs",
+                    hint: String::new(),
+                });
             }
-            _ => return Err("unknown jsonrpcs parameter".into()),
         }
         Ok(())
     }
 
     fn tm_param(&mut self, m: &ast::ModParam) -> VResult<()> {
         let v = &m.value;
+        let pos = Some(m.value_pos.clone());
         match m.param.as_str() {
             p @ ("fr_timer" | "fr_inv_timer") => {
-                let ms: u32 = range_of(v, 1, u32::MAX as i64)?;
+                let d = timer_of(v)?;
                 // Kamailio ≥3.0 takes milliseconds; 1.x took seconds.
-                if ms < 1000 {
+                if d.as_millis() < 1000 {
+                    let ms = d.as_millis();
                     self.warn(
                         &m.value_pos,
-                        format!("tm {p}={ms} is in milliseconds (Kamailio 1.x used seconds: did you mean {}?)", ms as u64 * 1000),
+                        format!("tm {p}={ms} is in milliseconds (Kamailio 1.x used seconds: did you mean {}?)", ms * 1000),
                     );
                 }
                 if p == "fr_timer" {
-                    self.c.tm.fr_timer_ms = ms;
+                    self.tm.fr_timer = d;
                 } else {
-                    self.c.tm.fr_inv_timer_ms = ms;
+                    self.tm.fr_inv_timer = d;
                 }
             }
-            p @ ("retr_timer1" | "retr_timer2") => {
-                let ms: u32 = range_of(v, 1, 86_400_000)?;
-                if p == "retr_timer1" {
-                    self.c.tm.retr_timer1_ms = ms;
-                } else {
-                    self.c.tm.retr_timer2_ms = ms;
-                }
+            "retr_timer1" => {
+                self.tm.t1 = timer_of(v)?;
+                self.tm_pos.retr_timer1 = pos;
             }
-            p => log::debug!("tm {p} accepted and ignored"),
+            "retr_timer2" => {
+                self.tm.t2 = timer_of(v)?;
+                self.tm_pos.retr_timer2 = pos;
+            }
+            "max_inv_lifetime" => self.tm.max_inv_lifetime = timer_of(v)?,
+            "max_noninv_lifetime" => self.tm.max_noninv_lifetime = timer_of(v)?,
+            "restart_fr_on_each_reply" => self.tm.restart_fr_on_each_reply = bool_of(v)?,
+            p => self.note(
+                log::Level::Debug,
+                &m.pos,
+                format!("tm {p} accepted and ignored"),
+            ),
         }
         Ok(())
+    }
+
+    /// Every tm value was range-checked as it was read; what is left is
+    /// T2 ≥ T1, reported at the later of the two settings (the one that
+    /// broke it), naming where the other one was set.
+    fn finish_tm(&mut self) {
+        let (t1, t2) = (self.tm.t1.as_millis(), self.tm.t2.as_millis());
+        let (p1, p2) = (&self.tm_pos.retr_timer1, &self.tm_pos.retr_timer2);
+        let where_ = |p: &Option<Pos>| match p {
+            Some(p) => format!(" at {}:{}", p.line, p.col),
+            None => ", the default".into(),
+        };
+        if t2 < t1 {
+            let t2_later = match (p1, p2) {
+                (Some(a), Some(b)) => (b.line, b.col) > (a.line, a.col),
+                (_, b) => b.is_some(),
+            };
+            let (pos, msg) = if t2_later {
+                (
+                    p2.clone(),
+                    format!(
+                        "modparam tm.retr_timer2: {t2} ms is less than retr_timer1 ({t1} ms{}); \
+                         T2 caps the retransmission interval that starts at T1",
+                        where_(p1)
+                    ),
+                )
+            } else {
+                (
+                    p1.clone(),
+                    format!(
+                        "modparam tm.retr_timer1: {t1} ms is more than retr_timer2 ({t2} ms{}); \
+                         T2 caps the retransmission interval that starts at T1",
+                        where_(p2)
+                    ),
+                )
+            };
+            if let Some(pos) = pos.or_else(|| self.tm_pos.loadmodule.clone()) {
+                self.err(&pos, msg);
+            }
+            return;
+        }
+        match std::mem::take(&mut self.tm).validated() {
+            Ok(v) => self.c.tm = v,
+            // Unreachable while every field is range-checked above; said
+            // at the module rather than lost.
+            Err(e) => {
+                if let Some(pos) = self.tm_pos.loadmodule.clone() {
+                    self.err(&pos, format!("tm parameters: {e}"));
+                }
+            }
+        }
     }
 
     fn rr_param(&mut self, m: &ast::ModParam) -> VResult<()> {
@@ -1093,7 +1405,11 @@ impl Builder {
             "enable_full_lr" => self.c.rr.enable_full_lr = bool_of(v)?,
             "append_fromtag" => self.c.rr.append_fromtag = bool_of(v)?,
             "enable_double_rr" => self.c.rr.enable_double_rr = bool_of(v)?,
-            p => log::debug!("rr {p} accepted and ignored"),
+            p => self.note(
+                log::Level::Debug,
+                &m.pos,
+                format!("rr {p} accepted and ignored"),
+            ),
         }
         Ok(())
     }
@@ -1102,9 +1418,59 @@ impl Builder {
         match m.param.as_str() {
             // maxfwd's MAXFWD_UPPER_LIMIT bounds max_limit.
             "max_limit" => self.c.maxfwd_max_limit = range_of(&m.value, 1, 256)?,
-            p => return Err(format!("unknown maxfwd parameter '{p}'")),
+            p => {
+                return Err(ValueError::UnknownParam {
+                    module: "maxfwd",
+                    hint: format!(" '{p}'"),
+                });
+            }
         }
         Ok(())
+    }
+}
+
+/// Kamailio siptrace parameters refused outright, with why.
+fn refuse_unsupported_siptrace_param(p: &str) -> VResult<()> {
+    const COLUMN_PARAMS: &[&str] = &[
+        "date_column",
+        "callid_column",
+        "traced_user_column",
+        "msg_column",
+        "method_column",
+        "status_column",
+        "fromip_column",
+        "toip_column",
+        "fromtag_column",
+        "direction_column",
+        "time_us_column",
+        "totag_column",
+    ];
+    const UNSUPPORTED: &[&str] = &[
+        "trace_mode",
+        "trace_init_mode",
+        "evcb_msg",
+        "send_sock_name",
+    ];
+    if COLUMN_PARAMS.contains(&p) {
+        return Err(ValueError::ColumnOverride);
+    }
+    if UNSUPPORTED.contains(&p) {
+        return Err(ValueError::Unsupported);
+    }
+    Ok(())
+}
+
+/// `*`, `0.0.0.0` and `::` all mean every address of the host (daemon.rs).
+pub fn is_wildcard(host: &str) -> bool {
+    matches!(host, "*" | "0.0.0.0" | "::")
+}
+
+/// A listen as the operator would write it, for messages.
+fn listen_name(l: &ListenSpec) -> String {
+    if l.host.contains(':') {
+        format!("{}:[{}]:{}", l.proto.as_str(), l.host, l.port)
+    } else {
+        format!("{}:{}:{}", l.proto.as_str(), l.host, l.port)
     }
 }
 
@@ -1113,14 +1479,16 @@ fn opt_avp(v: &ModValue) -> VResult<Option<AvpName>> {
     if s.trim().is_empty() {
         return Ok(None);
     }
-    AvpName::parse_spec(&s).map(Some).map_err(|e| e.to_string())
+    AvpName::parse_spec(&s)
+        .map(Some)
+        .map_err(ValueError::BadAvp)
 }
 
-fn port_of(p: u32) -> VResult<u16> {
+fn port_of(p: i64) -> VResult<u16> {
     u16::try_from(p)
         .ok()
         .filter(|p| *p != 0)
-        .ok_or_else(|| format!("port {p} out of range 1..65535"))
+        .ok_or(ValueError::BadPort(p))
 }
 
 #[cfg(test)]
@@ -1163,7 +1531,8 @@ mod tests {
         assert_eq!(c.port, 5060);
         assert_eq!(c.debug, 0);
         assert_eq!(c.log_level(), LevelFilter::Warn);
-        assert!(c.fork && !c.log_stderror && c.auto_aliases && c.server_signature);
+        assert!(c.fork && !c.log_stderror && c.server_signature);
+        assert_eq!((c.log_facility, c.log_name.as_str()), (3, "siptraced"));
         assert_eq!(c.max_while_loops, 100);
         assert_eq!(c.run_dir, "/run/siptraced");
         assert_eq!(
@@ -1201,18 +1570,17 @@ mod tests {
             (1, 256, 1000, 2000)
         );
         assert_eq!(t.spool_full_policy, SpoolFullPolicy::Drop);
+        assert_eq!(t.mirror_tcp_queue_kb, 4096);
         assert!(t.spool_fsync);
         assert!(c.mi_fifo.is_none() && c.jsonrpcs.is_none());
+        assert_eq!(*c.tm, TsxConfig::default());
         assert_eq!(
-            c.tm,
-            TmParams {
-                fr_timer_ms: 30000,
-                fr_inv_timer_ms: 120000,
-                ..TmParams::default()
-            }
+            (c.tm.fr_timer.as_millis(), c.tm.fr_inv_timer.as_millis()),
+            (30000, 120000)
         );
         assert_eq!(c.maxfwd_max_limit, 256);
         assert!(c.warnings.is_empty());
+        assert!(c.notes.is_empty());
         assert!(
             c.server_header_line()
                 .unwrap()
@@ -1251,7 +1619,8 @@ mod tests {
     #[test]
     fn every_siptrace_param() {
         let c = config(&format!(
-            r#"loadmodule "/usr/lib/kamailio/modules/siptrace.so"
+            r#"listen=udp:10.0.0.1:5060
+loadmodule "/usr/lib/kamailio/modules/siptrace.so"
 modparam("siptrace", "db_url", "postgres://u:p@db/kam")
 modparam("siptrace", "table", "strace")
 modparam("siptrace", "trace_flag", "22")
@@ -1267,8 +1636,6 @@ modparam("siptrace", "hep_capture_id", 7)
 modparam("siptrace", "auth_key", "secret")
 modparam("siptrace", "force_send_sock", "udp:10.0.0.1:5060")
 modparam("siptrace", "trace_sl_acks", 0)
-modparam("siptrace", "xheaders_write", 1)
-modparam("siptrace", "xheaders_read", 1)
 modparam("siptrace", "spool_dir", "/var/spool/st")
 modparam("siptrace", "spool_max_mb", 10)
 modparam("siptrace", "spool_full_policy", "stop")
@@ -1287,17 +1654,19 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             trace_on: 1,
             traced_user_avp: Some(AvpName::Int(123)),
             trace_table_avp: Some(AvpName::Str("siptrace_table".into())),
-            duplicate_uri: Some("sip:10.0.0.2:5085".into()),
+            duplicate_uri: Some(DupTarget {
+                host: "10.0.0.2".into(),
+                port: 5085,
+                transport: Transport::Udp,
+            }),
             trace_local_ip: Some("10.1.1.1:5064".into()),
             trace_to_database: false,
             hep_mode_on: true,
             hep_version: Some(2),
             hep_capture_id: 7,
             auth_key: Some("secret".into()),
-            send_sock_addr: Some("udp:10.0.0.1:5060".into()),
+            send_sock_addr: Some("10.0.0.1:5060".parse().unwrap()),
             trace_sl_acks: false,
-            xheaders_write: true,
-            xheaders_read: true,
             spool_dir: Some("/var/spool/st".into()),
             spool_max_mb: 10,
             spool_full_policy: SpoolFullPolicy::Stop,
@@ -1344,11 +1713,24 @@ rundir="/var/run/x"{ROUTE}"#
         ));
         assert_eq!(c.log_level(), LevelFilter::Debug);
         assert!(c.log_stderror && !c.fork);
-        assert_eq!(c.children, Some(8));
-        assert_eq!(c.warnings.len(), 1);
+        // docs/decisions.md §5: one info line, not a warning; a setting that
+        // changes nothing here warns, once, at its place.
+        let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
         assert_eq!(
-            c.warnings[0].to_string(),
-            "k.cfg:4:1: children is accepted but siptraced runs one thread by design"
+            warnings,
+            [
+                "k.cfg:15:1: tcp_connection_lifetime is accepted but ignored: read when SIP over TCP is served; SIP is served over UDP only"
+            ]
+        );
+        let info: Vec<String> = c
+            .notes
+            .iter()
+            .filter(|n| n.level == log::Level::Info)
+            .map(|n| n.diag.to_string())
+            .collect();
+        assert_eq!(
+            info,
+            ["k.cfg:4:1: children is accepted but siptraced runs one thread by design"]
         );
         let l = |p, h: &str, port, adv: Option<(&str, u16)>| ListenSpec {
             proto: p,
@@ -1377,8 +1759,8 @@ rundir="/var/run/x"{ROUTE}"#
             (Some("kamailio"), Some("kamailio"))
         );
         assert_eq!(c.server_header_line(), None);
-        assert_eq!((c.max_while_loops, c.tcp_connection_lifetime_s), (20, 3605));
-        assert_eq!(c.log_facility, "LOG_LOCAL0");
+        assert_eq!(c.max_while_loops, 20);
+        assert_eq!(c.log_facility, 16);
         assert_eq!(c.jsonrpcs_fifo_path(), None);
         let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
         assert_eq!(c.listen, vec![l(Transport::Udp, "1.2.3.4", 5060, None)]);
@@ -1433,11 +1815,12 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ["db_mysql", "tm", "rr", "maxfwd", "mi_fifo", "jsonrpcs"]
         );
         assert_eq!(
-            c.tm,
-            TmParams {
-                fr_timer_ms: 5000,
-                fr_inv_timer_ms: 60000,
-                ..TmParams::default()
+            *c.tm,
+            TsxConfig {
+                fr_timer: std::time::Duration::from_millis(5000),
+                fr_inv_timer: std::time::Duration::from_millis(60000),
+                restart_fr_on_each_reply: false,
+                ..TsxConfig::default()
             }
         );
         assert!(c.rr.enable_full_lr && c.rr.append_fromtag && c.rr.enable_double_rr);
@@ -1541,6 +1924,162 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             }
         }
         assert!(bad.is_empty(), "{}", bad.join("\n"));
+    }
+
+    #[test]
+    fn typed_values_and_their_positions() {
+        let t = |tail: &str| -> Result<Config, String> {
+            load(&format!(
+                "listen=udp:127.0.0.1:5060\nlisten=udp:*:5070\nloadmodule \"tm.so\"\nloadmodule \"siptrace.so\"\n{tail}{ROUTE}"
+            ))
+            .map(|(c, _)| c)
+        };
+        // T2 < T1: at the later of the two, naming the other.
+        let e = t("modparam(\"tm\",\"retr_timer1\",1000)\nmodparam(\"tm\",\"retr_timer2\",800)")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:6:29: modparam tm.retr_timer2: 800 ms is less than retr_timer1 (1000 ms at 5:29); T2 caps the retransmission interval that starts at T1"
+        );
+        let e = t("modparam(\"tm\",\"retr_timer2\",800)\nmodparam(\"tm\",\"retr_timer1\",1000)")
+            .unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:6:29: modparam tm.retr_timer1: 1000 ms is more than retr_timer2 (800 ms at 5:29); T2 caps the retransmission interval that starts at T1"
+        );
+        let e = t("modparam(\"tm\",\"retr_timer1\",5000)").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:29: modparam tm.retr_timer1: 5000 ms is more than retr_timer2 (4000 ms, the default); T2 caps the retransmission interval that starts at T1"
+        );
+        // The transaction layer's own bound, at the value.
+        let e = t("modparam(\"tm\",\"fr_timer\",86400001)").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:26: modparam tm.fr_timer: must be from 1 to 86400000, got 86400001"
+        );
+        let c = t("modparam(\"tm\",\"retr_timer1\",100)\nmodparam(\"tm\",\"retr_timer2\",400)\nmodparam(\"tm\",\"max_inv_lifetime\",90000)").unwrap();
+        assert_eq!(
+            (
+                c.tm.t1.as_millis(),
+                c.tm.t2.as_millis(),
+                c.tm.max_inv_lifetime.as_millis()
+            ),
+            (100, 400, 90000)
+        );
+
+        // send_sock_addr: a socket address, checked against the UDP listens.
+        let c = t("modparam(\"siptrace\",\"send_sock_addr\",\"sip:127.0.0.1:5060\")").unwrap();
+        assert_eq!(
+            c.siptrace.unwrap().send_sock_addr,
+            Some("127.0.0.1:5060".parse().unwrap())
+        );
+        assert_eq!(
+            c.siptrace_pos.send_sock_addr.map(|p| (p.line, p.col)),
+            Some((5, 38))
+        );
+        // A wildcard listen on that port: decided at start-up.
+        assert!(t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:10.9.9.9:5070\")").is_ok());
+        let e = t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:127.0.0.2:5060\")").unwrap_err();
+        assert_eq!(
+            e,
+            "k.cfg:5:38: modparam siptrace.send_sock_addr: 127.0.0.2:5060 is not a listen socket (listening on udp:127.0.0.1:5060, udp:*:5070)"
+        );
+        let e = t("modparam(\"siptrace\",\"send_sock_addr\",\"udp:0.0.0.0:5070\")").unwrap_err();
+        assert!(e.contains("0.0.0.0:5070 is not a listen socket"), "{e}");
+        let e = load(&format!(
+            "listen=tcp:127.0.0.1:5060\nloadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"send_sock_addr\",\"127.0.0.1:5060\"){ROUTE}"
+        ))
+        .unwrap_err();
+        assert!(e.ends_with("(listening on no UDP socket)"), "{e}");
+
+        // duplicate_uri: parsed once, here.
+        let c =
+            t("modparam(\"siptrace\",\"duplicate_uri\",\"sip:[::1]:9060;transport=tcp\")").unwrap();
+        assert_eq!(
+            c.siptrace.unwrap().duplicate_uri,
+            Some(DupTarget {
+                host: "::1".into(),
+                port: 9060,
+                transport: Transport::Tcp
+            })
+        );
+        assert_eq!(
+            c.siptrace_pos.duplicate_uri.map(|p| (p.line, p.col)),
+            Some((5, 37))
+        );
+        let c = t("modparam(\"siptrace\",\"duplicate_uri\",\" \")").unwrap();
+        assert_eq!(c.siptrace.unwrap().duplicate_uri, None);
+        assert_eq!(c.siptrace_pos.duplicate_uri, None);
+
+        // syslog settings.
+        let c = t("log_facility=LOG_LOCAL7\nlog_name=\"sbc-trace\"").unwrap();
+        assert_eq!((c.log_facility, c.log_name.as_str()), (23, "sbc-trace"));
+        let e = t("log_facility=LOG_NOPE").unwrap_err();
+        assert!(
+            e.starts_with("k.cfg:5:14: log_facility: unknown syslog facility 'LOG_NOPE'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn ignored_settings_warn_once_each_and_notes_wait_for_the_logger() {
+        let c = config(&format!(
+            "workdir=\"/\"\nchildren=4\ntcp_children=2\ndns=off\nloadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"xheaders_read\",1)\nmodparam(\"siptrace\",\"trace_db_mode\",1){ROUTE}"
+        ));
+        let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+        assert_eq!(
+            warnings,
+            [
+                "k.cfg:1:1: workdir is accepted but ignored: the working directory is not changed",
+                "k.cfg:6:1: siptrace.xheaders_read is accepted but ignored: X-Siptrace-* headers of received messages are not read",
+            ]
+        );
+        let notes: Vec<(log::Level, String)> = c
+            .notes
+            .iter()
+            .map(|n| (n.level, n.diag.to_string()))
+            .collect();
+        assert_eq!(
+            notes,
+            [
+                (
+                    log::Level::Debug,
+                    "k.cfg:4:1: core parameter 'dns' accepted and ignored".to_string()
+                ),
+                (
+                    log::Level::Debug,
+                    "k.cfg:7:1: siptrace trace_db_mode accepted and ignored: rows are batched per reactor turn".to_string()
+                ),
+                (
+                    log::Level::Info,
+                    "k.cfg:2:1: children, tcp_children are accepted but siptraced runs one thread by design".to_string()
+                ),
+            ]
+        );
+        // Every ignored name is a setting the loader knows.
+        for (name, _) in IGNORED_SETTINGS {
+            match name.split_once('.') {
+                None => assert!(KNOWN_GLOBALS.contains(name), "{name}"),
+                Some((m, _)) => assert!(SUPPORTED_MODULES.contains(&m), "{name}"),
+            }
+        }
+    }
+
+    #[test]
+    fn debug_in_force_follows_the_filter() {
+        let c = Config {
+            debug: 1,
+            ..Config::default()
+        };
+        assert_eq!(c.debug_in_force(LevelFilter::Info), 1);
+        assert_eq!(c.debug_in_force(LevelFilter::Debug), 3);
+        assert_eq!(c.debug_in_force(LevelFilter::Trace), 4);
+        assert_eq!(c.debug_in_force(LevelFilter::Warn), 0);
+        for d in [-5, -1, 0, 2, 3, 4] {
+            let f = level_of_debug(d);
+            assert_eq!(level_of_debug(Config::default().debug_in_force(f)), f);
+        }
     }
 
     #[test]
@@ -1649,9 +2188,25 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             c.mi_fifo.as_ref().unwrap().fifo_name.as_deref(),
             Some("/tmp/kamailio_fifo")
         );
-        assert_eq!(c.tm.fr_inv_timer_ms, 120000);
+        assert_eq!(c.tm.fr_inv_timer.as_millis(), 120000);
         assert_eq!(c.server_header_line().as_deref(), Some("Server: siptraced"));
-        assert_eq!(c.warnings.len(), 1, "{:?}", c.warnings);
+        let ignored: Vec<String> = c
+            .warnings
+            .iter()
+            .map(|w| w.message.split(' ').next().unwrap_or("").to_string())
+            .collect();
+        assert_eq!(
+            ignored,
+            [
+                "log_prefix",
+                "auto_aliases",
+                "tcp_connection_lifetime",
+                "tcp_max_connections",
+                "sip_warning"
+            ],
+            "{:?}",
+            c.warnings
+        );
         assert!(p.onreply_route().is_none());
         for (kind, name) in [
             (crate::script::RouteKind::Named, "RELAY"),

@@ -5,48 +5,78 @@
 //! creates the daemon's own files (database, pid file) after it, and every
 //! start-up error reaches the terminal before the foreground process exits
 //! — then runs the reactor and cleans up.
+//!
+//! The one module that wires the others together, so it may use any of
+//! them; only main.rs uses it. It decides nothing about the config that
+//! the config alone could decide (config.rs did, at load): what is left
+//! here needs the host — binding, interface addresses, DNS, users.
 
+use crate::cfg::Diagnostic;
 use crate::cli::Args;
-use crate::config::{Config, ListenSpec};
+use crate::config::{Config, SiptraceParams, is_wildcard};
 use crate::core::{Core, CoreSettings, LocalSock};
+use crate::trace::mirror::{HepSettings, MirrorDest};
 use crate::db;
-use crate::process::{self, PidFile};
-use crate::reactor::control::{Control, ControlSettings};
+use crate::process::{self, Detached, PidFile};
+use crate::reactor::control::{Control, ControlError, ControlSettings};
 use crate::reactor::{Reactor, ReactorError};
 use crate::script::Program;
 use crate::sip::Transport;
 use crate::spool::location;
 use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
-use crate::trace::dup::{DupTarget, parse_send_sock};
-use crate::trace::mirror::{HepSettings, MirrorDest};
+use crate::trace::dup::DupTarget;
 use crate::trace::{TraceSettings, Tracer};
-use crate::transport::Listener;
-use std::fmt;
+use crate::transport::{Listener, TransportError};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use thiserror::Error;
 
-#[derive(Debug)]
+#[derive(Debug, Error)]
 pub enum SetupError {
-    Listen(String),
-    Db(db::DbError),
-    Spool(crate::spool::SpoolError),
-    Fifo(String),
-    Process(process::ProcessError),
+    /// A listen socket could not be bound; the error names the address.
+    #[error("{0}")]
+    Bind(TransportError),
+    #[error("cannot list interface addresses: {0}")]
+    Interfaces(#[source] nix::Error),
+    #[error("listen={host}: cannot resolve: {err}")]
+    ListenResolve {
+        host: String,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("listen={host}: no address")]
+    ListenNoAddress { host: String },
+    #[error("no UDP socket to listen on: add listen=udp:IP:PORT")]
+    NoUdpListen,
+    #[error("duplicate_uri {uri}: cannot resolve '{}': {err}", uri.host)]
+    DuplicateResolve {
+        uri: DupTarget,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("duplicate_uri {uri}: '{}' has no address", uri.host)]
+    DuplicateNoAddress { uri: DupTarget },
+    #[error(
+        "duplicate_uri {uri}: no listen socket of the address family of {ip} to send copies from; \
+         add a listen=udp:… socket of that family"
+    )]
+    DuplicateFamily { uri: DupTarget, ip: IpAddr },
+    /// A config value refused at start-up, where only the host could decide
+    /// (send_sock_addr on a wildcard listen): positioned like a load error,
+    /// and exit code 1 like one.
+    #[error("{0}")]
+    Config(Diagnostic),
+    #[error("database: {0}")]
+    Db(#[from] db::DbError),
+    #[error(transparent)]
+    Spool(#[from] crate::spool::SpoolError),
+    #[error(transparent)]
+    Control(#[from] ControlError),
+    #[error(transparent)]
+    Process(#[from] process::ProcessError),
+    #[error("{0}")]
     Reactor(ReactorError),
-    Config(String),
-}
-
-impl fmt::Display for SetupError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            SetupError::Listen(e) | SetupError::Fifo(e) | SetupError::Config(e) => f.write_str(e),
-            SetupError::Db(e) => write!(f, "database: {e}"),
-            SetupError::Spool(e) => write!(f, "{e}"),
-            SetupError::Process(e) => write!(f, "{e}"),
-            SetupError::Reactor(e) => write!(f, "{e}"),
-        }
-    }
 }
 
 pub struct Runtime {
@@ -63,7 +93,14 @@ impl Runtime {
     }
 }
 
-pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, SetupError> {
+/// Start-up, in the order the module doc gives. `debug` is the Kamailio
+/// level in force (after `-d`), for MI `debug`.
+pub fn setup(
+    args: &Args,
+    conf: Config,
+    program: Program,
+    debug: i32,
+) -> Result<Runtime, SetupError> {
     if program.onsend_route().is_some() {
         log::warn!(
             "onsend_route is accepted but not run: trace sent messages with the trace flag instead"
@@ -72,11 +109,70 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     // Forked first, so that everything below belongs to the daemon process;
     // the foreground process waits and reports (process::daemonise).
     let detached = if !args.foreground && conf.fork {
-        Some(process::daemonise().map_err(SetupError::Process)?)
+        Some(process::daemonise()?)
     } else {
         None
     };
     let listeners = bind_listeners(&conf)?;
+    let socks = local_socks(&listeners);
+    let st = conf.siptrace.clone().unwrap_or_default();
+    let mirror = mirror_settings(&conf, &st, &socks)?;
+    let core = build_core(&conf, &st, program, socks, mirror);
+
+    let (uid, gid) = process::lookup_ids(
+        args.user.as_deref().or(conf.user.as_deref()),
+        args.group.as_deref().or(conf.group.as_deref()),
+    )?;
+    let mut control = Control::create(ControlSettings::from_config(&conf, debug), uid, gid)?;
+    // From here on a failed start removes the FIFOs it made: an operator
+    // (or kamctl) must not find a FIFO that nobody reads.
+    let sink = process::drop_privileges(uid, gid)
+        .map_err(SetupError::from)
+        .and_then(|()| open_sink(&conf, &st));
+    let sink = match sink {
+        Ok(s) => s,
+        Err(e) => {
+            control.remove_fifos();
+            return Err(e);
+        }
+    };
+    let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
+    reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
+    if let Some(d) = mirror
+        .duplicate
+        .filter(|d| d.transport == Transport::Tcp)
+    {
+        let bind = mirror
+            .send_sock
+            .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
+            .map(|a| a.ip());
+        reactor.open_mirror_stream(d.addr, bind);
+    }
+    finish(args, detached, reactor)
+}
+
+/// The pid file, the "started" line, and the foreground process released.
+fn finish(
+    args: &Args,
+    detached: Option<Detached>,
+    reactor: Reactor,
+) -> Result<Runtime, SetupError> {
+    let pid = match &args.pid_file {
+        Some(p) => Some(PidFile::write(&PathBuf::from(p))?),
+        None => None,
+    };
+    log::info!(
+        "siptraced {} started (pid {})",
+        crate::VERSION,
+        std::process::id()
+    );
+    if let Some(d) = detached {
+        d.ready();
+    }
+    Ok(Runtime { reactor, _pid: pid })
+}
+
+fn local_socks(listeners: &[Listener]) -> Vec<LocalSock> {
     let socks: Vec<LocalSock> = listeners
         .iter()
         .map(|l| {
@@ -97,26 +193,43 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
     for s in &socks {
         log::info!("listening on {}:{}", s.proto.as_str(), s.addr);
     }
+    socks
+}
 
-    let st = conf.siptrace.clone().unwrap_or_default();
-    let traced = conf.siptrace.is_some();
-    let to_db = traced && st.trace_to_database;
-    let db_target = DbTarget {
-        url: st.db_url.clone(),
-        table: st.table.clone(),
-        opts: db::OpenOptions {
-            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
-            ..db::OpenOptions::default()
-        },
-    };
-    let send_sock = match &st.send_sock_addr {
-        Some(s) => Some(local_send_sock(s, &socks)?),
+/// Where copies go and leave from, decided with the bound sockets.
+#[derive(Clone, Copy)]
+struct Mirror {
+    duplicate: Option<MirrorDest>,
+    send_sock: Option<SocketAddr>,
+}
+
+fn mirror_settings(
+    conf: &Config,
+    st: &SiptraceParams,
+    socks: &[LocalSock],
+) -> Result<Mirror, SetupError> {
+    let send_sock = match st.send_sock_addr {
+        Some(a) => Some(local_send_sock(conf, a, socks)?),
         None => None,
     };
     let duplicate = match &st.duplicate_uri {
-        Some(u) => Some(resolve_duplicate(u, &socks)?),
+        Some(u) => Some(resolve_duplicate(u, socks)?),
         None => None,
     };
+    Ok(Mirror {
+        duplicate,
+        send_sock,
+    })
+}
+
+fn build_core(
+    conf: &Config,
+    st: &SiptraceParams,
+    program: Program,
+    socks: Vec<LocalSock>,
+    mirror: Mirror,
+) -> Core {
+    let traced = conf.siptrace.is_some();
     let settings = CoreSettings {
         trace_flag: st.trace_flag,
         traced_user_avp: st.traced_user_avp.clone(),
@@ -129,13 +242,13 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
             Some((name, v)) if name.trim().eq_ignore_ascii_case("server") => v.trim().to_string(),
             _ => l,
         }),
-        duplicate,
+        duplicate: mirror.duplicate,
         hep: st.hep_mode_on.then(|| HepSettings {
             version: st.hep_version(),
             capture_id: st.hep_capture_id,
             auth_key: st.auth_key.clone(),
         }),
-        send_sock,
+        send_sock: mirror.send_sock,
         memory_cap: 65_536,
     };
     let tracer = Tracer::new(
@@ -145,111 +258,85 @@ pub fn setup(args: &Args, conf: Config, program: Program) -> Result<Runtime, Set
             trace_to_database: st.trace_to_database,
         },
     );
-    let tsx = crate::tsx::TsxConfig {
-        fr_timer: Duration::from_millis(u64::from(conf.tm.fr_timer_ms)),
-        fr_inv_timer: Duration::from_millis(u64::from(conf.tm.fr_inv_timer_ms)),
-        t1: Duration::from_millis(u64::from(conf.tm.retr_timer1_ms)),
-        t2: Duration::from_millis(u64::from(conf.tm.retr_timer2_ms)),
-        ..crate::tsx::TsxConfig::default()
-    };
-    tsx.validate()
-        .map_err(|e| SetupError::Config(format!("tm parameters: {e}")))?;
     let seed = {
         let t = crate::clock::WallTime::now();
         (t.sec as u64) << 20 ^ u64::from(t.usec) ^ u64::from(std::process::id()) << 40
     };
-    let core = Core::new(program, settings, socks, tracer, tsx, seed);
+    Core::new(program, settings, socks, tracer, conf.tm.clone(), seed)
+}
 
-    let (uid, gid) = process::lookup_ids(
-        args.user.as_deref().or(conf.user.as_deref()),
-        args.group.as_deref().or(conf.group.as_deref()),
-    )
-    .map_err(SetupError::Process)?;
-    let mut control = Control::create(ControlSettings::from_config(&conf, args), uid, gid)
-        .map_err(SetupError::Fifo)?;
-    // From here on a failed start removes the FIFOs it made: an operator
-    // (or kamctl) must not find a FIFO that nobody reads.
-    let mut fail = |e: SetupError| {
-        control.remove_fifos();
-        e
-    };
-    process::drop_privileges(uid, gid).map_err(|e| fail(SetupError::Process(e)))?;
-
-    // Opened as the user we run as (as Kamailio's child processes do), so
-    // that a new SQLite file, its -wal/-shm companions, db_text files and
-    // the spool belong to that user and stay writable. An unreachable
-    // database is not fatal (it is retried, rows are spooled meanwhile).
-    let sink = if to_db {
-        let database = open_database(&db_target).map_err(&mut fail)?;
-        let spool = open_spool(&st).map_err(&mut fail)?;
-        let settings = SinkSettings {
-            batch_rows: st.db_batch_rows as usize,
-            policy: st.spool_full_policy,
-        };
-        TraceSink::new(
-            db_target,
-            database,
-            Some(spool),
-            settings,
-            Instant::now(),
-            crate::clock::WallTime::now(),
-        )
-    } else {
-        TraceSink::disabled(Instant::now())
-    };
-    let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
-    reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
-    if let Some(d) = duplicate.filter(|d| d.transport == Transport::Tcp) {
-        let bind = send_sock
-            .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
-            .map(|a| a.ip());
-        reactor.open_mirror_stream(d.addr, bind);
+/// Opened as the user we run as (as Kamailio's child processes do), so
+/// that a new SQLite file, its -wal/-shm companions, db_text files and
+/// the spool belong to that user and stay writable. An unreachable
+/// database is not fatal (it is retried, rows are spooled meanwhile).
+fn open_sink(conf: &Config, st: &SiptraceParams) -> Result<TraceSink, SetupError> {
+    if conf.siptrace.is_none() || !st.trace_to_database {
+        return Ok(TraceSink::disabled(Instant::now()));
     }
-
-    let pid = match &args.pid_file {
-        Some(p) => Some(PidFile::write(&PathBuf::from(p)).map_err(SetupError::Process)?),
-        None => None,
+    let db_target = DbTarget {
+        url: st.db_url.clone(),
+        table: st.table.clone(),
+        opts: db::OpenOptions {
+            connect_timeout: Duration::from_millis(u64::from(st.db_connect_timeout_ms)),
+            ..db::OpenOptions::default()
+        },
     };
-    log::info!(
-        "siptraced {} started (pid {})",
-        crate::VERSION,
-        std::process::id()
-    );
-    if let Some(d) = detached {
-        d.ready();
-    }
-    Ok(Runtime { reactor, _pid: pid })
+    let database = open_database(&db_target)?;
+    let spool = open_spool(st)?;
+    let settings = SinkSettings {
+        batch_rows: st.db_batch_rows as usize,
+        policy: st.spool_full_policy,
+    };
+    Ok(TraceSink::new(
+        db_target,
+        database,
+        Some(spool),
+        settings,
+        Instant::now(),
+        crate::clock::WallTime::now(),
+    ))
 }
 
 /// send_sock_addr must be one of the sockets we listen on: copies leave
-/// from it (config.rs checked the syntax).
-fn local_send_sock(value: &str, socks: &[LocalSock]) -> Result<SocketAddr, SetupError> {
-    let a =
-        parse_send_sock(value).map_err(|e| SetupError::Config(format!("send_sock_addr: {e}")))?;
+/// from it. config.rs refused what the listens alone decide; a wildcard
+/// (or named) listen is decided here, with the sockets actually bound,
+/// and reported at the value like a load error.
+fn local_send_sock(
+    conf: &Config,
+    a: SocketAddr,
+    socks: &[LocalSock],
+) -> Result<SocketAddr, SetupError> {
     if socks.iter().any(|s| s.addr == a) {
         return Ok(a);
     }
     let have: Vec<String> = socks.iter().map(|s| format!("udp:{}", s.addr)).collect();
-    Err(SetupError::Config(format!(
-        "send_sock_addr {value}: {a} is not a listen socket (listening on {})",
+    let msg = format!(
+        "modparam siptrace.send_sock_addr: {a} is not a listen socket (listening on {})",
         have.join(", ")
-    )))
+    );
+    Err(match &conf.siptrace_pos.send_sock_addr {
+        Some(pos) => SetupError::Config(Diagnostic::at(pos, msg)),
+        // Only a config built without positions (never from a file).
+        None => SetupError::Config(Diagnostic {
+            file: String::new(),
+            line: 0,
+            col: 0,
+            message: msg,
+        }),
+    })
 }
 
-/// duplicate_uri to an address, resolved once here (config.rs checked the
-/// syntax). A UDP copy leaves from a listener of the destination's family,
+/// duplicate_uri to an address, resolved once here (config.rs parsed
+/// it). A UDP copy leaves from a listener of the destination's family,
 /// so a name resolves to the first address of a family we listen on.
-fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, SetupError> {
-    let t = DupTarget::parse(uri).map_err(|e| SetupError::Config(format!("duplicate_uri: {e}")))?;
+fn resolve_duplicate(t: &DupTarget, socks: &[LocalSock]) -> Result<MirrorDest, SetupError> {
     let found: Vec<SocketAddr> = match t.socket_addr() {
         Some(a) => vec![a],
         None => (t.host.as_str(), t.port)
             .to_socket_addrs()
-            .map_err(|e| {
-                SetupError::Config(format!(
-                    "duplicate_uri {uri}: cannot resolve '{}': {e}",
-                    t.host
-                ))
+            .map_err(|err| SetupError::DuplicateResolve {
+                uri: t.clone(),
+                err,
             })?
             .collect(),
     };
@@ -264,15 +351,11 @@ fn resolve_duplicate(uri: &str, socks: &[LocalSock]) -> Result<MirrorDest, Setup
                 transport: t.transport,
             })
         }
-        None if found.is_empty() => Err(SetupError::Config(format!(
-            "duplicate_uri {uri}: '{}' has no address",
-            t.host
-        ))),
-        None => Err(SetupError::Config(format!(
-            "duplicate_uri {uri}: no listen socket of the address family of {} to send copies from; \
-             add a listen=udp:… socket of that family",
-            found[0].ip()
-        ))),
+        None if found.is_empty() => Err(SetupError::DuplicateNoAddress { uri: t.clone() }),
+        None => Err(SetupError::DuplicateFamily {
+            uri: t.clone(),
+            ip: found[0].ip(),
+        }),
     }
 }
 
@@ -292,13 +375,13 @@ fn open_database(t: &DbTarget) -> Result<Option<Box<dyn db::Backend>>, SetupErro
             );
             Ok(None)
         }
-        Err(e) => Err(SetupError::Db(e)),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// Lock and load the spool directory chosen per docs/decisions.md §9, and say in
 /// the log where it is and what it holds.
-fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
+fn open_spool(st: &SiptraceParams) -> Result<Spool, SetupError> {
     let sqlite = match db::url::parse(&st.db_url) {
         Ok(db::DbUrl::Sqlite { path }) => Some(path),
         _ => None,
@@ -320,7 +403,7 @@ fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
         fsync: st.spool_fsync,
         owner: (None, None),
     };
-    let (spool, report) = Spool::open(&opts).map_err(SetupError::Spool)?;
+    let (spool, report) = Spool::open(&opts)?;
     for p in &report.problems {
         log::warn!("spool: {p}");
     }
@@ -342,19 +425,11 @@ fn open_spool(st: &crate::config::SiptraceParams) -> Result<Spool, SetupError> {
     Ok(spool)
 }
 
+/// Binds the UDP listens; config.rs made the default listen (`*` on
+/// `port`) when the config has none.
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
-    let specs: Vec<ListenSpec> = if conf.listen.is_empty() {
-        vec![ListenSpec {
-            proto: Transport::Udp,
-            host: "*".into(),
-            port: conf.port,
-            advertise: None,
-        }]
-    } else {
-        conf.listen.clone()
-    };
     let mut out = Vec::new();
-    for spec in specs {
+    for spec in &conf.listen {
         if spec.proto != Transport::Udp {
             log::warn!(
                 "listen={}:{}:{}: only UDP is served; this socket is not opened",
@@ -366,15 +441,12 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
         }
         for ip in expand_host(&spec.host)? {
             let addr = SocketAddr::new(ip, spec.port);
-            let l = Listener::bind_udp(addr, spec.advertise.clone())
-                .map_err(|e| SetupError::Listen(e.to_string()))?;
+            let l = Listener::bind_udp(addr, spec.advertise.clone()).map_err(SetupError::Bind)?;
             out.push(l);
         }
     }
     if out.is_empty() {
-        return Err(SetupError::Listen(
-            "no UDP socket to listen on: add listen=udp:IP:PORT".into(),
-        ));
+        return Err(SetupError::NoUdpListen);
     }
     Ok(out)
 }
@@ -382,10 +454,9 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
 /// `*` means every address of the host (as Kamailio does); a name is
 /// resolved once here.
 fn expand_host(host: &str) -> Result<Vec<IpAddr>, SetupError> {
-    if host == "*" || host == "0.0.0.0" || host == "::" {
+    if is_wildcard(host) {
         let mut ips = Vec::new();
-        let addrs = nix::ifaddrs::getifaddrs()
-            .map_err(|e| SetupError::Listen(format!("cannot list interface addresses: {e}")))?;
+        let addrs = nix::ifaddrs::getifaddrs().map_err(SetupError::Interfaces)?;
         for a in addrs {
             let Some(sa) = a.address else { continue };
             if let Some(v4) = sa.as_sockaddr_in() {
@@ -407,11 +478,16 @@ fn expand_host(host: &str) -> Result<Vec<IpAddr>, SetupError> {
     }
     let found: Vec<IpAddr> = (host, 0)
         .to_socket_addrs()
-        .map_err(|e| SetupError::Listen(format!("listen={host}: cannot resolve: {e}")))?
+        .map_err(|err| SetupError::ListenResolve {
+            host: host.to_string(),
+            err,
+        })?
         .map(|a| a.ip())
         .collect();
     if found.is_empty() {
-        return Err(SetupError::Listen(format!("listen={host}: no address")));
+        return Err(SetupError::ListenNoAddress {
+            host: host.to_string(),
+        });
     }
     Ok(found)
 }

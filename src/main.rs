@@ -1,7 +1,9 @@
 //! siptraced: thin entry point. Arguments → config → logging → set-up →
 //! reactor, with a deliberate exit-code map: 0 clean stop or check passed,
-//! 1 config error (every diagnostic printed as file:line:col), 2 usage
-//! error, 3 start-up failure (sockets, FIFOs, database), 4 event loop failure.
+//! 1 config error (every diagnostic printed as file:line:col, whether found
+//! at load or, for what only the host can decide, at start-up), 2 usage
+//! error, 3 start-up failure (sockets, FIFOs, database, DNS), 4 event loop
+//! failure.
 
 use siptraced::cli::{self, Command};
 use siptraced::{cfg, config, daemon, process};
@@ -50,14 +52,36 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
 
+    // What MI `debug` reports: the config's level moved by -d flags
+    // (RUST_LOG, a developer's override, is not a Kamailio level).
     let level = bump(conf.log_level(), args.debug_bumps);
-    process::init_logging(args.log_stderr || conf.log_stderror, level);
+    let debug = conf.debug_in_force(level);
+    process::init_logging(
+        args.log_stderr || conf.log_stderror,
+        level,
+        process::SyslogSettings {
+            facility: conf.log_facility,
+            ident: conf.log_name.clone(),
+        },
+    );
     for w in &conf.warnings {
         log::warn!("{w}");
     }
+    // Said while the config was built, before there was a logger.
+    for n in &conf.notes {
+        log::log!(n.level, "{}", n.diag);
+    }
 
-    let mut rt = match daemon::setup(&args, conf, program) {
+    let mut rt = match daemon::setup(&args, conf, program, debug) {
         Ok(rt) => rt,
+        // A config value only the host could judge is still a config
+        // error: said as the load errors are, with their exit code.
+        Err(daemon::SetupError::Config(d)) => {
+            log::error!("{d}");
+            eprintln!("{d}");
+            eprintln!("siptraced: 1 error(s) in {}", args.cfg_file);
+            return ExitCode::from(1);
+        }
         Err(e) => {
             log::error!("{e}");
             eprintln!("siptraced: {e}");

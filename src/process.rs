@@ -3,42 +3,45 @@
 //! nothing here knows about SIP or tracing.
 
 use nix::unistd::{Gid, Group, Uid, User};
-use std::fmt;
 use std::io::Write;
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use thiserror::Error;
 
-#[derive(Debug)]
+#[derive(Debug, Error)]
 pub enum ProcessError {
-    Fork(nix::Error),
-    PidFile { path: PathBuf, err: std::io::Error },
+    #[error("cannot daemonise: {0}")]
+    Fork(#[source] nix::Error),
+    #[error("cannot write pid file {}: {err}", path.display())]
+    PidFile {
+        path: PathBuf,
+        #[source]
+        err: std::io::Error,
+    },
+    #[error("no such user: {0}")]
     NoUser(String),
+    #[error("no such group: {0}")]
     NoGroup(String),
-    Drop { what: &'static str, err: nix::Error },
+    #[error("cannot drop privileges ({what}): {err} (start as root to use -u/-g)")]
+    Drop {
+        what: &'static str,
+        #[source]
+        err: nix::Error,
+    },
 }
 
-impl fmt::Display for ProcessError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ProcessError::Fork(e) => write!(f, "cannot daemonise: {e}"),
-            ProcessError::PidFile { path, err } => {
-                write!(f, "cannot write pid file {}: {err}", path.display())
-            }
-            ProcessError::NoUser(u) => write!(f, "no such user: {u}"),
-            ProcessError::NoGroup(g) => write!(f, "no such group: {g}"),
-            ProcessError::Drop { what, err } => {
-                write!(
-                    f,
-                    "cannot drop privileges ({what}): {err} (start as root to use -u/-g)"
-                )
-            }
-        }
-    }
+/// Where syslog lines go and how they are tagged (`log_facility`,
+/// `log_name`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyslogSettings {
+    /// RFC 3164 facility number.
+    pub facility: u8,
+    pub ident: String,
 }
 
 /// Logs to stderr (`-E`, `log_stderror=yes`) or to syslog via /dev/log.
-pub fn init_logging(to_stderr: bool, level: log::LevelFilter) {
+pub fn init_logging(to_stderr: bool, level: log::LevelFilter, syslog: SyslogSettings) {
     // RUST_LOG, when set, wins over the config's `debug=`.
     let level = std::env::var("RUST_LOG")
         .ok()
@@ -53,6 +56,7 @@ pub fn init_logging(to_stderr: bool, level: log::LevelFilter) {
     } else {
         let logger = Syslog {
             sock: Mutex::new(UnixDatagram::unbound().ok()),
+            settings: syslog,
         };
         if log::set_boxed_logger(Box::new(logger)).is_ok() {
             log::set_max_level(level);
@@ -64,6 +68,7 @@ pub fn init_logging(to_stderr: bool, level: log::LevelFilter) {
 /// without a dependency. Never blocks: a full socket loses the line.
 struct Syslog {
     sock: Mutex<Option<UnixDatagram>>,
+    settings: SyslogSettings,
 }
 
 impl log::Log for Syslog {
@@ -74,7 +79,7 @@ impl log::Log for Syslog {
         if !self.enabled(r.metadata()) {
             return;
         }
-        // facility daemon (3) * 8 + severity
+        // PRI = facility * 8 + severity (RFC 3164 §4.1.1).
         let sev = match r.level() {
             log::Level::Error => 3,
             log::Level::Warn => 4,
@@ -82,8 +87,9 @@ impl log::Log for Syslog {
             log::Level::Debug | log::Level::Trace => 7,
         };
         let line = format!(
-            "<{}>siptraced[{}]: {}",
-            3 * 8 + sev,
+            "<{}>{}[{}]: {}",
+            u32::from(self.settings.facility) * 8 + sev,
+            self.settings.ident,
             std::process::id(),
             r.args()
         );

@@ -123,35 +123,64 @@ fn a_duplicate_uri_host_that_does_not_resolve_stops_start_up_with_its_name() {
     );
 }
 
+/// Not a listen socket: decided at load when the listens are IP literals
+/// (so `-c` refuses it too); with a wildcard listen only the host knows
+/// its addresses, and start-up refuses it with the same positioned line
+/// and the same exit code 1.
 #[test]
-fn a_send_sock_addr_that_is_not_a_listen_socket_stops_start_up() {
-    let cfg = "#!KAMAILIO\nlisten=udp:127.0.0.1:@PORT@\nloadmodule \"mi_fifo.so\"\nloadmodule \"siptrace.so\"\n\
+fn a_send_sock_addr_that_is_not_a_listen_socket_is_a_config_error() {
+    let cfg = "#!KAMAILIO\nlisten=udp:@HOST@:@PORT@\nloadmodule \"mi_fifo.so\"\nloadmodule \"siptrace.so\"\n\
                modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")\n\
                modparam(\"siptrace\", \"db_url\", \"sqlite://@DB@\")\n\
                modparam(\"siptrace\", \"duplicate_uri\", \"sip:127.0.0.1:9\")\n\
-               modparam(\"siptrace\", \"send_sock_addr\", \"sip:127.0.0.1:1\")\n\
+               modparam(\"siptrace\", \"send_sock_addr\", \"sip:@SEND@\")\n\
                request_route {\n    exit;\n}\n";
     let dir = TempDir::new("mirror-sendsock");
     let port = free_udp_port();
     let path = dir.join("k.cfg");
-    let text = expand(
-        cfg,
-        port,
-        &dir.join("t.db"),
-        &dir.join("mi.fifo"),
-        &dir.join("rpc.fifo"),
-        dir.path(),
-    );
-    std::fs::write(&path, text).unwrap();
-    let out = Command::new(BIN)
-        .args(["-D", "-E", "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(3), "{err}");
+    let write = |host: &str, send: &str| {
+        let text = expand(
+            &cfg.replace("@HOST@", host).replace("@SEND@", send),
+            port,
+            &dir.join("t.db"),
+            &dir.join("mi.fifo"),
+            &dir.join("rpc.fifo"),
+            dir.path(),
+        );
+        std::fs::write(&path, text).unwrap();
+    };
+    let run = |args: &[&str]| {
+        let out = Command::new(BIN).args(args).arg(&path).output().unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+
+    write("127.0.0.1", "127.0.0.1:1");
     let want = format!(
-        "send_sock_addr sip:127.0.0.1:1: 127.0.0.1:1 is not a listen socket (listening on udp:127.0.0.1:{port})"
+        "{}:8:40: modparam siptrace.send_sock_addr: 127.0.0.1:1 is not a listen socket (listening on udp:127.0.0.1:{port})",
+        path.display()
     );
-    assert!(err.contains(&want), "{err}");
+    for args in [&["-c", "-f"][..], &["-D", "-E", "-f"][..]] {
+        let (code, err) = run(args);
+        assert_eq!(code, Some(1), "{args:?}: {err}");
+        assert!(err.lines().any(|l| l == want), "{args:?}: {err}");
+    }
+
+    // 192.0.2.1 (TEST-NET-1) is no address of this host.
+    write("*", &format!("192.0.2.1:{port}"));
+    let (code, err) = run(&["-c", "-f"]);
+    assert_eq!(code, Some(0), "{err}");
+    let (code, err) = run(&["-D", "-E", "-f"]);
+    assert_eq!(code, Some(1), "{err}");
+    let want = format!(
+        "{}:8:40: modparam siptrace.send_sock_addr: 192.0.2.1:{port} is not a listen socket (listening on ",
+        path.display()
+    );
+    let line = err.lines().find(|l| l.starts_with(&want));
+    assert!(
+        line.is_some_and(|l| l.contains(&format!("udp:127.0.0.1:{port}"))),
+        "{err}"
+    );
 }

@@ -112,7 +112,7 @@ impl Core {
         mut settings: CoreSettings,
         socks: Vec<LocalSock>,
         tracer: Tracer,
-        tm_config: crate::tsx::TsxConfig,
+        tm_config: crate::tsx::ValidTsxConfig,
         seed: u64,
     ) -> Core {
         let memory = Memory::new(settings.memory_cap.max(1024));

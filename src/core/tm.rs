@@ -17,7 +17,7 @@ use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel, build_reply};
 use crate::trace::{Event as TraceEvent, Trigger};
 use crate::tsx::{
     ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, ServerKey,
-    Table, Transmit, TsxConfig, TxId,
+    Table, Transmit, TxId, ValidTsxConfig,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -63,19 +63,11 @@ pub(crate) struct Tm {
 }
 
 impl Tm {
-    pub fn new(cfg: TsxConfig) -> Tm {
-        let table = match Table::new(cfg) {
-            Ok(t) => t,
-            Err(e) => {
-                log::error!("tm settings refused ({e}); using tm's defaults");
-                match Table::new(TsxConfig::default()) {
-                    Ok(t) => t,
-                    Err(_) => unreachable_defaults(),
-                }
-            }
-        };
+    /// config.rs validated the tm modparams at load (with their positions),
+    /// so there is nothing left here to refuse or default.
+    pub fn new(cfg: ValidTsxConfig) -> Tm {
         Tm {
-            table,
+            table: Table::with_config(cfg),
             next_branch: 0,
             pending: Vec::new(),
             created: 0,
@@ -89,11 +81,6 @@ impl Tm {
     pub fn next_deadline(&self) -> Option<Instant> {
         self.table.next_deadline()
     }
-}
-
-/// The defaults are validated by tsx's own tests; failing them is a bug.
-fn unreachable_defaults() -> ! {
-    panic!("tsx rejects its own default configuration")
 }
 
 /// The server-transaction key of a received request (RFC 3261 §17.2.3,

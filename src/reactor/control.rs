@@ -2,8 +2,10 @@
 //! JSON-RPC FIFO. Bytes come in here, go through mi/'s pure codecs and
 //! command table, and replies go out to the clients' reply FIFOs — opened
 //! with timer-driven retries, written without blocking (fifo.rs). Depends on
-//! mi/, the core (the state commands read and change) and fifo.rs; only the
-//! reactor calls it, and it never blocks.
+//! mi/, the core (the state commands read and change), fifo.rs and the
+//! parsed config (never the command line: main.rs hands in what it adds,
+//! such as the level `-d` sets); only the reactor calls it, and it never
+//! blocks.
 //!
 //! Reading (see fifo.rs for why large and concurrent requests come out
 //! whole): a readiness event marks a FIFO unread; it is then read at most
@@ -25,10 +27,9 @@
 //! are dropped with it.
 
 use super::DbCounters;
-use super::fifo::{Drained, PendingReply, Progress, ServerFifo};
-use crate::cli::Args;
+use super::fifo::{Drained, FifoError, PendingReply, Progress, ServerFifo};
 use crate::clock::{WallTime, ctime, local_datetime};
-use crate::config::Config;
+use crate::config::{Config, MiFifoParams, level_of_debug};
 use crate::core::Core;
 use crate::mi::commands::{self, DbState, MiHost, Process, TraceStats, Uptime, VersionInfo};
 use crate::mi::jsonrpc::{Frame, JsonFramer};
@@ -37,6 +38,31 @@ use nix::unistd::{Gid, Uid};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
 use std::time::Instant;
+use thiserror::Error;
+
+/// Why the control FIFOs could not be made (start-up) or remade (a stale
+/// FIFO, once a second).
+#[derive(Debug, Error)]
+pub enum ControlError {
+    #[error(
+        "mi_fifo is loaded but has no fifo_name: set modparam(\"mi_fifo\", \"fifo_name\", \"/tmp/siptraced_fifo\") (kamctl's OSER_FIFO names the same path), or do not load mi_fifo"
+    )]
+    NoMiFifoName,
+    #[error(
+        "{module} {param} \"{dir}\" is not a directory: create it or set modparam(\"{module}\", \"{param}\", \"/tmp/\")"
+    )]
+    ReplyDir {
+        module: &'static str,
+        param: &'static str,
+        dir: String,
+    },
+    /// fifo_user/fifo_group (or jsonrpcs's) name no user or group.
+    #[error("FIFO owner: {0}")]
+    Owner(#[source] crate::process::ProcessError),
+    /// `what` is "MI FIFO" or "JSON-RPC FIFO"; the FifoError names the path.
+    #[error("{what}: {err}")]
+    Fifo { what: &'static str, err: FifoError },
+}
 
 #[derive(Debug, Clone)]
 pub struct FifoSettings {
@@ -64,7 +90,9 @@ pub struct ControlSettings {
 }
 
 impl ControlSettings {
-    pub fn from_config(conf: &Config, _args: &Args) -> ControlSettings {
+    /// `debug` is the Kamailio level in force (the config's, moved by `-d`
+    /// flags), which MI `debug` reports.
+    pub fn from_config(conf: &Config, debug: i32) -> ControlSettings {
         let mi = conf.mi_fifo.as_ref().and_then(|m| {
             m.fifo_name.as_ref().map(|n| FifoSettings {
                 path: PathBuf::from(n),
@@ -89,7 +117,7 @@ impl ControlSettings {
                 .mi_fifo
                 .as_ref()
                 .map(|m| m.reply_indent.clone())
-                .unwrap_or_else(|| "\t".into()),
+                .unwrap_or_else(|| MiFifoParams::default().reply_indent),
             rpc,
             pretty: conf.jsonrpcs.as_ref().is_none_or(|j| j.pretty_format),
             fifo_user: conf.mi_fifo.as_ref().and_then(|m| m.fifo_user.clone()),
@@ -97,7 +125,7 @@ impl ControlSettings {
             rpc_user: conf.jsonrpcs.as_ref().and_then(|j| j.fifo_user.clone()),
             rpc_group: conf.jsonrpcs.as_ref().and_then(|j| j.fifo_group.clone()),
             argv: std::env::args().collect(),
-            debug: conf.debug,
+            debug,
             tm_loaded: conf.module_loaded("tm"),
         }
     }
@@ -152,8 +180,15 @@ pub struct Control {
     info: Info,
 }
 
-fn owner(user: Option<&str>, group: Option<&str>) -> Result<(Option<Uid>, Option<Gid>), String> {
-    crate::process::lookup_ids(user, group).map_err(|e| format!("FIFO owner: {e}"))
+fn owner(
+    user: Option<&str>,
+    group: Option<&str>,
+) -> Result<(Option<Uid>, Option<Gid>), ControlError> {
+    crate::process::lookup_ids(user, group).map_err(ControlError::Owner)
+}
+
+fn fifo_err(what: &'static str) -> impl FnOnce(FifoError) -> ControlError {
+    move |err| ControlError::Fifo { what, err }
 }
 
 impl Control {
@@ -164,12 +199,9 @@ impl Control {
         s: ControlSettings,
         run_uid: Option<Uid>,
         run_gid: Option<Gid>,
-    ) -> Result<Control, String> {
+    ) -> Result<Control, ControlError> {
         if s.mi_without_name {
-            return Err(
-                "mi_fifo is loaded but has no fifo_name: set modparam(\"mi_fifo\", \"fifo_name\", \"/tmp/siptraced_fifo\") (kamctl's OSER_FIFO names the same path), or do not load mi_fifo"
-                    .into(),
-            );
+            return Err(ControlError::NoMiFifoName);
         }
         if let Some(f) = &s.mi {
             check_reply_dir("mi_fifo", "reply_dir", &f.reply_dir)?;
@@ -182,7 +214,7 @@ impl Control {
                 let (u, g) = owner(s.fifo_user.as_deref(), s.fifo_group.as_deref())?;
                 let own = (u.or(run_uid), g.or(run_gid));
                 let fifo = ServerFifo::create(&f.path, f.mode, own.0, own.1)
-                    .map_err(|e| format!("MI FIFO: {e}"))?;
+                    .map_err(fifo_err("MI FIFO"))?;
                 Some(MiEnd {
                     fifo,
                     unread: None,
@@ -204,7 +236,7 @@ impl Control {
                     let _ = std::fs::create_dir_all(dir);
                 }
                 let fifo = ServerFifo::create(&f.path, f.mode, own.0, own.1)
-                    .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
+                    .map_err(fifo_err("JSON-RPC FIFO"))?;
                 Some(RpcEnd {
                     fifo,
                     unread: None,
@@ -412,7 +444,7 @@ impl Control {
 
     /// Recreates a FIFO whose path was deleted or replaced. True when a
     /// descriptor changed (the reactor then registers it again).
-    pub fn recreate_stale(&mut self) -> Result<bool, String> {
+    pub fn recreate_stale(&mut self) -> Result<bool, ControlError> {
         let mut changed = false;
         if let Some(m) = self.mi.as_mut() {
             if m.fifo.is_stale() {
@@ -422,7 +454,7 @@ impl Control {
                 );
                 m.fifo =
                     ServerFifo::create(&m.settings.path, m.settings.mode, m.owner.0, m.owner.1)
-                        .map_err(|e| format!("MI FIFO: {e}"))?;
+                        .map_err(fifo_err("MI FIFO"))?;
                 m.reader = TextReader::new(&m.settings.reply_dir);
                 m.unread = None;
                 m.opening = None;
@@ -438,7 +470,7 @@ impl Control {
                 );
                 r.fifo =
                     ServerFifo::create(&r.settings.path, r.settings.mode, r.owner.0, r.owner.1)
-                        .map_err(|e| format!("JSON-RPC FIFO: {e}"))?;
+                        .map_err(fifo_err("JSON-RPC FIFO"))?;
                 r.framer = JsonFramer::new();
                 r.unread = None;
                 changed = true;
@@ -460,11 +492,17 @@ impl Control {
 /// The reply directory must exist (as Kamailio checks at start-up). It is
 /// joined to the client's name as a string, so one without a trailing '/'
 /// is almost surely a mistake: said once, at start-up.
-fn check_reply_dir(module: &str, param: &str, dir: &str) -> Result<(), String> {
+fn check_reply_dir(
+    module: &'static str,
+    param: &'static str,
+    dir: &str,
+) -> Result<(), ControlError> {
     if !std::path::Path::new(dir).is_dir() {
-        return Err(format!(
-            "{module} {param} \"{dir}\" is not a directory: create it or set modparam(\"{module}\", \"{param}\", \"/tmp/\")"
-        ));
+        return Err(ControlError::ReplyDir {
+            module,
+            param,
+            dir: dir.to_string(),
+        });
     }
     if !dir.ends_with('/') {
         log::warn!(
@@ -526,16 +564,6 @@ struct Host<'a> {
     now: WallTime,
 }
 
-fn level_filter(debug: i32) -> log::LevelFilter {
-    match debug {
-        i32::MIN..=-1 => log::LevelFilter::Error,
-        0 => log::LevelFilter::Warn,
-        1 | 2 => log::LevelFilter::Info,
-        3 => log::LevelFilter::Debug,
-        _ => log::LevelFilter::Trace,
-    }
-}
-
 impl MiHost for Host<'_> {
     fn trace_on(&self) -> i32 {
         self.core.trace_on()
@@ -552,7 +580,7 @@ impl MiHost for Host<'_> {
 
     fn set_debug_level(&mut self, level: i32) {
         self.info.debug = level;
-        log::set_max_level(level_filter(level));
+        log::set_max_level(level_of_debug(level));
     }
 
     fn uptime(&self) -> Uptime {

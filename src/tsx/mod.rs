@@ -113,8 +113,9 @@ pub const DEFAULT_MAX_TRANSACTIONS: usize = 50_000;
 
 /// Upper bound for every configured duration: keeps `now + timer` (and
 /// 64·T1) far from `Instant` overflow. Kamailio's tm timers are u32
-/// milliseconds, and no sane SIP timer comes near a day.
-const MAX_TIMER: Duration = Duration::from_secs(86_400);
+/// milliseconds, and no sane SIP timer comes near a day. Public so that
+/// config.rs refuses larger modparams at load, with their position.
+pub const MAX_TIMER: Duration = Duration::from_secs(86_400);
 
 /// Default bound on branches per transaction: Kamailio's `MAX_BRANCHES` (12).
 pub const DEFAULT_MAX_BRANCHES: usize = 12;
@@ -212,12 +213,39 @@ impl TsxConfig {
         Ok(())
     }
 
+    /// The proof that [`TsxConfig::validate`] passed: a table built from
+    /// it cannot be refused, so its user has no error (or default) to fall
+    /// back on.
+    pub fn validated(self) -> Result<ValidTsxConfig, TsxError> {
+        self.validate()?;
+        Ok(ValidTsxConfig(self))
+    }
+
     pub(crate) fn timers(&self) -> timers::Timers {
         timers::Timers {
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,
         }
+    }
+}
+
+/// A [`TsxConfig`] that passed [`TsxConfig::validate`]; made only by
+/// [`TsxConfig::validated`] and as the default (Kamailio tm's, which the
+/// tests check validate).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ValidTsxConfig(TsxConfig);
+
+impl std::ops::Deref for ValidTsxConfig {
+    type Target = TsxConfig;
+    fn deref(&self) -> &TsxConfig {
+        &self.0
+    }
+}
+
+impl ValidTsxConfig {
+    pub fn into_inner(self) -> TsxConfig {
+        self.0
     }
 }
 
@@ -543,6 +571,8 @@ mod tests {
     fn config_validation() {
         let ok = TsxConfig::default();
         assert_eq!(ok.validate(), Ok(()));
+        // ValidTsxConfig::default skips the check on the strength of this one.
+        assert_eq!(ok.clone().validated(), Ok(ValidTsxConfig::default()));
         let cases: Vec<(TsxConfig, &str)> = vec![
             (
                 TsxConfig {

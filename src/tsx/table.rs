@@ -16,7 +16,7 @@ use super::proxy::{Ctx, Leg, ProxyTx, Queues};
 use super::timers::Timers;
 use super::{
     BranchId, CancelOutcome, ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey,
-    RequestMatch, Transmit, TsxConfig, TsxError, TxId,
+    RequestMatch, Transmit, TsxConfig, TsxError, TxId, ValidTsxConfig,
 };
 
 /// All transactions of one proxy. `U` is per-transaction data the caller
@@ -44,8 +44,14 @@ struct Slot<U, A> {
 
 impl<U, A: Clone> Table<U, A> {
     pub fn new(cfg: TsxConfig) -> Result<Self, TsxError> {
-        cfg.validate()?;
-        Ok(Table {
+        Ok(Table::with_config(cfg.validated()?))
+    }
+
+    /// A table from settings already validated (at config load): nothing
+    /// left to refuse.
+    pub fn with_config(cfg: ValidTsxConfig) -> Self {
+        let cfg = cfg.into_inner();
+        Table {
             timers: cfg.timers(),
             cfg,
             slots: Vec::new(),
@@ -56,7 +62,7 @@ impl<U, A: Clone> Table<U, A> {
             deadlines: BTreeSet::new(),
             dead: Vec::new(),
             q: Queues::new(),
-        })
+        }
     }
 
     pub fn config(&self) -> &TsxConfig {
