@@ -98,7 +98,7 @@ pub use key::{ClientKey, LegacyKey, MAGIC_COOKIE, Method, RequestKey, ServerKey}
 pub use table::Table;
 pub use timers::{
     DEFAULT_FR_INV_TIMER, DEFAULT_FR_TIMER, DEFAULT_MAX_INV_LIFETIME, DEFAULT_MAX_NONINV_LIFETIME,
-    DEFAULT_T1, DEFAULT_T2, DEFAULT_T4, TimerKind,
+    DEFAULT_T1, DEFAULT_T2, DEFAULT_T4, DEFAULT_WT_TIMER, TimerKind,
 };
 
 /// Message bytes, shared between the table (for retransmission) and the
@@ -141,6 +141,10 @@ pub struct TsxConfig {
     pub max_inv_lifetime: Duration,
     /// tm `max_noninv_lifetime`: the same for other methods.
     pub max_noninv_lifetime: Duration,
+    /// tm `wt_timer`: the longest a transaction stays after it completed,
+    /// absorbing retransmissions; caps timers D, I, J, K, L, M and a
+    /// branch's linger after giving up (see Choices above).
+    pub wt_timer: Duration,
     /// Bound on live proxy transactions; [`Table::create`] fails beyond it.
     pub max_transactions: usize,
     /// Bound on branches per proxy transaction.
@@ -158,6 +162,7 @@ impl Default for TsxConfig {
             restart_fr_on_each_reply: true,
             max_inv_lifetime: DEFAULT_MAX_INV_LIFETIME,
             max_noninv_lifetime: DEFAULT_MAX_NONINV_LIFETIME,
+            wt_timer: DEFAULT_WT_TIMER,
             max_transactions: DEFAULT_MAX_TRANSACTIONS,
             max_branches: DEFAULT_MAX_BRANCHES,
         }
@@ -176,6 +181,7 @@ impl TsxConfig {
             ("fr_inv_timer", self.fr_inv_timer),
             ("max_inv_lifetime", self.max_inv_lifetime),
             ("max_noninv_lifetime", self.max_noninv_lifetime),
+            ("wt_timer", self.wt_timer),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -217,6 +223,7 @@ impl TsxConfig {
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,
+            wt: self.wt_timer,
         }
     }
 }
@@ -406,6 +413,30 @@ pub enum CancelOutcome {
     NotInvite,
 }
 
+/// A reply remembered only to tell a retransmission (the same bytes again)
+/// from a new reply, without keeping a copy of it: its length and a 64-bit
+/// SipHash. A collision could only mark a new reply as a retransmission in
+/// [`MatchedReply::retransmission`]; what is relayed does not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    len: usize,
+    hash: u64,
+}
+
+impl Fingerprint {
+    pub(crate) fn of(bytes: &[u8]) -> Fingerprint {
+        use std::hash::Hasher;
+        // Fixed keys: the same bytes must give the same value in every
+        // transaction; nothing here needs protection from chosen input.
+        let mut h = std::hash::DefaultHasher::new();
+        h.write(bytes);
+        Fingerprint {
+            len: bytes.len(),
+            hash: h.finish(),
+        }
+    }
+}
+
 /// What a client machine made of a reply.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Received {
@@ -571,6 +602,20 @@ mod tests {
                     ..TsxConfig::default()
                 },
                 "max_inv_lifetime",
+            ),
+            (
+                TsxConfig {
+                    wt_timer: Duration::ZERO,
+                    ..TsxConfig::default()
+                },
+                "wt_timer",
+            ),
+            (
+                TsxConfig {
+                    wt_timer: Duration::from_secs(86_401),
+                    ..TsxConfig::default()
+                },
+                "wt_timer",
             ),
             (
                 TsxConfig {

@@ -62,7 +62,10 @@ pub(crate) enum Refused {
 pub(crate) struct ServerInvite {
     state: State,
     /// The last reply sent through the transaction, with its status code:
-    /// re-sent when the INVITE is retransmitted (§17.2.1).
+    /// re-sent when the INVITE is retransmitted (§17.2.1) and on Timer G.
+    /// Kept only in Proceeding and Completed: Confirmed, Accepted and
+    /// Terminated never send it again, and those states are where a
+    /// finished transaction spends its `wt_timer`.
     last: Option<(u16, Payload)>,
     final_code: Option<u16>,
 }
@@ -95,6 +98,7 @@ impl ServerInvite {
                 self.state = State::Confirmed {
                     i_at: now + timers.i(),
                 };
+                self.last = None;
                 Some(true)
             }
             State::Confirmed { .. } => Some(false),
@@ -125,22 +129,24 @@ impl ServerInvite {
             }
             return Err(Refused::AlreadyFinal { sent });
         }
-        self.last = Some((code, bytes.clone()));
-        if code < 200 {
+        self.final_code = (code >= 200).then_some(code);
+        if is_2xx(code) {
+            // RFC 6026 §8.6: Accepted re-sends nothing (the UAS retransmits
+            // its 2xx end to end), so the reply is not kept.
+            self.last = None;
+            self.state = State::Accepted {
+                l_at: now + timers.l(),
+            };
             return Ok(());
         }
-        self.final_code = Some(code);
-        self.state = if is_2xx(code) {
-            State::Accepted {
-                l_at: now + timers.l(),
-            }
-        } else {
-            State::Completed {
+        self.last = Some((code, bytes.clone()));
+        if code >= 200 {
+            self.state = State::Completed {
                 g_at: now + timers.g_initial(),
                 g_interval: timers.g_initial(),
                 h_at: now + timers.h(),
-            }
-        };
+            };
+        }
         Ok(())
     }
 
@@ -165,6 +171,7 @@ impl ServerInvite {
             } => {
                 if *h_at <= now {
                     self.state = State::Terminated;
+                    self.last = None;
                     return Some(Fired::NoAck);
                 }
                 if *g_at > now {
@@ -197,6 +204,12 @@ impl ServerInvite {
     /// Drop the machine at once (lifetime cap reached).
     pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.last = None;
+    }
+
+    /// The message bytes the machine holds.
+    pub(crate) fn retained(&self) -> Option<&Payload> {
+        self.last.as_ref().map(|(_, bytes)| bytes)
     }
 }
 
