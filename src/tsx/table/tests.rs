@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use super::*;
 use crate::tsx::timers::TimerKind;
-use crate::tsx::{BestReply, DEFAULT_MAX_TRANSACTIONS, Disposition, MatchedReply, Sent, ServerKey};
+use crate::tsx::{
+    BestReply, DEFAULT_MAX_TRANSACTIONS, DEFAULT_WT_TIMER, Disposition, MatchedReply, Sent,
+    ServerKey,
+};
+
+mod capacity;
 
 type Dest = &'static str;
 const UPSTREAM: Dest = "upstream";
