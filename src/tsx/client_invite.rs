@@ -328,10 +328,14 @@ mod tests {
         assert_eq!(r, Received::passed(false));
         let r = m.on_reply(180, &bytes("180"), ms(base, 800), &t, no_ack);
         assert_eq!(r, Received::passed(true), "same bytes: retransmission");
+        let r = m.on_reply(180, &bytes("180 other"), ms(base, 900), &t, no_ack);
+        assert_eq!(r, Received::passed(false), "other bytes: a new provisional");
+        assert_eq!(m.cancellable(), Some(&bytes("INVITE")), "§9.1");
         assert_eq!(m.deadline(), None, "no timer in Proceeding (§17.1.1.2)");
         m.give_up(ms(base, 1_000), &t);
         assert_eq!(run(&mut m, base, 60_000), vec![(33_000, Fired::GaveUp)]);
         assert!(m.is_terminated());
+        assert_eq!(m.retained(), [None, None]);
     }
 
     #[test]
@@ -360,7 +364,12 @@ mod tests {
                 ack: Some((bytes("ACK"), true)),
             }
         );
+        // Completed keeps only the ACK: the request built it, and no CANCEL
+        // follows a final.
+        assert_eq!(m.retained(), [None, Some(&bytes("ACK"))]);
+        assert_eq!(m.cancellable(), None);
         assert_eq!(run(&mut m, base, 60_000), vec![(32_200, Fired::Ended)]);
+        assert_eq!(m.retained(), [None, None]);
     }
 
     #[test]
@@ -385,6 +394,27 @@ mod tests {
             m.on_reply(180, &bytes("180"), base, &t, no_ack),
             Received::stray()
         );
+        assert_eq!(m.retained(), [None, None], "Accepted keeps no bytes");
         assert_eq!(run(&mut m, base, 60_000), vec![(32_000, Fired::Ended)]);
+    }
+
+    #[test]
+    fn waits_after_completion_capped_by_wt_timer() {
+        let base = Instant::now();
+        let t = kamailio_timers();
+        // (reply code, or give up without one; the instant it ends)
+        let cases: [(Option<u16>, u64); 3] =
+            [(Some(486), 5_100), (Some(200), 5_100), (None, 5_100)];
+        for (code, want) in cases {
+            let mut m = ClientInvite::new(bytes("INVITE"), base, &t);
+            m.on_reply(180, &bytes("180"), ms(base, 50), &t, no_ack);
+            match code {
+                Some(code) => {
+                    m.on_reply(code, &bytes("final"), ms(base, 100), &t, |_| bytes("ACK"));
+                }
+                None => m.give_up(ms(base, 100), &t),
+            }
+            assert_eq!(m.deadline(), Some(ms(base, want)), "{code:?}");
+        }
     }
 }

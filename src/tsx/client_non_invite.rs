@@ -249,6 +249,7 @@ mod tests {
             Received::passed(false)
         );
         assert_eq!(m.deadline(), Some(ms(base, 7_000)), "Timer K");
+        assert_eq!(m.retained(), None, "no Timer E after the final");
         let again = m.on_reply(200, &bytes("200"), ms(base, 2_500), &t);
         assert!(again.retransmission && !again.passed_up);
         assert_eq!(

@@ -262,6 +262,7 @@ mod tests {
         );
         assert_eq!(fired.last(), Some(&(32_000, Fired::NoAck)));
         assert!(m.is_terminated());
+        assert_eq!(m.retained(), None);
     }
 
     #[test]
@@ -271,9 +272,11 @@ mod tests {
         let mut m = ServerInvite::new();
         m.send(404, &bytes("404"), base, &t).unwrap();
         let at = base + Duration::from_millis(700);
+        assert_eq!(m.retained(), Some(&bytes("404")), "for Timer G");
         assert_eq!(m.on_ack(at, &t), Some(true));
         assert_eq!(m.on_ack(at, &t), Some(false));
         assert_eq!(m.on_request(), None);
+        assert_eq!(m.retained(), None, "Confirmed re-sends nothing");
         assert_eq!(m.deadline(), Some(at + t.t4));
         let fired = run(&mut m, base, 10_000);
         assert_eq!(fired, vec![(5_700, Fired::Ended)]);
@@ -287,6 +290,7 @@ mod tests {
         m.send(180, &bytes("180"), base, &t).unwrap();
         m.send(200, &bytes("200"), base, &t).unwrap();
         assert_eq!(m.on_request(), None);
+        assert_eq!(m.retained(), None, "Accepted re-sends nothing");
         assert_eq!(m.on_ack(base, &t), None);
         assert_eq!(m.send(200, &bytes("200b"), base, &t), Ok(()));
         assert_eq!(
@@ -298,6 +302,23 @@ mod tests {
             Err(Refused::AlreadyFinal { sent: 200 })
         );
         assert_eq!(run(&mut m, base, 40_000), vec![(32_000, Fired::Ended)]);
+    }
+
+    #[test]
+    fn timers_i_and_l_capped_by_wt_timer() {
+        let base = Instant::now();
+        let t = crate::tsx::timers::Timers {
+            t4: Duration::from_secs(8),
+            ..kamailio_timers()
+        };
+        let mut m = ServerInvite::new();
+        m.send(200, &bytes("200"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 5_000)), "L = min(64·T1, 5 s)");
+        let mut m = ServerInvite::new();
+        m.send(486, &bytes("486"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 500)), "G is not capped");
+        m.on_ack(ms(base, 100), &t);
+        assert_eq!(m.deadline(), Some(ms(base, 5_100)), "I = min(T4, 5 s)");
     }
 
     #[test]
