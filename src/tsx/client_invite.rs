@@ -142,6 +142,7 @@ impl ClientInvite {
                     };
                     Received::passed(false)
                 } else {
+                    // The request is always there in Calling and Proceeding.
                     let ack = make_ack(request.as_deref().unwrap_or_default());
                     self.ack = Some(ack.clone());
                     self.state = State::Completed {
@@ -187,8 +188,7 @@ impl ClientInvite {
     }
 
     /// Stop retransmitting and terminate `cancel_wait` (64·T1, capped by
-    /// `wt_timer`) from `now`
-    /// unless a final reply comes first. Called when the branch times out or
+    /// `wt_timer`) from `now` unless a final reply comes first. Called when the branch times out or
     /// is cancelled, and again when the CANCEL is actually sent (§9.1 counts
     /// from the CANCEL).
     pub(crate) fn give_up(&mut self, now: Instant, timers: &Timers) {

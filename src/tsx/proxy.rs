@@ -387,11 +387,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
         if code >= 200 {
             self.lifetime = None;
             // No best reply will be picked any more.
-            for b in &mut self.branches {
-                if let Some(outcome) = &mut b.outcome {
-                    outcome.reply = None;
-                }
-            }
+            self.forget_candidates();
             if self.is_invite() {
                 // §16.7 step 10: a final response forwarded → cancel every
                 // pending branch.
@@ -429,11 +425,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
         if self.failure_reported {
             // failure_route forwards again: a new set of branches, and the
             // old set's replies can no longer be picked.
-            for b in &mut self.branches {
-                if let Some(outcome) = &mut b.outcome {
-                    outcome.reply = None;
-                }
-            }
+            self.forget_candidates();
             self.set_start = self.branches.len();
             self.failure_reported = false;
         }
@@ -721,6 +713,16 @@ impl<U, A: Clone> ProxyTx<U, A> {
             }
         }
         touched
+    }
+
+    /// Drop the stored replies of every branch so far: none of them can
+    /// become the best reply any more (their outcome codes stay).
+    fn forget_candidates(&mut self) {
+        for b in &mut self.branches {
+            if let Some(outcome) = &mut b.outcome {
+                outcome.reply = None;
+            }
+        }
     }
 
     /// Emit [`Event::AllBranchesFailed`] once the current set is complete,
