@@ -12,14 +12,21 @@
 //!
 //! Deviation, documented: when the branch gives up (Timer B, `fr_timer`,
 //! `fr_inv_timer`, a CANCEL) the machine does not vanish at once but stops
-//! retransmitting and lingers for 64·T1 (`give_up_at`), so that a late
-//! provisional can still be cancelled (§9.1: a CANCEL waits for a
-//! provisional) and a late non-2xx final still gets its ACK.
+//! retransmitting and lingers for 64·T1, capped by `wt_timer`
+//! (`give_up_at`), so that a late provisional can still be cancelled (§9.1:
+//! a CANCEL waits for a provisional) and a late non-2xx final still gets its
+//! ACK.
+//!
+//! Memory: the request is kept while a reply may still need it (Timer A, the
+//! CANCEL built from it, the ACK built from it), that is until the first
+//! final; afterwards only the ACK of a non-2xx final stays (re-sent on each
+//! retransmission of that final). Provisionals and 2xx are remembered as
+//! fingerprints, only to recognise retransmissions.
 
 use std::time::{Duration, Instant};
 
 use super::timers::Timers;
-use super::{Payload, Received};
+use super::{Fingerprint, Payload, Received};
 
 #[derive(Debug)]
 enum State {
@@ -57,12 +64,13 @@ pub(crate) enum Fired {
 #[derive(Debug)]
 pub(crate) struct ClientInvite {
     state: State,
-    request: Payload,
+    /// The request, until the first final reply (Calling and Proceeding).
+    request: Option<Payload>,
     /// The hop-by-hop ACK for the non-2xx final, re-sent for each
-    /// retransmission of that final (§17.1.1.2).
+    /// retransmission of that final (§17.1.1.2); kept in Completed only.
     ack: Option<Payload>,
-    last_provisional: Option<Payload>,
-    last_2xx: Option<Payload>,
+    last_provisional: Option<Fingerprint>,
+    last_2xx: Option<Fingerprint>,
     /// Set when the branch gave up or was cancelled: terminate at this
     /// instant if no final reply came (§9.1).
     give_up_at: Option<Instant>,
@@ -76,7 +84,7 @@ impl ClientInvite {
                 retransmit: Some((now + timers.a_initial(), timers.a_initial())),
                 b_at: Some(now + timers.b()),
             },
-            request,
+            request: Some(request),
             ack: None,
             last_provisional: None,
             last_2xx: None,
@@ -84,8 +92,19 @@ impl ClientInvite {
         }
     }
 
-    pub(crate) fn request(&self) -> &Payload {
-        &self.request
+    /// The request to build a CANCEL from: only in Proceeding, the one
+    /// state where a CANCEL may be sent (§9.1: not before a provisional, and
+    /// pointless after a final).
+    pub(crate) fn cancellable(&self) -> Option<&Payload> {
+        match self.state {
+            State::Proceeding => self.request.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The message bytes the machine holds: the request, the ACK.
+    pub(crate) fn retained(&self) -> [Option<&Payload>; 2] {
+        [self.request.as_ref(), self.ack.as_ref()]
     }
 
     /// A reply matched this transaction. `make_ack` builds the hop-by-hop
@@ -107,18 +126,24 @@ impl ClientInvite {
         match self.state {
             State::Calling { .. } | State::Proceeding => {
                 if provisional {
-                    let retransmission = self.last_provisional.as_ref() == Some(bytes);
-                    self.last_provisional = Some(bytes.clone());
+                    let seen = Fingerprint::of(bytes);
+                    let retransmission = self.last_provisional == Some(seen);
+                    self.last_provisional = Some(seen);
                     self.state = State::Proceeding;
-                    Received::passed(retransmission)
-                } else if success {
-                    self.last_2xx = Some(bytes.clone());
+                    return Received::passed(retransmission);
+                }
+                // The first final: the request has served its purpose.
+                let request = self.request.take();
+                self.last_provisional = None;
+                if success {
+                    self.last_2xx = Some(Fingerprint::of(bytes));
                     self.state = State::Accepted {
                         m_at: now + timers.m(),
                     };
                     Received::passed(false)
                 } else {
-                    let ack = make_ack(&self.request);
+                    // The request is always there in Calling and Proceeding.
+                    let ack = make_ack(request.as_deref().unwrap_or_default());
                     self.ack = Some(ack.clone());
                     self.state = State::Completed {
                         d_at: now + timers.d(),
@@ -150,8 +175,9 @@ impl ClientInvite {
             State::Accepted { .. } => {
                 if success {
                     // RFC 6026 §8.4: every 2xx in Accepted goes to the TU.
-                    let retransmission = self.last_2xx.as_ref() == Some(bytes);
-                    self.last_2xx = Some(bytes.clone());
+                    let seen = Fingerprint::of(bytes);
+                    let retransmission = self.last_2xx == Some(seen);
+                    self.last_2xx = Some(seen);
                     Received::passed(retransmission)
                 } else {
                     Received::stray()
@@ -161,8 +187,8 @@ impl ClientInvite {
         }
     }
 
-    /// Stop retransmitting and terminate `cancel_wait` (64·T1) from `now`
-    /// unless a final reply comes first. Called when the branch times out or
+    /// Stop retransmitting and terminate `cancel_wait` (64·T1, capped by
+    /// `wt_timer`) from `now` unless a final reply comes first. Called when the branch times out or
     /// is cancelled, and again when the CANCEL is actually sent (§9.1 counts
     /// from the CANCEL).
     pub(crate) fn give_up(&mut self, now: Instant, timers: &Timers) {
@@ -198,7 +224,7 @@ impl ClientInvite {
         match &mut self.state {
             State::Calling { retransmit, b_at } => {
                 if self.give_up_at.is_some_and(|at| at <= now) {
-                    self.state = State::Terminated;
+                    self.terminate();
                     return Some(Fired::GaveUp);
                 }
                 if b_at.is_some_and(|at| at <= now) {
@@ -210,14 +236,14 @@ impl ClientInvite {
                     Some((at, interval)) if *at <= now => {
                         *interval = timers.a_next(*interval);
                         *at = now + *interval;
-                        Some(Fired::Retransmit(self.request.clone()))
+                        self.request.clone().map(Fired::Retransmit)
                     }
                     _ => None,
                 }
             }
             State::Proceeding => {
                 if self.give_up_at.is_some_and(|at| at <= now) {
-                    self.state = State::Terminated;
+                    self.terminate();
                     return Some(Fired::GaveUp);
                 }
                 None
@@ -226,7 +252,7 @@ impl ClientInvite {
                 if *at > now {
                     return None;
                 }
-                self.state = State::Terminated;
+                self.terminate();
                 Some(Fired::Ended)
             }
             State::Terminated => None,
@@ -248,6 +274,10 @@ impl ClientInvite {
 
     pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.request = None;
+        self.ack = None;
+        self.last_provisional = None;
+        self.last_2xx = None;
     }
 }
 
@@ -298,10 +328,14 @@ mod tests {
         assert_eq!(r, Received::passed(false));
         let r = m.on_reply(180, &bytes("180"), ms(base, 800), &t, no_ack);
         assert_eq!(r, Received::passed(true), "same bytes: retransmission");
+        let r = m.on_reply(180, &bytes("180 other"), ms(base, 900), &t, no_ack);
+        assert_eq!(r, Received::passed(false), "other bytes: a new provisional");
+        assert_eq!(m.cancellable(), Some(&bytes("INVITE")), "§9.1");
         assert_eq!(m.deadline(), None, "no timer in Proceeding (§17.1.1.2)");
         m.give_up(ms(base, 1_000), &t);
         assert_eq!(run(&mut m, base, 60_000), vec![(33_000, Fired::GaveUp)]);
         assert!(m.is_terminated());
+        assert_eq!(m.retained(), [None, None]);
     }
 
     #[test]
@@ -330,7 +364,12 @@ mod tests {
                 ack: Some((bytes("ACK"), true)),
             }
         );
+        // Completed keeps only the ACK: the request built it, and no CANCEL
+        // follows a final.
+        assert_eq!(m.retained(), [None, Some(&bytes("ACK"))]);
+        assert_eq!(m.cancellable(), None);
         assert_eq!(run(&mut m, base, 60_000), vec![(32_200, Fired::Ended)]);
+        assert_eq!(m.retained(), [None, None]);
     }
 
     #[test]
@@ -355,6 +394,27 @@ mod tests {
             m.on_reply(180, &bytes("180"), base, &t, no_ack),
             Received::stray()
         );
+        assert_eq!(m.retained(), [None, None], "Accepted keeps no bytes");
         assert_eq!(run(&mut m, base, 60_000), vec![(32_000, Fired::Ended)]);
+    }
+
+    #[test]
+    fn waits_after_completion_capped_by_wt_timer() {
+        let base = Instant::now();
+        let t = kamailio_timers();
+        // (reply code, or give up without one; the instant it ends)
+        let cases: [(Option<u16>, u64); 3] =
+            [(Some(486), 5_100), (Some(200), 5_100), (None, 5_100)];
+        for (code, want) in cases {
+            let mut m = ClientInvite::new(bytes("INVITE"), base, &t);
+            m.on_reply(180, &bytes("180"), ms(base, 50), &t, no_ack);
+            match code {
+                Some(code) => {
+                    m.on_reply(code, &bytes("final"), ms(base, 100), &t, |_| bytes("ACK"));
+                }
+                None => m.give_up(ms(base, 100), &t),
+            }
+            assert_eq!(m.deadline(), Some(ms(base, want)), "{code:?}");
+        }
     }
 }

@@ -3,12 +3,13 @@
 //! sends on a branch.
 //!
 //! A pure state machine: handed replies and `now`, answers with what to
-//! retransmit. No keys, addresses or clock.
+//! retransmit. No keys, addresses or clock. The request is kept only while
+//! Timer E may resend it; provisionals are remembered as fingerprints.
 
 use std::time::{Duration, Instant};
 
 use super::timers::Timers;
-use super::{Payload, Received};
+use super::{Fingerprint, Payload, Received};
 
 #[derive(Debug)]
 enum State {
@@ -43,8 +44,9 @@ pub(crate) enum Fired {
 #[derive(Debug)]
 pub(crate) struct ClientNonInvite {
     state: State,
-    request: Payload,
-    last_provisional: Option<Payload>,
+    /// The request, for Timer E: until the final reply.
+    request: Option<Payload>,
+    last_provisional: Option<Fingerprint>,
 }
 
 impl ClientNonInvite {
@@ -56,7 +58,7 @@ impl ClientNonInvite {
                 e_interval: timers.e_initial(),
                 f_at: now + timers.f(),
             },
-            request,
+            request: Some(request),
             last_provisional: None,
         }
     }
@@ -71,8 +73,9 @@ impl ClientNonInvite {
         match self.state {
             State::Trying { e_at, f_at, .. } | State::Proceeding { e_at, f_at } => {
                 if code < 200 {
-                    let retransmission = self.last_provisional.as_ref() == Some(bytes);
-                    self.last_provisional = Some(bytes.clone());
+                    let seen = Fingerprint::of(bytes);
+                    let retransmission = self.last_provisional == Some(seen);
+                    self.last_provisional = Some(seen);
                     // The pending Timer E keeps its instant; only the next
                     // interval becomes T2 (§17.1.2.2).
                     self.state = State::Proceeding { e_at, f_at };
@@ -81,6 +84,8 @@ impl ClientNonInvite {
                     self.state = State::Completed {
                         k_at: now + timers.k(),
                     };
+                    self.request = None;
+                    self.last_provisional = None;
                     Received::passed(false)
                 }
             }
@@ -112,7 +117,7 @@ impl ClientNonInvite {
                 f_at,
             } => {
                 if *f_at <= now {
-                    self.state = State::Terminated;
+                    self.terminate();
                     return Some(Fired::TimerF);
                 }
                 if *e_at > now {
@@ -120,24 +125,24 @@ impl ClientNonInvite {
                 }
                 *e_interval = timers.e_next(*e_interval);
                 *e_at = now + *e_interval;
-                Some(Fired::Retransmit(self.request.clone()))
+                self.request.clone().map(Fired::Retransmit)
             }
             State::Proceeding { e_at, f_at } => {
                 if *f_at <= now {
-                    self.state = State::Terminated;
+                    self.terminate();
                     return Some(Fired::TimerF);
                 }
                 if *e_at > now {
                     return None;
                 }
                 *e_at = now + timers.e_proceeding();
-                Some(Fired::Retransmit(self.request.clone()))
+                self.request.clone().map(Fired::Retransmit)
             }
             State::Completed { k_at } => {
                 if *k_at > now {
                     return None;
                 }
-                self.state = State::Terminated;
+                self.terminate();
                 Some(Fired::Ended)
             }
             State::Terminated => None,
@@ -151,6 +156,13 @@ impl ClientNonInvite {
     /// Drop the machine at once (`fr_timer` expiry, lifetime cap).
     pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.request = None;
+        self.last_provisional = None;
+    }
+
+    /// The message bytes the machine holds.
+    pub(crate) fn retained(&self) -> Option<&Payload> {
+        self.request.as_ref()
     }
 }
 
@@ -237,6 +249,7 @@ mod tests {
             Received::passed(false)
         );
         assert_eq!(m.deadline(), Some(ms(base, 7_000)), "Timer K");
+        assert_eq!(m.retained(), None, "no Timer E after the final");
         let again = m.on_reply(200, &bytes("200"), ms(base, 2_500), &t);
         assert!(again.retransmission && !again.passed_up);
         assert_eq!(

@@ -48,15 +48,47 @@
 //! it terminated), so the caller can still read [`Table::user`] while it
 //! handles the outputs of the call that terminated it. Nothing lives longer
 //! than the transaction lifetime cap (`max_inv_lifetime`,
-//! `max_noninv_lifetime`) plus the RFC wait timers; [`Table::len`] returns
-//! to 0 once all traffic has been answered and the timers have run.
+//! `max_noninv_lifetime`) plus at most 64·T1 (Timer H waiting for an ACK,
+//! or the grace for a transaction the caller never answers) and the wait
+//! after completion (`wt_timer`); [`Table::len`] returns to 0 once all
+//! traffic has been answered and the timers have run.
+//!
+//! **What a finished transaction keeps.** Only what a late message can ask
+//! for: its matching keys, the server's last reply while a retransmitted
+//! request gets it again (non-INVITE Completed, INVITE Completed until the
+//! ACK; nothing once Accepted or Confirmed, which re-send nothing), and the
+//! hop-by-hop ACK of a branch's non-2xx final (re-sent to a retransmitted
+//! final). A branch's request goes with its first final reply (the CANCEL,
+//! the ACK and Timer A/E were its only users); received provisionals and 2xx
+//! are remembered as fingerprints only; a stored best-reply candidate goes
+//! once a final was sent upstream. [`Table::retained_bytes`] sums what is
+//! held.
 //!
 //! # Choices
+//! - Kamailio tm's `wt_timer` (default 5 s) caps every wait after a
+//!   transaction completed: timers D, I, J, K, L, M and a branch's linger
+//!   after giving up last min(RFC value, `wt_timer`) (`Timers::wait`, the one
+//!   place of the rule); the live phases (A, B, E, F, G, H, tm's fr timers)
+//!   keep their values. Why: Kamailio's tm frees a transaction `wt_timer`
+//!   after its final reply, and siptraced runs Kamailio's configs; and the
+//!   RFC's 32 s (64·T1) per transaction, two transactions per call (INVITE,
+//!   BYE), would keep ~128 000 finished transactions at 2000 calls/s where
+//!   5 s keeps ~20 000. What a late message meets after `wt_timer`, as in
+//!   Kamailio: a retransmitted request matches nothing
+//!   ([`RequestMatch::NoMatch`]) and runs the script again as a new request
+//!   (a late INVITE or BYE is forwarded again; the next hop answers it as a
+//!   merged request or for a dialog that has ended, e.g. 482 or 481); a late
+//!   reply matches no branch ([`ReplyMatch::NoMatch`]): a 2xx retransmission
+//!   is relayed by the core's stateless path (onreply_route, Via pop), so
+//!   the caller still gets it, but a late non-2xx final is no longer ACKed
+//!   by us and a late provisional on a given-up branch gets no CANCEL. A
+//!   retransmission within `wt_timer` is absorbed as the RFC wants; peers
+//!   retransmit at most every T2 (4 s), so one lost reply is still answered.
 //! - RFC 6026's Accepted state on both INVITE machines (timers L and M):
-//!   after a 2xx the transactions stay 64·T1, absorbing INVITE
-//!   retransmissions and relaying every 2xx, as Kamailio's tm does, instead
-//!   of RFC 3261's immediate Terminated. A 2xx ACK never matches: it is a
-//!   request of its own, forwarded by the script.
+//!   after a 2xx the transactions stay (min(64·T1, `wt_timer`)), absorbing
+//!   INVITE retransmissions and relaying every 2xx, as Kamailio's tm does,
+//!   instead of RFC 3261's immediate Terminated. A 2xx ACK never matches: it
+//!   is a request of its own, forwarded by the script.
 //! - A reply is a "retransmission" when it repeats the last provisional (or
 //!   2xx) byte for byte, or is any final after a non-2xx final.
 //! - Best reply among the current set of branches as Kamailio's
@@ -67,10 +99,12 @@
 //!   set. Mapping a relayed 503 to 500 (§16.7 step 6) is left to the caller.
 //! - The RFC 2543 ACK match ignores the To tag (the RFC compares it with the
 //!   tag of the reply sent, which needs parsing); all other fields match.
-//! - Timer D is a fixed 32 s (UDP); T1/T2/T4 are configurable.
+//! - Timer D is 32 s (UDP) before the `wt_timer` cap; T1/T2/T4 are
+//!   configurable.
 //! - A branch that gives up (Timer B, `fr_timer`, `fr_inv_timer`, a CANCEL)
-//!   keeps its INVITE client machine for 64·T1 without retransmitting, so a
-//!   late provisional still gets its CANCEL (§9.1) and a late final its ACK.
+//!   keeps its INVITE client machine for 64·T1, capped by `wt_timer`, without
+//!   retransmitting, so a late provisional still gets its CANCEL (§9.1) and a
+//!   late final its ACK.
 //!   A branch ending without a final counts as a local 408, or 487 once the
 //!   transaction was cancelled.
 //! - Kamailio tm's `max_inv_lifetime`/`max_noninv_lifetime` bound every
@@ -98,18 +132,24 @@ pub use key::{ClientKey, LegacyKey, MAGIC_COOKIE, Method, RequestKey, ServerKey}
 pub use table::Table;
 pub use timers::{
     DEFAULT_FR_INV_TIMER, DEFAULT_FR_TIMER, DEFAULT_MAX_INV_LIFETIME, DEFAULT_MAX_NONINV_LIFETIME,
-    DEFAULT_T1, DEFAULT_T2, DEFAULT_T4, TimerKind,
+    DEFAULT_T1, DEFAULT_T2, DEFAULT_T4, DEFAULT_WT_TIMER, TimerKind,
 };
 
 /// Message bytes, shared between the table (for retransmission) and the
 /// outputs it hands back without copying.
 pub type Payload = Arc<[u8]>;
 
-/// Default bound on live proxy transactions. A transaction holds its request,
-/// its last reply and one request per branch (a few KB): 50 000 bound the
-/// table to a few hundred MB and still allow ~1 500 new calls/s under the
-/// 32 s RFC wait timers.
-pub const DEFAULT_MAX_TRANSACTIONS: usize = 50_000;
+/// Default bound on transactions in the table, finished ones included. A call
+/// makes two (INVITE, BYE), each staying its setup time plus `wt_timer`, so
+/// at R calls/s the table holds about R·(INVITE setup + BYE round trip +
+/// 2·`wt_timer`): 2000 calls/s with a 1 s setup keep ~22 000 (the load test
+/// in table/tests/capacity.rs), with a 10 s average ringing time ~40 000.
+/// 100 000 leaves 2.5× headroom over the latter, i.e. an average setup up to
+/// 40 s at 2000 calls/s. Memory is bounded by bytes, not by this count: a
+/// live INVITE transaction holds its request and last reply (~1–2 KB for a
+/// typical call) plus ~1 KB of bookkeeping, a finished one the bookkeeping
+/// and at most a reply and an ACK.
+pub const DEFAULT_MAX_TRANSACTIONS: usize = 100_000;
 
 /// Upper bound for every configured duration: keeps `now + timer` (and
 /// 64·T1) far from `Instant` overflow. Kamailio's tm timers are u32
@@ -142,7 +182,12 @@ pub struct TsxConfig {
     pub max_inv_lifetime: Duration,
     /// tm `max_noninv_lifetime`: the same for other methods.
     pub max_noninv_lifetime: Duration,
-    /// Bound on live proxy transactions; [`Table::create`] fails beyond it.
+    /// tm `wt_timer`: the longest a transaction stays after it completed,
+    /// absorbing retransmissions; caps timers D, I, J, K, L, M and a
+    /// branch's linger after giving up (see Choices above).
+    pub wt_timer: Duration,
+    /// Bound on proxy transactions, finished ones still absorbing
+    /// retransmissions included; [`Table::create`] fails beyond it.
     pub max_transactions: usize,
     /// Bound on branches per proxy transaction.
     pub max_branches: usize,
@@ -159,6 +204,7 @@ impl Default for TsxConfig {
             restart_fr_on_each_reply: true,
             max_inv_lifetime: DEFAULT_MAX_INV_LIFETIME,
             max_noninv_lifetime: DEFAULT_MAX_NONINV_LIFETIME,
+            wt_timer: DEFAULT_WT_TIMER,
             max_transactions: DEFAULT_MAX_TRANSACTIONS,
             max_branches: DEFAULT_MAX_BRANCHES,
         }
@@ -177,6 +223,7 @@ impl TsxConfig {
             ("fr_inv_timer", self.fr_inv_timer),
             ("max_inv_lifetime", self.max_inv_lifetime),
             ("max_noninv_lifetime", self.max_noninv_lifetime),
+            ("wt_timer", self.wt_timer),
         ];
         for (name, value) in positive {
             if value.is_zero() {
@@ -226,6 +273,7 @@ impl TsxConfig {
             t1: self.t1,
             t2: self.t2,
             t4: self.t4,
+            wt: self.wt_timer,
         }
     }
 }
@@ -434,6 +482,30 @@ pub enum CancelOutcome {
     NotInvite,
 }
 
+/// A reply remembered only to tell a retransmission (the same bytes again)
+/// from a new reply, without keeping a copy of it: its length and a 64-bit
+/// SipHash. A collision could only mark a new reply as a retransmission in
+/// [`MatchedReply::retransmission`]; what is relayed does not depend on it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct Fingerprint {
+    len: usize,
+    hash: u64,
+}
+
+impl Fingerprint {
+    pub(crate) fn of(bytes: &[u8]) -> Fingerprint {
+        use std::hash::Hasher;
+        // Fixed keys: the same bytes must give the same value in every
+        // transaction; nothing here needs protection from chosen input.
+        let mut h = std::hash::DefaultHasher::new();
+        h.write(bytes);
+        Fingerprint {
+            len: bytes.len(),
+            hash: h.finish(),
+        }
+    }
+}
+
 /// What a client machine made of a reply.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Received {
@@ -601,6 +673,20 @@ mod tests {
                     ..TsxConfig::default()
                 },
                 "max_inv_lifetime",
+            ),
+            (
+                TsxConfig {
+                    wt_timer: Duration::ZERO,
+                    ..TsxConfig::default()
+                },
+                "wt_timer",
+            ),
+            (
+                TsxConfig {
+                    wt_timer: Duration::from_secs(86_401),
+                    ..TsxConfig::default()
+                },
+                "wt_timer",
             ),
             (
                 TsxConfig {

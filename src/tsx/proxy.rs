@@ -8,6 +8,7 @@
 //! like every part of this module it never reads a clock or parses SIP.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::time::Instant;
 
 use super::client_invite::{self, ClientInvite};
@@ -89,6 +90,13 @@ impl ServerSide {
             ServerSide::NonInvite(m) => m.terminate(),
         }
     }
+
+    fn retained(&self) -> Option<&Payload> {
+        match self {
+            ServerSide::Invite(m) => m.retained(),
+            ServerSide::NonInvite(m) => m.retained(),
+        }
+    }
 }
 
 pub(crate) enum ClientSide {
@@ -115,6 +123,14 @@ impl ClientSide {
         match self {
             ClientSide::Invite(m) => m.terminate(),
             ClientSide::NonInvite(m) => m.terminate(),
+        }
+    }
+
+    /// The request (until the final reply) and the non-2xx ACK.
+    fn retained(&self) -> [Option<&Payload>; 2] {
+        match self {
+            ClientSide::Invite(m) => m.retained(),
+            ClientSide::NonInvite(m) => [m.retained(), None],
         }
     }
 
@@ -158,7 +174,10 @@ enum CancelState {
 #[derive(Clone, Debug)]
 struct Outcome {
     code: u16,
-    /// `None` for a locally generated outcome (408 timeout, 487 cancel).
+    /// The received non-2xx final, while it may still become the best reply
+    /// (no final sent upstream, branch in the current set). `None` for a
+    /// locally generated outcome (408 timeout, 487 cancel), for a 2xx (relayed
+    /// at once, never "best"), and once the reply cannot be picked any more.
     reply: Option<Payload>,
 }
 
@@ -214,6 +233,8 @@ pub(crate) struct ProxyTx<U, A> {
     pub(crate) scheduled: Option<Instant>,
     /// Every machine terminated; freed on the next `handle_timeout`.
     pub(crate) dead: bool,
+    /// [`ProxyTx::retained_bytes`] as the table last counted it.
+    pub(crate) accounted: usize,
 }
 
 impl<U, A: Clone> ProxyTx<U, A> {
@@ -251,6 +272,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
             user,
             scheduled: None,
             dead: false,
+            accounted: 0,
         }
     }
 
@@ -277,6 +299,35 @@ impl<U, A: Clone> ProxyTx<U, A> {
                 b.machine.is_terminated()
                     && b.cancel_machine.as_ref().is_none_or(|m| m.is_terminated())
             })
+    }
+
+    /// Every message the transaction holds; a payload shared by two parts
+    /// (the caller may hand in one `Arc` twice) appears twice.
+    fn payloads(&self) -> impl Iterator<Item = &Payload> + Clone {
+        let branches = self.branches.iter().flat_map(|b| {
+            let [request, ack] = b.machine.retained();
+            [
+                request,
+                ack,
+                b.cancel_machine.as_ref().and_then(|m| m.retained()),
+                b.outcome.as_ref().and_then(|o| o.reply.as_ref()),
+            ]
+        });
+        std::iter::once(self.server.retained())
+            .chain(branches)
+            .flatten()
+    }
+
+    /// Payload bytes held, each shared `Arc` counted once. The quadratic
+    /// scan allocates nothing and stays small: at most 1 + 4·`max_branches`
+    /// payloads, and 1–3 for a typical call.
+    pub(crate) fn retained_bytes(&self) -> usize {
+        let all = self.payloads();
+        all.clone()
+            .enumerate()
+            .filter(|&(i, p)| !all.clone().take(i).any(|q| Arc::ptr_eq(p, q)))
+            .map(|(_, p)| p.len())
+            .sum()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {
@@ -335,6 +386,8 @@ impl<U, A: Clone> ProxyTx<U, A> {
         self.push_reply(cx, code, bytes, false);
         if code >= 200 {
             self.lifetime = None;
+            // No best reply will be picked any more.
+            self.forget_candidates();
             if self.is_invite() {
                 // §16.7 step 10: a final response forwarded → cancel every
                 // pending branch.
@@ -370,7 +423,9 @@ impl<U, A: Clone> ProxyTx<U, A> {
             });
         }
         if self.failure_reported {
-            // failure_route forwards again: a new set of branches.
+            // failure_route forwards again: a new set of branches, and the
+            // old set's replies can no longer be picked.
+            self.forget_candidates();
             self.set_start = self.branches.len();
             self.failure_reported = false;
         }
@@ -500,10 +555,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
             let b = &mut self.branches[i];
             b.fr = None;
             if b.outcome.as_ref().is_none_or(|o| o.code >= 300) {
-                b.outcome = Some(Outcome {
-                    code,
-                    reply: Some(bytes),
-                });
+                b.outcome = Some(Outcome { code, reply: None });
             }
             // Every 2xx to INVITE is forwarded (§16.7 step 5); a non-INVITE
             // 2xx only while no final was sent.
@@ -522,7 +574,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
             b.fr = None;
             b.outcome = Some(Outcome {
                 code,
-                reply: Some(bytes),
+                reply: server_final.is_none().then_some(bytes),
             });
             if code >= 600 && self.is_invite() {
                 // §16.7: a 6xx ends the search; cancel the other branches.
@@ -555,12 +607,14 @@ impl<U, A: Clone> ProxyTx<U, A> {
             }
         }
         b.last_provisional = code;
-        if b.cancel == CancelState::WaitProvisional && m.is_proceeding() {
+        if b.cancel == CancelState::WaitProvisional
+            && let Some(request) = m.cancellable()
+        {
             b.cancel = CancelState::Requested;
             cx.q.events.push_back(Event::CancelBranch {
                 tx: id,
                 branch: BranchId(i as u16),
-                request: m.request().clone(),
+                request: request.clone(),
                 to: b.dest.clone(),
             });
         }
@@ -647,18 +701,28 @@ impl<U, A: Clone> ProxyTx<U, A> {
                 });
                 b.cancel = CancelState::WaitProvisional;
                 touched += 1;
-            } else if m.is_proceeding() {
+            } else if let Some(request) = m.cancellable() {
                 b.cancel = CancelState::Requested;
                 cx.q.events.push_back(Event::CancelBranch {
                     tx: id,
                     branch: BranchId(i as u16),
-                    request: m.request().clone(),
+                    request: request.clone(),
                     to: b.dest.clone(),
                 });
                 touched += 1;
             }
         }
         touched
+    }
+
+    /// Drop the stored replies of every branch so far: none of them can
+    /// become the best reply any more (their outcome codes stay).
+    fn forget_candidates(&mut self) {
+        for b in &mut self.branches {
+            if let Some(outcome) = &mut b.outcome {
+                outcome.reply = None;
+            }
+        }
     }
 
     /// Emit [`Event::AllBranchesFailed`] once the current set is complete,
@@ -808,15 +872,15 @@ impl<U, A: Clone> ProxyTx<U, A> {
         });
         match &mut b.machine {
             ClientSide::Invite(m) => {
-                let proceeding = m.is_proceeding();
+                let cancellable = m.cancellable().cloned();
                 m.give_up(now, &cx.timers);
                 if b.cancel == CancelState::NotCancelled {
-                    if proceeding {
+                    if let Some(request) = cancellable {
                         b.cancel = CancelState::Requested;
                         cx.q.events.push_back(Event::CancelBranch {
                             tx: id,
                             branch,
-                            request: m.request().clone(),
+                            request,
                             to: b.dest.clone(),
                         });
                     } else {
@@ -829,8 +893,8 @@ impl<U, A: Clone> ProxyTx<U, A> {
         self.check_all_failed(cx);
     }
 
-    /// The INVITE machine of branch `i` lingered 64·T1 after giving up or
-    /// being cancelled, and no final came.
+    /// The INVITE machine of branch `i` lingered (64·T1 capped by
+    /// `wt_timer`) after giving up or being cancelled, and no final came.
     fn branch_gave_up(&mut self, i: usize, cx: &mut Ctx<'_, A>) {
         let code = self.local_failure_code();
         let b = &mut self.branches[i];

@@ -62,7 +62,10 @@ pub(crate) enum Refused {
 pub(crate) struct ServerInvite {
     state: State,
     /// The last reply sent through the transaction, with its status code:
-    /// re-sent when the INVITE is retransmitted (§17.2.1).
+    /// re-sent when the INVITE is retransmitted (§17.2.1) and on Timer G.
+    /// Kept only in Proceeding and Completed: Confirmed, Accepted and
+    /// Terminated never send it again, and those states are where a
+    /// finished transaction spends its `wt_timer`.
     last: Option<(u16, Payload)>,
     final_code: Option<u16>,
 }
@@ -95,6 +98,7 @@ impl ServerInvite {
                 self.state = State::Confirmed {
                     i_at: now + timers.i(),
                 };
+                self.last = None;
                 Some(true)
             }
             State::Confirmed { .. } => Some(false),
@@ -125,22 +129,24 @@ impl ServerInvite {
             }
             return Err(Refused::AlreadyFinal { sent });
         }
-        self.last = Some((code, bytes.clone()));
-        if code < 200 {
+        self.final_code = (code >= 200).then_some(code);
+        if is_2xx(code) {
+            // RFC 6026 §8.6: Accepted re-sends nothing (the UAS retransmits
+            // its 2xx end to end), so the reply is not kept.
+            self.last = None;
+            self.state = State::Accepted {
+                l_at: now + timers.l(),
+            };
             return Ok(());
         }
-        self.final_code = Some(code);
-        self.state = if is_2xx(code) {
-            State::Accepted {
-                l_at: now + timers.l(),
-            }
-        } else {
-            State::Completed {
+        self.last = Some((code, bytes.clone()));
+        if code >= 200 {
+            self.state = State::Completed {
                 g_at: now + timers.g_initial(),
                 g_interval: timers.g_initial(),
                 h_at: now + timers.h(),
-            }
-        };
+            };
+        }
         Ok(())
     }
 
@@ -165,6 +171,7 @@ impl ServerInvite {
             } => {
                 if *h_at <= now {
                     self.state = State::Terminated;
+                    self.last = None;
                     return Some(Fired::NoAck);
                 }
                 if *g_at > now {
@@ -197,6 +204,12 @@ impl ServerInvite {
     /// Drop the machine at once (lifetime cap reached).
     pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.last = None;
+    }
+
+    /// The message bytes the machine holds.
+    pub(crate) fn retained(&self) -> Option<&Payload> {
+        self.last.as_ref().map(|(_, bytes)| bytes)
     }
 }
 
@@ -249,6 +262,7 @@ mod tests {
         );
         assert_eq!(fired.last(), Some(&(32_000, Fired::NoAck)));
         assert!(m.is_terminated());
+        assert_eq!(m.retained(), None);
     }
 
     #[test]
@@ -258,9 +272,11 @@ mod tests {
         let mut m = ServerInvite::new();
         m.send(404, &bytes("404"), base, &t).unwrap();
         let at = base + Duration::from_millis(700);
+        assert_eq!(m.retained(), Some(&bytes("404")), "for Timer G");
         assert_eq!(m.on_ack(at, &t), Some(true));
         assert_eq!(m.on_ack(at, &t), Some(false));
         assert_eq!(m.on_request(), None);
+        assert_eq!(m.retained(), None, "Confirmed re-sends nothing");
         assert_eq!(m.deadline(), Some(at + t.t4));
         let fired = run(&mut m, base, 10_000);
         assert_eq!(fired, vec![(5_700, Fired::Ended)]);
@@ -274,6 +290,7 @@ mod tests {
         m.send(180, &bytes("180"), base, &t).unwrap();
         m.send(200, &bytes("200"), base, &t).unwrap();
         assert_eq!(m.on_request(), None);
+        assert_eq!(m.retained(), None, "Accepted re-sends nothing");
         assert_eq!(m.on_ack(base, &t), None);
         assert_eq!(m.send(200, &bytes("200b"), base, &t), Ok(()));
         assert_eq!(
@@ -285,6 +302,23 @@ mod tests {
             Err(Refused::AlreadyFinal { sent: 200 })
         );
         assert_eq!(run(&mut m, base, 40_000), vec![(32_000, Fired::Ended)]);
+    }
+
+    #[test]
+    fn timers_i_and_l_capped_by_wt_timer() {
+        let base = Instant::now();
+        let t = crate::tsx::timers::Timers {
+            t4: Duration::from_secs(8),
+            ..kamailio_timers()
+        };
+        let mut m = ServerInvite::new();
+        m.send(200, &bytes("200"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 5_000)), "L = min(64·T1, 5 s)");
+        let mut m = ServerInvite::new();
+        m.send(486, &bytes("486"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 500)), "G is not capped");
+        m.on_ack(ms(base, 100), &t);
+        assert_eq!(m.deadline(), Some(ms(base, 5_100)), "I = min(T4, 5 s)");
     }
 
     #[test]

@@ -33,6 +33,8 @@ pub(crate) enum Refused {
 #[derive(Debug)]
 pub(crate) struct ServerNonInvite {
     state: State,
+    /// The reply re-sent to a retransmitted request (Proceeding, Completed);
+    /// dropped on termination.
     last: Option<(u16, Payload)>,
     final_code: Option<u16>,
 }
@@ -91,7 +93,7 @@ impl ServerNonInvite {
     pub(crate) fn on_timeout(&mut self, now: Instant) -> bool {
         match self.state {
             State::Completed { j_at } if j_at <= now => {
-                self.state = State::Terminated;
+                self.terminate();
                 true
             }
             _ => false,
@@ -108,6 +110,12 @@ impl ServerNonInvite {
 
     pub(crate) fn terminate(&mut self) {
         self.state = State::Terminated;
+        self.last = None;
+    }
+
+    /// The message bytes the machine holds.
+    pub(crate) fn retained(&self) -> Option<&Payload> {
+        self.last.as_ref().map(|(_, bytes)| bytes)
     }
 }
 
@@ -137,5 +145,17 @@ mod tests {
         assert!(m.on_timeout(at + Duration::from_secs(32)));
         assert!(m.is_terminated());
         assert_eq!(m.deadline(), None);
+        assert_eq!(m.retained(), None, "nothing kept once terminated");
+    }
+
+    #[test]
+    fn timer_j_capped_by_wt_timer() {
+        let base = Instant::now();
+        let mut m = ServerNonInvite::new();
+        m.send(200, &bytes("200"), base, &kamailio_timers())
+            .unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 5_000)), "min(64·T1, 5 s)");
+        assert_eq!(m.on_request(), Some((200, bytes("200"))));
+        assert!(m.on_timeout(ms(base, 5_000)));
     }
 }

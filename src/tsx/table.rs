@@ -34,6 +34,9 @@ pub struct Table<U, A> {
     /// Transactions whose machines all terminated, with the instant they did:
     /// freed at the start of the next `handle_timeout`.
     dead: Vec<(Instant, TxId)>,
+    /// Sum of every transaction's `accounted` bytes, moved in `settle` and
+    /// `free`.
+    retained: usize,
     q: Queues<A>,
 }
 
@@ -61,6 +64,7 @@ impl<U, A: Clone> Table<U, A> {
             clients: ClientIndex::default(),
             deadlines: BTreeSet::new(),
             dead: Vec::new(),
+            retained: 0,
             q: Queues::new(),
         }
     }
@@ -76,6 +80,21 @@ impl<U, A: Clone> Table<U, A> {
 
     pub fn is_empty(&self) -> bool {
         self.live == 0
+    }
+
+    /// Message bytes the transactions hold (requests, replies and ACKs kept
+    /// for retransmission, replies kept as best-reply candidates), a payload
+    /// shared within one transaction counted once, one shared between two
+    /// transactions counted in each. Excludes keys, bookkeeping and the
+    /// output queues the caller drains every turn. O(1): a running sum
+    /// updated whenever a transaction changes.
+    pub fn retained_bytes(&self) -> usize {
+        self.retained
+    }
+
+    /// [`Table::retained_bytes`] of one transaction, until it is freed.
+    pub fn retained_bytes_of(&self, tx: TxId) -> Option<usize> {
+        tx_ref(&self.slots, tx).map(|t| t.accounted)
     }
 
     /// Match a received request against the server transactions; absorb
@@ -343,8 +362,9 @@ impl<U, A: Clone> Table<U, A> {
     }
 
     /// Drop index entries of terminated machines, add entries for new ones,
-    /// move the transaction's deadline entry, and queue it for freeing once
-    /// everything in it terminated.
+    /// move the transaction's deadline entry, recount its bytes, and queue it
+    /// for freeing once everything in it terminated. Every operation on a
+    /// transaction ends here, so the byte count never misses a change.
     fn settle(&mut self, id: TxId, now: Instant) {
         let Table {
             slots,
@@ -352,11 +372,15 @@ impl<U, A: Clone> Table<U, A> {
             clients,
             deadlines,
             dead,
+            retained,
             ..
         } = self;
         let Some(tx) = tx_mut(slots, id) else {
             return;
         };
+        let bytes = tx.retained_bytes();
+        *retained = *retained - tx.accounted + bytes;
+        tx.accounted = bytes;
         if tx.server_indexed && tx.server_terminated() {
             servers.remove(&tx.key, id);
             tx.server_indexed = false;
@@ -440,6 +464,7 @@ impl<U, A: Clone> Table<U, A> {
         }
         self.free_slots.push(id.slot() as u32);
         self.live -= 1;
+        self.retained -= tx.accounted;
         self.q.events.push_back(Event::Freed { tx: id });
     }
 }

@@ -1,7 +1,8 @@
 //! Every timer value of the transaction layer, in one place: RFC 3261 §17
 //! timers A–K (plus RFC 6026's L and M), §9.1's CANCEL wait, and the defaults
 //! of Kamailio tm's proxy timers (`fr_timer`, `fr_inv_timer`, the lifetime
-//! caps) that docs/decisions.md §7 adopts.
+//! caps) that docs/decisions.md §7 adopts, and tm's `wt_timer`, which caps every wait
+//! after completion ([`Timers::wait`]).
 //!
 //! Pure values and arithmetic: no clock, no state. The machines ask this file
 //! for a duration and add it to the `now` they were handed. Only the UDP
@@ -31,6 +32,11 @@ pub const DEFAULT_MAX_INV_LIFETIME: Duration = Duration::from_secs(180);
 /// Kamailio tm `max_noninv_lifetime` default (32000 ms): the same cap for
 /// non-INVITE transactions.
 pub const DEFAULT_MAX_NONINV_LIFETIME: Duration = Duration::from_secs(32);
+
+/// Kamailio tm `wt_timer` default (5000 ms): "time for which a transaction
+/// stays in memory to absorb delayed messages after it completed". Every
+/// wait after completion is capped at it ([`Timers::wait`]).
+pub const DEFAULT_WT_TIMER: Duration = Duration::from_secs(5);
 
 /// Timer D for unreliable transports, RFC 3261 §17.1.1.2: "at least 32
 /// seconds", long enough to absorb every retransmission of the final reply
@@ -79,15 +85,27 @@ pub enum TimerKind {
     Lifetime,
 }
 
-/// The three base values the RFC timers derive from.
+/// The three base values the RFC timers derive from, and tm's `wt_timer`
+/// that caps the waits after completion.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Timers {
     pub t1: Duration,
     pub t2: Duration,
     pub t4: Duration,
+    pub wt: Duration,
 }
 
 impl Timers {
+    /// The one rule for every wait a machine does after its transaction
+    /// completed (D, I, J, K, L, M, and a branch's linger after giving up):
+    /// the RFC value, but never longer than `wt_timer`, as Kamailio's tm
+    /// keeps a finished transaction only `wt_timer` (mod.rs, Choices).
+    /// Retransmission and reply-wait timers (A, B, E, F, G, H) never pass
+    /// through here.
+    pub fn wait(&self, rfc: Duration) -> Duration {
+        rfc.min(self.wt)
+    }
+
     fn sixty_four_t1(&self) -> Duration {
         self.t1.saturating_mul(SIXTY_FOUR)
     }
@@ -108,9 +126,10 @@ impl Timers {
         self.sixty_four_t1()
     }
 
-    /// Timer D, RFC 3261 §17.1.1.2: at least 32 s over UDP.
+    /// Timer D, RFC 3261 §17.1.1.2: at least 32 s over UDP; capped by
+    /// [`Timers::wait`].
     pub fn d(&self) -> Duration {
-        TIMER_D_UNRELIABLE
+        self.wait(TIMER_D_UNRELIABLE)
     }
 
     /// Timer E's first interval, RFC 3261 §17.1.2.2: T1.
@@ -148,36 +167,40 @@ impl Timers {
         self.sixty_four_t1()
     }
 
-    /// Timer I, RFC 3261 §17.2.1: T4 over UDP.
+    /// Timer I, RFC 3261 §17.2.1: T4 over UDP; capped by [`Timers::wait`].
     pub fn i(&self) -> Duration {
-        self.t4
+        self.wait(self.t4)
     }
 
-    /// Timer J, RFC 3261 §17.2.2: 64·T1 over UDP.
+    /// Timer J, RFC 3261 §17.2.2: 64·T1 over UDP; capped by
+    /// [`Timers::wait`].
     pub fn j(&self) -> Duration {
-        self.sixty_four_t1()
+        self.wait(self.sixty_four_t1())
     }
 
-    /// Timer K, RFC 3261 §17.1.2.2: T4 over UDP.
+    /// Timer K, RFC 3261 §17.1.2.2: T4 over UDP; capped by [`Timers::wait`].
     pub fn k(&self) -> Duration {
-        self.t4
+        self.wait(self.t4)
     }
 
-    /// Timer L, RFC 6026 §8.7: 64·T1.
+    /// Timer L, RFC 6026 §8.7: 64·T1; capped by [`Timers::wait`].
     pub fn l(&self) -> Duration {
-        self.sixty_four_t1()
+        self.wait(self.sixty_four_t1())
     }
 
-    /// Timer M, RFC 6026 §8.4: 64·T1.
+    /// Timer M, RFC 6026 §8.4: 64·T1; capped by [`Timers::wait`].
     pub fn m(&self) -> Duration {
-        self.sixty_four_t1()
+        self.wait(self.sixty_four_t1())
     }
 
     /// RFC 3261 §9.1: a cancelled INVITE client transaction with no final
     /// response 64·T1 after the CANCEL is considered terminated. Also the
     /// grace given after a timeout for a late provisional to be cancelled.
+    /// Capped by [`Timers::wait`]: the branch has given up, and Kamailio
+    /// drops a cancelled branch with its transaction `wt_timer` after the
+    /// final reply.
     pub fn cancel_wait(&self) -> Duration {
-        self.sixty_four_t1()
+        self.wait(self.sixty_four_t1())
     }
 
     /// Grace after the lifetime cap fired with branches still pending: time
@@ -192,11 +215,14 @@ impl Timers {
 mod tests {
     use super::*;
 
+    /// RFC values: a `wt_timer` no shorter than the longest RFC wait (32 s)
+    /// leaves every timer as RFC 3261 and RFC 6026 define it.
     fn rfc() -> Timers {
         Timers {
             t1: DEFAULT_T1,
             t2: DEFAULT_T2,
             t4: DEFAULT_T4,
+            wt: Duration::from_secs(32),
         }
     }
 
@@ -226,6 +252,36 @@ mod tests {
         for (name, got, want) in cases {
             assert_eq!(got, want, "timer {name}");
         }
+    }
+
+    #[test]
+    fn waits_after_completion_capped_by_wt_timer() {
+        let t = Timers {
+            wt: DEFAULT_WT_TIMER,
+            ..rfc()
+        };
+        let cases: &[(&str, Duration, Duration)] = &[
+            // Capped: what a finished transaction waits.
+            ("D", t.d(), ms(5_000)),
+            ("I", t.i(), ms(5_000)),
+            ("J", t.j(), ms(5_000)),
+            ("K", t.k(), ms(5_000)),
+            ("L", t.l(), ms(5_000)),
+            ("M", t.m(), ms(5_000)),
+            ("cancel wait", t.cancel_wait(), ms(5_000)),
+            // Live phases keep their RFC values.
+            ("A", t.a_initial(), ms(500)),
+            ("B", t.b(), ms(32_000)),
+            ("F", t.f(), ms(32_000)),
+            ("G", t.g_initial(), ms(500)),
+            ("H", t.h(), ms(32_000)),
+            ("lifetime grace", t.lifetime_grace(), ms(32_000)),
+        ];
+        for (name, got, want) in cases {
+            assert_eq!(got, want, "timer {name}");
+        }
+        let short = Timers { wt: ms(1_000), ..t };
+        assert_eq!(short.i(), ms(1_000), "T4 above wt_timer is capped too");
     }
 
     #[test]

@@ -4,7 +4,12 @@ use std::time::Duration;
 
 use super::*;
 use crate::tsx::timers::TimerKind;
-use crate::tsx::{BestReply, DEFAULT_MAX_TRANSACTIONS, Disposition, MatchedReply, Sent, ServerKey};
+use crate::tsx::{
+    BestReply, DEFAULT_MAX_TRANSACTIONS, DEFAULT_WT_TIMER, Disposition, MatchedReply, Sent,
+    ServerKey,
+};
+
+mod capacity;
 
 type Dest = &'static str;
 const UPSTREAM: Dest = "upstream";
@@ -66,9 +71,22 @@ struct H {
     base: Instant,
 }
 
+/// Kamailio's defaults with `wt_timer` at the longest RFC wait (64·T1 =
+/// 32 s): nothing is capped, for the tests of the RFC timers themselves.
+fn rfc_config() -> TsxConfig {
+    TsxConfig {
+        wt_timer: Duration::from_secs(32),
+        ..TsxConfig::default()
+    }
+}
+
 impl H {
     fn new() -> H {
         H::with(TsxConfig::default())
+    }
+
+    fn rfc() -> H {
+        H::with(rfc_config())
     }
 
     fn with(cfg: TsxConfig) -> H {
@@ -410,7 +428,7 @@ fn fr_inv_restart_rules() {
 
 #[test]
 fn non_2xx_final_acked_stored_and_reported_once() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let tx = h.create("z9hG4bKa", Method::Invite, true, 0);
     h.fork(tx, "z9hG4bKb", Method::Invite, 0);
     h.transmits();
@@ -484,7 +502,7 @@ fn non_2xx_final_acked_stored_and_reported_once() {
 
 #[test]
 fn two_xx_relayed_and_accepted_states() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let tx = h.create("z9hG4bKa", Method::Invite, true, 0);
     h.fork(tx, "z9hG4bKb", Method::Invite, 0);
     h.transmits();
@@ -614,7 +632,7 @@ fn non_invite_provisional_keeps_fr_timer() {
 
 #[test]
 fn non_invite_final_then_timers_k_and_j() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let tx = h.create("z9hG4bKa", bye(), false, 0);
     h.fork(tx, "z9hG4bKb", bye(), 0);
     h.transmits();
@@ -713,7 +731,7 @@ fn server_invite_absorbs_and_retransmits_final_on_g_until_h() {
 
 #[test]
 fn server_non_invite_trying_is_silent() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let tx = h.create("z9hG4bKa", Method::Other("OPTIONS".into()), false, 0);
     let key = skey("z9hG4bKa", Method::Other("OPTIONS".into()));
     assert_eq!(
@@ -887,7 +905,7 @@ fn cancel_before_provisional_waits_for_one() {
 
 #[test]
 fn cancel_unanswered_downstream() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let inv = h.create("z9hG4bKa", Method::Invite, false, 0);
     h.fork(inv, "z9hG4bKb", Method::Invite, 0);
     h.matched("z9hG4bKb", Method::Invite, 180, 100);
@@ -1153,7 +1171,7 @@ fn relayed_2xx_cancels_pending_branches() {
 fn table_full_and_recovers() {
     let mut h = H::with(TsxConfig {
         max_transactions: 2,
-        ..TsxConfig::default()
+        ..rfc_config()
     });
     let a = h.create("z9hG4bK1", bye(), false, 0);
     let b = h.create("z9hG4bK2", bye(), false, 0);
@@ -1183,7 +1201,7 @@ fn table_full_and_recovers() {
 
 #[test]
 fn user_data_lives_until_freed() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     let tx = h.create("z9hG4bKa", bye(), false, 0);
     *h.t.user_mut(tx).expect("live") += 1;
     h.send(tx, 500, 0);
@@ -1270,7 +1288,7 @@ fn lifetime_grace_drops_a_transaction_the_caller_never_answers() {
 
 #[test]
 fn next_deadline_follows_the_earliest_timer() {
-    let mut h = H::new();
+    let mut h = H::rfc();
     assert_eq!(h.t.next_deadline(), None);
     let tx = h.create("z9hG4bKa", Method::Invite, true, 0);
     assert_eq!(
