@@ -1339,6 +1339,14 @@ impl Builder {
             "max_inv_lifetime" => self.tm.max_inv_lifetime = timer_of(v)?,
             "max_noninv_lifetime" => self.tm.max_noninv_lifetime = timer_of(v)?,
             "restart_fr_on_each_reply" => self.tm.restart_fr_on_each_reply = bool_of(v)?,
+            // Kamailio tm's wait timer: how long a completed transaction
+            // stays to absorb late retransmissions (ms, as in Kamailio ≥3).
+            "wt_timer" => self.tm.wt_timer = timer_of(v)?,
+            // siptraced's own bound on live transactions (Kamailio bounds
+            // them by its shared memory size instead).
+            "max_transactions" => {
+                self.tm.max_transactions = range_of(v, 1, i64::from(u32::MAX))?;
+            }
             p => self.note(
                 log::Level::Debug,
                 &m.pos,
@@ -1798,6 +1806,8 @@ loadmodule "jsonrpcs.so"
 modparam("tm", "fr_timer", 5000)
 modparam("tm", "fr_inv_timer", "60000")
 modparam("tm", "restart_fr_on_each_reply", 0)
+modparam("tm", "wt_timer", 3000)
+modparam("tm", "max_transactions", 20000)
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", yes)
 modparam("maxfwd", "max_limit", 70)
@@ -1820,6 +1830,8 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
                 fr_timer: std::time::Duration::from_millis(5000),
                 fr_inv_timer: std::time::Duration::from_millis(60000),
                 restart_fr_on_each_reply: false,
+                wt_timer: std::time::Duration::from_millis(3000),
+                max_transactions: 20_000,
                 ..TsxConfig::default()
             }
         );

@@ -15,7 +15,6 @@ use crate::cfg::Diagnostic;
 use crate::cli::Args;
 use crate::config::{Config, SiptraceParams, is_wildcard};
 use crate::core::{Core, CoreSettings, LocalSock};
-use crate::trace::mirror::{HepSettings, MirrorDest};
 use crate::db;
 use crate::process::{self, Detached, PidFile};
 use crate::reactor::control::{Control, ControlError, ControlSettings};
@@ -25,6 +24,7 @@ use crate::sip::Transport;
 use crate::spool::location;
 use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
 use crate::trace::dup::DupTarget;
+use crate::trace::mirror::{HepSettings, MirrorDest};
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::{Listener, TransportError};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -138,10 +138,7 @@ pub fn setup(
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
-    if let Some(d) = mirror
-        .duplicate
-        .filter(|d| d.transport == Transport::Tcp)
-    {
+    if let Some(d) = mirror.duplicate.filter(|d| d.transport == Transport::Tcp) {
         let bind = mirror
             .send_sock
             .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
