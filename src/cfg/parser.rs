@@ -32,7 +32,14 @@ pub fn parse(toks: Vec<Token>, eof: Pos) -> (Cfg, Vec<Diagnostic>) {
     };
     let items = p.items();
     let end = p.eof.clone();
-    (Cfg { items, end }, p.diags)
+    (
+        Cfg {
+            items,
+            end,
+            notes: Vec::new(),
+        },
+        p.diags,
+    )
 }
 
 struct Parser {
