@@ -11,6 +11,10 @@
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
 //! mirrors: the core decides that an event happens, trace::mirror makes
 //! its copy) and tsx/ (transactions, through tm.rs).
+//!
+//! Files: host.rs (the script's view of one message), tm.rs (`t_*` over
+//! tsx/), state.rs (what lasts between messages, reached only through its
+//! operations), memory.rs (stateless branches), resolve.rs (names).
 
 mod host;
 pub mod memory;
