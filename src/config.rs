@@ -569,6 +569,10 @@ pub fn level_of_debug(debug: i32) -> LevelFilter {
 /// Lowers `cfg` and compiles its routes. Returns every diagnostic found.
 pub fn build(cfg: &ast::Cfg) -> Result<(Config, Program), Vec<Diagnostic>> {
     let mut b = Builder::default();
+    b.c.notes.extend(cfg.notes.iter().map(|d| Note {
+        level: log::Level::Debug,
+        diag: d.clone(),
+    }));
     for item in &cfg.items {
         match item {
             Item::Global(g) => b.global(g),
@@ -2031,6 +2035,23 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
         assert!(
             e.starts_with("k.cfg:5:14: log_facility: unknown syslog facility 'LOG_NOPE'"),
             "{e}"
+        );
+    }
+
+    #[test]
+    fn a_skipped_import_file_is_a_note_for_the_logger() {
+        let c = config(&format!("import_file \"gone.cfg\"\n{ROUTE}"));
+        let notes: Vec<(log::Level, String)> = c
+            .notes
+            .iter()
+            .map(|n| (n.level, n.diag.to_string()))
+            .collect();
+        assert_eq!(
+            notes,
+            [(
+                log::Level::Debug,
+                "k.cfg:1:13: import_file \"gone.cfg\" skipped: not found".to_string()
+            )]
         );
     }
 

@@ -24,7 +24,7 @@ use crate::sip::Transport;
 use crate::spool::location;
 use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
 use crate::trace::dup::DupTarget;
-use crate::trace::mirror::{HepSettings, MirrorDest};
+use crate::trace::mirror::{HepSettings, MirrorDest, MirrorSettings};
 use crate::trace::{TraceSettings, Tracer};
 use crate::transport::{Listener, TransportError};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
@@ -117,6 +117,17 @@ pub fn setup(
     let socks = local_socks(&listeners);
     let st = conf.siptrace.clone().unwrap_or_default();
     let mirror = mirror_settings(&conf, &st, &socks)?;
+    // A TCP duplicate_uri is one kept connection, which the reactor opens.
+    let mirror_stream = mirror
+        .duplicate
+        .filter(|d| d.transport == Transport::Tcp)
+        .map(|d| {
+            let bind = mirror
+                .send_sock
+                .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
+                .map(|a| a.ip());
+            (d.addr, bind)
+        });
     let core = build_core(&conf, &st, program, socks, mirror);
 
     let (uid, gid) = process::lookup_ids(
@@ -138,12 +149,8 @@ pub fn setup(
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
-    if let Some(d) = mirror.duplicate.filter(|d| d.transport == Transport::Tcp) {
-        let bind = mirror
-            .send_sock
-            .filter(|a| a.is_ipv4() == d.addr.is_ipv4())
-            .map(|a| a.ip());
-        reactor.open_mirror_stream(d.addr, bind);
+    if let Some((addr, bind)) = mirror_stream {
+        reactor.open_mirror_stream(addr, bind);
     }
     finish(args, detached, reactor)
 }
@@ -193,18 +200,13 @@ fn local_socks(listeners: &[Listener]) -> Vec<LocalSock> {
     socks
 }
 
-/// Where copies go and leave from, decided with the bound sockets.
-#[derive(Clone, Copy)]
-struct Mirror {
-    duplicate: Option<MirrorDest>,
-    send_sock: Option<SocketAddr>,
-}
-
+/// Where copies go, how they are wrapped and where they leave from,
+/// decided with the bound sockets.
 fn mirror_settings(
     conf: &Config,
     st: &SiptraceParams,
     socks: &[LocalSock],
-) -> Result<Mirror, SetupError> {
+) -> Result<MirrorSettings, SetupError> {
     let send_sock = match st.send_sock_addr {
         Some(a) => Some(local_send_sock(conf, a, socks)?),
         None => None,
@@ -213,8 +215,13 @@ fn mirror_settings(
         Some(u) => Some(resolve_duplicate(u, socks)?),
         None => None,
     };
-    Ok(Mirror {
+    Ok(MirrorSettings {
         duplicate,
+        hep: st.hep_mode_on.then(|| HepSettings {
+            version: st.hep_version(),
+            capture_id: st.hep_capture_id,
+            auth_key: st.auth_key.clone(),
+        }),
         send_sock,
     })
 }
@@ -224,7 +231,7 @@ fn build_core(
     st: &SiptraceParams,
     program: Program,
     socks: Vec<LocalSock>,
-    mirror: Mirror,
+    mirror: MirrorSettings,
 ) -> Core {
     let traced = conf.siptrace.is_some();
     let settings = CoreSettings {
@@ -239,13 +246,7 @@ fn build_core(
             Some((name, v)) if name.trim().eq_ignore_ascii_case("server") => v.trim().to_string(),
             _ => l,
         }),
-        duplicate: mirror.duplicate,
-        hep: st.hep_mode_on.then(|| HepSettings {
-            version: st.hep_version(),
-            capture_id: st.hep_capture_id,
-            auth_key: st.auth_key.clone(),
-        }),
-        send_sock: mirror.send_sock,
+        mirror,
         memory_cap: 65_536,
     };
     let tracer = Tracer::new(

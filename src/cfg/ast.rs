@@ -12,6 +12,9 @@ pub struct Cfg {
     pub items: Vec<Item>,
     /// End of the main file: where "missing …" diagnostics with no better place point.
     pub end: Pos,
+    /// Debug-level remarks of the preprocessor (a skipped import_file),
+    /// for config.rs to hand on as notes: nothing here logs.
+    pub notes: Vec<super::Diagnostic>,
 }
 
 #[derive(Debug, Clone)]

@@ -116,10 +116,11 @@ pub fn parse_with(
     loader: Loader<'_>,
 ) -> Result<Cfg, Vec<Diagnostic>> {
     let pre = preproc::run(name, text, defines, loader);
-    let (cfg, parse_diags) = parser::parse(pre.tokens, pre.eof);
+    let (mut cfg, parse_diags) = parser::parse(pre.tokens, pre.eof);
     let mut diags = pre.diags;
     diags.extend(parse_diags);
     if diags.is_empty() {
+        cfg.notes = pre.notes;
         Ok(cfg)
     } else {
         Err(diags)

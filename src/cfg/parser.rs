@@ -32,7 +32,14 @@ pub fn parse(toks: Vec<Token>, eof: Pos) -> (Cfg, Vec<Diagnostic>) {
     };
     let items = p.items();
     let end = p.eof.clone();
-    (Cfg { items, end }, p.diags)
+    (
+        Cfg {
+            items,
+            end,
+            notes: Vec::new(),
+        },
+        p.diags,
+    )
 }
 
 struct Parser {
@@ -71,55 +78,15 @@ fn bool_word(w: &str) -> Option<i64> {
     }
 }
 
-/// `[proto:]host[:port]` with `[v6]` brackets, a bare IPv6 (no port), `*`.
+/// `[proto:]host[:port]` with `[v6]` brackets, a bare IPv6 (no port), `*`
+/// (sip::ListenForm); the protocol lower-cased.
 pub fn parse_sock_text(text: &str) -> Result<(Option<String>, String, Option<u32>), String> {
-    let (proto, rest) = match text.split_once(':') {
-        // Every name Kamailio has, served or not: config.rs decides (sip::Transport).
-        Some((p, r))
-            if !matches!(
-                crate::sip::Transport::parse(p),
-                Err(crate::sip::TransportError::Unknown(_))
-            ) =>
-        {
-            (Some(p.to_ascii_lowercase()), r)
-        }
-        _ => (None, text),
-    };
-    let (host, port) = if let Some(r) = rest.strip_prefix('[') {
-        let end = r
-            .find(']')
-            .ok_or_else(|| format!("missing ']' in address '{text}'"))?;
-        let after = &r[end + 1..];
-        let port = match after.strip_prefix(':') {
-            Some(p) => Some(p),
-            None if after.is_empty() => None,
-            None => {
-                return Err(format!(
-                    "unexpected '{after}' after ']' in address '{text}'"
-                ));
-            }
-        };
-        (&r[..end], port)
-    } else if rest.matches(':').count() > 1 {
-        (rest, None)
-    } else {
-        match rest.split_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (rest, None),
-        }
-    };
-    if host.is_empty() {
-        return Err(format!("missing host in address '{text}'"));
-    }
-    let port = match port {
-        None => None,
-        Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => Some(
-            p.parse::<u32>()
-                .map_err(|_| format!("invalid port '{p}'"))?,
-        ),
-        Some(p) => return Err(format!("invalid port '{p}' in address '{text}'")),
-    };
-    Ok((proto, host.to_string(), port))
+    let f = crate::sip::ListenForm::parse(text).map_err(|e| e.to_string())?;
+    Ok((
+        f.proto.map(str::to_ascii_lowercase),
+        f.host.to_string(),
+        f.port,
+    ))
 }
 
 impl Parser {

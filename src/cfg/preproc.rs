@@ -25,6 +25,9 @@ pub struct Output {
     /// End of the main file, for "unexpected end of file" messages.
     pub eof: Pos,
     pub diags: Vec<Diagnostic>,
+    /// Not problems: what Kamailio says at debug level while reading
+    /// (this runs before logging starts, so the caller logs them later).
+    pub notes: Vec<Diagnostic>,
 }
 
 struct SubstRule {
@@ -43,6 +46,7 @@ struct Pre<'l> {
     substs: Vec<SubstRule>,
     loader: Loader<'l>,
     diags: Vec<Diagnostic>,
+    notes: Vec<Diagnostic>,
     out: Vec<Token>,
 }
 
@@ -52,6 +56,7 @@ pub fn run(name: &str, text: &str, defines: Defines<'_>, loader: Loader<'_>) -> 
         substs: Vec::new(),
         loader,
         diags: Vec::new(),
+        notes: Vec::new(),
         out: Vec::new(),
     };
     let file: Arc<str> = Arc::from(name);
@@ -60,6 +65,7 @@ pub fn run(name: &str, text: &str, defines: Defines<'_>, loader: Loader<'_>) -> 
         tokens: pre.out,
         eof,
         diags: pre.diags,
+        notes: pre.notes,
     }
 }
 
@@ -348,7 +354,8 @@ impl Pre<'_> {
             }
         }
         if import {
-            log::debug!("import_file \"{name}\" skipped: not found");
+            let note = format!("import_file \"{name}\" skipped: not found");
+            self.notes.push(Diagnostic::at(pos, note));
         } else {
             let why = last_err.map(|e| e.to_string()).unwrap_or_default();
             self.err(pos, format!("cannot open included file \"{name}\": {why}"));

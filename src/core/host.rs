@@ -8,10 +8,11 @@
 //! (what sip_trace() stores — "prior applying changes"), and `msg`, the
 //! working copy the script edits and the proxy sends.
 
-use super::{Remembered, Send, State, facts, local_endpoint};
+use super::facts;
+use super::state::State;
 use crate::clock::WallTime;
 use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, Ret, RouteId, Value};
-use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, build_reply, stateless_branch};
+use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, stateless_branch};
 use crate::trace::dup::DupTarget;
 use crate::trace::mirror::{MirrorDest, MirrorReq};
 use crate::trace::{Direction, Endpoint, Event, Trigger};
@@ -79,7 +80,7 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn flag_set(&self, st: &MsgState) -> bool {
-        self.s.settings.trace_flag.is_some_and(|f| st.flag(f))
+        self.s.flag_set(st)
     }
 
     /// The received message as an event (sip_trace(), replies in, sl ACKs).
@@ -97,7 +98,7 @@ impl<'a> Ctx<'a> {
         let toip = match trigger {
             // sip_trace() shows the receiving socket as is (docs/kamailio.md §4.3).
             Trigger::Script => local,
-            Trigger::Flag { .. } => self.s.tracer.local(local),
+            Trigger::Flag { .. } => self.s.local_endpoint(self.li),
         };
         let ev = Event {
             bytes: self.raw,
@@ -119,16 +120,7 @@ impl<'a> Ctx<'a> {
         to: SocketAddr,
         st: &MsgState,
     ) {
-        let flag_set = self.flag_set(st);
-        let ev = Event {
-            bytes,
-            facts: f,
-            dir: Direction::Out,
-            from: local_endpoint(self.s, li),
-            to: Endpoint::sock(self.s.sock_transport(li), to),
-            time: self.wall,
-        };
-        self.s.trace(&ev, Trigger::Flag { flag_set }, st, None);
+        self.s.trace_sent(bytes, f, li, to, st, self.wall);
     }
 
     /// Where a request goes: `$du`, else the R-URI (maddr-less, RFC 3263
@@ -146,7 +138,6 @@ impl<'a> Ctx<'a> {
             }
         };
         self.s
-            .resolver
             .resolve(&host, port.unwrap_or(crate::sip::DEFAULT_PORT))
     }
 
@@ -187,17 +178,13 @@ impl<'a> Ctx<'a> {
             log::warn!("forward(): no listening socket can reach {to}");
             return Ret::False;
         };
-        let sock = &self.s.socks[out_li];
+        let Some(sock) = self.s.socket(out_li) else {
+            return Ret::False;
+        };
         let branch = stateless_branch(&self.msg, sock.addr.to_string().as_bytes());
-        let via = format!(
-            "SIP/2.0/{} {}:{};branch={}",
-            sock.proto.via_name(),
-            sock.sip_host,
-            sock.sip_port,
-            branch
-        );
+        let via = self.s.via(out_li, &branch);
         let mut out = self.msg.clone();
-        if out.push_via(&via).is_err() {
+        if via.is_none_or(|v| out.push_via(&v).is_err()) {
             log::warn!("forward(): cannot add our Via");
             return Ret::False;
         }
@@ -207,20 +194,9 @@ impl<'a> Ctx<'a> {
             if let Some(f) = facts(&out) {
                 self.trace_sent(&bytes, &f, out_li, to, st);
             }
-            self.s.memory.remember(
-                branch,
-                Remembered {
-                    state: st.clone(),
-                    listener: self.li,
-                },
-                self.now,
-            );
+            self.s.remember(branch, st, self.li, self.now);
         }
-        self.s.sends.push(Send {
-            listener: out_li,
-            to,
-            bytes,
-        });
+        self.s.send(out_li, to, bytes);
         Ret::True
     }
 
@@ -235,7 +211,7 @@ impl<'a> Ctx<'a> {
             return;
         };
         let (host, port) = next.response_target();
-        let Some(to) = self.s.resolver.resolve(&host, port) else {
+        let Some(to) = self.s.resolve(&host, port) else {
             return;
         };
         let Some(li) = self.s.pick_listener(to, out_li.or(Some(self.li))) else {
@@ -247,11 +223,7 @@ impl<'a> Ctx<'a> {
                 self.trace_sent(&bytes, &f, li, to, st);
             }
         }
-        self.s.sends.push(Send {
-            listener: li,
-            to,
-            bytes,
-        });
+        self.s.send(li, to, bytes);
     }
 
     fn sl_reply(&mut self, code: u16, reason: &str, st: &MsgState) -> Ret {
@@ -272,7 +244,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn record_route(&mut self) -> Ret {
-        let Some(sock) = self.s.socks.get(self.li) else {
+        let Some(sock) = self.s.socket(self.li) else {
             return Ret::False;
         };
         let value = format!("<sip:{}:{};lr>", sock.sip_host, sock.sip_port);
@@ -348,7 +320,7 @@ impl<'a> Ctx<'a> {
             },
         };
         let mirror = match target {
-            Some(t) => match self.s.resolver.resolve(&t.host, t.port) {
+            Some(t) => match self.s.resolve(&t.host, t.port) {
                 Some(addr) => Some(MirrorDest {
                     addr,
                     transport: t.transport,
@@ -363,9 +335,7 @@ impl<'a> Ctx<'a> {
         ) {
             // Kamailio 5's transaction mode: the rest of the
             // transaction is traced too — our trace flag does that.
-            if let Some(f) = self.s.settings.trace_flag {
-                st.flags |= 1 << f;
-            }
+            self.s.set_flag(st);
         }
         let req = MirrorReq {
             dest: mirror,
@@ -380,7 +350,7 @@ impl<'a> Ctx<'a> {
         match Uri::parse(t) {
             Ok(u) if u.is_sip() => self.s.is_local(u.host_unbracketed(), u.port()),
             _ => match t.parse::<std::net::IpAddr>() {
-                Ok(ip) => self.s.socks.iter().any(|s| s.addr.ip() == ip),
+                Ok(ip) => self.s.listens_on(ip),
                 Err(_) => self.s.is_local(t, None),
             },
         }
@@ -494,7 +464,7 @@ pub(crate) fn send_stateless_reply(
 ) -> Option<(Vec<u8>, usize, SocketAddr)> {
     let via = req.top_via()?.ok()?;
     let (host, port) = via.response_target();
-    let to = s.resolver.resolve(&host, port)?;
+    let to = s.resolve(&host, port)?;
     let out_li = s.pick_listener(to, Some(li))?;
     let tag = with_tag.then(|| {
         let h = fnv1a(&[
@@ -502,21 +472,10 @@ pub(crate) fn send_stateless_reply(
             req.from_tag().unwrap_or_default(),
             via.branch().unwrap_or_default().as_bytes(),
         ]);
-        format!("{}.{h:x}", s.sl_tag)
+        s.tagged("", h)
     });
-    let bytes = build_reply(
-        req,
-        code,
-        reason,
-        tag.as_deref(),
-        extra,
-        s.settings.server_header.as_deref(),
-    );
-    s.sends.push(Send {
-        listener: out_li,
-        to,
-        bytes: bytes.clone(),
-    });
+    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), extra);
+    s.send(out_li, to, bytes.clone());
     Some((bytes, out_li, to))
 }
 
@@ -563,14 +522,12 @@ impl Host for Ctx<'_> {
             MsgPv::SrcPort => Value::Int(i64::from(self.src.port())),
             MsgPv::RcvIp => self
                 .s
-                .socks
-                .get(self.li)
+                .socket(self.li)
                 .map(|l| Value::Str(l.addr.ip().to_string()))
                 .unwrap_or(Value::Null),
             MsgPv::RcvPort => self
                 .s
-                .socks
-                .get(self.li)
+                .socket(self.li)
                 .map(|l| Value::Int(i64::from(l.addr.port())))
                 .unwrap_or(Value::Null),
             MsgPv::Proto => Value::Str(self.proto().as_str().to_string()),

@@ -11,21 +11,24 @@
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
 //! mirrors: the core decides that an event happens, trace::mirror makes
 //! its copy) and tsx/ (transactions, through tm.rs).
+//!
+//! Files: host.rs (the script's view of one message), tm.rs (`t_*` over
+//! tsx/), state.rs (what lasts between messages, reached only through its
+//! operations), memory.rs (stateless branches), resolve.rs (names).
 
 mod host;
 pub mod memory;
 mod resolve;
+mod state;
 mod tm;
 
 use crate::clock::WallTime;
 use crate::db::Row;
-use crate::script::{AvpName, MsgState, Program, Value, Vars};
+use crate::script::{AvpName, MsgState, Program, Vars};
 use crate::sip::{SipMsg, Transport};
-use crate::trace::mirror::{
-    Copied, HepSettings, Mirror, MirrorCopy, MirrorDest, MirrorReq, MirrorSettings,
-};
-use crate::trace::{Endpoint, Event, Facts, Tracer, Trigger};
-use memory::{Memory, Remembered};
+use crate::trace::mirror::{MirrorCopy, MirrorSettings};
+use crate::trace::{Facts, Tracer, Trigger};
+use state::State;
 use std::net::SocketAddr;
 use std::time::Instant;
 
@@ -52,12 +55,8 @@ pub struct CoreSettings {
     /// `alias=` names (and ports) that mean "us" besides the listeners.
     pub aliases: Vec<(String, Option<u16>)>,
     pub server_header: Option<String>,
-    /// duplicate_uri, resolved at start-up. This and the next two are
-    /// moved into the mirror (trace::mirror) when the core is made.
-    pub duplicate: Option<MirrorDest>,
-    pub hep: Option<HepSettings>,
-    /// Local address to send mirrored copies from (`send_sock_addr`).
-    pub send_sock: Option<SocketAddr>,
+    /// Where copies of traced events go (trace::mirror).
+    pub mirror: MirrorSettings,
     /// Cap of the stateless reply memory (entries).
     pub memory_cap: usize,
 }
@@ -81,110 +80,68 @@ pub struct CoreStats {
     pub copies_dropped: u64,
 }
 
-/// Everything but the program and `$var`s, so a message context can borrow
-/// it mutably while the interpreter holds those.
-pub(crate) struct State {
-    pub settings: CoreSettings,
-    pub socks: Vec<LocalSock>,
-    pub tracer: Tracer,
-    pub memory: Memory,
-    pub sends: Vec<Send>,
-    /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
-    pub mirror: Mirror,
-    pub rows: Vec<Row>,
-    pub stats: CoreStats,
-    pub resolver: Resolver,
-    /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
-    /// it answers one of our stateless replies and is absorbed (sl module).
-    pub sl_tag: String,
-    pub tm: tm::Tm,
-}
-
 pub struct Core {
     program: Program,
     vars: Vars,
-    pub(crate) s: State,
+    s: State,
 }
 
 impl Core {
     pub fn new(
         program: Program,
-        mut settings: CoreSettings,
+        settings: CoreSettings,
         socks: Vec<LocalSock>,
         tracer: Tracer,
         tm_config: crate::tsx::ValidTsxConfig,
         seed: u64,
     ) -> Core {
-        let memory = Memory::new(settings.memory_cap.max(1024));
-        let mirror = Mirror::new(
-            MirrorSettings {
-                duplicate: settings.duplicate.take(),
-                hep: settings.hep.take(),
-                send_sock: settings.send_sock.take(),
-            },
-            socks.iter().map(|s| s.addr).collect(),
-        );
         Core {
             program,
             vars: Vars::default(),
-            s: State {
-                settings,
-                socks,
-                tracer,
-                memory,
-                sends: Vec::new(),
-                mirror,
-                rows: Vec::new(),
-                stats: CoreStats::default(),
-                resolver: Resolver::default(),
-                sl_tag: format!("{seed:016x}"),
-                tm: tm::Tm::new(tm_config),
-            },
+            s: State::new(settings, socks, tracer, tm_config, seed),
         }
     }
 
     pub fn stats(&self) -> &CoreStats {
-        &self.s.stats
+        self.s.stats()
     }
 
     /// Live transactions (for `tm_stats`), and remembered stateless branches.
     pub fn live_transactions(&self) -> usize {
-        self.s.tm.len()
+        self.s.tm().len()
     }
 
     pub fn transactions_created(&self) -> u64 {
-        self.s.tm.created
+        self.s.tm().created
     }
 
     pub fn take_sends(&mut self) -> Vec<Send> {
-        std::mem::take(&mut self.s.sends)
+        self.s.take_sends()
     }
 
     pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
-        self.s.mirror.take()
+        self.s.take_mirrors()
     }
 
     /// Outcome of copies handed out by [`Core::take_mirrors`], for
     /// `sip_trace_stats` (the reactor knows whether a send succeeded).
     pub fn count_copies(&mut self, sent: u64, dropped: u64) {
-        self.s.stats.copies_sent += sent;
-        self.s.stats.copies_dropped += dropped;
+        let stats = self.s.stats_mut();
+        stats.copies_sent += sent;
+        stats.copies_dropped += dropped;
     }
 
     pub fn take_rows(&mut self) -> Vec<Row> {
-        std::mem::take(&mut self.s.rows)
+        self.s.take_rows()
     }
 
     pub fn next_deadline(&self) -> Option<Instant> {
-        [self.s.memory.next_deadline(), self.s.tm.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
+        self.s.next_deadline()
     }
 
     pub fn on_timer(&mut self, now: Instant, wall: WallTime) {
-        self.s.resolver.set_now(now);
-        self.s.memory.expire(now);
+        self.s.set_now(now);
+        self.s.forget_expired(now);
         tm::on_timer(self, now, wall);
     }
 
@@ -197,12 +154,12 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
-        self.s.resolver.set_now(now);
-        self.s.stats.received += 1;
+        self.s.set_now(now);
+        self.s.stats_mut().received += 1;
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,
             Err(e) => {
-                self.s.stats.not_sip += 1;
+                self.s.stats_mut().not_sip += 1;
                 log::debug!("dropped {} bytes from {src}: not SIP ({e})", raw.len());
                 // A request cut short of its Content-Length still earns a
                 // 400 when it can be addressed (RFC 4475 §3.1.2.2).
@@ -224,7 +181,7 @@ impl Core {
             }
         };
         if let Err(why) = msg.validate() {
-            self.s.stats.malformed += 1;
+            self.s.stats_mut().malformed += 1;
             log::debug!("malformed message from {src}: {why}");
             if msg.is_request() && msg.method() != Some("ACK") {
                 let (code, reason) = why.status();
@@ -250,8 +207,8 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
-        if orig.method() == Some("ACK") && self.absorbs_sl_ack(&orig) {
-            if self.s.settings.trace_sl_acks {
+        if orig.method() == Some("ACK") && self.s.is_sl_ack(&orig) {
+            if self.s.traces_sl_acks() {
                 let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
                 ctx.trace_received(Trigger::Script, &MsgState::default(), None);
             }
@@ -281,7 +238,7 @@ impl Core {
         wall: WallTime,
     ) {
         let Some(Ok(via)) = orig.top_via() else {
-            self.s.stats.replies_not_ours += 1;
+            self.s.stats_mut().replies_not_ours += 1;
             return;
         };
         let via_port = via.port.unwrap_or(crate::sip::DEFAULT_PORT);
@@ -293,7 +250,7 @@ impl Core {
             return;
         }
         let rem = if ours {
-            self.s.memory.get(&branch).cloned()
+            self.s.remembered(&branch).cloned()
         } else {
             None
         };
@@ -314,7 +271,7 @@ impl Core {
             ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
         }
         if !ours {
-            ctx.s.stats.replies_not_ours += 1;
+            ctx.s.stats_mut().replies_not_ours += 1;
             log::debug!("reply from {src} whose top Via is not ours: not relayed");
             return;
         }
@@ -324,118 +281,13 @@ impl Core {
         ctx.relay_reply_statelessly(out_li, traced.then_some(&st));
     }
 
-    fn absorbs_sl_ack(&self, ack: &SipMsg) -> bool {
-        ack.to_tag()
-            .is_some_and(|t| t.starts_with(self.s.sl_tag.as_bytes()))
-    }
-
     /// MI/RPC view of the trace switch.
     pub fn trace_on(&self) -> i32 {
-        self.s.tracer.on
+        self.s.trace_on()
     }
 
     pub fn set_trace_on(&mut self, on: bool) {
-        self.s.tracer.on = i32::from(on);
-    }
-}
-
-impl State {
-    /// Is `host[:port]` one of our sockets or aliases? A missing port means
-    /// 5060 (RFC 3261 §19.1.2).
-    pub fn is_local(&self, host: &str, port: Option<u16>) -> bool {
-        let host = host.trim_start_matches('[').trim_end_matches(']');
-        let port = port.unwrap_or(crate::sip::DEFAULT_PORT);
-        let ip: Option<std::net::IpAddr> = host.parse().ok();
-        self.socks.iter().any(|s| {
-            let same_host = match ip {
-                Some(ip) => ip == s.addr.ip(),
-                None => false,
-            } || s
-                .sip_host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .eq_ignore_ascii_case(host);
-            same_host && (port == s.addr.port() || port == s.sip_port)
-        }) || self.settings.aliases.iter().any(|(a, p)| {
-            a.eq_ignore_ascii_case(host)
-                && match p {
-                    Some(p) => *p == port,
-                    None => self.socks.iter().any(|s| s.addr.port() == port),
-                }
-        })
-    }
-
-    /// The listener to send to `to` from: the preferred one when its
-    /// address family fits, else the first that fits.
-    pub fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
-        if let Some(p) = preferred {
-            if self
-                .socks
-                .get(p)
-                .is_some_and(|s| s.addr.is_ipv4() == to.is_ipv4())
-            {
-                return Some(p);
-            }
-        }
-        self.socks
-            .iter()
-            .position(|s| s.addr.is_ipv4() == to.is_ipv4())
-    }
-
-    /// The transport of listener `li` (UDP when there is none: the only
-    /// one served).
-    pub fn sock_transport(&self, li: usize) -> Transport {
-        self.socks.get(li).map(|l| l.proto).unwrap_or_default()
-    }
-
-    /// Listener `li` as a trace event's end, as it is (no trace_local_ip).
-    pub fn sock_endpoint(&self, li: usize) -> Endpoint {
-        match self.socks.get(li) {
-            Some(l) => Endpoint::sock(l.proto, l.addr),
-            None => Endpoint::Any,
-        }
-    }
-
-    pub fn traced_users(&self, st: &MsgState) -> Vec<String> {
-        match &self.settings.traced_user_avp {
-            Some(name) => st.avps.values(name).map(Value::to_text).collect(),
-            None => Vec::new(),
-        }
-    }
-
-    pub fn trace_table(&self, st: &MsgState) -> Option<String> {
-        let name = self.settings.trace_table_avp.as_ref()?;
-        match st.avps.get(name) {
-            Some(Value::Str(s)) if !s.is_empty() => Some(s.clone()),
-            _ => None,
-        }
-    }
-
-    /// One traced wire event: rows (unless trace_to_database=0) and, when
-    /// the event yields any, one mirrored copy (docs/decisions.md §1).
-    pub fn trace(
-        &mut self,
-        ev: &Event<'_>,
-        trigger: Trigger,
-        st: &MsgState,
-        mirror: Option<MirrorReq<'_>>,
-    ) {
-        let users = self.traced_users(st);
-        if !self.tracer.wants(trigger, users.len()) {
-            return;
-        }
-        let table = self.trace_table(st);
-        if self.tracer.to_database() {
-            self.tracer
-                .rows(ev, trigger, &users, table.as_deref(), &mut self.rows);
-        } else {
-            let mut scratch = Vec::new();
-            self.tracer
-                .rows(ev, trigger, &users, table.as_deref(), &mut scratch);
-        }
-        if self.mirror.copy(ev, mirror.unwrap_or_default()) == Copied::Dropped {
-            self.stats.copies_dropped += 1;
-        }
+        self.s.set_trace_on(on);
     }
 }
 
@@ -461,9 +313,4 @@ pub fn facts(m: &SipMsg) -> Option<Facts> {
         fromtag: lossy(m.from_tag()),
         totag: lossy(m.to_tag()),
     })
-}
-
-/// A local socket as a trace event's end, or trace_local_ip (docs/decisions.md §1).
-pub(crate) fn local_endpoint(s: &State, li: usize) -> Endpoint {
-    s.tracer.local(s.sock_endpoint(li))
 }

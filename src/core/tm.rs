@@ -10,11 +10,12 @@
 //! values, and failure_route sees them.
 
 use super::host::Ctx;
-use super::{Core, Send, State, facts};
+use super::state::State;
+use super::{Core, facts};
 use crate::clock::WallTime;
 use crate::script::{HostCall, MsgState, Outcome, Ret, RouteId};
-use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel, build_reply};
-use crate::trace::{Event as TraceEvent, Trigger};
+use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel};
+use crate::trace::Trigger;
 use crate::tsx::{
     ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, ServerKey,
     Table, Transmit, TxId, ValidTsxConfig,
@@ -129,14 +130,20 @@ pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> 
         HostCall::TRelay(dest) => relay(ctx, dest.as_ref(), st),
         HostCall::TOnReply(id) => {
             ctx.on_reply = Some(id);
-            if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
+            if let Some(d) = ctx
+                .current_tx
+                .and_then(|tx| ctx.s.tm_mut().table.user_mut(tx))
+            {
                 d.on_reply = Some(id);
             }
             Ret::True
         }
         HostCall::TOnFailure(id) => {
             ctx.on_failure = Some(id);
-            if let Some(d) = ctx.current_tx.and_then(|tx| ctx.s.tm.table.user_mut(tx)) {
+            if let Some(d) = ctx
+                .current_tx
+                .and_then(|tx| ctx.s.tm_mut().table.user_mut(tx))
+            {
                 d.on_failure = Some(id);
             }
             Ret::True
@@ -148,7 +155,7 @@ pub(crate) fn call(ctx: &mut Ctx<'_>, call: HostCall<'_>, st: &mut MsgState) -> 
         HostCall::TReply { code, reason } => t_reply(ctx, code, &reason, st),
         HostCall::TRelease => Ret::True,
         HostCall::TIsCanceled => match ctx.current_tx {
-            Some(tx) if ctx.s.tm.table.is_cancelled(tx) => Ret::True,
+            Some(tx) if ctx.s.tm().table.is_cancelled(tx) => Ret::True,
             _ => Ret::False,
         },
         other => {
@@ -163,13 +170,13 @@ fn check_trans(ctx: &mut Ctx<'_>) -> Ret {
         return Ret::False;
     };
     if *key.method() == Method::Cancel {
-        return if ctx.s.tm.table.find_invite(&key).is_some() {
+        return if ctx.s.tm().table.find_invite(&key).is_some() {
             Ret::True
         } else {
             Ret::False
         };
     }
-    match ctx.s.tm.table.handle_request(&key, ctx.now) {
+    match ctx.s.tm_mut().table.handle_request(&key, ctx.now) {
         RequestMatch::NoMatch => Ret::False,
         RequestMatch::Retransmission { tx } => {
             ctx.current_tx = Some(tx);
@@ -186,7 +193,7 @@ fn check_trans(ctx: &mut Ctx<'_>) -> Ret {
 /// ACK for a negative final reply (Kamailio's ACK_NEG_IN): traced `in` with
 /// the transaction's flag and users.
 fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
-    if let Some(d) = ctx.s.tm.table.user(tx) {
+    if let Some(d) = ctx.s.tm().table.user(tx) {
         let st = d.st.clone();
         let flag_set = ctx.flag_set(&st);
         if first {
@@ -201,12 +208,12 @@ fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
 /// absorbed: `Exit`; error: `False`).
 fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     if let Some(tx) = ctx.current_tx {
-        if ctx.s.tm.table.user(tx).is_some() {
+        if ctx.s.tm().table.user(tx).is_some() {
             return Ok(tx);
         }
     }
     let key = request_key(ctx.orig).ok_or(Ret::False)?;
-    match ctx.s.tm.table.handle_request(&key, ctx.now) {
+    match ctx.s.tm_mut().table.handle_request(&key, ctx.now) {
         RequestMatch::NoMatch => {}
         RequestMatch::Retransmission { tx } => {
             ctx.current_tx = Some(tx);
@@ -220,19 +227,10 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     }
     let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
     let (host, port) = via.response_target();
-    let to = ctx.s.resolver.resolve(&host, port).ok_or(Ret::False)?;
+    let to = ctx.s.resolve(&host, port).ok_or(Ret::False)?;
     let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
-    let trying = (ctx.msg.method() == Some("INVITE")).then(|| {
-        let b = build_reply(
-            &ctx.msg,
-            100,
-            "Trying",
-            None,
-            &[],
-            ctx.s.settings.server_header.as_deref(),
-        );
-        Payload::from(b)
-    });
+    let trying = (ctx.msg.method() == Some("INVITE"))
+        .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
     let data = TxData {
         st: st.clone(),
         origin: Some(Origin {
@@ -246,12 +244,12 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     };
     match ctx
         .s
-        .tm
+        .tm_mut()
         .table
         .create(key, Hop { li, to }, data, trying, ctx.now)
     {
         Ok(tx) => {
-            ctx.s.tm.created += 1;
+            ctx.s.tm_mut().created += 1;
             ctx.current_tx = Some(tx);
             drain(ctx.s, ctx.wall);
             Ok(tx)
@@ -271,7 +269,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         // A 2xx ACK has no transaction: relayed statelessly, as Kamailio.
         Some("ACK") => {
             if let Some(key) = request_key(ctx.orig) {
-                match ctx.s.tm.table.handle_request(&key, ctx.now) {
+                match ctx.s.tm_mut().table.handle_request(&key, ctx.now) {
                     RequestMatch::AckAbsorbed { tx, first } => {
                         ack_absorbed(ctx, tx, first);
                         return Ret::Exit;
@@ -295,7 +293,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         },
     };
     // The script state at t_relay time is what the transaction traces with.
-    if let Some(d) = ctx.s.tm.table.user_mut(tx) {
+    if let Some(d) = ctx.s.tm_mut().table.user_mut(tx) {
         d.st = st.clone();
         d.on_reply = ctx.on_reply.or(d.on_reply);
         d.on_failure = ctx.on_failure;
@@ -311,22 +309,19 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         log::warn!("t_relay(): no listening socket can reach {to}");
         return Ret::False;
     };
-    ctx.s.tm.next_branch += 1;
-    let sock = &ctx.s.socks[li];
-    let branch = format!("z9hG4bK{}.{:x}", ctx.s.sl_tag, ctx.s.tm.next_branch);
-    let via = format!(
-        "SIP/2.0/{} {}:{};branch={branch}",
-        sock.proto.via_name(),
-        sock.sip_host,
-        sock.sip_port
-    );
+    ctx.s.tm_mut().next_branch += 1;
+    let branch = ctx.s.tagged("z9hG4bK", ctx.s.tm().next_branch);
     let mut out = ctx.msg.clone();
-    if out.push_via(&via).is_err() {
+    if ctx
+        .s
+        .via(li, &branch)
+        .is_none_or(|via| out.push_via(&via).is_err())
+    {
         return Ret::False;
     }
     let method = Method::from_token(ctx.msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
-    match ctx.s.tm.table.add_branch(
+    match ctx.s.tm_mut().table.add_branch(
         tx,
         key,
         Hop { li, to },
@@ -351,12 +346,12 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
     let Some(key) = request_key(ctx.orig) else {
         return Ret::False;
     };
-    let Some(tx) = ctx.s.tm.table.find_invite(&key) else {
+    let Some(tx) = ctx.s.tm().table.find_invite(&key) else {
         local_stateless(ctx, 481, "Call/Transaction Does Not Exist", st);
         return Ret::False;
     };
     local_stateless(ctx, 200, "canceling", st);
-    match ctx.s.tm.table.cancel(tx, ctx.now) {
+    match ctx.s.tm_mut().table.cancel(tx, ctx.now) {
         Ok(crate::tsx::CancelOutcome::NothingPending) => {
             send_local_final(ctx.s, tx, 487, "Request Terminated", ctx.now);
         }
@@ -396,24 +391,22 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
 
 /// A reply tm builds itself from the transaction's request.
 fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Instant) -> bool {
-    let Some(req) =
-        s.tm.table
-            .user(tx)
-            .and_then(|d| d.origin.as_ref())
-            .map(|o| &o.request)
+    let Some(req) = s
+        .tm()
+        .table
+        .user(tx)
+        .and_then(|d| d.origin.as_ref())
+        .map(|o| &o.request)
     else {
         return false;
     };
-    let tag = (code > 100).then(|| format!("tm{}.{:x}", s.sl_tag, tx_hash(req)));
-    let bytes = build_reply(
-        req,
-        code,
-        reason,
-        tag.as_deref(),
-        &[],
-        s.settings.server_header.as_deref(),
-    );
-    match s.tm.table.send_reply(tx, code, Payload::from(bytes), now) {
+    let tag = (code > 100).then(|| s.tagged("tm", tx_hash(req)));
+    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), &[]);
+    match s
+        .tm_mut()
+        .table
+        .send_reply(tx, code, Payload::from(bytes), now)
+    {
         Ok(()) => true,
         Err(e) => {
             log::debug!("t_reply({code}): {e}");
@@ -438,11 +431,12 @@ fn tx_hash(m: &SipMsg) -> u64 {
 
 /// Sends (and traces) what the table queued; keeps events for the core.
 pub(crate) fn drain(s: &mut State, wall: WallTime) {
-    while let Some(t) = s.tm.table.poll_transmit() {
+    while let Some(t) = s.tm_mut().table.poll_transmit() {
         transmit(s, t, wall);
     }
-    while let Some(ev) = s.tm.table.poll_event() {
-        s.tm.pending.push(ev);
+    let tm = s.tm_mut();
+    while let Some(ev) = tm.table.poll_event() {
+        tm.pending.push(ev);
     }
 }
 
@@ -455,41 +449,28 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
         retransmission,
     } = t;
     if let crate::tsx::Sent::Reply { code: 200.. } = what {
-        if let Some(d) = s.tm.table.user_mut(tx) {
+        if let Some(d) = s.tm_mut().table.user_mut(tx) {
             d.origin = None;
         }
     }
     if !retransmission {
-        if let Some(st) = s.tm.table.user(tx).map(|d| d.st.clone()) {
+        if let Some(st) = s.tm().table.user(tx).map(|d| d.st.clone()) {
             trace_out(s, &bytes, to, &st, wall);
         }
     }
-    s.sends.push(Send {
-        listener: to.li,
-        to: to.to,
-        bytes: bytes.to_vec(),
-    });
+    s.send(to.li, to.to, bytes.to_vec());
 }
 
 fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime) {
-    let flag_set = s.settings.trace_flag.is_some_and(|f| st.flag(f));
-    if !s
-        .tracer
-        .wants(Trigger::Flag { flag_set }, s.traced_users(st).len())
-    {
+    // Checked before parsing: most transmissions of a busy proxy are not
+    // traced.
+    let flag_set = s.flag_set(st);
+    if !s.wants_trace(Trigger::Flag { flag_set }, st) {
         return;
     }
     let Ok(m) = SipMsg::parse(bytes) else { return };
     let Some(f) = facts(&m) else { return };
-    let ev = TraceEvent {
-        bytes,
-        facts: &f,
-        dir: crate::trace::Direction::Out,
-        from: super::local_endpoint(s, to.li),
-        to: crate::trace::Endpoint::sock(s.sock_transport(to.li), to.to),
-        time: wall,
-    };
-    s.trace(&ev, Trigger::Flag { flag_set }, st, None);
+    s.trace_sent(bytes, &f, to.li, to.to, st, wall);
 }
 
 /// A reply that reached us: matched to a branch, traced, onreply_route
@@ -515,7 +496,7 @@ pub(crate) fn on_reply(
     };
     let m = core
         .s
-        .tm
+        .tm_mut()
         .table
         .handle_reply(&key, code, Payload::from(raw), now, |req| {
             let ack = SipMsg::parse(req)
@@ -530,7 +511,7 @@ pub(crate) fn on_reply(
     };
     let Some((st, on_reply)) = core
         .s
-        .tm
+        .tm()
         .table
         .user(m.tx)
         .map(|d| (d.st.clone(), d.on_reply))
@@ -549,12 +530,12 @@ pub(crate) fn on_reply(
         if m.disposition == Disposition::Relay && outcome != Some(Outcome::Drop) {
             let mut out = ctx.msg.clone();
             if matches!(out.pop_top_via(), Ok(true)) {
-                if let Err(e) =
-                    ctx.s
-                        .tm
-                        .table
-                        .send_reply(m.tx, code, Payload::from(out.into_bytes()), now)
-                {
+                if let Err(e) = ctx.s.tm_mut().table.send_reply(
+                    m.tx,
+                    code,
+                    Payload::from(out.into_bytes()),
+                    now,
+                ) {
                     log::debug!("relaying {code}: {e}");
                 }
             }
@@ -567,7 +548,7 @@ pub(crate) fn on_reply(
 
 /// Timers of the table, then what they caused.
 pub(crate) fn on_timer(core: &mut Core, now: Instant, wall: WallTime) {
-    core.s.tm.table.handle_timeout(now);
+    core.s.tm_mut().table.handle_timeout(now);
     drain(&mut core.s, wall);
     run_pending(core, now, wall);
 }
@@ -578,9 +559,9 @@ pub(crate) fn run_pending(core: &mut Core, now: Instant, wall: WallTime) {
     // Bounded: each event handled may queue more (a failure_route relaying
     // again), but a transaction's branches are bounded by tsx.
     let mut rounds = 0;
-    while !core.s.tm.pending.is_empty() && rounds < 64 {
+    while !core.s.tm().pending.is_empty() && rounds < 64 {
         rounds += 1;
-        for ev in std::mem::take(&mut core.s.tm.pending) {
+        for ev in std::mem::take(&mut core.s.tm_mut().pending) {
             match ev {
                 Event::CancelBranch {
                     tx,
@@ -594,7 +575,7 @@ pub(crate) fn run_pending(core: &mut Core, now: Instant, wall: WallTime) {
                     if let Some(c) = cancel {
                         if let Err(e) =
                             core.s
-                                .tm
+                                .tm_mut()
                                 .table
                                 .send_cancel(tx, branch, Payload::from(c), now)
                         {
@@ -621,7 +602,7 @@ fn all_failed(
     now: Instant,
     wall: WallTime,
 ) {
-    let Some(d) = core.s.tm.table.user(tx).cloned() else {
+    let Some(d) = core.s.tm().table.user(tx).cloned() else {
         return;
     };
     let mut relayed = false;
@@ -644,13 +625,13 @@ fn all_failed(
         ctx.in_failure_route = Some(tx);
         ctx.t_reply_code = Some(best.code);
         // A failure_route arms its own next failure_route, as in Kamailio.
-        if let Some(dd) = ctx.s.tm.table.user_mut(tx) {
+        if let Some(dd) = ctx.s.tm_mut().table.user_mut(tx) {
             dd.on_failure = None;
         }
         core.program.run(route, &mut st, &mut core.vars, &mut ctx);
         relayed = ctx.relayed;
     }
-    if relayed || core.s.tm.table.final_reply(tx).is_some() {
+    if relayed || core.s.tm().table.final_reply(tx).is_some() {
         return;
     }
     let sent = match best.reply.as_deref().map(SipMsg::parse) {
@@ -658,7 +639,7 @@ fn all_failed(
             matches!(r.pop_top_via(), Ok(true))
                 && core
                     .s
-                    .tm
+                    .tm_mut()
                     .table
                     .send_reply(tx, best.code, Payload::from(r.into_bytes()), now)
                     .is_ok()

@@ -195,6 +195,92 @@ impl UriTarget {
     }
 }
 
+/// A `listen=` / `alias=` value as Kamailio's config grammar writes it:
+/// `[proto:]host[:port]`, the host `*`, a name, an IP, `[IPv6]` or a bare
+/// IPv6 address (then without a port: its colons would swallow it). Only
+/// split here, not checked: the config layer checks the protocol (every
+/// name Kamailio has parses, served or not) and the port range with the
+/// value's position, and binding decides the host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ListenForm<'a> {
+    /// As written (any case).
+    pub proto: Option<&'a str>,
+    /// Without brackets.
+    pub host: &'a str,
+    /// The digits as written, unchecked for range (config.rs reports
+    /// "port N out of range").
+    pub port: Option<u32>,
+}
+
+/// Why a listen-form value could not be split; each message quotes the
+/// whole value.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ListenFormError {
+    #[error("missing ']' in address '{0}'")]
+    UnclosedBracket(String),
+    #[error("unexpected '{after}' after ']' in address '{text}'")]
+    AfterBracket { after: String, text: String },
+    #[error("missing host in address '{0}'")]
+    EmptyHost(String),
+    #[error("invalid port '{port}' in address '{text}'")]
+    BadPort { port: String, text: String },
+    /// Digits, but more than a u32 holds.
+    #[error("invalid port '{0}'")]
+    HugePort(String),
+}
+
+impl<'a> ListenForm<'a> {
+    pub fn parse(text: &'a str) -> Result<ListenForm<'a>, ListenFormError> {
+        let (proto, rest) = match text.split_once(':') {
+            Some((p, r)) if !matches!(Transport::parse(p), Err(TransportError::Unknown(_))) => {
+                (Some(p), r)
+            }
+            _ => (None, text),
+        };
+        let (host, port) = if let Some(r) = rest.strip_prefix('[') {
+            let end = r
+                .find(']')
+                .ok_or_else(|| ListenFormError::UnclosedBracket(text.to_string()))?;
+            let after = &r[end + 1..];
+            let port = match after.strip_prefix(':') {
+                Some(p) => Some(p),
+                None if after.is_empty() => None,
+                None => {
+                    return Err(ListenFormError::AfterBracket {
+                        after: after.to_string(),
+                        text: text.to_string(),
+                    });
+                }
+            };
+            (&r[..end], port)
+        } else if rest.matches(':').count() > 1 {
+            (rest, None)
+        } else {
+            match rest.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (rest, None),
+            }
+        };
+        if host.is_empty() {
+            return Err(ListenFormError::EmptyHost(text.to_string()));
+        }
+        let port = match port {
+            None => None,
+            Some(p) if !p.is_empty() && p.bytes().all(|c| c.is_ascii_digit()) => Some(
+                p.parse::<u32>()
+                    .map_err(|_| ListenFormError::HugePort(p.to_string()))?,
+            ),
+            Some(p) => {
+                return Err(ListenFormError::BadPort {
+                    port: p.to_string(),
+                    text: text.to_string(),
+                });
+            }
+        };
+        Ok(ListenForm { proto, host, port })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -331,5 +417,22 @@ mod tests {
         for (input, expect) in cases {
             check_uri(input, expect);
         }
+    }
+
+    #[test]
+    fn listen_form_keeps_what_it_cannot_judge() {
+        // A protocol name is recognised whatever its case and served or
+        // not; an unknown one is the host. The port is not range-checked.
+        let f = ListenForm::parse("SCTP:host:70000").unwrap();
+        assert_eq!(
+            (f.proto, f.host, f.port),
+            (Some("SCTP"), "host", Some(70000))
+        );
+        let f = ListenForm::parse("sipx:5060").unwrap();
+        assert_eq!((f.proto, f.host, f.port), (None, "sipx", Some(5060)));
+        assert_eq!(
+            ListenForm::parse("h:99999999999").unwrap_err().to_string(),
+            "invalid port '99999999999'"
+        );
     }
 }

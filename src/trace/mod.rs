@@ -27,6 +27,13 @@ use std::sync::Arc;
 /// the port — docs/decisions.md §2).
 pub const ANY_DEST: &str = "any:255.255.255.255:5060";
 
+/// [`ANY_DEST`] as the address HEP carries (Kamailio's siptrace parses the
+/// row's string back); kept beside it, and tested equal.
+const ANY_ADDR: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
+    std::net::Ipv4Addr::BROADCAST,
+    5060,
+));
+
 /// One end of a traced message. Text is made only where a row column is
 /// written ([`Endpoint::render`]); HEP takes the address ([`Endpoint::hep`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,7 +71,7 @@ impl Endpoint {
     pub fn hep(&self) -> Option<(Transport, SocketAddr)> {
         match self {
             Endpoint::Sock { transport, addr } => Some((*transport, *addr)),
-            Endpoint::Any => Some((Transport::Udp, SocketAddr::from(([255; 4], 5060)))),
+            Endpoint::Any => Some((Transport::Udp, ANY_ADDR)),
             Endpoint::Configured(l) => l.addr,
         }
     }
@@ -426,5 +433,10 @@ mod tests {
             assert_eq!(ep.render(), text, "{ep:?}");
             assert_eq!(ep.hep(), hep, "{ep:?}");
         }
+    }
+
+    #[test]
+    fn any_dest_and_its_hep_address_agree() {
+        assert_eq!(format!("any:{ANY_ADDR}"), ANY_DEST);
     }
 }

@@ -1,0 +1,367 @@
+//! What the core keeps between messages — sockets, siptrace settings, the
+//! tracer and mirror, the stateless reply memory, the transaction table,
+//! the queues the reactor drains — behind operations named for what the
+//! proxy does with them (send, trace, resolve, remember…), so host.rs and
+//! tm.rs, which are children of `core` and would otherwise see every
+//! field, cannot reach past them.
+//!
+//! Depends on the same modules as the rest of core/ (sip/, script/,
+//! trace/, tsx/ through tm.rs) and on nothing that does I/O.
+
+use super::memory::{Memory, Remembered};
+use super::resolve::Resolver;
+use super::tm::Tm;
+use super::{CoreSettings, CoreStats, LocalSock, Send};
+use crate::clock::WallTime;
+use crate::db::Row;
+use crate::script::{AvpName, MsgState, Value};
+use crate::sip::{SipMsg, Transport, build_reply};
+use crate::trace::mirror::{Copied, Mirror, MirrorCopy, MirrorReq};
+use crate::trace::{Direction, Endpoint, Event, Facts, Tracer, Trigger};
+use std::net::SocketAddr;
+use std::time::Instant;
+
+/// Everything but the program and `$var`s, so a message context can borrow
+/// it mutably while the interpreter holds those.
+pub(crate) struct State {
+    trace_flag: Option<u8>,
+    traced_user_avp: Option<AvpName>,
+    trace_table_avp: Option<AvpName>,
+    trace_sl_acks: bool,
+    aliases: Vec<(String, Option<u16>)>,
+    server_header: Option<String>,
+    socks: Vec<LocalSock>,
+    tracer: Tracer,
+    memory: Memory,
+    sends: Vec<Send>,
+    /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
+    mirror: Mirror,
+    rows: Vec<Row>,
+    stats: CoreStats,
+    resolver: Resolver,
+    /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
+    /// it answers one of our stateless replies and is absorbed (sl module).
+    sl_tag: String,
+    tm: Tm,
+}
+
+impl State {
+    pub fn new(
+        settings: CoreSettings,
+        socks: Vec<LocalSock>,
+        tracer: Tracer,
+        tm_config: crate::tsx::ValidTsxConfig,
+        seed: u64,
+    ) -> State {
+        let CoreSettings {
+            trace_flag,
+            traced_user_avp,
+            trace_table_avp,
+            trace_sl_acks,
+            aliases,
+            server_header,
+            mirror,
+            memory_cap,
+        } = settings;
+        let mirror = Mirror::new(mirror, socks.iter().map(|s| s.addr).collect());
+        State {
+            trace_flag,
+            traced_user_avp,
+            trace_table_avp,
+            trace_sl_acks,
+            aliases,
+            server_header,
+            socks,
+            tracer,
+            memory: Memory::new(memory_cap.max(1024)),
+            sends: Vec::new(),
+            mirror,
+            rows: Vec::new(),
+            stats: CoreStats::default(),
+            resolver: Resolver::default(),
+            sl_tag: format!("{seed:016x}"),
+            tm: Tm::new(tm_config),
+        }
+    }
+
+    pub fn stats(&self) -> &CoreStats {
+        &self.stats
+    }
+
+    pub fn stats_mut(&mut self) -> &mut CoreStats {
+        &mut self.stats
+    }
+
+    pub fn tm(&self) -> &Tm {
+        &self.tm
+    }
+
+    pub fn tm_mut(&mut self) -> &mut Tm {
+        &mut self.tm
+    }
+
+    pub fn take_sends(&mut self) -> Vec<Send> {
+        std::mem::take(&mut self.sends)
+    }
+
+    pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
+        self.mirror.take()
+    }
+
+    pub fn take_rows(&mut self) -> Vec<Row> {
+        std::mem::take(&mut self.rows)
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        [self.memory.next_deadline(), self.tm.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+    }
+
+    /// The resolver's cache ages by the reactor's clock, handed in with
+    /// every datagram and timer (the core reads no clock itself).
+    pub fn set_now(&mut self, now: Instant) {
+        self.resolver.set_now(now);
+    }
+
+    pub fn forget_expired(&mut self, now: Instant) {
+        self.memory.expire(now);
+    }
+
+    /// MI/RPC view of the trace switch.
+    pub fn trace_on(&self) -> i32 {
+        self.tracer.on
+    }
+
+    pub fn set_trace_on(&mut self, on: bool) {
+        self.tracer.on = i32::from(on);
+    }
+
+    /// Does trace_sl_acks ask for ACKs absorbed by sl to be traced?
+    pub fn traces_sl_acks(&self) -> bool {
+        self.trace_sl_acks
+    }
+
+    /// An ACK whose To-tag we wrote in a stateless reply (sl module).
+    pub fn is_sl_ack(&self, ack: &SipMsg) -> bool {
+        ack.to_tag()
+            .is_some_and(|t| t.starts_with(self.sl_tag.as_bytes()))
+    }
+
+    /// `{prefix}{our tag}.{n:x}`: To-tags and branches that carry this
+    /// instance's tag, so what comes back for them is recognised.
+    pub fn tagged(&self, prefix: &str, n: u64) -> String {
+        format!("{prefix}{}.{n:x}", self.sl_tag)
+    }
+
+    /// A reply to `req` as we write it (with our Server header).
+    pub fn reply_bytes(
+        &self,
+        req: &SipMsg,
+        code: u16,
+        reason: &str,
+        to_tag: Option<&str>,
+        extra: &[String],
+    ) -> Vec<u8> {
+        build_reply(
+            req,
+            code,
+            reason,
+            to_tag,
+            extra,
+            self.server_header.as_deref(),
+        )
+    }
+
+    pub fn send(&mut self, listener: usize, to: SocketAddr, bytes: Vec<u8>) {
+        self.sends.push(Send {
+            listener,
+            to,
+            bytes,
+        });
+    }
+
+    pub fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr> {
+        self.resolver.resolve(host, port)
+    }
+
+    /// The stateless branch `branch` was forwarded with the script state
+    /// `st`, received on listener `li`: its replies are traced alike.
+    pub fn remember(&mut self, branch: String, st: &MsgState, li: usize, now: Instant) {
+        let r = Remembered {
+            state: st.clone(),
+            listener: li,
+        };
+        self.memory.remember(branch, r, now);
+    }
+
+    pub fn remembered(&self, branch: &str) -> Option<&Remembered> {
+        self.memory.get(branch)
+    }
+
+    pub fn socket(&self, li: usize) -> Option<&LocalSock> {
+        self.socks.get(li)
+    }
+
+    /// Our Via for a request leaving listener `li` (advertised address).
+    pub fn via(&self, li: usize, branch: &str) -> Option<String> {
+        let sock = self.socks.get(li)?;
+        Some(format!(
+            "SIP/2.0/{} {}:{};branch={branch}",
+            sock.proto.via_name(),
+            sock.sip_host,
+            sock.sip_port
+        ))
+    }
+
+    /// Is `host[:port]` one of our sockets or aliases? A missing port means
+    /// 5060 (RFC 3261 §19.1.2).
+    pub fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let port = port.unwrap_or(crate::sip::DEFAULT_PORT);
+        let ip: Option<std::net::IpAddr> = host.parse().ok();
+        self.socks.iter().any(|s| {
+            let same_host = match ip {
+                Some(ip) => ip == s.addr.ip(),
+                None => false,
+            } || s
+                .sip_host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .eq_ignore_ascii_case(host);
+            same_host && (port == s.addr.port() || port == s.sip_port)
+        }) || self.aliases.iter().any(|(a, p)| {
+            a.eq_ignore_ascii_case(host)
+                && match p {
+                    Some(p) => *p == port,
+                    None => self.socks.iter().any(|s| s.addr.port() == port),
+                }
+        })
+    }
+
+    /// Do we listen on address `ip` (any port)?
+    pub fn listens_on(&self, ip: std::net::IpAddr) -> bool {
+        self.socks.iter().any(|s| s.addr.ip() == ip)
+    }
+
+    /// The listener to send to `to` from: the preferred one when its
+    /// address family fits, else the first that fits.
+    pub fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
+        if let Some(p) = preferred {
+            if self
+                .socks
+                .get(p)
+                .is_some_and(|s| s.addr.is_ipv4() == to.is_ipv4())
+            {
+                return Some(p);
+            }
+        }
+        self.socks
+            .iter()
+            .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+    }
+
+    /// The transport of listener `li` (UDP when there is none: the only
+    /// one served).
+    pub fn sock_transport(&self, li: usize) -> Transport {
+        self.socks.get(li).map(|l| l.proto).unwrap_or_default()
+    }
+
+    /// Listener `li` as a trace event's end, as it is (no trace_local_ip).
+    pub fn sock_endpoint(&self, li: usize) -> Endpoint {
+        match self.socks.get(li) {
+            Some(l) => Endpoint::sock(l.proto, l.addr),
+            None => Endpoint::Any,
+        }
+    }
+
+    /// A local socket as a trace event's end, or trace_local_ip
+    /// (docs/decisions.md §1).
+    pub fn local_endpoint(&self, li: usize) -> Endpoint {
+        self.tracer.local(self.sock_endpoint(li))
+    }
+
+    /// Is the trace flag set in `st`?
+    pub fn flag_set(&self, st: &MsgState) -> bool {
+        self.trace_flag.is_some_and(|f| st.flag(f))
+    }
+
+    /// Sets the trace flag in `st` (when one is configured).
+    pub fn set_flag(&self, st: &mut MsgState) {
+        if let Some(f) = self.trace_flag {
+            st.flags |= 1 << f;
+        }
+    }
+
+    /// Would an event with this trigger and script state be traced at all?
+    /// Lets a caller skip building the event.
+    pub fn wants_trace(&self, trigger: Trigger, st: &MsgState) -> bool {
+        self.tracer.wants(trigger, self.traced_users(st).len())
+    }
+
+    pub fn traced_users(&self, st: &MsgState) -> Vec<String> {
+        match &self.traced_user_avp {
+            Some(name) => st.avps.values(name).map(Value::to_text).collect(),
+            None => Vec::new(),
+        }
+    }
+
+    fn trace_table(&self, st: &MsgState) -> Option<String> {
+        let name = self.trace_table_avp.as_ref()?;
+        match st.avps.get(name) {
+            Some(Value::Str(s)) if !s.is_empty() => Some(s.clone()),
+            _ => None,
+        }
+    }
+
+    /// A message we send, as a flag-triggered `out` event from listener
+    /// `li` to `to`.
+    pub fn trace_sent(
+        &mut self,
+        bytes: &[u8],
+        f: &Facts,
+        li: usize,
+        to: SocketAddr,
+        st: &MsgState,
+        wall: WallTime,
+    ) {
+        let flag_set = self.flag_set(st);
+        let ev = Event {
+            bytes,
+            facts: f,
+            dir: Direction::Out,
+            from: self.local_endpoint(li),
+            to: Endpoint::sock(self.sock_transport(li), to),
+            time: wall,
+        };
+        self.trace(&ev, Trigger::Flag { flag_set }, st, None);
+    }
+
+    /// One traced wire event: rows (unless trace_to_database=0) and, when
+    /// the event yields any, one mirrored copy (docs/decisions.md §1).
+    pub fn trace(
+        &mut self,
+        ev: &Event<'_>,
+        trigger: Trigger,
+        st: &MsgState,
+        mirror: Option<MirrorReq<'_>>,
+    ) {
+        let users = self.traced_users(st);
+        if !self.tracer.wants(trigger, users.len()) {
+            return;
+        }
+        let table = self.trace_table(st);
+        if self.tracer.to_database() {
+            self.tracer
+                .rows(ev, trigger, &users, table.as_deref(), &mut self.rows);
+        } else {
+            let mut scratch = Vec::new();
+            self.tracer
+                .rows(ev, trigger, &users, table.as_deref(), &mut scratch);
+        }
+        if self.mirror.copy(ev, mirror.unwrap_or_default()) == Copied::Dropped {
+            self.stats.copies_dropped += 1;
+        }
+    }
+}
