@@ -35,7 +35,7 @@ use crate::tsx::{MAX_TIMER, TsxConfig, ValidTsxConfig};
 /// Modules siptraced accepts in `loadmodule` (docs/decisions.md §5): those whose
 /// functions or parameters it implements, and known ones it needs nothing
 /// from (kex, corex, pv, ctl, xlog…) which load silently.
-pub const SUPPORTED_MODULES: &[&str] = &[
+pub(crate) const SUPPORTED_MODULES: &[&str] = &[
     "cfg_rpc",
     "corex",
     "ctl",
@@ -139,7 +139,7 @@ const KNOWN_GLOBALS: &[&str] = &[
 /// position; a global is named as written, a modparam as `module.param`.
 /// (Other known globals, such as the DNS cache or memory knobs, are
 /// Kamailio internals with nothing to do here: a debug note only.)
-pub const IGNORED_SETTINGS: &[(&str, &str)] = &[
+pub(crate) const IGNORED_SETTINGS: &[(&str, &str)] = &[
     (
         "advertised_address",
         "the global form is not applied; put `advertise HOST[:PORT]` on the listen= line",
@@ -521,7 +521,7 @@ impl Config {
 
     /// The Server header line for local replies, or None when
     /// `server_signature=no`.
-    pub fn server_header_line(&self) -> Option<String> {
+    pub(crate) fn server_header_line(&self) -> Option<String> {
         if !self.server_signature {
             return None;
         }
@@ -540,7 +540,7 @@ impl Config {
     }
 
     /// The JSON-RPC FIFO path: a relative `fifo_name` lives under `run_dir`.
-    pub fn jsonrpcs_fifo_path(&self) -> Option<String> {
+    pub(crate) fn jsonrpcs_fifo_path(&self) -> Option<String> {
         let j = self.jsonrpcs.as_ref()?;
         Some(if j.fifo_name.starts_with('/') {
             j.fifo_name.clone()
@@ -549,14 +549,14 @@ impl Config {
         })
     }
 
-    pub fn module_loaded(&self, name: &str) -> bool {
+    pub(crate) fn module_loaded(&self, name: &str) -> bool {
         self.modules.iter().any(|m| m == name)
     }
 }
 
 /// Kamailio's `debug` numbers as a log filter: ≤-1 error, 0 warn,
 /// 1–2 info (notice, info), 3 debug, ≥4 trace. Also what MI `debug N` sets.
-pub fn level_of_debug(debug: i32) -> LevelFilter {
+pub(crate) fn level_of_debug(debug: i32) -> LevelFilter {
     match debug {
         i32::MIN..=-1 => LevelFilter::Error,
         0 => LevelFilter::Warn,
@@ -1473,7 +1473,7 @@ fn refuse_unsupported_siptrace_param(p: &str) -> VResult<()> {
 }
 
 /// `*`, `0.0.0.0` and `::` all mean every address of the host (daemon.rs).
-pub fn is_wildcard(host: &str) -> bool {
+pub(crate) fn is_wildcard(host: &str) -> bool {
     matches!(host, "*" | "0.0.0.0" | "::")
 }
 

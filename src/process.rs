@@ -113,7 +113,7 @@ impl log::Log for Syslog {
 /// connections and their locks: POSIX locks are not inherited by a fork
 /// child) is made in the child. Must be called while single-threaded.
 #[allow(unsafe_code)]
-pub fn daemonise() -> Result<Detached, ProcessError> {
+pub(crate) fn daemonise() -> Result<Detached, ProcessError> {
     use nix::sys::wait::{WaitStatus, waitpid};
     use nix::unistd::{ForkResult, fork, pipe, setsid};
     use std::io::Read;
@@ -187,7 +187,7 @@ impl Drop for PidFile {
     }
 }
 
-pub fn lookup_ids(
+pub(crate) fn lookup_ids(
     user: Option<&str>,
     group: Option<&str>,
 ) -> Result<(Option<Uid>, Option<Gid>), ProcessError> {
@@ -215,7 +215,7 @@ pub fn lookup_ids(
 }
 
 /// setgroups/setgid/setuid in the order that cannot be undone.
-pub fn drop_privileges(uid: Option<Uid>, gid: Option<Gid>) -> Result<(), ProcessError> {
+pub(crate) fn drop_privileges(uid: Option<Uid>, gid: Option<Gid>) -> Result<(), ProcessError> {
     // Started as the target user already (`sudo -u siptraced siptraced ...`
     // with the packaged config's user=/group=): nothing to drop, and
     // setgroups would need root.

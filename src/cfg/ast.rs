@@ -208,7 +208,7 @@ pub struct PvSpec {
 /// Scans a pseudo-variable starting right after its `$` in `s[start..]`;
 /// returns the end (exclusive) or a message. Shared by the lexer and by the
 /// format strings of `script` so both read `$…` the same way.
-pub fn scan_pv(s: &[u8], start: usize) -> Result<usize, &'static str> {
+pub(crate) fn scan_pv(s: &[u8], start: usize) -> Result<usize, &'static str> {
     let mut i = start;
     let balanced = |mut i: usize| -> Result<usize, &'static str> {
         // s[i] == b'('

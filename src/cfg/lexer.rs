@@ -166,7 +166,7 @@ impl<'a> Lexer<'a> {
     }
 
     /// A lexer for a define's value: every token is placed at `at`.
-    pub fn at_fixed(src: &'a str, at: Pos) -> Lexer<'a> {
+    pub(crate) fn at_fixed(src: &'a str, at: Pos) -> Lexer<'a> {
         let mut l = Lexer::new(src, at.file.clone());
         l.fixed = Some(at);
         l
@@ -273,7 +273,7 @@ impl<'a> Lexer<'a> {
         self.err(pos, "unterminated comment");
     }
 
-    pub fn next_token(&mut self) -> Option<Token> {
+    pub(crate) fn next_token(&mut self) -> Option<Token> {
         loop {
             let spaced = self.skip_trivia();
             if self.at_end() {
@@ -576,7 +576,7 @@ impl<'a> Lexer<'a> {
     /// In an inactive `#!ifdef` branch: skips raw text (strings and comments
     /// are not recognised, as in Kamailio) up to the next `#!ifdef`,
     /// `#!ifndef`, `#!else` or `#!endif`, which it returns. None at the end.
-    pub fn skip_inactive(&mut self) -> Option<Token> {
+    pub(crate) fn skip_inactive(&mut self) -> Option<Token> {
         while !self.at_end() {
             let c = self.peek(0);
             if (c == b'#' && self.peek(1) == b'!') || (c == b'!' && self.peek(1) == b'!') {

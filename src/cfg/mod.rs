@@ -86,7 +86,7 @@ pub type Loader<'a> = &'a mut dyn FnMut(&Path) -> io::Result<String>;
 /// Reads a configuration file from disk. The one I/O function of the language
 /// half. Invalid UTF-8 is replaced (configs are ASCII in practice; SIP bytes
 /// never come from here).
-pub fn read_source(path: &Path) -> io::Result<String> {
+pub(crate) fn read_source(path: &Path) -> io::Result<String> {
     let bytes = std::fs::read(path)?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
@@ -109,7 +109,7 @@ pub fn load_file(path: &Path, defines: Defines<'_>) -> Result<Cfg, Vec<Diagnosti
 /// Preprocesses and parses `text` (named `name` in diagnostics; includes are
 /// resolved relative to the directory of `name`), loading includes through
 /// `loader` ([`read_source`] reads one from disk).
-pub fn parse_with(
+pub(crate) fn parse_with(
     name: &str,
     text: &str,
     defines: Defines<'_>,

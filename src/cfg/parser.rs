@@ -52,7 +52,7 @@ struct Parser {
 }
 
 /// Parses a number as Kamailio's lexer does: decimal, `0x` hex, `0` octal, `…b` binary.
-pub fn parse_int(s: &str) -> Option<i64> {
+pub(crate) fn parse_int(s: &str) -> Option<i64> {
     if let Some(h) = s.strip_prefix("0x").or_else(|| s.strip_prefix("0X")) {
         return i64::from_str_radix(h, 16).ok();
     }
@@ -80,7 +80,7 @@ fn bool_word(w: &str) -> Option<i64> {
 
 /// `[proto:]host[:port]` with `[v6]` brackets, a bare IPv6 (no port), `*`
 /// (sip::ListenForm); the protocol lower-cased.
-pub fn parse_sock_text(text: &str) -> Result<(Option<String>, String, Option<u32>), String> {
+pub(crate) fn parse_sock_text(text: &str) -> Result<(Option<String>, String, Option<u32>), String> {
     let f = crate::sip::ListenForm::parse(text).map_err(|e| e.to_string())?;
     Ok((
         f.proto.map(str::to_ascii_lowercase),
@@ -862,7 +862,7 @@ impl Parser {
 
     // ---- expressions (precedence as Kamailio's cfg.y: || < && < == != =~ !~ < relational < + - < * / mod < unary) ----
 
-    pub fn expr(&mut self) -> PResult<Expr> {
+    pub(crate) fn expr(&mut self) -> PResult<Expr> {
         self.binary(0)
     }
 

@@ -79,12 +79,12 @@ impl<'a> Ctx<'a> {
         self.s.sock_transport(self.li)
     }
 
-    pub fn flag_set(&self, st: &MsgState) -> bool {
+    pub(crate) fn flag_set(&self, st: &MsgState) -> bool {
         self.s.flag_set(st)
     }
 
     /// The received message as an event (sip_trace(), replies in, sl ACKs).
-    pub fn trace_received(
+    pub(crate) fn trace_received(
         &mut self,
         trigger: Trigger,
         st: &MsgState,
@@ -112,7 +112,7 @@ impl<'a> Ctx<'a> {
     }
 
     /// A message we send, as an `out` event from listener `li` to `to`.
-    pub fn trace_sent(
+    pub(crate) fn trace_sent(
         &mut self,
         bytes: &[u8],
         f: &crate::trace::Facts,
@@ -125,7 +125,7 @@ impl<'a> Ctx<'a> {
 
     /// Where a request goes: `$du`, else the R-URI (maddr-less, RFC 3263
     /// without SRV: host and port, 5060 by default).
-    pub fn next_hop(&mut self, dest: Option<&Dest<'_>>) -> Option<SocketAddr> {
+    pub(crate) fn next_hop(&mut self, dest: Option<&Dest<'_>>) -> Option<SocketAddr> {
         let (host, port) = match dest {
             Some(d) => (d.host.to_string(), d.port),
             None => {
@@ -143,7 +143,7 @@ impl<'a> Ctx<'a> {
 
     /// Routing by the R-URI when its scheme is neither sip, sips nor tel
     /// cannot work: answer 416 (RFC 3261 §8.2.2.1) and tell the caller.
-    pub fn refuse_unknown_scheme(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> bool {
+    pub(crate) fn refuse_unknown_scheme(&mut self, dest: Option<&Dest<'_>>, st: &MsgState) -> bool {
         if dest.is_some() || self.du.is_some() {
             return false;
         }
@@ -201,7 +201,11 @@ impl<'a> Ctx<'a> {
     }
 
     /// After onreply_route: our Via off, on to the next Via's address.
-    pub fn relay_reply_statelessly(&mut self, out_li: Option<usize>, traced: Option<&MsgState>) {
+    pub(crate) fn relay_reply_statelessly(
+        &mut self,
+        out_li: Option<usize>,
+        traced: Option<&MsgState>,
+    ) {
         let mut out = self.msg.clone();
         if !matches!(out.pop_top_via(), Ok(true)) {
             return;

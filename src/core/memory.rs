@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 /// RFC 3261 timer B/F: 64·T1 with T1 = 500 ms — no reply to a forwarded
 /// request can be expected after that.
-pub const REMEMBER_FOR: Duration = Duration::from_secs(32);
+pub(crate) const REMEMBER_FOR: Duration = Duration::from_secs(32);
 
 #[derive(Debug, Clone)]
 pub struct Remembered {
@@ -40,7 +40,7 @@ impl Memory {
         }
     }
 
-    pub fn remember(&mut self, branch: String, r: Remembered, now: Instant) {
+    pub(crate) fn remember(&mut self, branch: String, r: Remembered, now: Instant) {
         let exp = now + REMEMBER_FOR;
         while self.map.len() >= self.cap && !self.map.contains_key(&branch) {
             match self.order.pop_front() {
@@ -60,7 +60,7 @@ impl Memory {
         self.map.get(branch).map(|(r, _)| r)
     }
 
-    pub fn expire(&mut self, now: Instant) {
+    pub(crate) fn expire(&mut self, now: Instant) {
         while let Some((e, _)) = self.order.front() {
             if *e > now {
                 break;
@@ -73,7 +73,7 @@ impl Memory {
         }
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.order.front().map(|(e, _)| *e)
     }
 

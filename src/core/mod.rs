@@ -107,46 +107,46 @@ impl Core {
     }
 
     /// Live transactions (for `tm_stats`), and remembered stateless branches.
-    pub fn live_transactions(&self) -> usize {
+    pub(crate) fn live_transactions(&self) -> usize {
         self.s.tm().len()
     }
 
-    pub fn transactions_created(&self) -> u64 {
+    pub(crate) fn transactions_created(&self) -> u64 {
         self.s.tm().created
     }
 
-    pub fn take_sends(&mut self) -> Vec<Send> {
+    pub(crate) fn take_sends(&mut self) -> Vec<Send> {
         self.s.take_sends()
     }
 
-    pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
+    pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
         self.s.take_mirrors()
     }
 
     /// Outcome of copies handed out by [`Core::take_mirrors`], for
     /// `sip_trace_stats` (the reactor knows whether a send succeeded).
-    pub fn count_copies(&mut self, sent: u64, dropped: u64) {
+    pub(crate) fn count_copies(&mut self, sent: u64, dropped: u64) {
         let stats = self.s.stats_mut();
         stats.copies_sent += sent;
         stats.copies_dropped += dropped;
     }
 
-    pub fn take_rows(&mut self) -> Vec<Row> {
+    pub(crate) fn take_rows(&mut self) -> Vec<Row> {
         self.s.take_rows()
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.s.next_deadline()
     }
 
-    pub fn on_timer(&mut self, now: Instant, wall: WallTime) {
+    pub(crate) fn on_timer(&mut self, now: Instant, wall: WallTime) {
         self.s.set_now(now);
         self.s.forget_expired(now);
         tm::on_timer(self, now, wall);
     }
 
     /// One datagram received on listener `li` from `src`.
-    pub fn on_datagram(
+    pub(crate) fn on_datagram(
         &mut self,
         li: usize,
         src: SocketAddr,
@@ -286,14 +286,14 @@ impl Core {
         self.s.trace_on()
     }
 
-    pub fn set_trace_on(&mut self, on: bool) {
+    pub(crate) fn set_trace_on(&mut self, on: bool) {
         self.s.set_trace_on(on);
     }
 }
 
 /// The columns of a message, or None when Call-ID, CSeq, From or To is
 /// missing (Kamailio stores no row for such a message, docs/kamailio.md §7.1).
-pub fn facts(m: &SipMsg) -> Option<Facts> {
+pub(crate) fn facts(m: &SipMsg) -> Option<Facts> {
     let callid = m.call_id_str()?.into_owned();
     let (_, cseq_method) = m.cseq()?;
     m.from()?;

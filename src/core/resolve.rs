@@ -15,9 +15,9 @@ use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 /// How long a resolved name is used before it is looked up again.
-pub const POSITIVE_TTL: Duration = Duration::from_secs(300);
+pub(crate) const POSITIVE_TTL: Duration = Duration::from_secs(300);
 /// How long a name that did not resolve is answered "no address" at once.
-pub const NEGATIVE_TTL: Duration = Duration::from_secs(10);
+pub(crate) const NEGATIVE_TTL: Duration = Duration::from_secs(10);
 
 #[derive(Debug)]
 pub struct Resolver {
@@ -36,7 +36,7 @@ impl Default for Resolver {
 
 impl Resolver {
     /// The time of the event being handled (cache expiry).
-    pub fn set_now(&mut self, now: Instant) {
+    pub(crate) fn set_now(&mut self, now: Instant) {
         self.now = now;
     }
 

@@ -88,7 +88,7 @@ impl State {
         &self.stats
     }
 
-    pub fn stats_mut(&mut self) -> &mut CoreStats {
+    pub(crate) fn stats_mut(&mut self) -> &mut CoreStats {
         &mut self.stats
     }
 
@@ -96,23 +96,23 @@ impl State {
         &self.tm
     }
 
-    pub fn tm_mut(&mut self) -> &mut Tm {
+    pub(crate) fn tm_mut(&mut self) -> &mut Tm {
         &mut self.tm
     }
 
-    pub fn take_sends(&mut self) -> Vec<Send> {
+    pub(crate) fn take_sends(&mut self) -> Vec<Send> {
         std::mem::take(&mut self.sends)
     }
 
-    pub fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
+    pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
         self.mirror.take()
     }
 
-    pub fn take_rows(&mut self) -> Vec<Row> {
+    pub(crate) fn take_rows(&mut self) -> Vec<Row> {
         std::mem::take(&mut self.rows)
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         [self.memory.next_deadline(), self.tm.next_deadline()]
             .into_iter()
             .flatten()
@@ -121,11 +121,11 @@ impl State {
 
     /// The resolver's cache ages by the reactor's clock, handed in with
     /// every datagram and timer (the core reads no clock itself).
-    pub fn set_now(&mut self, now: Instant) {
+    pub(crate) fn set_now(&mut self, now: Instant) {
         self.resolver.set_now(now);
     }
 
-    pub fn forget_expired(&mut self, now: Instant) {
+    pub(crate) fn forget_expired(&mut self, now: Instant) {
         self.memory.expire(now);
     }
 
@@ -134,29 +134,29 @@ impl State {
         self.tracer.on
     }
 
-    pub fn set_trace_on(&mut self, on: bool) {
+    pub(crate) fn set_trace_on(&mut self, on: bool) {
         self.tracer.on = i32::from(on);
     }
 
     /// Does trace_sl_acks ask for ACKs absorbed by sl to be traced?
-    pub fn traces_sl_acks(&self) -> bool {
+    pub(crate) fn traces_sl_acks(&self) -> bool {
         self.trace_sl_acks
     }
 
     /// An ACK whose To-tag we wrote in a stateless reply (sl module).
-    pub fn is_sl_ack(&self, ack: &SipMsg) -> bool {
+    pub(crate) fn is_sl_ack(&self, ack: &SipMsg) -> bool {
         ack.to_tag()
             .is_some_and(|t| t.starts_with(self.sl_tag.as_bytes()))
     }
 
     /// `{prefix}{our tag}.{n:x}`: To-tags and branches that carry this
     /// instance's tag, so what comes back for them is recognised.
-    pub fn tagged(&self, prefix: &str, n: u64) -> String {
+    pub(crate) fn tagged(&self, prefix: &str, n: u64) -> String {
         format!("{prefix}{}.{n:x}", self.sl_tag)
     }
 
     /// A reply to `req` as we write it (with our Server header).
-    pub fn reply_bytes(
+    pub(crate) fn reply_bytes(
         &self,
         req: &SipMsg,
         code: u16,
@@ -188,7 +188,7 @@ impl State {
 
     /// The stateless branch `branch` was forwarded with the script state
     /// `st`, received on listener `li`: its replies are traced alike.
-    pub fn remember(&mut self, branch: String, st: &MsgState, li: usize, now: Instant) {
+    pub(crate) fn remember(&mut self, branch: String, st: &MsgState, li: usize, now: Instant) {
         let r = Remembered {
             state: st.clone(),
             listener: li,
@@ -196,7 +196,7 @@ impl State {
         self.memory.remember(branch, r, now);
     }
 
-    pub fn remembered(&self, branch: &str) -> Option<&Remembered> {
+    pub(crate) fn remembered(&self, branch: &str) -> Option<&Remembered> {
         self.memory.get(branch)
     }
 
@@ -217,7 +217,7 @@ impl State {
 
     /// Is `host[:port]` one of our sockets or aliases? A missing port means
     /// 5060 (RFC 3261 §19.1.2).
-    pub fn is_local(&self, host: &str, port: Option<u16>) -> bool {
+    pub(crate) fn is_local(&self, host: &str, port: Option<u16>) -> bool {
         let host = host.trim_start_matches('[').trim_end_matches(']');
         let port = port.unwrap_or(crate::sip::DEFAULT_PORT);
         let ip: Option<std::net::IpAddr> = host.parse().ok();
@@ -241,13 +241,13 @@ impl State {
     }
 
     /// Do we listen on address `ip` (any port)?
-    pub fn listens_on(&self, ip: std::net::IpAddr) -> bool {
+    pub(crate) fn listens_on(&self, ip: std::net::IpAddr) -> bool {
         self.socks.iter().any(|s| s.addr.ip() == ip)
     }
 
     /// The listener to send to `to` from: the preferred one when its
     /// address family fits, else the first that fits.
-    pub fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
+    pub(crate) fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
         if let Some(p) = preferred {
             if self
                 .socks
@@ -264,12 +264,12 @@ impl State {
 
     /// The transport of listener `li` (UDP when there is none: the only
     /// one served).
-    pub fn sock_transport(&self, li: usize) -> Transport {
+    pub(crate) fn sock_transport(&self, li: usize) -> Transport {
         self.socks.get(li).map(|l| l.proto).unwrap_or_default()
     }
 
     /// Listener `li` as a trace event's end, as it is (no trace_local_ip).
-    pub fn sock_endpoint(&self, li: usize) -> Endpoint {
+    pub(crate) fn sock_endpoint(&self, li: usize) -> Endpoint {
         match self.socks.get(li) {
             Some(l) => Endpoint::sock(l.proto, l.addr),
             None => Endpoint::Any,
@@ -278,17 +278,17 @@ impl State {
 
     /// A local socket as a trace event's end, or trace_local_ip
     /// (docs/decisions.md §1).
-    pub fn local_endpoint(&self, li: usize) -> Endpoint {
+    pub(crate) fn local_endpoint(&self, li: usize) -> Endpoint {
         self.tracer.local(self.sock_endpoint(li))
     }
 
     /// Is the trace flag set in `st`?
-    pub fn flag_set(&self, st: &MsgState) -> bool {
+    pub(crate) fn flag_set(&self, st: &MsgState) -> bool {
         self.trace_flag.is_some_and(|f| st.flag(f))
     }
 
     /// Sets the trace flag in `st` (when one is configured).
-    pub fn set_flag(&self, st: &mut MsgState) {
+    pub(crate) fn set_flag(&self, st: &mut MsgState) {
         if let Some(f) = self.trace_flag {
             st.flags |= 1 << f;
         }
@@ -296,11 +296,11 @@ impl State {
 
     /// Would an event with this trigger and script state be traced at all?
     /// Lets a caller skip building the event.
-    pub fn wants_trace(&self, trigger: Trigger, st: &MsgState) -> bool {
+    pub(crate) fn wants_trace(&self, trigger: Trigger, st: &MsgState) -> bool {
         self.tracer.wants(trigger, self.traced_users(st).len())
     }
 
-    pub fn traced_users(&self, st: &MsgState) -> Vec<String> {
+    pub(crate) fn traced_users(&self, st: &MsgState) -> Vec<String> {
         match &self.traced_user_avp {
             Some(name) => st.avps.values(name).map(Value::to_text).collect(),
             None => Vec::new(),
@@ -317,7 +317,7 @@ impl State {
 
     /// A message we send, as a flag-triggered `out` event from listener
     /// `li` to `to`.
-    pub fn trace_sent(
+    pub(crate) fn trace_sent(
         &mut self,
         bytes: &[u8],
         f: &Facts,

@@ -79,7 +79,7 @@ impl Tm {
         self.table.len()
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.table.next_deadline()
     }
 }

@@ -11,7 +11,7 @@ use std::borrow::Cow;
 use super::schema::{Charset, ColumnInfo};
 
 /// `bytes` as text the charset can store; `Borrowed` when nothing needed escaping.
-pub fn escape_text(bytes: &[u8], charset: Charset) -> Cow<'_, str> {
+pub(crate) fn escape_text(bytes: &[u8], charset: Charset) -> Cow<'_, str> {
     if let Ok(s) = std::str::from_utf8(bytes)
         && s.chars().all(|c| char_fits(c, charset))
     {
@@ -77,7 +77,7 @@ pub fn fit(s: &str, max_chars: Option<usize>, max_bytes: Option<usize>) -> (&str
 
 /// Bytes for a column that stores every byte but NUL (MySQL latin1): NUL
 /// written as `\x00`, the rest as is; `Borrowed` when there was none.
-pub fn escape_nul(bytes: &[u8]) -> Cow<'_, [u8]> {
+pub(crate) fn escape_nul(bytes: &[u8]) -> Cow<'_, [u8]> {
     if !bytes.contains(&0) {
         return Cow::Borrowed(bytes);
     }
@@ -93,7 +93,7 @@ pub fn escape_nul(bytes: &[u8]) -> Cow<'_, [u8]> {
 }
 
 /// Byte-slice variant of [`fit`] for raw columns (only a byte limit applies).
-pub fn fit_bytes(b: &[u8], max_bytes: Option<usize>) -> (&[u8], bool) {
+pub(crate) fn fit_bytes(b: &[u8], max_bytes: Option<usize>) -> (&[u8], bool) {
     match max_bytes {
         Some(m) if b.len() > m => (&b[..m], true),
         _ => (b, false),
@@ -102,7 +102,7 @@ pub fn fit_bytes(b: &[u8], max_bytes: Option<usize>) -> (&[u8], bool) {
 
 /// A value for a server text column: escaped for the column's charset, then
 /// cut to its declared length; flags say (escaped, truncated).
-pub fn for_column<'a>(bytes: &'a [u8], column: &ColumnInfo) -> (Cow<'a, str>, bool, bool) {
+pub(crate) fn for_column<'a>(bytes: &'a [u8], column: &ColumnInfo) -> (Cow<'a, str>, bool, bool) {
     let charset = match column.charset {
         // A server column never takes raw bytes through a text parameter.
         Charset::Raw => Charset::Utf8,

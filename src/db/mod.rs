@@ -166,7 +166,7 @@ pub struct WriteReport {
 
 /// The table holding one marker row per spool: the highest sequence number
 /// whose row is committed (sql/<backend>/siptraced-spool-marker.sql).
-pub const MARKER_TABLE: &str = "siptraced_spool_marker";
+pub(crate) const MARKER_TABLE: &str = "siptraced_spool_marker";
 
 /// A spool's marker as last seen in the database.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -316,7 +316,7 @@ impl DbError {
     /// Connection refused, lost or timed out, server shutting down, or the
     /// database busy: "retry later, spool the batch". Everything else needs a
     /// person (or is a problem of the rows themselves).
-    pub fn is_connection(&self) -> bool {
+    pub(crate) fn is_connection(&self) -> bool {
         matches!(
             self,
             DbError::Connection { .. } | DbError::Timeout { .. } | DbError::Busy { .. }
@@ -325,7 +325,7 @@ impl DbError {
 
     /// A failure that took the whole timeout to show: tries should be
     /// spaced out, since each one stalls the caller that long.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(self, DbError::Timeout { .. })
     }
 }

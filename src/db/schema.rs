@@ -7,7 +7,7 @@ use std::fmt;
 
 /// Longest accepted table name. 64 is MySQL's identifier limit; PostgreSQL
 /// allows 63 bytes, so a 64-byte name there simply is not found (refused).
-pub const TABLE_NAME_MAX: usize = 64;
+pub(crate) const TABLE_NAME_MAX: usize = 64;
 
 /// `[A-Za-z_][A-Za-z0-9_]{0,63}` — the only table names ever put into SQL.
 pub fn valid_table_name(name: &str) -> bool {
@@ -38,7 +38,7 @@ pub enum Field {
 impl Field {
     /// Insert order of Kamailio 5 (docs/kamailio.md §5.3); a layout keeps the
     /// subset its table has, in this order.
-    pub const INSERT_ORDER: [Field; 12] = [
+    pub(crate) const INSERT_ORDER: [Field; 12] = [
         Field::Msg,
         Field::CallId,
         Field::Method,
@@ -54,7 +54,7 @@ impl Field {
     ];
 
     /// Column names, most preferred first: `time_stamp` (v2+) before `date` (v1).
-    pub fn column_names(self) -> &'static [&'static str] {
+    pub(crate) fn column_names(self) -> &'static [&'static str] {
         match self {
             Field::Msg => &["msg"],
             Field::CallId => &["callid"],
@@ -72,7 +72,7 @@ impl Field {
     }
 
     /// Present since v1; a table without one of these cannot hold trace rows.
-    pub fn required(self) -> bool {
+    pub(crate) fn required(self) -> bool {
         !matches!(self, Field::TimeUs | Field::ToTag)
     }
 }
@@ -179,7 +179,7 @@ impl fmt::Display for LayoutProblem {
 impl Layout {
     /// Match a table's columns (names compared case-insensitively) to the
     /// row fields; what the table lacks among the optional ones is not written.
-    pub fn detect(table: &str, columns: &[ColumnInfo]) -> Result<Layout, LayoutProblem> {
+    pub(crate) fn detect(table: &str, columns: &[ColumnInfo]) -> Result<Layout, LayoutProblem> {
         let find = |name: &str| {
             columns
                 .iter()
@@ -255,25 +255,25 @@ fn check_kind(field: Field, column: &ColumnInfo) -> Result<(), LayoutProblem> {
 
 /// The SQLite creation script (sql/sqlite/siptrace-create.sql), applied to a
 /// new, empty SQLite file so the default configuration needs no set-up.
-pub const SQLITE_CREATE: &str = include_str!(concat!(
+pub(crate) const SQLITE_CREATE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/sql/sqlite/siptrace-create.sql"
 ));
 
 /// The dbtext table file (sql/db_text/sip_trace): its header line.
-pub const DBTEXT_TABLE: &str = include_str!(concat!(
+pub(crate) const DBTEXT_TABLE: &str = include_str!(concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/sql/db_text/sip_trace"
 ));
 
 /// The dbtext version file (sql/db_text/version).
-pub const DBTEXT_VERSION: &str =
+pub(crate) const DBTEXT_VERSION: &str =
     include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/sql/db_text/version"));
 
 /// A creation script for a default table not named `sip_trace`: the scripts
 /// use `sip_trace` only as the identifier (table, index prefixes, version
 /// row), so substituting a validated name is safe.
-pub fn script_for_table(script: &str, table: &str) -> String {
+pub(crate) fn script_for_table(script: &str, table: &str) -> String {
     debug_assert!(valid_table_name(table));
     script.replace("sip_trace", table)
 }

@@ -111,7 +111,7 @@ impl Fault {
         feature = "mysql",
         feature = "odbc"
     ))]
-    pub fn into_db(self, backend: &'static str, target: String) -> DbError {
+    pub(crate) fn into_db(self, backend: &'static str, target: String) -> DbError {
         match self {
             Fault::Db(e) => e,
             Fault::Schema { detail } | Fault::Data { detail } => DbError::Rejected {

@@ -80,7 +80,7 @@ pub enum EscapeError {
 }
 
 /// Parse a header line (without its newline).
-pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, HeaderError> {
+pub(crate) fn parse_header(line: &str) -> Result<Vec<TextColumn>, HeaderError> {
     let mut cols = Vec::new();
     for tok in line.split(' ').filter(|t| !t.is_empty()) {
         let Some((name, rest)) = tok.split_once('(') else {
@@ -127,7 +127,7 @@ pub fn parse_header(line: &str) -> Result<Vec<TextColumn>, HeaderError> {
 }
 
 /// Append `bytes` escaped for a dbtext string value.
-pub fn escape_value(bytes: &[u8], out: &mut Vec<u8>) {
+pub(crate) fn escape_value(bytes: &[u8], out: &mut Vec<u8>) {
     for &b in bytes {
         match b {
             b'\n' => out.extend_from_slice(b"\\n"),
@@ -142,7 +142,7 @@ pub fn escape_value(bytes: &[u8], out: &mut Vec<u8>) {
 }
 
 /// Undo [`escape_value`]; an unknown escape is an error, as in Kamailio.
-pub fn unescape_value(v: &[u8]) -> Result<Vec<u8>, EscapeError> {
+pub(crate) fn unescape_value(v: &[u8]) -> Result<Vec<u8>, EscapeError> {
     let mut out = Vec::with_capacity(v.len());
     let mut it = v.iter();
     while let Some(&b) = it.next() {

@@ -138,7 +138,7 @@ impl fmt::Debug for ServerUrl {
 
 impl ServerUrl {
     /// `user@host:port/database`, password left out; IPv6 hosts in brackets.
-    pub fn display_target(&self) -> String {
+    pub(crate) fn display_target(&self) -> String {
         let host = if self.host.contains(':') {
             format!("[{}]", self.host)
         } else {

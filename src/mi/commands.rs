@@ -166,7 +166,7 @@ pub struct Command {
 
 /// Every command, in MI registration order (core, statistics, siptrace, tm), then the
 /// JSON-RPC-only methods.
-pub static COMMANDS: &[Command] = &[
+pub(crate) static COMMANDS: &[Command] = &[
     Command {
         mi: Some("uptime"),
         rpc: Some("core.uptime"),
@@ -286,14 +286,14 @@ fn available(host: &dyn MiHost, c: &Command) -> bool {
 }
 
 /// The MI command of this name, if it exists on this host.
-pub fn text_command(host: &dyn MiHost, name: &[u8]) -> Option<&'static Command> {
+pub(crate) fn text_command(host: &dyn MiHost, name: &[u8]) -> Option<&'static Command> {
     COMMANDS
         .iter()
         .find(|c| c.mi.is_some_and(|m| m.as_bytes() == name) && available(host, c))
 }
 
 /// The lookup [`text::TextReader::next`] needs.
-pub fn text_kind(host: &dyn MiHost, name: &[u8]) -> CommandKind {
+pub(crate) fn text_kind(host: &dyn MiHost, name: &[u8]) -> CommandKind {
     match text_command(host, name) {
         None => CommandKind::Unknown,
         Some(c) if c.no_input => CommandKind::NoInput,
@@ -302,7 +302,7 @@ pub fn text_kind(host: &dyn MiHost, name: &[u8]) -> CommandKind {
 }
 
 /// The JSON-RPC method of this name, if it exists on this host.
-pub fn rpc_command(host: &dyn MiHost, name: &[u8]) -> Option<&'static Command> {
+pub(crate) fn rpc_command(host: &dyn MiHost, name: &[u8]) -> Option<&'static Command> {
     COMMANDS
         .iter()
         .find(|c| c.rpc.is_some_and(|m| m.as_bytes() == name) && available(host, c))
@@ -310,7 +310,7 @@ pub fn rpc_command(host: &dyn MiHost, name: &[u8]) -> Option<&'static Command> {
 
 /// The reply bytes for one MI request (already announced on its reply FIFO).
 /// `indent` is the `reply_indent` modparam (default TAB).
-pub fn handle_text(host: &mut dyn MiHost, req: &TextRequest, indent: &str) -> Vec<u8> {
+pub(crate) fn handle_text(host: &mut dyn MiHost, req: &TextRequest, indent: &str) -> Vec<u8> {
     let command = match req.kind {
         CommandKind::Unknown => None,
         _ => text_command(host, &req.cmd),
@@ -330,7 +330,7 @@ pub fn handle_text(host: &mut dyn MiHost, req: &TextRequest, indent: &str) -> Ve
 
 /// Run one JSON-RPC document (a [`jsonrpc::Frame::Document`]). `pretty` is the
 /// `pretty_format` modparam (default on).
-pub fn handle_jsonrpc(host: &mut dyn MiHost, doc: &[u8], pretty: bool) -> JsonRpcOutcome {
+pub(crate) fn handle_jsonrpc(host: &mut dyn MiHost, doc: &[u8], pretty: bool) -> JsonRpcOutcome {
     jsonrpc::process(doc, pretty, &mut Methods { host })
 }
 

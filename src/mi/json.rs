@@ -102,7 +102,7 @@ impl Json {
     }
 
     /// An object from `(key, value)` pairs, in order.
-    pub fn obj(members: Vec<(&str, Json)>) -> Json {
+    pub(crate) fn obj(members: Vec<(&str, Json)>) -> Json {
         Json::Obj(
             members
                 .into_iter()
@@ -112,7 +112,7 @@ impl Json {
     }
 
     /// An unsigned counter as a number.
-    pub fn uint(n: u64) -> Json {
+    pub(crate) fn uint(n: u64) -> Json {
         // Counters beyond i64::MAX cannot happen in practice; saturate rather than wrap.
         Json::Int(i64::try_from(n).unwrap_or(i64::MAX))
     }
@@ -138,7 +138,7 @@ impl Json {
     }
 
     /// srjson's `valuedouble`: numbers as themselves, `true` as 1, everything else 0.
-    pub fn as_f64(&self) -> f64 {
+    pub(crate) fn as_f64(&self) -> f64 {
         match self {
             Json::Int(i) => *i as f64,
             Json::Float(f) => *f,
@@ -171,14 +171,14 @@ impl Json {
     }
 
     /// `srjson_Print`: the TAB-indented layout jsonrpcs uses with `pretty_format=1`.
-    pub fn to_pretty(&self) -> Vec<u8> {
+    pub(crate) fn to_pretty(&self) -> Vec<u8> {
         let mut out = Vec::new();
         print_value(self, 0, true, &mut out);
         out
     }
 
     /// `srjson_PrintUnformatted` (`pretty_format=0`).
-    pub fn to_compact(&self) -> Vec<u8> {
+    pub(crate) fn to_compact(&self) -> Vec<u8> {
         let mut out = Vec::new();
         print_value(self, 0, false, &mut out);
         out
@@ -568,7 +568,7 @@ fn format_int(i: i64) -> String {
 }
 
 /// srjson `print_number` for a double.
-pub fn format_number(d: f64) -> String {
+pub(crate) fn format_number(d: f64) -> String {
     if !d.is_finite() {
         return "null".to_string();
     }

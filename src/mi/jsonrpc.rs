@@ -29,12 +29,12 @@ use super::json::{self, Json};
 
 /// jsonrpcs reads into an 8192-byte buffer and gives up once 8191 bytes are read
 /// without the document closing.
-pub const MAX_DOC: usize = 8191;
+pub(crate) const MAX_DOC: usize = 8191;
 /// An unfinished document is dropped after this much silence (docs/decisions.md §4).
-pub const SILENCE: Duration = Duration::from_millis(500);
+pub(crate) const SILENCE: Duration = Duration::from_millis(500);
 /// jsonrpcs copies `reply_name` into a 128-byte buffer and refuses (without running the
 /// method) a name that does not fit with its NUL.
-pub const REPLY_NAME_BUF: usize = 128;
+pub(crate) const REPLY_NAME_BUF: usize = 128;
 
 /// Output of the framer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,13 +106,13 @@ impl JsonFramer {
     }
 
     /// The next frame, in stream order.
-    pub fn next_frame(&mut self) -> Option<Frame> {
+    pub(crate) fn next_frame(&mut self) -> Option<Frame> {
         self.frames.pop_front()
     }
 
     /// When [`JsonFramer::handle_timeout`] should be called: the instant an unfinished
     /// document expires, if there is one.
-    pub fn poll_timeout(&self) -> Option<Instant> {
+    pub(crate) fn poll_timeout(&self) -> Option<Instant> {
         if self.doc.is_empty() {
             return None;
         }
@@ -120,7 +120,7 @@ impl JsonFramer {
     }
 
     /// Drop an unfinished document whose silence has lasted [`SILENCE`] at `now`.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         let expired = matches!(self.poll_timeout(), Some(deadline) if now >= deadline);
         if expired {
             let bytes = self.doc.len();
@@ -209,7 +209,7 @@ impl<'a> Params<'a> {
 
     /// Parameters up to (not including) the first that is not a string, as repeated
     /// `scan("*s")` calls yield them.
-    pub fn leading_strings(&self) -> Vec<&'a [u8]> {
+    pub(crate) fn leading_strings(&self) -> Vec<&'a [u8]> {
         self.items.iter().map_while(|j| j.as_bytes()).collect()
     }
 }

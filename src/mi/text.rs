@@ -34,13 +34,13 @@ use std::path::PathBuf;
 
 /// `MAX_MI_FIFO_BUFFER`: the first line is read with `fgets` into this many bytes
 /// (1022 characters plus `\n` fit).
-pub const FIRST_LINE_BUF: usize = 1024;
+pub(crate) const FIRST_LINE_BUF: usize = 1024;
 /// `MAX_MI_FIFO_READ`: the one buffer all argument lines of a request share.
-pub const ARGS_BUF: usize = 8192;
+pub(crate) const ARGS_BUF: usize = 8192;
 /// `MAX_MI_FILENAME`: reply_dir + name + NUL must fit.
-pub const MAX_REPLY_PATH: usize = 128;
+pub(crate) const MAX_REPLY_PATH: usize = 128;
 /// The reply writer's buffer; one node line longer than this aborts the reply.
-pub const WRITE_BUF: usize = 8192;
+pub(crate) const WRITE_BUF: usize = 8192;
 
 /// What the command table says about a command name (`MI_NO_INPUT_FLAG`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -204,7 +204,7 @@ pub enum TextEvent {
 
 /// reply_dir + name, concatenated as strings as Kamailio does (so reply_dir must end
 /// in `/`), after the name checks of docs/kamailio.md §1.3.
-pub fn reply_path(reply_dir: &str, name: &[u8]) -> Result<PathBuf, ReplyNameError> {
+pub(crate) fn reply_path(reply_dir: &str, name: &[u8]) -> Result<PathBuf, ReplyNameError> {
     check_reply_name(reply_dir.len(), name)?;
     let mut bytes = reply_dir.as_bytes().to_vec();
     bytes.extend_from_slice(name);
@@ -339,13 +339,13 @@ impl TextReader {
     }
 
     /// Whether the reader waits for [`TextReader::reply_opened`].
-    pub fn awaiting_reply(&self) -> bool {
+    pub(crate) fn awaiting_reply(&self) -> bool {
         matches!(self.state, State::AwaitReply { .. })
     }
 
     /// Report the outcome of opening the reply FIFO announced by
     /// [`TextEvent::OpenReply`]. Ignored at any other time.
-    pub fn reply_opened(&mut self, opened: bool) {
+    pub(crate) fn reply_opened(&mut self, opened: bool) {
         let State::AwaitReply { cmd, kind } = std::mem::replace(&mut self.state, State::FirstLine)
         else {
             return;
@@ -814,7 +814,7 @@ impl MiReply {
     /// Values are written raw. Bytes go through an 8192-byte buffer flushed with
     /// `fprintf("%.*s")`, so a flush stops at a NUL byte, and a single line that does
     /// not fit even an empty buffer ends the reply there, without the empty line.
-    pub fn encode(&self, indent: &str) -> Vec<u8> {
+    pub(crate) fn encode(&self, indent: &str) -> Vec<u8> {
         let mut w = Writer::default();
         let code = self.code.to_string();
         if code.len() + self.reason.len() + 1 > WRITE_BUF {
@@ -871,7 +871,7 @@ impl Writer {
 }
 
 /// `500 command '<cmd>' not available\n` (no empty line after it).
-pub fn not_available(cmd: &[u8]) -> Vec<u8> {
+pub(crate) fn not_available(cmd: &[u8]) -> Vec<u8> {
     status_line(b"500 command '", cmd, b"' not available\n")
 }
 

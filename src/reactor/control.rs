@@ -92,7 +92,7 @@ pub struct ControlSettings {
 impl ControlSettings {
     /// `debug` is the Kamailio level in force (the config's, moved by `-d`
     /// flags), which MI `debug` reports.
-    pub fn from_config(conf: &Config, debug: i32) -> ControlSettings {
+    pub(crate) fn from_config(conf: &Config, debug: i32) -> ControlSettings {
         let mi = conf.mi_fifo.as_ref().and_then(|m| {
             m.fifo_name.as_ref().map(|n| FifoSettings {
                 path: PathBuf::from(n),
@@ -263,19 +263,19 @@ impl Control {
         })
     }
 
-    pub fn mi_fd(&self) -> Option<RawFd> {
+    pub(crate) fn mi_fd(&self) -> Option<RawFd> {
         self.mi.as_ref().map(|m| m.fifo.fd())
     }
 
-    pub fn rpc_fd(&self) -> Option<RawFd> {
+    pub(crate) fn rpc_fd(&self) -> Option<RawFd> {
         self.rpc.as_ref().map(|r| r.fifo.fd())
     }
 
-    pub fn kill_requested(&self) -> bool {
+    pub(crate) fn kill_requested(&self) -> bool {
         self.info.kill
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let mut d: Vec<Instant> = Vec::new();
         if let Some(m) = &self.mi {
             d.extend(m.opening.as_ref().map(|o| o.next_try));
@@ -294,19 +294,19 @@ impl Control {
         d.into_iter().min()
     }
 
-    pub fn on_mi_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_mi_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(m) = self.mi.as_mut() else { return };
         m.unread.get_or_insert(now);
         self.pump_mi(core, db, now);
     }
 
-    pub fn on_rpc_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_rpc_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         let Some(r) = self.rpc.as_mut() else { return };
         r.unread.get_or_insert(now);
         self.pump_rpc(core, db, now);
     }
 
-    pub fn on_timer(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_timer(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
         if let Some(r) = self.rpc.as_mut() {
             if r.framer.poll_timeout().is_some_and(|t| t <= now) {
                 r.framer.handle_timeout(now);
@@ -444,7 +444,7 @@ impl Control {
 
     /// Recreates a FIFO whose path was deleted or replaced. True when a
     /// descriptor changed (the reactor then registers it again).
-    pub fn recreate_stale(&mut self) -> Result<bool, ControlError> {
+    pub(crate) fn recreate_stale(&mut self) -> Result<bool, ControlError> {
         let mut changed = false;
         if let Some(m) = self.mi.as_mut() {
             if m.fifo.is_stale() {
@@ -479,7 +479,7 @@ impl Control {
         Ok(changed)
     }
 
-    pub fn remove_fifos(&mut self) {
+    pub(crate) fn remove_fifos(&mut self) {
         if let Some(m) = &self.mi {
             let _ = std::fs::remove_file(&m.settings.path);
         }

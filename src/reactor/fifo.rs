@@ -177,7 +177,7 @@ impl ServerFifo {
     /// Reads what is available now into `buf`, stopping at WouldBlock
     /// ([`Drained::Empty`]) or once at least `max` bytes were read
     /// ([`Drained::Limit`]: more may be waiting in the pipe).
-    pub fn read_up_to(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<Drained> {
+    pub(crate) fn read_up_to(&mut self, buf: &mut Vec<u8>, max: usize) -> io::Result<Drained> {
         let mut chunk = [0u8; 8192];
         let mut total = 0;
         while total < max {
@@ -199,7 +199,7 @@ impl ServerFifo {
 
     /// True when the path no longer names the FIFO we read (deleted or
     /// replaced by someone): the reactor then recreates it.
-    pub fn is_stale(&self) -> bool {
+    pub(crate) fn is_stale(&self) -> bool {
         match lstat(&self.path) {
             Ok(st) => (st.st_dev, st.st_ino) != self.ino || !is_fifo(st.st_mode),
             Err(_) => true,
@@ -235,10 +235,10 @@ impl std::fmt::Display for ReplyFail {
 
 /// Tries per reply FIFO open and the wait between them (Kamailio's
 /// FIFO_REPLY_RETRIES + 1 and FIFO_REPLY_WAIT).
-pub const REPLY_OPEN_TRIES: u32 = 5;
-pub const REPLY_OPEN_WAIT: Duration = Duration::from_millis(80);
+pub(crate) const REPLY_OPEN_TRIES: u32 = 5;
+pub(crate) const REPLY_OPEN_WAIT: Duration = Duration::from_millis(80);
 /// How long a slow reader may take to drain a reply before we give up.
-pub const REPLY_WRITE_DEADLINE: Duration = Duration::from_secs(5);
+pub(crate) const REPLY_WRITE_DEADLINE: Duration = Duration::from_secs(5);
 
 /// One reply on its way to a client's FIFO.
 #[derive(Debug)]
@@ -282,7 +282,7 @@ impl PendingReply {
         }
     }
 
-    pub fn set_bytes(&mut self, bytes: Vec<u8>, now: Instant) {
+    pub(crate) fn set_bytes(&mut self, bytes: Vec<u8>, now: Instant) {
         self.bytes = Some(bytes);
         self.next_try = now;
     }

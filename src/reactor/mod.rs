@@ -116,7 +116,7 @@ impl Reactor {
 
     /// Bytes of copies each TCP capture connection may hold while its node
     /// is away or slow (siptrace `mirror_tcp_queue_kb`).
-    pub fn set_mirror_queue_bytes(&mut self, bytes: usize) {
+    pub(crate) fn set_mirror_queue_bytes(&mut self, bytes: usize) {
         let cfg = StreamConfig {
             max_queue_bytes: bytes,
             ..StreamConfig::default()
@@ -126,7 +126,11 @@ impl Reactor {
 
     /// Connect to a TCP capture node now (duplicate_uri), rather than on
     /// its first copy.
-    pub fn open_mirror_stream(&mut self, to: std::net::SocketAddr, bind: Option<std::net::IpAddr>) {
+    pub(crate) fn open_mirror_stream(
+        &mut self,
+        to: std::net::SocketAddr,
+        bind: Option<std::net::IpAddr>,
+    ) {
         self.streams
             .open(self.poll.registry(), to, bind, Instant::now());
     }

@@ -406,7 +406,7 @@ impl Compiler<'_> {
     }
 
     /// A pseudo-variable as a read.
-    pub fn read_spec(&mut self, pv: &PvSpec) -> Result<Read, ReadError> {
+    pub(crate) fn read_spec(&mut self, pv: &PvSpec) -> Result<Read, ReadError> {
         if let Some(t) = pv.transforms.first() {
             return Err(ReadError::Transform {
                 transform: t.clone(),
@@ -472,7 +472,7 @@ impl Compiler<'_> {
     }
 
     /// A string argument; `format` allows `$pv`s inside a literal.
-    pub fn str_arg(&mut self, e: &ast::Expr, format: bool) -> Result<StrArg, ReadError> {
+    pub(crate) fn str_arg(&mut self, e: &ast::Expr, format: bool) -> Result<StrArg, ReadError> {
         match &e.kind {
             ExprKind::Str(s) if format && s.contains('$') => {
                 let t = self.template(s)?;
@@ -493,7 +493,11 @@ impl Compiler<'_> {
     }
 
     /// A route referenced by name from `route(X)` or `t_on_failure("X")`.
-    pub fn route_ref(&mut self, kind: RouteKind, e: &ast::Expr) -> Result<RouteId, RouteRefError> {
+    pub(crate) fn route_ref(
+        &mut self,
+        kind: RouteKind,
+        e: &ast::Expr,
+    ) -> Result<RouteId, RouteRefError> {
         let name = match &e.kind {
             ExprKind::Ident(n) | ExprKind::Str(n) => n.clone(),
             ExprKind::Int(n) => n.to_string(),
@@ -570,7 +574,7 @@ impl Compiler<'_> {
         }
     }
 
-    pub fn expr(&mut self, e: &ast::Expr) -> Option<Expr> {
+    pub(crate) fn expr(&mut self, e: &ast::Expr) -> Option<Expr> {
         Some(match &e.kind {
             ExprKind::Int(n) => Expr::Const(Value::Int(*n)),
             ExprKind::Str(s) => Expr::Const(Value::Str(s.clone())),

@@ -181,7 +181,7 @@ const MSG_PVS: &[(&str, MsgPv, bool)] = &[
 
 impl MsgPv {
     /// Looks up `$name` / `$name(arg)`.
-    pub fn lookup(name: &str, arg: Option<&str>) -> Result<MsgPv, PvError> {
+    pub(crate) fn lookup(name: &str, arg: Option<&str>) -> Result<MsgPv, PvError> {
         if name == "hdr" {
             return match arg {
                 Some(a) if !a.trim().is_empty() => Ok(MsgPv::Header(a.trim().to_string())),
@@ -199,7 +199,7 @@ impl MsgPv {
         }
     }
 
-    pub fn writable(&self) -> bool {
+    pub(crate) fn writable(&self) -> bool {
         MSG_PVS.iter().any(|(_, pv, w)| *w && pv == self)
     }
 }

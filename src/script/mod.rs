@@ -22,7 +22,7 @@ pub use value::{AvpName, AvpNameError, Avps, MsgState, Value, Vars};
 use crate::cfg::{Diagnostic, ast};
 
 /// Kamailio's ROUTE_MAX_REC_LEV: route() nesting beyond this fails with -1.
-pub const MAX_ROUTE_DEPTH: u32 = 100;
+pub(crate) const MAX_ROUTE_DEPTH: u32 = 100;
 
 /// Identifies one compiled route block.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -86,7 +86,7 @@ impl fmt::Debug for Program {
 
 impl Program {
     /// Compiles the route blocks of `cfg`, reporting every problem found.
-    pub fn compile(cfg: &ast::Cfg, env: &CompileEnv) -> Result<Program, Vec<Diagnostic>> {
+    pub(crate) fn compile(cfg: &ast::Cfg, env: &CompileEnv) -> Result<Program, Vec<Diagnostic>> {
         compile::compile(cfg, env)
     }
 
@@ -101,7 +101,7 @@ impl Program {
     }
 
     /// `onsend_route {…}`: runs for every request sent.
-    pub fn onsend_route(&self) -> Option<RouteId> {
+    pub(crate) fn onsend_route(&self) -> Option<RouteId> {
         self.onsend
     }
 
@@ -112,7 +112,7 @@ impl Program {
     }
 
     /// The route's name as written, or its keyword when it has none.
-    pub fn route_name(&self, id: RouteId) -> &str {
+    pub(crate) fn route_name(&self, id: RouteId) -> &str {
         match self.routes.get(id.0 as usize) {
             Some(RouteDef { name: Some(n), .. }) => n,
             Some(r) => r.kind.keyword(),

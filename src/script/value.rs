@@ -16,7 +16,7 @@ pub enum Value {
 
 impl Value {
     /// The value as an integer, if it is one or a string holding one.
-    pub fn as_int(&self) -> Option<i64> {
+    pub(crate) fn as_int(&self) -> Option<i64> {
         match self {
             Value::Int(n) => Some(*n),
             Value::Str(s) => s.trim().parse().ok(),
@@ -25,7 +25,7 @@ impl Value {
     }
 
     /// The value as text for concatenation and function arguments; null is "".
-    pub fn to_text(&self) -> String {
+    pub(crate) fn to_text(&self) -> String {
         match self {
             Value::Null => String::new(),
             Value::Int(n) => n.to_string(),
@@ -35,7 +35,7 @@ impl Value {
 
     /// Truth in a condition: a number (or numeric string) is true when > 0, as
     /// Kamailio's `if` tests `v > 0`; any other non-empty string is true; null is false.
-    pub fn truthy(&self) -> bool {
+    pub(crate) fn truthy(&self) -> bool {
         match self {
             Value::Null => false,
             Value::Int(n) => *n > 0,
@@ -78,7 +78,7 @@ pub enum AvpName {
 
 impl AvpName {
     /// Parses what is inside `$avp(…)`: `i:123`, `s:name`, or `name`.
-    pub fn parse_inner(s: &str) -> Result<AvpName, AvpNameError> {
+    pub(crate) fn parse_inner(s: &str) -> Result<AvpName, AvpNameError> {
         let s = s.trim();
         let bad = || AvpNameError::BadName(s.to_string());
         if let Some(n) = s.strip_prefix("i:").or_else(|| s.strip_prefix("I:")) {
@@ -102,7 +102,7 @@ impl AvpName {
 
     /// Parses a full AVP spec as module parameters give it: `$avp(i:123)`,
     /// `$avp(s:user)`, `$avp(user)`.
-    pub fn parse_spec(s: &str) -> Result<AvpName, AvpNameError> {
+    pub(crate) fn parse_spec(s: &str) -> Result<AvpName, AvpNameError> {
         let inner = s
             .trim()
             .strip_prefix("$avp(")
@@ -135,7 +135,7 @@ impl Avps {
         self.list.push((name, v));
     }
 
-    pub fn remove_all(&mut self, name: &AvpName) {
+    pub(crate) fn remove_all(&mut self, name: &AvpName) {
         self.list.retain(|(n, _)| n != name);
     }
 

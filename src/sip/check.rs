@@ -102,7 +102,7 @@ impl std::error::Error for Malformed {}
 impl SipMsg {
     /// The first grammar breach a proxy must not relay, or `Ok(())`. For
     /// replies the From/To/Contact grammar is not checked.
-    pub fn validate(&self) -> Result<(), Malformed> {
+    pub(crate) fn validate(&self) -> Result<(), Malformed> {
         if !self.version().eq_ignore_ascii_case(b"SIP/2.0") {
             return Err(Malformed::Version);
         }

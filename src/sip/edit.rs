@@ -113,7 +113,7 @@ impl SipMsg {
 
     /// Adds `Via: value` as the new topmost Via (before the first Via
     /// line, or at the top of the headers if there is none).
-    pub fn push_via(&mut self, value: &str) -> Result<(), EditError> {
+    pub(crate) fn push_via(&mut self, value: &str) -> Result<(), EditError> {
         check_value(value)?;
         let at = self
             .first_line_of(HeaderKind::Via)
@@ -123,13 +123,13 @@ impl SipMsg {
 
     /// Removes the topmost Via value (only that value when the first Via
     /// line carries several). `false` when there was no Via.
-    pub fn pop_top_via(&mut self) -> Result<bool, EditError> {
+    pub(crate) fn pop_top_via(&mut self) -> Result<bool, EditError> {
         self.remove_first_value(HeaderKind::Via)
     }
 
     /// Removes the first Route value (RFC 3261 §16.4 loose routing).
     /// `false` when there was no Route.
-    pub fn remove_first_route(&mut self) -> Result<bool, EditError> {
+    pub(crate) fn remove_first_route(&mut self) -> Result<bool, EditError> {
         self.remove_first_value(HeaderKind::Route)
     }
 
@@ -138,7 +138,11 @@ impl SipMsg {
     /// `rport` with `src_port` and then always adds `received`. IPv6 is
     /// written without brackets, as RFC 3261's `via-received` grammar has
     /// it. Returns whether the message changed.
-    pub fn set_via_received(&mut self, src_ip: IpAddr, src_port: u16) -> Result<bool, EditError> {
+    pub(crate) fn set_via_received(
+        &mut self,
+        src_ip: IpAddr,
+        src_port: u16,
+    ) -> Result<bool, EditError> {
         let h = self
             .by_kind(HeaderKind::Via)
             .next()
@@ -191,7 +195,7 @@ impl SipMsg {
     }
 
     /// Replaces the Request-URI, leaving the rest of the request line as is.
-    pub fn set_request_uri(&mut self, uri: &str) -> Result<(), EditError> {
+    pub(crate) fn set_request_uri(&mut self, uri: &str) -> Result<(), EditError> {
         let Start::Request { uri: span, .. } = self.start else {
             return Err(EditError::NotARequest);
         };
@@ -203,7 +207,7 @@ impl SipMsg {
 
     /// Inserts `name: value` before the first header of that name (e.g.
     /// Record-Route, RFC 3261 §16.6 step 4), or at the top of the headers.
-    pub fn insert_header_top(&mut self, name: &str, value: &str) -> Result<(), EditError> {
+    pub(crate) fn insert_header_top(&mut self, name: &str, value: &str) -> Result<(), EditError> {
         check_name(name)?;
         check_value(value)?;
         let at = self
@@ -215,7 +219,7 @@ impl SipMsg {
 
     /// Appends a whole header line (`Name: value`, a trailing CRLF is
     /// optional) after the last header.
-    pub fn append_header(&mut self, line: &str) -> Result<(), EditError> {
+    pub(crate) fn append_header(&mut self, line: &str) -> Result<(), EditError> {
         let line = line
             .strip_suffix("\r\n")
             .or_else(|| line.strip_suffix('\n'))
@@ -234,7 +238,7 @@ impl SipMsg {
 
     /// Removes every header line named `name` (full or compact, any case);
     /// returns how many.
-    pub fn remove_header(&mut self, name: &str) -> Result<usize, EditError> {
+    pub(crate) fn remove_header(&mut self, name: &str) -> Result<usize, EditError> {
         let cuts: Vec<(Range<usize>, Vec<u8>)> = self
             .matching(name)
             .map(|h| (h.line.range(), Vec::new()))
@@ -249,7 +253,7 @@ impl SipMsg {
     /// Sets the first Max-Forwards value, or inserts `Max-Forwards: n` at
     /// the top of the headers when there is none (as Kamailio's
     /// `mf_process_maxfwd_header` does).
-    pub fn set_max_forwards(&mut self, n: u8) -> Result<(), EditError> {
+    pub(crate) fn set_max_forwards(&mut self, n: u8) -> Result<(), EditError> {
         let existing = self
             .by_kind(HeaderKind::MaxForwards)
             .next()
@@ -262,7 +266,7 @@ impl SipMsg {
 
     /// Adds `delta` (e.g. -1 to decrement) to Max-Forwards, clamped to
     /// 0..=255; returns the new value.
-    pub fn add_max_forwards(&mut self, delta: i32) -> Result<u8, EditError> {
+    pub(crate) fn add_max_forwards(&mut self, delta: i32) -> Result<u8, EditError> {
         let cur = match self.max_forwards() {
             MaxForwards::Absent => return Err(EditError::NoMaxForwards),
             MaxForwards::Invalid => return Err(EditError::BadMaxForwards),

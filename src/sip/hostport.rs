@@ -33,7 +33,7 @@ impl Host {
     }
 
     /// IPv6 without brackets: what `ToSocketAddrs` and `IpAddr` take.
-    pub fn unbracketed(&self) -> String {
+    pub(crate) fn unbracketed(&self) -> String {
         match self {
             Host::Ip(ip) => ip.to_string(),
             Host::Name(n) => n.clone(),

@@ -20,7 +20,7 @@ use super::via::{Via, ViaError};
 /// Offsets into [`SipMsg::as_bytes`]; `u32` keeps the index small (a SIP
 /// message is far below 4 GiB; larger input is [`ParseError::TooLarge`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub(crate) struct Span {
+pub struct Span {
     pub start: u32,
     pub end: u32,
 }
@@ -133,7 +133,7 @@ impl HeaderKind {
     }
 
     /// The long form used when this code writes the header.
-    pub fn canonical_name(self) -> Option<&'static str> {
+    pub(crate) fn canonical_name(self) -> Option<&'static str> {
         KNOWN.iter().find(|k| k.0 == self).map(|k| k.1)
     }
 }
@@ -282,7 +282,7 @@ pub enum MaxForwards {
 pub struct SipMsg {
     pub(crate) buf: Vec<u8>,
     pub(crate) start: Start,
-    pub(crate) start_line: Span,
+    pub start_line: Span,
     pub(crate) start_issue: Option<StartLineIssue>,
     /// Offset of the first header line (just past the start line's LF).
     pub(crate) headers_start: u32,
@@ -539,7 +539,7 @@ impl SipMsg {
     /// Like [`SipMsg::parse`] but keeps a message whose body is shorter than
     /// its Content-Length ([`BodyFraming::Truncated`]), so that the proxy can
     /// still address a 400 (RFC 4475 §3.1.2.2). Never relay such a message.
-    pub fn parse_to_answer(bytes: &[u8]) -> Result<SipMsg, ParseError> {
+    pub(crate) fn parse_to_answer(bytes: &[u8]) -> Result<SipMsg, ParseError> {
         scan(bytes.to_vec(), true)
     }
 
@@ -561,7 +561,7 @@ impl SipMsg {
         self.buf.get(s.range()).unwrap_or(&[])
     }
 
-    pub fn is_request(&self) -> bool {
+    pub(crate) fn is_request(&self) -> bool {
         matches!(self.start, Start::Request { .. })
     }
 
@@ -579,7 +579,7 @@ impl SipMsg {
         self.method().or_else(|| self.cseq_method())
     }
 
-    pub fn request_uri_bytes(&self) -> Option<&[u8]> {
+    pub(crate) fn request_uri_bytes(&self) -> Option<&[u8]> {
         match self.start {
             Start::Request { uri, .. } => Some(self.slice(uri)),
             Start::Response { .. } => None,
@@ -588,7 +588,7 @@ impl SipMsg {
 
     /// The Request-URI as written; `None` for replies or a non-UTF-8 URI
     /// (which [`SipMsg::validate`] rejects).
-    pub fn request_uri(&self) -> Option<&str> {
+    pub(crate) fn request_uri(&self) -> Option<&str> {
         std::str::from_utf8(self.request_uri_bytes()?).ok()
     }
 
@@ -623,7 +623,7 @@ impl SipMsg {
         self.slice(self.start_line)
     }
 
-    pub fn start_line_issue(&self) -> Option<StartLineIssue> {
+    pub(crate) fn start_line_issue(&self) -> Option<StartLineIssue> {
         self.start_issue
     }
 
@@ -687,7 +687,7 @@ impl SipMsg {
         self.first(HeaderKind::CallId)
     }
 
-    pub fn call_id_str(&self) -> Option<Cow<'_, str>> {
+    pub(crate) fn call_id_str(&self) -> Option<Cow<'_, str>> {
         self.call_id().map(String::from_utf8_lossy)
     }
 
@@ -697,7 +697,7 @@ impl SipMsg {
         parse_cseq(self.first(HeaderKind::CSeq)?)
     }
 
-    pub fn cseq_method(&self) -> Option<&str> {
+    pub(crate) fn cseq_method(&self) -> Option<&str> {
         self.cseq().map(|c| c.1)
     }
 
@@ -738,7 +738,7 @@ impl SipMsg {
         }
     }
 
-    pub fn body_framing(&self) -> BodyFraming {
+    pub(crate) fn body_framing(&self) -> BodyFraming {
         self.framing
     }
 
@@ -746,7 +746,7 @@ impl SipMsg {
         self.slice(self.body)
     }
 
-    pub fn user_agent(&self) -> Option<&[u8]> {
+    pub(crate) fn user_agent(&self) -> Option<&[u8]> {
         self.first(HeaderKind::UserAgent)
     }
 
@@ -754,7 +754,7 @@ impl SipMsg {
         self.first(HeaderKind::Server)
     }
 
-    pub fn max_forwards(&self) -> MaxForwards {
+    pub(crate) fn max_forwards(&self) -> MaxForwards {
         match self.first(HeaderKind::MaxForwards) {
             None => MaxForwards::Absent,
             Some(v) => lex::parse_u64(v)
@@ -764,21 +764,21 @@ impl SipMsg {
     }
 
     /// Every Via value in order (topmost first), as text.
-    pub fn via_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(crate) fn via_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.kind_values(HeaderKind::Via)
     }
 
-    pub fn top_via_value(&self) -> Option<&[u8]> {
+    pub(crate) fn top_via_value(&self) -> Option<&[u8]> {
         self.via_values().next()
     }
 
     /// The topmost Via decoded; `None` when the message has no Via.
-    pub fn top_via(&self) -> Option<Result<Via<'_>, ViaError>> {
+    pub(crate) fn top_via(&self) -> Option<Result<Via<'_>, ViaError>> {
         self.top_via_value().map(Via::parse_bytes)
     }
 
     /// Route values in order (first is where a loose router sends next).
-    pub fn route_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(crate) fn route_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.kind_values(HeaderKind::Route)
     }
 
@@ -786,13 +786,13 @@ impl SipMsg {
         self.kind_values(HeaderKind::RecordRoute)
     }
 
-    pub fn contact_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
+    pub(crate) fn contact_values(&self) -> impl Iterator<Item = &[u8]> + '_ {
         self.kind_values(HeaderKind::Contact)
     }
 }
 
 /// Lossy UTF-8 with every fold (CR? LF followed by WSP) replaced by one SP.
-pub(crate) fn unfold_lossy(v: &[u8]) -> Cow<'_, str> {
+pub fn unfold_lossy(v: &[u8]) -> Cow<'_, str> {
     if !v.contains(&b'\n') {
         return String::from_utf8_lossy(v);
     }

@@ -120,7 +120,7 @@ impl<'a> NameAddr<'a> {
     }
 
     /// The rules of RFC 3261 §25.1 that RFC 4475 §3.1.2 exercises.
-    pub fn check_strict(&self) -> Result<(), NameAddrError> {
+    pub(crate) fn check_strict(&self) -> Result<(), NameAddrError> {
         if let Some(d) = self.display {
             let unquoted = d.first() != Some(&b'"');
             // UTF-8 in an unquoted name breaks §25.1 too, but UAs send it
@@ -155,7 +155,7 @@ impl<'a> NameAddr<'a> {
         self.param("tag").map(|v| v.unwrap_or(&[]))
     }
 
-    pub fn uri_str(&self) -> Option<&'a str> {
+    pub(crate) fn uri_str(&self) -> Option<&'a str> {
         std::str::from_utf8(self.uri).ok()
     }
 }

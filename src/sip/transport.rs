@@ -73,7 +73,7 @@ impl Transport {
     }
 
     /// Upper case: the form of a Via's sent-protocol (RFC 3261 §20.42).
-    pub fn via_name(self) -> &'static str {
+    pub(crate) fn via_name(self) -> &'static str {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",

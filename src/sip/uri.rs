@@ -219,12 +219,12 @@ impl Uri {
     }
 
     /// The scheme as written.
-    pub fn scheme_str(&self) -> &str {
+    pub(crate) fn scheme_str(&self) -> &str {
         self.get(&(0..self.scheme_end))
     }
 
     /// `sip:` or `sips:`.
-    pub fn is_sip(&self) -> bool {
+    pub(crate) fn is_sip(&self) -> bool {
         matches!(self.scheme, Scheme::Sip | Scheme::Sips)
     }
 
@@ -238,7 +238,7 @@ impl Uri {
         self.user.as_ref().map(|r| self.get(r))
     }
 
-    pub fn password(&self) -> Option<&str> {
+    pub(crate) fn password(&self) -> Option<&str> {
         self.password.as_ref().map(|r| self.get(r))
     }
 
@@ -249,7 +249,7 @@ impl Uri {
     }
 
     /// Host without IPv6 brackets, ready for `IpAddr::from_str`.
-    pub fn host_unbracketed(&self) -> &str {
+    pub(crate) fn host_unbracketed(&self) -> &str {
         let h = self.host();
         h.strip_prefix('[')
             .and_then(|x| x.strip_suffix(']'))
@@ -261,7 +261,7 @@ impl Uri {
     }
 
     /// The parameter run including its leading `;` (empty if none).
-    pub fn params_str(&self) -> &str {
+    pub(crate) fn params_str(&self) -> &str {
         self.get(&self.params)
     }
 
@@ -291,7 +291,7 @@ impl Uri {
     }
 
     /// The `?headers` part without its `?`.
-    pub fn headers(&self) -> Option<&str> {
+    pub(crate) fn headers(&self) -> Option<&str> {
         self.headers.as_ref().map(|r| self.get(r))
     }
 }

@@ -164,7 +164,7 @@ impl<'a> Via<'a> {
         })
     }
 
-    pub fn parse_bytes(v: &'a [u8]) -> Result<Via<'a>, ViaError> {
+    pub(crate) fn parse_bytes(v: &'a [u8]) -> Result<Via<'a>, ViaError> {
         Via::parse(std::str::from_utf8(v).map_err(|_| ViaError::NotUtf8)?)
     }
 
@@ -174,7 +174,7 @@ impl<'a> Via<'a> {
     }
 
     /// sent-by host without IPv6 brackets.
-    pub fn host_unbracketed(&self) -> &'a str {
+    pub(crate) fn host_unbracketed(&self) -> &'a str {
         unbracket(self.host)
     }
 
@@ -207,7 +207,7 @@ impl<'a> Via<'a> {
 
     /// The branch starts with the RFC 3261 magic cookie and carries an id
     /// after it (RFC 4475 §3.2.1 sends the bare cookie).
-    pub fn has_rfc3261_branch(&self) -> bool {
+    pub(crate) fn has_rfc3261_branch(&self) -> bool {
         self.branch()
             .is_some_and(|b| b.len() > MAGIC_COOKIE.len() && b.starts_with(MAGIC_COOKIE))
     }
@@ -222,7 +222,7 @@ impl<'a> Via<'a> {
         self.param("rport")
     }
 
-    pub fn maddr(&self) -> Option<&'a str> {
+    pub(crate) fn maddr(&self) -> Option<&'a str> {
         self.param("maddr").flatten()
     }
 
@@ -245,7 +245,7 @@ impl<'a> Via<'a> {
     /// present, else `received` (or sent-by) at `rport` (or the sent-by
     /// port, or the transport's default). IPv6 literals come back without
     /// brackets; a hostname must still be resolved (RFC 3263 §6).
-    pub fn response_target(&self) -> (String, u16) {
+    pub(crate) fn response_target(&self) -> (String, u16) {
         let sent_port = self.port.unwrap_or_else(|| self.default_port());
         if let Some(maddr) = self.maddr() {
             return (unbracket(maddr).to_owned(), sent_port);

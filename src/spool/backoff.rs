@@ -14,9 +14,9 @@ use std::time::{Duration, Instant};
 /// First wait after a failure.
 pub const FIRST: Duration = Duration::from_millis(500);
 /// Longest wait between tries after fast failures (refused).
-pub const MAX_FAST: Duration = Duration::from_secs(2);
+pub(crate) const MAX_FAST: Duration = Duration::from_secs(2);
 /// Longest wait between tries after a try that timed out.
-pub const MAX_SLOW: Duration = Duration::from_secs(30);
+pub(crate) const MAX_SLOW: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Backoff {
@@ -36,11 +36,11 @@ impl Backoff {
     }
 
     /// Whether a try is due at `now`.
-    pub fn due(&self, now: Instant) -> bool {
+    pub(crate) fn due(&self, now: Instant) -> bool {
         now >= self.next_try
     }
 
-    pub fn next_try(&self) -> Instant {
+    pub(crate) fn next_try(&self) -> Instant {
         self.next_try
     }
 

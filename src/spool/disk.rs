@@ -425,7 +425,7 @@ impl Spool {
     }
 
     /// Write our pid into the lock file (again after daemonising).
-    pub fn write_pid(&mut self) {
+    pub(crate) fn write_pid(&mut self) {
         let _ = self.lock.set_len(0);
         let _ = self.lock.seek(SeekFrom::Start(0));
         let _ = writeln!(&mut *self.lock, "{}", std::process::id());
@@ -455,7 +455,7 @@ impl Spool {
     }
 
     /// `n` consecutive fresh sequence numbers; the first is returned.
-    pub fn alloc_seqs(&mut self, n: u64) -> Result<u64, SpoolError> {
+    pub(crate) fn alloc_seqs(&mut self, n: u64) -> Result<u64, SpoolError> {
         if self.next + n >= 1 << RUN_SHIFT {
             self.new_run()?;
         }
@@ -592,7 +592,7 @@ impl Spool {
 
     /// Up to `max_rows` of the oldest records (and about `max_bytes`, at
     /// least one), without consuming them.
-    pub fn peek(&mut self, max_rows: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
+    pub(crate) fn peek(&mut self, max_rows: usize, max_bytes: usize) -> Result<Batch, SpoolError> {
         let mut out = Batch::default();
         let mut bytes = 0;
         self.load_head()?;

@@ -13,7 +13,7 @@
 use std::path::{Path, PathBuf};
 
 /// The default state directory of a packaged install.
-pub const VAR_LIB: &str = "/var/lib/siptraced";
+pub(crate) const VAR_LIB: &str = "/var/lib/siptraced";
 
 /// Why this directory was chosen (for the start-up log).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,7 +44,7 @@ impl Origin {
 /// Choose the spool directory. `sqlite_file` is the db_url's file for a
 /// SQLite URL; `writable(dir)` says whether an existing directory can be
 /// written by the daemon.
-pub fn choose(
+pub(crate) fn choose(
     spool_dir: Option<&str>,
     state_dir: Option<&str>,
     env_state_dir: Option<&str>,
@@ -88,7 +88,7 @@ pub fn choose(
 }
 
 /// Whether `dir` exists as a directory we may write into (access(2) W_OK).
-pub fn writable_dir(dir: &Path) -> bool {
+pub(crate) fn writable_dir(dir: &Path) -> bool {
     dir.is_dir() && nix::unistd::access(dir, nix::unistd::AccessFlags::W_OK).is_ok()
 }
 

@@ -25,17 +25,17 @@ use crate::db::Row;
 use std::ops::Range;
 
 /// First bytes of every segment file; the last byte is the format version.
-pub const SEGMENT_MAGIC: &[u8; 16] = b"siptraced-spool\x01";
+pub(crate) const SEGMENT_MAGIC: &[u8; 16] = b"siptraced-spool\x01";
 /// Bytes of the segment header.
-pub const HEADER_LEN: usize = SEGMENT_MAGIC.len();
+pub(crate) const HEADER_LEN: usize = SEGMENT_MAGIC.len();
 /// First two bytes of every record.
-pub const RECORD_MAGIC: [u8; 2] = [0xFB, 0xD5];
+pub(crate) const RECORD_MAGIC: [u8; 2] = [0xFB, 0xD5];
 /// magic + len + crc.
-pub const FRAME_OVERHEAD: usize = 10;
+pub(crate) const FRAME_OVERHEAD: usize = 10;
 /// Largest payload accepted when reading: a row holds at most one datagram
 /// (64 KiB) plus short fields; 16 MiB leaves room for any future TCP message
 /// while still rejecting a garbage length before allocating it.
-pub const MAX_PAYLOAD: usize = 16 << 20;
+pub(crate) const MAX_PAYLOAD: usize = 16 << 20;
 /// seq + time_sec + time_us + direction + flags.
 const FIXED_LEN: usize = 8 + 8 + 4 + 1 + 1;
 
@@ -51,7 +51,7 @@ fn crc(len_bytes: &[u8; 4], payload: &[u8]) -> u32 {
 }
 
 /// Append one record (frame + payload) for `row` with sequence number `seq`.
-pub fn encode(seq: u64, row: &Row, out: &mut Vec<u8>) {
+pub(crate) fn encode(seq: u64, row: &Row, out: &mut Vec<u8>) {
     let start = out.len();
     out.extend_from_slice(&RECORD_MAGIC);
     out.extend_from_slice(&[0; 8]); // len + crc, filled in below
@@ -91,7 +91,7 @@ pub fn encode(seq: u64, row: &Row, out: &mut Vec<u8>) {
 
 /// Bytes [`encode`] will append for `row` (for the size cap, before
 /// encoding).
-pub fn encoded_len(row: &Row) -> usize {
+pub(crate) fn encoded_len(row: &Row) -> usize {
     let fields = [
         row.table.as_ref().map_or(0, |t| 4 + t.len()),
         row.msg.len(),
@@ -168,7 +168,7 @@ pub struct Scan {
 
 impl Scan {
     /// Offset just past the last good record (where a torn tail starts).
-    pub fn good_end(&self, start: usize) -> usize {
+    pub(crate) fn good_end(&self, start: usize) -> usize {
         self.frames.last().map_or(start, |f| f.span.end)
     }
 }
@@ -209,7 +209,7 @@ fn frame_at(buf: &[u8]) -> Result<(usize, u64), Flaw> {
 /// damage too. After damage, the scan resumes at the next offset where a
 /// whole good record starts (so one flipped bit costs one record, not the
 /// rest of the file); damage with no good record after it is the tail.
-pub fn scan(buf: &[u8], start: usize, after_seq: u64) -> Scan {
+pub(crate) fn scan(buf: &[u8], start: usize, after_seq: u64) -> Scan {
     let mut out = Scan::default();
     let mut last_seq = after_seq;
     let mut at = start;
@@ -271,7 +271,7 @@ fn resync(buf: &[u8], from: usize, last_seq: u64) -> Option<usize> {
 }
 
 /// Decode a payload found by [`scan`] into its sequence number and row.
-pub fn decode(payload: &[u8]) -> Result<(u64, Row), Flaw> {
+pub(crate) fn decode(payload: &[u8]) -> Result<(u64, Row), Flaw> {
     let mut r = Reader {
         buf: payload,
         at: 0,
@@ -343,7 +343,7 @@ impl<'a> Reader<'a> {
 
 /// Whether `buf` starts with a valid segment header. A shorter buffer that
 /// is a prefix of it is a segment torn while being created.
-pub fn header_state(buf: &[u8]) -> HeaderState {
+pub(crate) fn header_state(buf: &[u8]) -> HeaderState {
     if buf.len() >= HEADER_LEN {
         if &buf[..HEADER_LEN] == SEGMENT_MAGIC {
             HeaderState::Good

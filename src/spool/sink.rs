@@ -139,7 +139,7 @@ pub struct TraceSink {
 
 impl TraceSink {
     /// No database tracing: rows are discarded.
-    pub fn disabled(now: Instant) -> TraceSink {
+    pub(crate) fn disabled(now: Instant) -> TraceSink {
         Self::build(None, None, None, 1, SpoolFullPolicy::Drop, now)
     }
 
@@ -221,7 +221,7 @@ impl TraceSink {
     /// When the reactor must call [`TraceSink::flush`] even without rows:
     /// the next reconnect try, at once while replay has work, or the next
     /// drop summary.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.target.as_ref()?;
         let work = match &self.down {
             Some(b) => Some(b.next_try()),
@@ -235,7 +235,7 @@ impl TraceSink {
 
     /// The turn's DB step: maybe reconnect, replay one bounded batch, then
     /// place the turn's rows (written, or spooled behind older ones).
-    pub fn flush(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
+    pub(crate) fn flush(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
         self.last_now = now;
         if self.target.is_none() {
             return;
@@ -279,7 +279,7 @@ impl TraceSink {
 
     /// At exit, while the database is up: replay one more batch. Returns
     /// whether more remains.
-    pub fn drain_step(&mut self, now: Instant, wall: WallTime) -> bool {
+    pub(crate) fn drain_step(&mut self, now: Instant, wall: WallTime) -> bool {
         self.last_now = now;
         if self.target.is_some() && self.is_up() && self.pending() > 0 {
             self.replay_one(now, wall);

@@ -91,7 +91,7 @@ impl DupTarget {
 
     /// The destination when the host is an IP literal; `None` for a host
     /// name, which the reactor resolves.
-    pub fn socket_addr(&self) -> Option<SocketAddr> {
+    pub(crate) fn socket_addr(&self) -> Option<SocketAddr> {
         let ip = self.host.parse().ok()?;
         Some(SocketAddr::new(ip, self.port))
     }
@@ -116,7 +116,7 @@ impl fmt::Display for DupTarget {
 /// forms of `listen=` (`udp:10.1.1.2:5000`, `10.1.1.2:5000`, `[::1]:5000`)
 /// are accepted too. The host must be an IP address: the socket must match
 /// a listener, which has one.
-pub fn parse_send_sock(value: &str) -> Result<SocketAddr, DupError> {
+pub(crate) fn parse_send_sock(value: &str) -> Result<SocketAddr, DupError> {
     let bad = || DupError::NotLocalSocket {
         value: value.trim().to_string(),
     };

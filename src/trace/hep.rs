@@ -13,7 +13,7 @@ use crate::sip::Transport;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
 /// HEP "protocol type" chunk value (0x000b) for SIP (HEP3 spec rev. 37).
-pub const PROTO_TYPE_SIP: u8 = 0x01;
+pub(crate) const PROTO_TYPE_SIP: u8 = 0x01;
 
 /// IANA protocol numbers, the value HEP carries as "IP protocol".
 const IPPROTO_TCP: u8 = 6;
@@ -65,7 +65,7 @@ const MAX_PACKET_LEN: usize = u16::MAX as usize;
 /// The IP protocol number HEP carries: TLS runs over TCP.
 /// (Kamailio writes 22, IPPROTO_IDP, as a "fake proto" for tls/ws/wss;
 /// Homer and the HEP spec expect the real IP protocol, so we send 6.)
-pub fn ip_proto(p: Transport) -> u8 {
+pub(crate) fn ip_proto(p: Transport) -> u8 {
     match p {
         Transport::Udp => IPPROTO_UDP,
         Transport::Tcp | Transport::Tls => IPPROTO_TCP,
@@ -176,7 +176,7 @@ fn non_empty(s: Option<&str>) -> Option<&[u8]> {
 /// src/dst address, src/dst port, seconds, microseconds, protocol type,
 /// capture id, correlation id (if any), auth key (if any), payload. All
 /// integers in network order.
-pub fn encode_v3(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
+pub(crate) fn encode_v3(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
     let addrs = AddrPair::of(p.src.ip(), p.dst.ip());
     let (src_chunk, dst_chunk) = match addrs {
         AddrPair::V4(..) => (CHUNK_IPV4_SRC, CHUNK_IPV4_DST),
@@ -232,7 +232,7 @@ pub fn encode_v3(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
 /// that way, taking the payload after the 12-byte padded struct
 /// (docs/decisions.md §8). `auth_key`, `correlation_id` and `proto_type` have no
 /// place in v2 and are ignored.
-pub fn encode_v2(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
+pub(crate) fn encode_v2(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
     let capture_id = u16::try_from(p.capture_id).map_err(|_| HepError::CaptureIdTooWide {
         capture_id: p.capture_id,
     })?;
@@ -246,7 +246,7 @@ pub fn encode_v2(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
 /// HEPv1: version, header length, family, IP proto, source and destination
 /// port (network order), source and destination address, then the payload.
 /// No timestamp: the receiver stamps the arrival time.
-pub fn encode_v1(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
+pub(crate) fn encode_v1(p: &HepPacket<'_>) -> Result<Vec<u8>, HepError> {
     encode_v12(1, p, &[])
 }
 

@@ -207,7 +207,7 @@ impl WarnedOnce {
 
 /// The HEP datagram for one event: addresses and transport of the event's
 /// ends, as Kamailio's siptrace builds it from the row's fromip/toip.
-pub fn hep_packet(
+pub(crate) fn hep_packet(
     ev: &Event<'_>,
     h: &HepSettings,
     corr: Option<&str>,

@@ -25,7 +25,7 @@ use std::sync::Arc;
 
 /// What Kamailio writes when a message has no destination (5.6 form, with
 /// the port — docs/decisions.md §2).
-pub const ANY_DEST: &str = "any:255.255.255.255:5060";
+pub(crate) const ANY_DEST: &str = "any:255.255.255.255:5060";
 
 /// [`ANY_DEST`] as the address HEP carries (Kamailio's siptrace parses the
 /// row's string back); kept beside it, and tested equal.
@@ -55,7 +55,7 @@ impl Endpoint {
     }
 
     /// The `fromip`/`toip` column.
-    pub fn render(&self) -> String {
+    pub(crate) fn render(&self) -> String {
         match self {
             // SocketAddr's Display already brackets IPv6 and drops the scope
             // only when absent; that is the form parsers of proto:ip:port need.
@@ -68,7 +68,7 @@ impl Endpoint {
     /// Transport and address for a HEP header, as Kamailio's siptrace reads
     /// them back from the row's strings; None when the end names no IP
     /// address (a host name in trace_local_ip).
-    pub fn hep(&self) -> Option<(Transport, SocketAddr)> {
+    pub(crate) fn hep(&self) -> Option<(Transport, SocketAddr)> {
         match self {
             Endpoint::Sock { transport, addr } => Some((*transport, *addr)),
             Endpoint::Any => Some((Transport::Udp, ANY_ADDR)),
@@ -203,7 +203,7 @@ impl Tracer {
 
     /// Whether an event with this trigger and these traced users yields any
     /// row — the gate for building facts and for duplicate_uri (docs/decisions.md §1).
-    pub fn wants(&self, trigger: Trigger, users: usize) -> bool {
+    pub(crate) fn wants(&self, trigger: Trigger, users: usize) -> bool {
         self.no_user_row(trigger) || users > 0
     }
 
@@ -224,7 +224,7 @@ impl Tracer {
         }
     }
 
-    pub fn to_database(&self) -> bool {
+    pub(crate) fn to_database(&self) -> bool {
         self.to_database
     }
 

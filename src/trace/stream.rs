@@ -103,7 +103,7 @@ impl StreamSender {
         }
     }
 
-    pub fn phase(&self) -> Phase {
+    pub(crate) fn phase(&self) -> Phase {
         self.phase
     }
 
@@ -122,7 +122,7 @@ impl StreamSender {
     }
 
     /// Copies waiting (the head may be partly written).
-    pub fn queued(&self) -> usize {
+    pub(crate) fn queued(&self) -> usize {
         self.queue.len()
     }
 
@@ -135,7 +135,7 @@ impl StreamSender {
         }
     }
 
-    pub fn on_timer(&mut self, now: Instant) -> TimerAction {
+    pub(crate) fn on_timer(&mut self, now: Instant) -> TimerAction {
         match self.phase {
             Phase::Down { retry_at } if now >= retry_at => TimerAction::Connect,
             Phase::Connecting { deadline } if now >= deadline => {
@@ -147,7 +147,7 @@ impl StreamSender {
     }
 
     /// The socket was opened and its connect is in flight.
-    pub fn connecting(&mut self, now: Instant) {
+    pub(crate) fn connecting(&mut self, now: Instant) {
         self.phase = Phase::Connecting {
             deadline: now + self.cfg.connect_timeout,
         };
@@ -188,7 +188,7 @@ impl StreamSender {
     }
 
     /// `n` bytes of [`pending`](StreamSender::pending) were written.
-    pub fn wrote(&mut self, n: usize) {
+    pub(crate) fn wrote(&mut self, n: usize) {
         let Some(head) = self.queue.front() else {
             return;
         };
@@ -202,7 +202,7 @@ impl StreamSender {
     }
 
     /// (sent, dropped) since the last call.
-    pub fn take_counts(&mut self) -> (u64, u64) {
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
         (
             std::mem::take(&mut self.sent),
             std::mem::take(&mut self.dropped),

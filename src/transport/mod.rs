@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use crate::sip::Transport;
 
 /// Largest datagram we accept; SIP over UDP must fit in 65507 bytes.
-pub const MAX_DATAGRAM: usize = 65_535;
+pub(crate) const MAX_DATAGRAM: usize = 65_535;
 
 #[derive(Debug)]
 pub struct Listener {
@@ -45,7 +45,7 @@ impl std::fmt::Display for TransportError {
 }
 
 impl Listener {
-    pub fn bind_udp(
+    pub(crate) fn bind_udp(
         addr: SocketAddr,
         advertise: Option<(String, u16)>,
     ) -> Result<Listener, TransportError> {
@@ -63,7 +63,7 @@ impl Listener {
     }
 
     /// The host and port that name this socket in SIP headers.
-    pub fn sip_hostport(&self) -> (String, u16) {
+    pub(crate) fn sip_hostport(&self) -> (String, u16) {
         match &self.advertise {
             Some((h, p)) => (h.clone(), *p),
             None => (self.local.ip().to_string(), self.local.port()),

@@ -22,7 +22,7 @@ use std::time::Instant;
 /// Destinations served at once; a copy to one more is dropped (counted).
 /// Bounds the tokens the reactor reserves and the memory a script that
 /// computes destinations could claim.
-pub const MAX_STREAMS: usize = 16;
+pub(crate) const MAX_STREAMS: usize = 16;
 
 /// One destination: its socket (when open) and its sender state.
 #[derive(Debug)]
@@ -58,7 +58,7 @@ impl Streams {
     }
 
     /// Whether `token` is one of ours.
-    pub fn owns(&self, token: Token) -> bool {
+    pub(crate) fn owns(&self, token: Token) -> bool {
         (self.base..self.base + MAX_STREAMS).contains(&token.0)
     }
 
@@ -127,20 +127,20 @@ impl Streams {
     }
 
     /// Readiness of one of our sockets.
-    pub fn on_event(&mut self, registry: &Registry, ev: &Event, now: Instant) {
+    pub(crate) fn on_event(&mut self, registry: &Registry, ev: &Event, now: Instant) {
         if let Some(s) = self.streams.iter_mut().find(|s| s.token == ev.token()) {
             s.on_ready(registry, ev, now);
         }
     }
 
     /// Retries and connect timeouts that are due.
-    pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
+    pub(crate) fn on_timer(&mut self, registry: &Registry, now: Instant) {
         for s in &mut self.streams {
             s.poke(registry, now);
         }
     }
 
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.streams
             .iter()
             .filter_map(|s| s.sender.deadline())
@@ -148,7 +148,7 @@ impl Streams {
     }
 
     /// (sent, dropped) copies since the last call, over all destinations.
-    pub fn take_counts(&mut self) -> (u64, u64) {
+    pub(crate) fn take_counts(&mut self) -> (u64, u64) {
         let mut sent = 0;
         let mut dropped = std::mem::take(&mut self.refused);
         for s in &mut self.streams {

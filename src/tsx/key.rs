@@ -26,7 +26,7 @@ pub enum Method {
 
 impl Method {
     /// Method from its token as it appears on the request line or in CSeq.
-    pub fn from_token(token: &str) -> Method {
+    pub(crate) fn from_token(token: &str) -> Method {
         match token {
             "INVITE" => Method::Invite,
             "ACK" => Method::Ack,
@@ -102,7 +102,7 @@ pub enum RequestKey {
 
 impl RequestKey {
     /// Whether a top Via branch calls for [`RequestKey::Rfc3261`] matching.
-    pub fn is_rfc3261_branch(branch: Option<&str>) -> bool {
+    pub(crate) fn is_rfc3261_branch(branch: Option<&str>) -> bool {
         branch.is_some_and(|b| b.starts_with(MAGIC_COOKIE))
     }
 

@@ -149,16 +149,16 @@ pub type Payload = Arc<[u8]>;
 /// live INVITE transaction holds its request and last reply (~1–2 KB for a
 /// typical call) plus ~1 KB of bookkeeping, a finished one the bookkeeping
 /// and at most a reply and an ACK.
-pub const DEFAULT_MAX_TRANSACTIONS: usize = 100_000;
+pub(crate) const DEFAULT_MAX_TRANSACTIONS: usize = 100_000;
 
 /// Upper bound for every configured duration: keeps `now + timer` (and
 /// 64·T1) far from `Instant` overflow. Kamailio's tm timers are u32
 /// milliseconds, and no sane SIP timer comes near a day. Public so that
 /// config.rs refuses larger modparams at load, with their position.
-pub const MAX_TIMER: Duration = Duration::from_secs(86_400);
+pub(crate) const MAX_TIMER: Duration = Duration::from_secs(86_400);
 
 /// Default bound on branches per transaction: Kamailio's `MAX_BRANCHES` (12).
-pub const DEFAULT_MAX_BRANCHES: usize = 12;
+pub(crate) const DEFAULT_MAX_BRANCHES: usize = 12;
 
 /// Everything configurable about the transaction layer. The project's
 /// config.rs fills it from modparams; the defaults are Kamailio tm's.
@@ -214,7 +214,7 @@ impl Default for TsxConfig {
 impl TsxConfig {
     /// Check the values make a working table: every timer positive (a zero
     /// interval would make the reactor spin), T2 ≥ T1, bounds non-zero.
-    pub fn validate(&self) -> Result<(), TsxError> {
+    pub(crate) fn validate(&self) -> Result<(), TsxError> {
         let positive = [
             ("t1", self.t1),
             ("t2", self.t2),
@@ -263,7 +263,7 @@ impl TsxConfig {
     /// The proof that [`TsxConfig::validate`] passed: a table built from
     /// it cannot be refused, so its user has no error (or default) to fall
     /// back on.
-    pub fn validated(self) -> Result<ValidTsxConfig, TsxError> {
+    pub(crate) fn validated(self) -> Result<ValidTsxConfig, TsxError> {
         self.validate()?;
         Ok(ValidTsxConfig(self))
     }

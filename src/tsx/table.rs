@@ -52,7 +52,7 @@ impl<U, A: Clone> Table<U, A> {
 
     /// A table from settings already validated (at config load): nothing
     /// left to refuse.
-    pub fn with_config(cfg: ValidTsxConfig) -> Self {
+    pub(crate) fn with_config(cfg: ValidTsxConfig) -> Self {
         let cfg = cfg.into_inner();
         Table {
             timers: cfg.timers(),
@@ -100,7 +100,7 @@ impl<U, A: Clone> Table<U, A> {
     /// Match a received request against the server transactions; absorb
     /// retransmissions (re-sending the last reply) and ACKs of non-2xx
     /// finals. Call before running the script on any request.
-    pub fn handle_request(&mut self, key: &RequestKey, now: Instant) -> RequestMatch {
+    pub(crate) fn handle_request(&mut self, key: &RequestKey, now: Instant) -> RequestMatch {
         let ack = *key.method() == Method::Ack;
         let Some(id) = self
             .servers
@@ -125,7 +125,7 @@ impl<U, A: Clone> Table<U, A> {
     /// The live INVITE transaction a CANCEL (given by its own key) cancels:
     /// same branch and sent-by, or the RFC 2543 fields with the INVITE
     /// method (§9.2, §17.2.3).
-    pub fn find_invite(&self, cancel: &RequestKey) -> Option<TxId> {
+    pub(crate) fn find_invite(&self, cancel: &RequestKey) -> Option<TxId> {
         self.servers.find(cancel, &Method::Invite, false)
     }
 
@@ -186,7 +186,7 @@ impl<U, A: Clone> Table<U, A> {
     /// Send a reply through the server transaction: a relayed reply (after
     /// the caller's Via pop) or a local one. A final reply to an INVITE
     /// cancels the branches still pending (RFC 3261 §16.7 step 10).
-    pub fn send_reply(
+    pub(crate) fn send_reply(
         &mut self,
         tx: TxId,
         code: u16,
@@ -199,7 +199,7 @@ impl<U, A: Clone> Table<U, A> {
     /// Forward the request on a new branch: `key` carries the Via branch this
     /// proxy generated, `dest` where to send, `request` the bytes to send
     /// (queued at once as a first transmission).
-    pub fn add_branch(
+    pub(crate) fn add_branch(
         &mut self,
         tx: TxId,
         key: ClientKey,
@@ -219,7 +219,7 @@ impl<U, A: Clone> Table<U, A> {
     /// for a first 300–699 final to an INVITE from the branch's request
     /// bytes (the reply's To header comes from the caller's own capture); it
     /// is not called otherwise.
-    pub fn handle_reply<F>(
+    pub(crate) fn handle_reply<F>(
         &mut self,
         key: &ClientKey,
         code: u16,
@@ -247,7 +247,7 @@ impl<U, A: Clone> Table<U, A> {
     /// Send the CANCEL the caller built after [`Event::CancelBranch`].
     /// `Ok(false)` when it is not (or not yet) due: a final reply came in
     /// meanwhile, it was already sent, or the branch is not an INVITE.
-    pub fn send_cancel(
+    pub(crate) fn send_cancel(
         &mut self,
         tx: TxId,
         branch: BranchId,
@@ -266,7 +266,7 @@ impl<U, A: Clone> Table<U, A> {
 
     /// Fire every timer due at `now`, and free the transactions that
     /// terminated before this call.
-    pub fn handle_timeout(&mut self, now: Instant) {
+    pub(crate) fn handle_timeout(&mut self, now: Instant) {
         for (_, id) in std::mem::take(&mut self.dead) {
             self.free(id);
         }
@@ -297,7 +297,7 @@ impl<U, A: Clone> Table<U, A> {
     /// When `handle_timeout` must next be called: the earliest timer of any
     /// transaction, or the instant a transaction terminated if one awaits
     /// freeing. `None` when the table is idle.
-    pub fn next_deadline(&self) -> Option<Instant> {
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
         let timer = self.deadlines.first().map(|&(at, _)| at);
         let reap = self.dead.first().map(|&(at, _)| at);
         match (timer, reap) {
@@ -306,11 +306,11 @@ impl<U, A: Clone> Table<U, A> {
         }
     }
 
-    pub fn poll_transmit(&mut self) -> Option<Transmit<A>> {
+    pub(crate) fn poll_transmit(&mut self) -> Option<Transmit<A>> {
         self.q.transmits.pop_front()
     }
 
-    pub fn poll_event(&mut self) -> Option<Event<A>> {
+    pub(crate) fn poll_event(&mut self) -> Option<Event<A>> {
         self.q.events.pop_front()
     }
 
@@ -319,17 +319,17 @@ impl<U, A: Clone> Table<U, A> {
         tx_ref(&self.slots, tx).map(|t| &t.user)
     }
 
-    pub fn user_mut(&mut self, tx: TxId) -> Option<&mut U> {
+    pub(crate) fn user_mut(&mut self, tx: TxId) -> Option<&mut U> {
         tx_mut(&mut self.slots, tx).map(|t| &mut t.user)
     }
 
     /// Whether an incoming CANCEL was applied (`t_is_canceled`).
-    pub fn is_cancelled(&self, tx: TxId) -> bool {
+    pub(crate) fn is_cancelled(&self, tx: TxId) -> bool {
         tx_ref(&self.slots, tx).is_some_and(|t| t.is_cancelled())
     }
 
     /// The final status sent upstream, if any.
-    pub fn final_reply(&self, tx: TxId) -> Option<u16> {
+    pub(crate) fn final_reply(&self, tx: TxId) -> Option<u16> {
         tx_ref(&self.slots, tx).and_then(|t| t.final_code())
     }
 

@@ -111,13 +111,13 @@ impl Timers {
     }
 
     /// Timer A's first interval, RFC 3261 §17.1.1.2: T1.
-    pub fn a_initial(&self) -> Duration {
+    pub(crate) fn a_initial(&self) -> Duration {
         self.t1
     }
 
     /// Timer A's next interval, RFC 3261 §17.1.1.2: doubled each time and,
     /// unlike E and G, never capped at T2.
-    pub fn a_next(&self, previous: Duration) -> Duration {
+    pub(crate) fn a_next(&self, previous: Duration) -> Duration {
         previous.saturating_mul(2)
     }
 
@@ -133,17 +133,17 @@ impl Timers {
     }
 
     /// Timer E's first interval, RFC 3261 §17.1.2.2: T1.
-    pub fn e_initial(&self) -> Duration {
+    pub(crate) fn e_initial(&self) -> Duration {
         self.t1
     }
 
     /// Timer E's next interval in Trying, RFC 3261 §17.1.2.2: MIN(2x, T2).
-    pub fn e_next(&self, previous: Duration) -> Duration {
+    pub(crate) fn e_next(&self, previous: Duration) -> Duration {
         previous.saturating_mul(2).min(self.t2)
     }
 
     /// Timer E's interval in Proceeding, RFC 3261 §17.1.2.2: T2.
-    pub fn e_proceeding(&self) -> Duration {
+    pub(crate) fn e_proceeding(&self) -> Duration {
         self.t2
     }
 
@@ -153,12 +153,12 @@ impl Timers {
     }
 
     /// Timer G's first interval, RFC 3261 §17.2.1: T1.
-    pub fn g_initial(&self) -> Duration {
+    pub(crate) fn g_initial(&self) -> Duration {
         self.t1
     }
 
     /// Timer G's next interval, RFC 3261 §17.2.1: MIN(2x, T2).
-    pub fn g_next(&self, previous: Duration) -> Duration {
+    pub(crate) fn g_next(&self, previous: Duration) -> Duration {
         previous.saturating_mul(2).min(self.t2)
     }
 
@@ -199,14 +199,14 @@ impl Timers {
     /// Capped by [`Timers::wait`]: the branch has given up, and Kamailio
     /// drops a cancelled branch with its transaction `wt_timer` after the
     /// final reply.
-    pub fn cancel_wait(&self) -> Duration {
+    pub(crate) fn cancel_wait(&self) -> Duration {
         self.wait(self.sixty_four_t1())
     }
 
     /// Grace after the lifetime cap fired with branches still pending: time
     /// for the caller to answer the resulting failure before the transaction
     /// is dropped. 64·T1, the RFC's generic "give up" span.
-    pub fn lifetime_grace(&self) -> Duration {
+    pub(crate) fn lifetime_grace(&self) -> Duration {
         self.sixty_four_t1()
     }
 }
