@@ -1,7 +1,8 @@
 //! Wall-clock values as data, and their local-time renderings.
 //!
-//! Only the reactor reads the clock (`WallTime::now`), once per turn, and
-//! passes the value down. The formatting functions are pure apart from the
+//! `WallTime::now` is the one read of the system clock; the reactor calls
+//! it once per turn and once per received datagram (ARCHITECTURE.md lists
+//! the start-up and control-plane exceptions) and passes the value down. The formatting functions are pure apart from the
 //! process's time zone (libc `localtime_r`, which honours TZ as Kamailio does).
 
 use std::time::{SystemTime, UNIX_EPOCH};

@@ -3,17 +3,20 @@
 //! Code map (see ARCHITECTURE.md for the invariants):
 //! - `cli`       command line, kamailio-like flags (pure)
 //! - `cfg`       kamailio.cfg syntax: lexer, preprocessor, parser (pure)
-//! - `config`    lowering of the syntax tree to a typed `Config`; every default lives there
+//! - `config`    lowering of the syntax tree to a typed `Config`: values parsed and
+//!               checked once, at load; the defaults of every configuration parameter
 //! - `script`    route blocks compiled once and interpreted per message against a `Host`
-//! - `sip`       lenient SIP scanner and in-place edits (pure)
-//! - `core`      the proxy: implements the script `Host`, decides sends and trace events (pure)
-//! - `trace`     which rows an event yields and what they say; duplicate_uri and HEP encoders
+//! - `sip`       lenient SIP scanner and in-place edits; the one `Transport` type and
+//!               address grammar (pure)
+//! - `core`      the proxy: implements the script `Host`, decides sends and trace events
+//!               (no sockets; `core/resolve.rs` still calls getaddrinfo)
+//! - `trace`     which rows an event yields and what they say; mirrored copies, HEP encoders
 //! - `db`        synchronous row stores chosen by URL scheme
 //! - `spool`     durable local spool and the DB edge: write, spool, replay once, in order
 //! - `mi`        MI FIFO text protocol and JSON-RPC codecs, command table (pure)
 //! - `tsx`       RFC 3261 transaction state machines (pure, handed the time)
-//! - `reactor`   the one owner of mio::Poll, the clock, FIFOs and the DB write
-//! - `transport` UDP sockets
+//! - `reactor`   the one owner of mio::Poll, the main clock reader, FIFOs, the turn's rows
+//! - `transport` UDP listeners and TCP connections to capture nodes
 //! - `process`   logging, daemonising, pid file, privilege drop
 //! - `clock`     wall-clock values and their local-time renderings
 

@@ -4,7 +4,9 @@
 //! sl_send_reply(), record_route(), loose_route()…), deciding which trace
 //! events happen (docs/decisions.md §1, §7).
 //!
-//! Pure: no sockets, no clock, no database. The reactor hands in the bytes,
+//! No sockets, no database, and no clock reads of its own (resolve.rs's
+//! getaddrinfo is the one call that waits on the system; ARCHITECTURE.md
+//! says why it is still here). The reactor hands in the bytes,
 //! addresses and the time, then takes `take_sends()`, `take_mirrors()`
 //! (copies for capture nodes, whose fate it reports back through
 //! `count_copies()`) and `take_rows()`.

@@ -7,8 +7,10 @@
 //! message costs one lookup, then one per `POSITIVE_TTL`. A failed lookup
 //! is remembered only for `NEGATIVE_TTL`, so a name that did not resolve
 //! during a DNS hiccup works again without a restart. getaddrinfo gives no
-//! TTL, hence fixed ones. The reactor hands in the time (`set_now`); this
-//! module never reads a clock.
+//! TTL, hence fixed ones. The reactor hands in the time (`set_now`); the
+//! only clock read is the placeholder `Instant` of `Resolver::default`,
+//! replaced before the first lookup. Not bounded yet: the cache keeps
+//! every distinct name met (ARCHITECTURE.md, "state is bounded").
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
