@@ -80,8 +80,10 @@ fn bool_word(w: &str) -> Option<i64> {
 
 /// `[proto:]host[:port]` with `[v6]` brackets, a bare IPv6 (no port), `*`
 /// (sip::ListenForm); the protocol lower-cased.
-pub(crate) fn parse_sock_text(text: &str) -> Result<(Option<String>, String, Option<u32>), String> {
-    let f = crate::sip::ListenForm::parse(text).map_err(|e| e.to_string())?;
+pub(crate) fn parse_sock_text(
+    text: &str,
+) -> Result<(Option<String>, String, Option<u32>), crate::sip::ListenFormError> {
+    let f = crate::sip::ListenForm::parse(text)?;
     Ok((
         f.proto.map(str::to_ascii_lowercase),
         f.host.to_string(),
@@ -359,7 +361,7 @@ impl Parser {
             };
             let (proto, host, port) = match parse_sock_text(&text) {
                 Ok(v) => v,
-                Err(m) => return self.error(&pos, m),
+                Err(e) => return self.error(&pos, e.to_string()),
             };
             let mut spec = SockSpec {
                 proto,
@@ -381,7 +383,7 @@ impl Parser {
                         Ok((Some(_), _, _)) => {
                             return self.error(&apos, "the advertised address takes no protocol");
                         }
-                        Err(m) => return self.error(&apos, m),
+                        Err(e) => return self.error(&apos, e.to_string()),
                     }
                 } else if self.is_ident("name") {
                     self.bump();
@@ -1065,7 +1067,7 @@ mod tests {
                 Ok((p, h, port)) => {
                     assert_eq!(got, Ok((p.map(String::from), h.to_string(), *port)), "{s}")
                 }
-                Err(e) => assert_eq!(got, Err(e.to_string()), "{s}"),
+                Err(e) => assert_eq!(got.map_err(|x| x.to_string()), Err(e.to_string()), "{s}"),
             }
         }
     }

@@ -230,26 +230,37 @@ pub struct Dest<'a> {
 }
 
 impl Dest<'static> {
-    /// Parses `[proto:]host[:port]` (`udp:10.0.0.1:5060`, `[::1]:5070`, `host`).
-    pub fn parse(s: &str) -> Result<Dest<'static>, String> {
-        let (proto, host, port) = crate::cfg::parser::parse_sock_text(s.trim())?;
-        let proto = match proto {
-            Some(p) => Some(Transport::parse(&p).map_err(|e| e.to_string())?),
+    /// Parses `[proto:]host[:port]` (`udp:10.0.0.1:5060`, `[::1]:5070`, `host`)
+    /// with the address grammar of listen= values.
+    pub fn parse(s: &str) -> Result<Dest<'static>, DestError> {
+        let f = crate::sip::ListenForm::parse(s.trim())?;
+        let proto = f.proto.map(Transport::parse).transpose()?;
+        let port = match f.port {
+            Some(p) => Some(port_u16(p).ok_or(DestError::Port(p))?),
             None => None,
         };
-        let port = match port {
-            Some(p) => Some(port_u16(p).ok_or_else(|| format!("port {p} out of range 1..65535"))?),
-            None => None,
-        };
-        if host == "*" {
-            return Err("'*' is not a destination".into());
+        if f.host == "*" {
+            return Err(DestError::Wildcard);
         }
         Ok(Dest {
             proto,
-            host: Cow::Owned(host),
+            host: Cow::Owned(f.host.to_string()),
             port,
         })
     }
+}
+
+/// Why a script destination cannot be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DestError {
+    #[error(transparent)]
+    Form(#[from] crate::sip::ListenFormError),
+    #[error(transparent)]
+    Transport(#[from] crate::sip::TransportError),
+    #[error("port {0} out of range 1..65535")]
+    Port(u32),
+    #[error("'*' is not a destination")]
+    Wildcard,
 }
 
 pub(crate) fn port_u16(p: u32) -> Option<u16> {
@@ -384,7 +395,9 @@ mod tests {
             ("*:5060", Err("'*' is not a destination")),
         ];
         for (s, want) in cases {
-            let got = Dest::parse(s).map(|d| (d.proto, d.host.into_owned(), d.port));
+            let got = Dest::parse(s)
+                .map(|d| (d.proto, d.host.into_owned(), d.port))
+                .map_err(|e| e.to_string());
             let want = (*want)
                 .map(|(p, h, port)| (p, h.to_string(), port))
                 .map_err(String::from);

@@ -34,7 +34,7 @@ pub use branch::stateless_branch;
 pub use check::Malformed;
 pub use edit::EditError;
 pub use frame::{MAX_STREAM_MESSAGE, frame_len, keepalive_len};
-pub use hostport::{AddrError, Host, HostPort, ListenForm, UriTarget, parse_port};
+pub use hostport::{AddrError, Host, HostPort, ListenForm, ListenFormError, UriTarget, parse_port};
 pub use msg::{BodyFraming, HeaderKind, MaxForwards, ParseError, SipMsg, StartLineIssue};
 pub use nameaddr::{NameAddr, NameAddrError};
 pub use reply::{BuildError, build_ack_for_non2xx, build_cancel, build_reply};
