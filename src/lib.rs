@@ -4,12 +4,12 @@
 //! - `cli`       command line, kamailio-like flags (pure)
 //! - `cfg`       kamailio.cfg syntax: lexer, preprocessor, parser (pure)
 //! - `config`    lowering of the syntax tree to a typed `Config`: values parsed and
-//!               checked once, at load; the defaults of every configuration parameter
+//!   checked once, at load; the defaults of every configuration parameter
 //! - `script`    route blocks compiled once and interpreted per message against a `Host`
 //! - `sip`       lenient SIP scanner and in-place edits; the one `Transport` type and
-//!               address grammar (pure)
+//!   address grammar (pure)
 //! - `core`      the proxy: implements the script `Host`, decides sends and trace events
-//!               (no sockets; `core/resolve.rs` still calls getaddrinfo)
+//!   (no sockets; `core/resolve.rs` still calls getaddrinfo)
 //! - `trace`     which rows an event yields and what they say; mirrored copies, HEP encoders
 //! - `db`        synchronous row stores chosen by URL scheme
 //! - `spool`     durable local spool and the DB edge: write, spool, replay once, in order
