@@ -19,6 +19,8 @@
 //! config is built, so what is worth saying is kept in [`Config::notes`].
 
 use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
 
 use log::LevelFilter;
 use thiserror::Error;
@@ -133,6 +135,10 @@ const KNOWN_GLOBALS: &[&str] = &[
     "wait_worker1_time", "wait_worker1_usleep", "wdir", "workdir", "xavp_via_fields",
     "xavp_via_params",
 ];
+
+/// Globals that are siptraced's own, not Kamailio's (docs/decisions.md
+/// §10): where the resolver thread asks.
+const SIPTRACED_GLOBALS: &[&str] = &["dns_servers", "dns_resolv_conf"];
 
 /// Settings accepted for compatibility that change nothing here, with the
 /// reason. Each one set in the config gives one start-up warning, at its
@@ -450,10 +456,83 @@ pub struct Config {
     pub rr: RrParams,
     /// maxfwd `max_limit`.
     pub maxfwd_max_limit: u32,
+    /// The resolver thread's settings (docs/decisions.md §10).
+    pub dns: DnsConfig,
     /// Things accepted but worth telling (the caller logs them at warn).
     pub warnings: Vec<Diagnostic>,
     /// Lesser things to log once logging has started (info, debug).
     pub notes: Vec<Note>,
+}
+
+/// Which name servers the resolver thread asks.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum DnsServers {
+    /// /etc/resolv.conf (and /etc/hosts), as the system resolver would.
+    #[default]
+    System,
+    /// siptraced's `dns_resolv_conf="/path"`: a resolv.conf of our own.
+    ResolvConf(PathBuf),
+    /// siptraced's `dns_servers="IP[:PORT], …"` (port 53 by default).
+    Servers(Vec<SocketAddr>),
+}
+
+/// DNS settings: Kamailio's core `dns_retr_time` (seconds a query waits
+/// before it is sent again, default 2), `dns_retr_no` (tries, default 2;
+/// the lookup's deadline is their product, 4 s by default) and
+/// `dns_try_naptr` (RFC 3263 NAPTR before SRV, default off as in
+/// Kamailio), plus siptraced's server choice.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DnsConfig {
+    pub servers: DnsServers,
+    pub retr_time: Duration,
+    pub retr_no: u32,
+    pub try_naptr: bool,
+}
+
+impl Default for DnsConfig {
+    fn default() -> Self {
+        DnsConfig {
+            servers: DnsServers::System,
+            retr_time: Duration::from_secs(2),
+            retr_no: 2,
+            try_naptr: false,
+        }
+    }
+}
+
+impl DnsConfig {
+    /// How long a lookup may take before the request waiting for it is
+    /// answered 478: `dns_retr_time` × `dns_retr_no`.
+    pub fn deadline(&self) -> Duration {
+        self.retr_time * self.retr_no.max(1)
+    }
+}
+
+/// `dns_servers` value: addresses separated by commas or blanks, each
+/// `IP`, `IP:PORT` or `[IPv6]:PORT`.
+fn dns_servers_of(text: &str) -> VResult<Vec<SocketAddr>> {
+    let mut out = Vec::new();
+    for item in text.split([',', ' ', '\t']).filter(|x| !x.is_empty()) {
+        let a = match item.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => match item
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
+            {
+                Ok(ip) => SocketAddr::new(ip, 53),
+                Err(_) => return Err(ValueError::BadDnsServer(item.to_string())),
+            },
+        };
+        if a.port() == 0 {
+            return Err(ValueError::BadDnsServer(item.to_string()));
+        }
+        out.push(a);
+    }
+    if out.is_empty() {
+        return Err(ValueError::BadDnsServer(text.to_string()));
+    }
+    Ok(out)
 }
 
 impl Default for Config {
@@ -489,6 +568,7 @@ impl Default for Config {
             rr: RrParams::default(),
             // maxfwd's MAXFWD_UPPER_LIMIT.
             maxfwd_max_limit: 256,
+            dns: DnsConfig::default(),
             warnings: Vec::new(),
             notes: Vec::new(),
         }
@@ -666,6 +746,10 @@ pub enum ValueError {
     ColumnOverride,
     #[error("not supported by siptraced")]
     Unsupported,
+    #[error("\"{0}\" is not a name server address (IP, IP:PORT or [IPv6]:PORT)")]
+    BadDnsServer(String),
+    #[error("dns_servers and dns_resolv_conf exclude each other")]
+    DnsServersTwice,
     /// `hint` lists the known names, or quotes the unknown one.
     #[error("unknown {module} parameter{hint}")]
     UnknownParam { module: &'static str, hint: String },
@@ -776,7 +860,7 @@ impl Builder {
 
     fn global(&mut self, g: &ast::Global) {
         let name = g.name.as_str();
-        if !KNOWN_GLOBALS.contains(&name) {
+        if !KNOWN_GLOBALS.contains(&name) && !SIPTRACED_GLOBALS.contains(&name) {
             self.err(&g.pos, format!("unknown core parameter '{name}'"));
             return;
         }
@@ -824,6 +908,23 @@ impl Builder {
             "server_signature" => self.c.server_signature = boolean()?,
             "max_while_loops" => self.c.max_while_loops = u32_of(int()?)?,
             "disable_tcp" => self.c.disable_tcp = boolean()?,
+            "dns_retr_time" => {
+                self.c.dns.retr_time = Duration::from_secs(in_range::<u64>(int()?, 1, 60)?)
+            }
+            "dns_retr_no" => self.c.dns.retr_no = in_range(int()?, 1, 10)?,
+            "dns_try_naptr" => self.c.dns.try_naptr = boolean()?,
+            "dns_servers" => {
+                if matches!(self.c.dns.servers, DnsServers::ResolvConf(_)) {
+                    return Err(ValueError::DnsServersTwice);
+                }
+                self.c.dns.servers = DnsServers::Servers(dns_servers_of(&text()?)?);
+            }
+            "dns_resolv_conf" => {
+                if matches!(self.c.dns.servers, DnsServers::Servers(_)) {
+                    return Err(ValueError::DnsServersTwice);
+                }
+                self.c.dns.servers = DnsServers::ResolvConf(PathBuf::from(text()?));
+            }
             // Type-checked as Kamailio would, then ignored (IGNORED_SETTINGS).
             "sip_warning" | "auto_aliases" => {
                 boolean()?;
@@ -1698,6 +1799,35 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             c.siptrace.unwrap().traced_user_avp,
             Some(AvpName::Str("user".into()))
         );
+    }
+
+    #[test]
+    fn dns_globals() {
+        let c = config(&format!(
+            "dns_servers=\"127.0.0.1:5353, [::1]\"\ndns_retr_time=1\ndns_retr_no=3\ndns_try_naptr=1{ROUTE}"
+        ));
+        assert_eq!(
+            c.dns.servers,
+            DnsServers::Servers(vec![
+                "127.0.0.1:5353".parse().unwrap(),
+                "[::1]:53".parse().unwrap()
+            ])
+        );
+        assert_eq!(c.dns.deadline(), Duration::from_secs(3));
+        assert!(c.dns.try_naptr);
+        let d = config(ROUTE).dns;
+        assert_eq!(d.servers, DnsServers::System);
+        assert_eq!(d.deadline(), Duration::from_secs(4));
+        let c = config(&format!("dns_resolv_conf=\"/tmp/r.conf\"{ROUTE}"));
+        assert_eq!(c.dns.servers, DnsServers::ResolvConf("/tmp/r.conf".into()));
+        for bad in [
+            "dns_servers=\"nameserver\"",
+            "dns_servers=\"127.0.0.1:0\"",
+            "dns_retr_no=0",
+            "dns_servers=\"127.0.0.1\"\ndns_resolv_conf=\"/r\"",
+        ] {
+            assert!(load(&format!("{bad}{ROUTE}")).is_err(), "{bad:?} accepted");
+        }
     }
 
     #[test]

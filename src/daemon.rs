@@ -77,6 +77,8 @@ pub enum SetupError {
     Process(#[from] process::ProcessError),
     #[error("{0}")]
     Reactor(ReactorError),
+    #[error("dns: {0}")]
+    Dns(#[from] crate::transport::dns::DnsError),
 }
 
 pub struct Runtime {
@@ -149,6 +151,7 @@ pub fn setup(
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
+    reactor.start_dns(&conf.dns)?;
     if let Some((addr, bind)) = mirror_stream {
         reactor.open_mirror_stream(addr, bind);
     }
@@ -248,6 +251,11 @@ fn build_core(
         }),
         mirror,
         memory_cap: 65_536,
+        dns: crate::core::DnsLimits {
+            deadline: conf.dns.deadline(),
+            ..crate::core::DnsLimits::default()
+        },
+        park: crate::core::ParkLimits::default(),
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },

@@ -9,14 +9,14 @@
 //! - `sip`       lenient SIP scanner and in-place edits; the one `Transport` type and
 //!   address grammar (pure)
 //! - `core`      the proxy: implements the script `Host`, decides sends and trace events
-//!   (no sockets; `core/resolve.rs` still calls getaddrinfo)
+//!   (no sockets; names are looked up as effects, answered by `on_resolved`)
 //! - `trace`     which rows an event yields and what they say; mirrored copies, HEP encoders
 //! - `db`        synchronous row stores chosen by URL scheme
 //! - `spool`     durable local spool and the DB edge: write, spool, replay once, in order
 //! - `mi`        MI FIFO text protocol and JSON-RPC codecs, command table (pure)
 //! - `tsx`       RFC 3261 transaction state machines (pure, handed the time)
 //! - `reactor`   the one owner of mio::Poll, the main clock reader, FIFOs, the turn's rows
-//! - `transport` UDP listeners and TCP connections to capture nodes
+//! - `transport` UDP listeners, TCP connections to capture nodes, the resolver thread
 //! - `process`   logging, daemonising, pid file, privilege drop
 //! - `clock`     wall-clock values and their local-time renderings
 

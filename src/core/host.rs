@@ -9,6 +9,8 @@
 //! working copy the script edits and the proxy sends.
 
 use super::facts;
+use super::park::{Parked, Work};
+use super::resolve::Lookup;
 use super::state::State;
 use crate::clock::WallTime;
 use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, Ret, RouteId, Value};
@@ -123,22 +125,21 @@ impl<'a> Ctx<'a> {
         self.s.trace_sent(bytes, f, li, to, st, self.wall);
     }
 
-    /// Where a request goes: `$du`, else the R-URI (maddr-less, RFC 3263
-    /// without SRV: host and port, 5060 by default).
-    pub(crate) fn next_hop(&mut self, dest: Option<&Dest<'_>>) -> Option<SocketAddr> {
-        let (host, port) = match dest {
-            Some(d) => (d.host.to_string(), d.port),
+    /// Where a request goes: `$du`, else the R-URI (maddr-less): host
+    /// and port as written. No port on a name means RFC 3263 (SRV), on an
+    /// IP literal 5060 (resolve.rs).
+    pub(crate) fn next_hop_target(&self, dest: Option<&Dest<'_>>) -> Option<(String, Option<u16>)> {
+        match dest {
+            Some(d) => Some((d.host.to_string(), d.port)),
             None => {
                 let uri = match &self.du {
                     Some(du) => du.clone(),
                     None => self.msg.request_uri()?.to_string(),
                 };
                 let u = Uri::parse(&uri).ok()?;
-                (u.host_unbracketed().to_string(), u.port())
+                Some((u.host_unbracketed().to_string(), u.port()))
             }
-        };
-        self.s
-            .resolve(&host, port.unwrap_or(crate::sip::DEFAULT_PORT))
+        }
     }
 
     /// Routing by the R-URI when its scheme is neither sip, sips nor tel
@@ -167,37 +168,52 @@ impl<'a> Ctx<'a> {
         if self.refuse_unknown_scheme(dest, st) {
             return Ret::False;
         }
-        let Some(to) = self.next_hop(dest) else {
+        let Some((host, port)) = self.next_hop_target(dest) else {
             log::warn!(
                 "forward(): no usable destination for {}",
                 self.msg.request_uri().unwrap_or("?")
             );
             return Ret::False;
         };
-        let Some(out_li) = self.s.pick_listener(to, Some(self.li)) else {
-            log::warn!("forward(): no listening socket can reach {to}");
-            return Ret::False;
-        };
-        let Some(sock) = self.s.socket(out_li) else {
-            return Ret::False;
-        };
-        let branch = stateless_branch(&self.msg, sock.addr.to_string().as_bytes());
-        let via = self.s.via(out_li, &branch);
-        let mut out = self.msg.clone();
-        if via.is_none_or(|v| out.push_via(&v).is_err()) {
-            log::warn!("forward(): cannot add our Via");
-            return Ret::False;
-        }
-        let bytes = out.as_bytes().to_vec();
-        let users = self.s.traced_users(st);
-        if self.flag_set(st) || !users.is_empty() {
-            if let Some(f) = facts(&out) {
-                self.trace_sent(&bytes, &f, out_li, to, st);
+        match self.s.lookup(&host, port, self.now) {
+            Lookup::Ready(addrs) => {
+                match forward_to(self.s, self.li, &self.msg, st, &addrs, self.now, self.wall) {
+                    Ok(()) => Ret::True,
+                    Err(Refusal::Loop) => {
+                        self.sl_reply(482, "Loop Detected", st);
+                        Ret::False
+                    }
+                    Err(Refusal::NoRoute) => {
+                        log::warn!("forward(): no listening socket can reach {host}");
+                        Ret::False
+                    }
+                }
             }
-            self.s.remember(branch, st, self.li, self.now);
+            // The script decides, as with Kamailio's forward().
+            Lookup::Failed => {
+                log::warn!("forward(): cannot resolve '{host}'");
+                Ret::False
+            }
+            Lookup::Busy => {
+                self.sl_reply(503, "Service Unavailable", st);
+                Ret::False
+            }
+            Lookup::Pending(q) => {
+                let work = Work::Stateless {
+                    li: self.li,
+                    msg: self.msg.clone(),
+                    st: st.clone(),
+                };
+                match self.s.park(q, Parked::new(port, work)) {
+                    // Sent (or answered) when the resolver answers.
+                    Ok(()) => Ret::True,
+                    Err(_) => {
+                        self.sl_reply(503, "Service Unavailable", st);
+                        Ret::False
+                    }
+                }
+            }
         }
-        self.s.send(out_li, to, bytes);
-        Ret::True
     }
 
     /// After onreply_route: our Via off, on to the next Via's address.
@@ -214,8 +230,11 @@ impl<'a> Ctx<'a> {
             log::debug!("reply with no Via left after ours: it was for us, dropped");
             return;
         };
-        let (host, port) = next.response_target();
-        let Some(to) = self.s.resolve(&host, port) else {
+        // RFC 3581 / RFC 3261 §18.2.2 without DNS: received (we added it
+        // when sent-by was not the source IP) at rport; maddr ignored, as
+        // Kamailio does.
+        let Some(to) = next.response_addr() else {
+            log::debug!("reply's next Via has no address to send to (no received): dropped");
             return;
         };
         let Some(li) = self.s.pick_listener(to, out_li.or(Some(self.li))) else {
@@ -231,20 +250,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn sl_reply(&mut self, code: u16, reason: &str, st: &MsgState) -> Ret {
-        if !self.msg.is_request() || self.msg.method() == Some("ACK") {
-            return Ret::False;
-        }
-        let Some((bytes, li, to)) =
-            send_stateless_reply(self.s, self.li, &self.msg, code, reason, &[], true)
-        else {
-            return Ret::False;
-        };
-        // The row's tags are the sent reply's own (docs/decisions.md §2), our
-        // To-tag included.
-        if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
-            self.trace_sent(&bytes, &f, li, to, st);
-        }
-        Ret::True
+        Ret::from(sl_reply_traced(
+            self.s, self.li, &self.msg, code, reason, st, self.wall,
+        ))
     }
 
     fn record_route(&mut self) -> Ret {
@@ -323,13 +331,20 @@ impl<'a> Ctx<'a> {
                 }
             },
         };
+        // A name not resolved yet: the row is written now, this copy is
+        // dropped (counted), the lookup fills the cache for the next ones.
+        let mut unresolved = false;
         let mirror = match target {
-            Some(t) => match self.s.resolve(&t.host, t.port) {
-                Some(addr) => Some(MirrorDest {
+            Some(t) => match self.s.lookup(&t.host, Some(t.port), self.now) {
+                Lookup::Ready(addrs) => addrs.first().map(|&addr| MirrorDest {
                     addr,
                     transport: t.transport,
                 }),
-                None => return Ret::False,
+                Lookup::Failed => return Ret::False,
+                Lookup::Pending(_) | Lookup::Busy => {
+                    unresolved = true;
+                    None
+                }
             },
             None => None,
         };
@@ -344,6 +359,7 @@ impl<'a> Ctx<'a> {
         let req = MirrorReq {
             dest: mirror,
             correlation_id,
+            unresolved,
         };
         self.trace_received(Trigger::Script, st, Some(req));
         Ret::True
@@ -467,8 +483,7 @@ pub(crate) fn send_stateless_reply(
     with_tag: bool,
 ) -> Option<(Vec<u8>, usize, SocketAddr)> {
     let via = req.top_via()?.ok()?;
-    let (host, port) = via.response_target();
-    let to = s.resolve(&host, port)?;
+    let to = via.response_addr()?;
     let out_li = s.pick_listener(to, Some(li))?;
     let tag = with_tag.then(|| {
         let h = fnv1a(&[
@@ -481,6 +496,97 @@ pub(crate) fn send_stateless_reply(
     let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), extra);
     s.send(out_li, to, bytes.clone());
     Some((bytes, out_li, to))
+}
+
+/// A stateless reply to `req` (sl), traced like sl_send_reply's: the
+/// row's tags are the sent reply's own (docs/decisions.md §2), our To-tag
+/// included. False when none can be sent (not a request, ACK, no Via
+/// address).
+pub(crate) fn sl_reply_traced(
+    s: &mut State,
+    li: usize,
+    req: &SipMsg,
+    code: u16,
+    reason: &str,
+    st: &MsgState,
+    wall: WallTime,
+) -> bool {
+    if !req.is_request() || req.method() == Some("ACK") {
+        return false;
+    }
+    let Some((bytes, out_li, to)) = send_stateless_reply(s, li, req, code, reason, &[], true)
+    else {
+        return false;
+    };
+    if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
+        s.trace_sent(&bytes, &f, out_li, to, st, wall);
+    }
+    true
+}
+
+/// Why a request could not be sent to a resolved next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The next hop is one of our own sockets and no Route is left to
+    /// consume: 482 (issue 12 item 3).
+    Loop,
+    /// No listening socket of any of the addresses' families.
+    NoRoute,
+}
+
+/// The first of `addrs` some listener can reach, and that listener.
+pub(crate) fn pick_target(
+    s: &State,
+    addrs: &[SocketAddr],
+    li: usize,
+) -> Option<(SocketAddr, usize)> {
+    addrs
+        .iter()
+        .find_map(|&a| s.pick_listener(a, Some(li)).map(|l| (a, l)))
+}
+
+/// A request we would send to ourselves with nothing left to route it
+/// further is a loop.
+pub(crate) fn is_loop(s: &State, to: SocketAddr, msg: &SipMsg) -> bool {
+    s.is_own_socket(to) && msg.route_values().next().is_none()
+}
+
+/// The stateless forward of `msg` (as the script left it; received on
+/// `li`) to the first usable of `addrs`: our Via (RFC 3261 §16.11 branch)
+/// pushed, traced and remembered when the script state asks for it, sent.
+pub(crate) fn forward_to(
+    s: &mut State,
+    li: usize,
+    msg: &SipMsg,
+    st: &MsgState,
+    addrs: &[SocketAddr],
+    now: Instant,
+    wall: WallTime,
+) -> Result<(), Refusal> {
+    let (to, out_li) = pick_target(s, addrs, li).ok_or(Refusal::NoRoute)?;
+    if is_loop(s, to, msg) {
+        s.count_loop();
+        log::info!("forward(): next hop {to} is this proxy and no Route is left: 482");
+        return Err(Refusal::Loop);
+    }
+    let sock = s.socket(out_li).ok_or(Refusal::NoRoute)?;
+    let branch = stateless_branch(msg, sock.addr.to_string().as_bytes());
+    let via = s.via(out_li, &branch);
+    let mut out = msg.clone();
+    if via.is_none_or(|v| out.push_via(&v).is_err()) {
+        log::warn!("forward(): cannot add our Via");
+        return Err(Refusal::NoRoute);
+    }
+    let bytes = out.as_bytes().to_vec();
+    let users = s.traced_users(st);
+    if s.flag_set(st) || !users.is_empty() {
+        if let Some(f) = facts(&out) {
+            s.trace_sent(&bytes, &f, out_li, to, st, wall);
+        }
+        s.remember(branch, st, li, now);
+    }
+    s.send(out_li, to, bytes);
+    Ok(())
 }
 
 impl Host for Ctx<'_> {

@@ -4,23 +4,24 @@
 //! sl_send_reply(), record_route(), loose_route()…), deciding which trace
 //! events happen (docs/decisions.md §1, §7).
 //!
-//! No sockets, no database, and no clock reads of its own (resolve.rs's
-//! getaddrinfo is the one call that waits on the system; ARCHITECTURE.md
-//! says why it is still here). The reactor hands in the bytes,
-//! addresses and the time, then takes `take_sends()`, `take_mirrors()`
-//! (copies for capture nodes, whose fate it reports back through
-//! `count_copies()`) and `take_rows()`.
+//! No sockets, no database, no DNS and no clock reads of its own. The
+//! reactor hands in the bytes, addresses and the time, then takes
+//! `take_sends()`, `take_mirrors()` (copies for capture nodes, whose fate
+//! it reports back through `count_copies()`), `take_queries()` (names to
+//! look up, answered later through `on_resolved()`) and `take_rows()`.
 //! Depends on sip/ (messages), script/ (the program), trace/ (rows and
 //! mirrors: the core decides that an event happens, trace::mirror makes
 //! its copy) and tsx/ (transactions, through tm.rs).
 //!
 //! Files: host.rs (the script's view of one message), tm.rs (`t_*` over
 //! tsx/), state.rs (what lasts between messages, reached only through its
-//! operations), memory.rs (stateless branches), resolve.rs (names).
+//! operations), memory.rs (stateless branches), resolve.rs (names: cache
+//! and lookups in flight), park.rs (requests waiting for a name).
 
 mod host;
 pub mod memory;
-mod resolve;
+pub mod park;
+pub mod resolve;
 mod state;
 mod tm;
 
@@ -34,7 +35,8 @@ use state::State;
 use std::net::SocketAddr;
 use std::time::Instant;
 
-pub use resolve::Resolver;
+pub use park::ParkLimits;
+pub use resolve::{Answer, DnsLimits, DnsStats, Query, Resolver};
 
 /// One local socket as the core sees it.
 #[derive(Debug, Clone)]
@@ -61,6 +63,10 @@ pub struct CoreSettings {
     pub mirror: MirrorSettings,
     /// Cap of the stateless reply memory (entries).
     pub memory_cap: usize,
+    /// Resolver deadline and cache bounds.
+    pub dns: DnsLimits,
+    /// Requests waiting for DNS.
+    pub park: ParkLimits,
 }
 
 /// A datagram to send.
@@ -142,9 +148,89 @@ impl Core {
     }
 
     pub(crate) fn on_timer(&mut self, now: Instant, wall: WallTime) {
-        self.s.set_now(now);
         self.s.forget_expired(now);
+        for q in self.s.resolver_mut().expire(now) {
+            self.finish_parked(&q, None, now, wall);
+        }
         tm::on_timer(self, now, wall);
+    }
+
+    /// Lookups the core asked for since the last call: for the resolver
+    /// thread (transport/dns.rs). Their answers come back through
+    /// [`Core::on_resolved`].
+    pub(crate) fn take_queries(&mut self) -> Vec<Query> {
+        self.s.resolver_mut().take_queries()
+    }
+
+    /// The resolver thread's answer to `q`: cached, and the requests
+    /// parked on it sent (or answered 478/482).
+    pub(crate) fn on_resolved(&mut self, q: &Query, a: Answer, now: Instant, wall: WallTime) {
+        let addrs = self.s.resolver_mut().on_answer(q, a, now);
+        self.finish_parked(q, addrs, now, wall);
+    }
+
+    /// The work parked on `q`, with the addresses found (None: the name
+    /// did not resolve in time — 478, traced like any local reply).
+    fn finish_parked(
+        &mut self,
+        q: &Query,
+        addrs: Option<Vec<SocketAddr>>,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        let parked = self.s.unpark(q);
+        if parked.is_empty() {
+            return;
+        }
+        for p in parked {
+            let addrs: Option<Vec<SocketAddr>> = addrs.as_ref().map(|v| match p.port {
+                Some(port) => v.iter().map(|a| SocketAddr::new(a.ip(), port)).collect(),
+                None => v.clone(),
+            });
+            match p.work {
+                park::Work::Stateless { li, msg, st } => {
+                    let refusal = match &addrs {
+                        Some(a) => match host::forward_to(&mut self.s, li, &msg, &st, a, now, wall)
+                        {
+                            Ok(()) => continue,
+                            Err(host::Refusal::Loop) => (482, "Loop Detected"),
+                            Err(host::Refusal::NoRoute) => {
+                                (tm::UNRESOLVABLE_CODE, tm::UNRESOLVABLE)
+                            }
+                        },
+                        None => (tm::UNRESOLVABLE_CODE, tm::UNRESOLVABLE),
+                    };
+                    host::sl_reply_traced(&mut self.s, li, &msg, refusal.0, refusal.1, &st, wall);
+                }
+                park::Work::Branch { tx, li, msg } => {
+                    // Answered meanwhile (CANCEL, t_reply): nothing to relay.
+                    if self.s.tm().final_reply(tx).is_some() {
+                        continue;
+                    }
+                    let refusal = match &addrs {
+                        Some(a) => {
+                            match tm::relay_branch(&mut self.s, tx, li, &msg, a, now, wall) {
+                                Ok(()) => continue,
+                                Err(Some(host::Refusal::Loop)) => (482, "Loop Detected"),
+                                Err(_) => (tm::UNRESOLVABLE_CODE, tm::UNRESOLVABLE),
+                            }
+                        }
+                        None => (tm::UNRESOLVABLE_CODE, tm::UNRESOLVABLE),
+                    };
+                    tm::refuse(&mut self.s, tx, refusal.0, refusal.1, now, wall);
+                }
+            }
+        }
+        tm::run_pending(self, now, wall);
+    }
+
+    /// Counters of the resolver and of the requests it made wait.
+    pub(crate) fn dns_stats(&self) -> (DnsStats, u64, u64) {
+        (
+            self.s.resolver().stats().clone(),
+            self.s.park_full(),
+            self.s.loops(),
+        )
     }
 
     /// One datagram received on listener `li` from `src`.
@@ -156,7 +242,6 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
-        self.s.set_now(now);
         self.s.stats_mut().received += 1;
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,

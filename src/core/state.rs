@@ -9,7 +9,8 @@
 //! trace/, tsx/ through tm.rs) and on nothing that does I/O.
 
 use super::memory::{Memory, Remembered};
-use super::resolve::Resolver;
+use super::park::{Park, ParkFull, Parked};
+use super::resolve::{Lookup, Query, Resolver};
 use super::tm::Tm;
 use super::{CoreSettings, CoreStats, LocalSock, Send};
 use crate::clock::WallTime;
@@ -39,6 +40,10 @@ pub(crate) struct State {
     rows: Vec<Row>,
     stats: CoreStats,
     resolver: Resolver,
+    /// Requests waiting for the resolver.
+    park: Park,
+    /// Requests refused with 482 (next hop is ourselves).
+    loops: u64,
     /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
     /// it answers one of our stateless replies and is absorbed (sl module).
     sl_tag: String,
@@ -62,6 +67,8 @@ impl State {
             server_header,
             mirror,
             memory_cap,
+            dns,
+            park,
         } = settings;
         let mirror = Mirror::new(mirror, socks.iter().map(|s| s.addr).collect());
         State {
@@ -78,7 +85,9 @@ impl State {
             mirror,
             rows: Vec::new(),
             stats: CoreStats::default(),
-            resolver: Resolver::default(),
+            resolver: Resolver::new(dns),
+            park: Park::new(park),
+            loops: 0,
             sl_tag: format!("{seed:016x}"),
             tm: Tm::new(tm_config),
         }
@@ -113,16 +122,14 @@ impl State {
     }
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
-        [self.memory.next_deadline(), self.tm.next_deadline()]
-            .into_iter()
-            .flatten()
-            .min()
-    }
-
-    /// The resolver's cache ages by the reactor's clock, handed in with
-    /// every datagram and timer (the core reads no clock itself).
-    pub(crate) fn set_now(&mut self, now: Instant) {
-        self.resolver.set_now(now);
+        [
+            self.memory.next_deadline(),
+            self.tm.next_deadline(),
+            self.resolver.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     pub(crate) fn forget_expired(&mut self, now: Instant) {
@@ -182,8 +189,59 @@ impl State {
         });
     }
 
-    pub fn resolve(&mut self, host: &str, port: u16) -> Option<SocketAddr> {
-        self.resolver.resolve(host, port)
+    /// `host` with `port` (none: RFC 3263 SRV for a name, 5060 for an IP
+    /// literal), from the cache or by a lookup asked for now.
+    pub(crate) fn lookup(&mut self, host: &str, port: Option<u16>, now: Instant) -> Lookup {
+        self.resolver.lookup(host, port, now)
+    }
+
+    pub(crate) fn resolver(&self) -> &Resolver {
+        &self.resolver
+    }
+
+    pub(crate) fn resolver_mut(&mut self) -> &mut Resolver {
+        &mut self.resolver
+    }
+
+    /// Parks work until `q` is answered; refused when the park is full
+    /// (the caller answers 503).
+    pub(crate) fn park(&mut self, q: Query, p: Parked) -> Result<(), ParkFull> {
+        let r = self.park.park(q, p);
+        if r.is_err() && self.park.full.is_power_of_two() {
+            log::warn!(
+                "{} requests refused with 503: too many waiting for DNS ({} parked)",
+                self.park.full,
+                self.park.len()
+            );
+        }
+        r
+    }
+
+    pub(crate) fn unpark(&mut self, q: &Query) -> Vec<Parked> {
+        self.park.take(q)
+    }
+
+    pub(crate) fn park_full(&self) -> u64 {
+        self.park.full
+    }
+
+    pub(crate) fn count_loop(&mut self) {
+        self.loops += 1;
+    }
+
+    pub(crate) fn loops(&self) -> u64 {
+        self.loops
+    }
+
+    /// Is `to` one of our own listening sockets (a wildcard listen counts
+    /// for loopback addresses on its port)?
+    pub(crate) fn is_own_socket(&self, to: SocketAddr) -> bool {
+        self.socks.iter().any(|s| {
+            s.addr == to
+                || (s.addr.port() == to.port()
+                    && s.addr.ip().is_unspecified()
+                    && (to.ip().is_loopback() || to.ip().is_unspecified()))
+        })
     }
 
     /// The stateless branch `branch` was forwarded with the script state

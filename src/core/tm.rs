@@ -9,7 +9,9 @@
 //! AVPs), so its replies are traced with the same flag and traced_user
 //! values, and failure_route sees them.
 
-use super::host::Ctx;
+use super::host::{Ctx, Refusal, is_loop, pick_target};
+use super::park::{Parked, Work};
+use super::resolve::Lookup;
 use super::state::State;
 use super::{Core, facts};
 use crate::clock::WallTime;
@@ -81,6 +83,10 @@ impl Tm {
 
     pub(crate) fn next_deadline(&self) -> Option<Instant> {
         self.table.next_deadline()
+    }
+
+    pub(crate) fn final_reply(&self, tx: TxId) -> Option<u16> {
+        self.table.final_reply(tx)
     }
 }
 
@@ -226,8 +232,8 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
         }
     }
     let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
-    let (host, port) = via.response_target();
-    let to = ctx.s.resolve(&host, port).ok_or(Ret::False)?;
+    // Replies need no DNS: received/rport of the top Via (RFC 3581).
+    let to = via.response_addr().ok_or(Ret::False)?;
     let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE"))
         .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
@@ -298,44 +304,134 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         d.on_reply = ctx.on_reply.or(d.on_reply);
         d.on_failure = ctx.on_failure;
     }
-    let Some(to) = ctx.next_hop(dest) else {
+    let Some((host, port)) = ctx.next_hop_target(dest) else {
         log::warn!(
             "t_relay(): no usable destination for {}",
             ctx.msg.request_uri().unwrap_or("?")
         );
         return Ret::False;
     };
-    let Some(li) = ctx.s.pick_listener(to, Some(ctx.li)) else {
-        log::warn!("t_relay(): no listening socket can reach {to}");
-        return Ret::False;
-    };
-    ctx.s.tm_mut().next_branch += 1;
-    let branch = ctx.s.tagged("z9hG4bK", ctx.s.tm().next_branch);
-    let mut out = ctx.msg.clone();
-    if ctx
-        .s
-        .via(li, &branch)
+    // From here on tm answers a request it cannot relay itself, as
+    // Kamailio's t_relay does (kill_transaction): 478, 482 or 503.
+    match ctx.s.lookup(&host, port, ctx.now) {
+        Lookup::Ready(addrs) => {
+            match relay_branch(ctx.s, tx, ctx.li, &ctx.msg, &addrs, ctx.now, ctx.wall) {
+                Ok(()) => {
+                    ctx.relayed = true;
+                    Ret::True
+                }
+                Err(Some(Refusal::Loop)) => {
+                    ctx.relayed = true;
+                    refuse(ctx.s, tx, 482, "Loop Detected", ctx.now, ctx.wall);
+                    Ret::False
+                }
+                Err(Some(Refusal::NoRoute)) => {
+                    log::warn!("t_relay(): no listening socket can reach {host}");
+                    Ret::False
+                }
+                Err(None) => Ret::False,
+            }
+        }
+        Lookup::Failed => {
+            log::warn!("t_relay(): cannot resolve '{host}'");
+            ctx.relayed = true;
+            refuse(
+                ctx.s,
+                tx,
+                UNRESOLVABLE_CODE,
+                UNRESOLVABLE,
+                ctx.now,
+                ctx.wall,
+            );
+            Ret::False
+        }
+        Lookup::Busy => {
+            ctx.relayed = true;
+            refuse(ctx.s, tx, 503, "Service Unavailable", ctx.now, ctx.wall);
+            Ret::False
+        }
+        Lookup::Pending(q) => {
+            ctx.relayed = true;
+            let work = Work::Branch {
+                tx,
+                li: ctx.li,
+                msg: ctx.msg.clone(),
+            };
+            match ctx.s.park(q, Parked::new(port, work)) {
+                // The branch is added when the resolver answers.
+                Ok(()) => Ret::True,
+                Err(_) => {
+                    refuse(ctx.s, tx, 503, "Service Unavailable", ctx.now, ctx.wall);
+                    Ret::False
+                }
+            }
+        }
+    }
+}
+
+/// What a request whose next hop does not resolve (in time) is answered:
+/// 478 (RFC 3261 §21.4.19), as Kamailio's tm does (E_BAD_ADDRESS).
+pub(crate) const UNRESOLVABLE_CODE: u16 = 478;
+pub(crate) const UNRESOLVABLE: &str = "Unresolvable Destination";
+
+/// A local final reply on `tx` (traced as tm's replies are), unless it
+/// already has one.
+pub(crate) fn refuse(
+    s: &mut State,
+    tx: TxId,
+    code: u16,
+    reason: &str,
+    now: Instant,
+    wall: WallTime,
+) {
+    if s.tm().table.final_reply(tx).is_none() {
+        send_local_final(s, tx, code, reason, now);
+    }
+    drain(s, wall);
+}
+
+/// A new client branch of `tx` carrying `msg` (as the script left it),
+/// to the first usable of `addrs`. `Err(None)`: the table refused it
+/// (logged).
+pub(crate) fn relay_branch(
+    s: &mut State,
+    tx: TxId,
+    li: usize,
+    msg: &SipMsg,
+    addrs: &[SocketAddr],
+    now: Instant,
+    wall: WallTime,
+) -> Result<(), Option<Refusal>> {
+    let (to, out_li) = pick_target(s, addrs, li).ok_or(Some(Refusal::NoRoute))?;
+    if is_loop(s, to, msg) {
+        s.count_loop();
+        log::info!("t_relay(): next hop {to} is this proxy and no Route is left: 482");
+        return Err(Some(Refusal::Loop));
+    }
+    s.tm_mut().next_branch += 1;
+    let branch = s.tagged("z9hG4bK", s.tm().next_branch);
+    let mut out = msg.clone();
+    if s.via(out_li, &branch)
         .is_none_or(|via| out.push_via(&via).is_err())
     {
-        return Ret::False;
+        return Err(None);
     }
-    let method = Method::from_token(ctx.msg.method().unwrap_or(""));
+    let method = Method::from_token(msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
-    match ctx.s.tm_mut().table.add_branch(
+    match s.tm_mut().table.add_branch(
         tx,
         key,
-        Hop { li, to },
+        Hop { li: out_li, to },
         Payload::from(out.into_bytes()),
-        ctx.now,
+        now,
     ) {
         Ok(_) => {
-            ctx.relayed = true;
-            drain(ctx.s, ctx.wall);
-            Ret::True
+            drain(s, wall);
+            Ok(())
         }
         Err(e) => {
             log::warn!("t_relay(): {e}");
-            Ret::False
+            Err(None)
         }
     }
 }

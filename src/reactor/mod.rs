@@ -16,10 +16,12 @@ pub mod control;
 pub mod fifo;
 
 use crate::clock::WallTime;
+use crate::config::DnsConfig;
 use crate::core::Core;
 use crate::spool::TraceSink;
 use crate::trace::mirror::CopyVia;
 use crate::trace::stream::StreamConfig;
+use crate::transport::dns::{DnsError, DnsThread};
 use crate::transport::stream::Streams;
 use crate::transport::{Listener, MAX_DATAGRAM};
 use mio::net::UnixStream;
@@ -34,12 +36,17 @@ const TOKEN_TERM: Token = Token(0);
 const TOKEN_HUP: Token = Token(3);
 const TOKEN_MI: Token = Token(1);
 const TOKEN_RPC: Token = Token(2);
+/// The resolver thread's waker: answers are waiting (transport/dns.rs).
+const TOKEN_DNS: Token = Token(4);
 const TOKEN_LISTENER_BASE: usize = 16;
 /// TCP connections to capture nodes: a range above any listener token.
 const TOKEN_STREAM_BASE: usize = 1 << 20;
 
 /// How often the FIFO paths are checked for deletion/replacement.
 const FIFO_CHECK_EVERY: Duration = Duration::from_secs(1);
+
+/// How often the resolver's counters are logged when they moved.
+const DNS_LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Counters of the DB edge, reported by `sip_trace_stats`; kept by the sink.
 pub use crate::spool::DbCounters;
@@ -62,6 +69,11 @@ pub struct Reactor {
     hup_pipe: UnixStream,
     stop: bool,
     next_fifo_check: Instant,
+    /// The resolver thread; None until `start_dns` (lookups then time out).
+    dns: Option<DnsThread>,
+    /// Counters last logged (DNS trouble is logged when they move).
+    dns_logged: (u64, u64, u64, u64),
+    next_dns_log: Instant,
 }
 
 #[derive(Debug)]
@@ -99,6 +111,9 @@ impl Reactor {
             hup_pipe,
             stop: false,
             next_fifo_check: Instant::now() + FIFO_CHECK_EVERY,
+            dns: None,
+            dns_logged: (0, 0, 0, 0),
+            next_dns_log: Instant::now() + DNS_LOG_EVERY,
         };
         for (i, l) in r.listeners.iter_mut().enumerate() {
             r.poll
@@ -122,6 +137,13 @@ impl Reactor {
             ..StreamConfig::default()
         };
         self.streams = Streams::new(TOKEN_STREAM_BASE, cfg);
+    }
+
+    /// Starts the resolver thread, which wakes this poll when answers wait.
+    pub(crate) fn start_dns(&mut self, cfg: &DnsConfig) -> Result<(), DnsError> {
+        let waker = mio::Waker::new(self.poll.registry(), TOKEN_DNS).map_err(DnsError::Thread)?;
+        self.dns = Some(DnsThread::start(cfg, std::sync::Arc::new(waker))?);
+        Ok(())
     }
 
     /// Connect to a TCP capture node now (duplicate_uri), rather than on
@@ -193,6 +215,7 @@ impl Reactor {
                         self.control
                             .on_rpc_readable(&mut self.core, self.sink.counters(), now)
                     }
+                    TOKEN_DNS => self.on_dns(now, wall),
                     t if self.streams.owns(t) => {
                         self.streams.on_event(self.poll.registry(), ev, now)
                     }
@@ -204,6 +227,7 @@ impl Reactor {
             }
             self.on_timers(now, wall);
             self.flush_sends();
+            self.log_dns(now);
             self.flush_rows(now, wall);
             if self.control.kill_requested() {
                 log::info!("MI kill: stopping");
@@ -222,6 +246,7 @@ impl Reactor {
             self.streams.next_deadline(),
             self.sink.next_deadline(),
             Some(self.next_fifo_check),
+            Some(self.next_dns_log),
         ]
         .into_iter()
         .flatten()
@@ -267,7 +292,58 @@ impl Reactor {
         }
     }
 
+    /// Answers of the resolver thread: parked requests go on.
+    fn on_dns(&mut self, now: Instant, wall: WallTime) {
+        let answers = match &self.dns {
+            Some(d) => d.answers(),
+            None => return,
+        };
+        for (q, a) in answers {
+            self.core.on_resolved(&q, a, now, wall);
+            self.flush_sends();
+        }
+    }
+
+    /// Lookups the core asked for go to the resolver thread (without one,
+    /// they time out in the core).
+    fn flush_queries(&mut self) {
+        let queries = self.core.take_queries();
+        if let Some(d) = &self.dns {
+            for q in queries {
+                d.ask(q);
+            }
+        }
+    }
+
+    /// One line when lookups failed, timed out, or requests were refused
+    /// for want of room, since the last one (at most every 10 s).
+    fn log_dns(&mut self, now: Instant) {
+        if now < self.next_dns_log {
+            return;
+        }
+        self.next_dns_log = now + DNS_LOG_EVERY;
+        let (st, full, loops) = self.core.dns_stats();
+        let cur = (st.not_found, st.timeouts, full, st.busy);
+        if cur != self.dns_logged {
+            self.dns_logged = cur;
+            log::warn!(
+                "dns: {} lookups, {} answered, {} not found, {} timed out, {} refused (busy), \
+                 {} requests refused (park full), {} cache evictions (+{} negative), {} loops refused",
+                st.queries,
+                st.answers,
+                st.not_found,
+                st.timeouts,
+                st.busy,
+                full,
+                st.evicted_positive,
+                st.evicted_negative,
+                loops
+            );
+        }
+    }
+
     fn flush_sends(&mut self) {
+        self.flush_queries();
         for s in self.core.take_sends() {
             match self.listeners.get_mut(s.listener) {
                 Some(l) => {

@@ -180,6 +180,16 @@ impl MsgState {
     pub fn flag(&self, n: u8) -> bool {
         n < 32 && self.flags & (1 << n) != 0
     }
+
+    /// About the bytes this state holds (for bounded queues of it).
+    pub(crate) fn approx_bytes(&self) -> usize {
+        self.avps
+            .list
+            .iter()
+            .map(|(_, v)| 64 + v.to_text().len())
+            .sum::<usize>()
+            + std::mem::size_of::<MsgState>()
+    }
 }
 
 /// `$var(x)`: script variables, process-local in Kamailio, so they persist from

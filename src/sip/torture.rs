@@ -294,23 +294,23 @@ fn torture_details() {
             .top_via()
             .expect("via")
             .expect("decodes")
-            .response_target()
+            .response_addr()
     };
     assert_eq!(
         target("via-received-param-with-delim"),
-        ("2001:db8::9:255".to_owned(), 5060)
+        Some("[2001:db8::9:255]:5060".parse().unwrap())
     );
     assert_eq!(
         target("via-received-param-no-delim"),
-        ("2001:db8::9:255".to_owned(), 5060)
+        Some("[2001:db8::9:255]:5060".parse().unwrap())
     );
     assert_eq!(
         target("mult-ip-in-header"),
-        ("2001:db8::9:1".to_owned(), 6050)
+        Some("[2001:db8::9:1]:6050".parse().unwrap())
     );
     assert_eq!(
         target("ipv4-mapped-ipv6"),
-        ("::ffff:192.0.2.10".to_owned(), 19823)
+        Some("[::ffff:192.0.2.10]:19823".parse().unwrap())
     );
 }
 
@@ -367,7 +367,7 @@ fn exercise(bytes: &[u8]) {
     for v in m.via_values() {
         if let Ok(via) = Via::parse_bytes(v) {
             let _ = (
-                via.response_target(),
+                via.response_addr(),
                 via.branch(),
                 via.ttl(),
                 via.params().count(),

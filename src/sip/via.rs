@@ -222,6 +222,9 @@ impl<'a> Via<'a> {
         self.param("rport")
     }
 
+    /// Read for completeness; replies ignore it (`response_addr`), as
+    /// Kamailio does.
+    #[allow(dead_code)]
     pub(crate) fn maddr(&self) -> Option<&'a str> {
         self.param("maddr").flatten()
     }
@@ -241,21 +244,21 @@ impl<'a> Via<'a> {
     }
 
     /// Where a response to the request carrying this Via goes, for an
-    /// unreliable transport (RFC 3261 §18.2.2, RFC 3581 §4): maddr if
-    /// present, else `received` (or sent-by) at `rport` (or the sent-by
-    /// port, or the transport's default). IPv6 literals come back without
-    /// brackets; a hostname must still be resolved (RFC 3263 §6).
-    pub(crate) fn response_target(&self) -> (String, u16) {
+    /// unreliable transport, without DNS (RFC 3261 §18.2.2, RFC 3581 §4):
+    /// `received` (added by whoever received the request when sent-by
+    /// was not the source IP), else sent-by when it is an IP literal; at
+    /// `rport` once filled in, else the sent-by port (or the transport's
+    /// default). `maddr` is ignored, as Kamailio does. None when sent-by
+    /// is a name and no `received` says where it came from.
+    pub(crate) fn response_addr(&self) -> Option<std::net::SocketAddr> {
         let sent_port = self.port.unwrap_or_else(|| self.default_port());
-        if let Some(maddr) = self.maddr() {
-            return (unbracket(maddr).to_owned(), sent_port);
-        }
         let host = self.received().unwrap_or(self.host);
+        let ip: std::net::IpAddr = unbracket(host).parse().ok()?;
         let port = match self.rport() {
             Some(Some(p)) => p.parse::<u16>().unwrap_or(sent_port),
             _ => sent_port,
         };
-        (unbracket(host).to_owned(), port)
+        Some(std::net::SocketAddr::new(ip, port))
     }
 }
 
@@ -404,44 +407,54 @@ mod tests {
     }
 
     #[test]
-    fn response_target_table() {
-        let cases: &[(&str, (&str, u16))] = &[
-            ("SIP/2.0/UDP pc33.atlanta.com", ("pc33.atlanta.com", 5060)),
+    fn response_addr_table() {
+        let cases: &[(&str, Option<&str>)] = &[
+            // A name with no received: nowhere (no DNS for replies).
+            ("SIP/2.0/UDP pc33.atlanta.com", None),
             (
-                "SIP/2.0/UDP pc33.atlanta.com:5070",
-                ("pc33.atlanta.com", 5070),
+                "SIP/2.0/UDP pc33.atlanta.com:5070;received=192.0.2.9",
+                Some("192.0.2.9:5070"),
             ),
-            ("SIP/2.0/TLS pc33.atlanta.com", ("pc33.atlanta.com", 5061)),
+            (
+                "SIP/2.0/TLS pc33.atlanta.com;received=192.0.2.9",
+                Some("192.0.2.9:5061"),
+            ),
             (
                 "SIP/2.0/UDP 10.0.0.1:5070;received=192.0.2.1",
-                ("192.0.2.1", 5070),
+                Some("192.0.2.1:5070"),
             ),
             (
                 "SIP/2.0/UDP 10.0.0.1;received=192.0.2.1",
-                ("192.0.2.1", 5060),
+                Some("192.0.2.1:5060"),
             ),
             (
                 "SIP/2.0/UDP 10.0.0.1:5070;rport=34567;received=192.0.2.1",
-                ("192.0.2.1", 34567),
+                Some("192.0.2.1:34567"),
             ),
-            ("SIP/2.0/UDP 10.0.0.1:5070;rport", ("10.0.0.1", 5070)),
+            ("SIP/2.0/UDP 10.0.0.1:5070;rport", Some("10.0.0.1:5070")),
+            // maddr is ignored for replies, as Kamailio does.
             (
                 "SIP/2.0/UDP h:5070;maddr=224.0.1.75;received=192.0.2.1",
-                ("224.0.1.75", 5070),
+                Some("192.0.2.1:5070"),
             ),
+            ("SIP/2.0/UDP h:5070;maddr=224.0.1.75", None),
             (
                 "SIP/2.0/UDP [2001:db8::9:1];received=[2001:db8::9:255]",
-                ("2001:db8::9:255", 5060),
+                Some("[2001:db8::9:255]:5060"),
             ),
             (
                 "SIP/2.0/UDP [2001:db8::9:1];received=2001:db8::9:255",
-                ("2001:db8::9:255", 5060),
+                Some("[2001:db8::9:255]:5060"),
             ),
-            ("SIP/2.0/UDP [2001:db8::9:1]:6050", ("2001:db8::9:1", 6050)),
+            (
+                "SIP/2.0/UDP [2001:db8::9:1]:6050",
+                Some("[2001:db8::9:1]:6050"),
+            ),
         ];
-        for (s, (host, port)) in cases {
+        for (s, want) in cases {
             let v = Via::parse(s).unwrap_or_else(|e| panic!("{e}: {s:?}"));
-            assert_eq!(v.response_target(), ((*host).to_owned(), *port), "{s:?}");
+            let want = want.map(|w| w.parse::<std::net::SocketAddr>().unwrap());
+            assert_eq!(v.response_addr(), want, "{s:?}");
         }
     }
 

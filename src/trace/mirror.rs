@@ -37,6 +37,9 @@ pub struct MirrorDest {
 pub struct MirrorReq<'a> {
     pub dest: Option<MirrorDest>,
     pub correlation_id: Option<&'a str>,
+    /// sip_trace() named a destination whose name is not resolved yet:
+    /// this copy is dropped (not sent to duplicate_uri instead).
+    pub unresolved: bool,
 }
 
 /// One mirrored copy for the reactor to send; it reports the outcome back
@@ -114,6 +117,9 @@ impl Mirror {
     /// One copy of a traced event for sip_trace()'s destination, else
     /// duplicate_uri.
     pub fn copy(&mut self, ev: &Event<'_>, req: MirrorReq<'_>) -> Copied {
+        if req.unresolved {
+            return Copied::Dropped;
+        }
         let Some(dest) = req.dest.or(self.settings.duplicate) else {
             return Copied::Nowhere;
         };

@@ -1,12 +1,14 @@
 //! UDP listening sockets: bind, drain until WouldBlock, send without
 //! blocking. Knows nothing of SIP beyond "a datagram is one message".
 //! stream.rs adds the TCP connections that carry mirrored copies to
-//! capture nodes.
+//! capture nodes. dns.rs is the resolver thread (DNS off the reactor's
+//! thread).
 //!
 //! Invariant: a send never blocks the reactor; a full socket buffer drops
 //! the datagram and counts it (UDP may lose it anyway; the transaction layer
 //! retransmits).
 
+pub mod dns;
 pub mod stream;
 
 use mio::net::UdpSocket;
