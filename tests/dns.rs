@@ -116,7 +116,13 @@ fn answer(query: &[u8], srv_port: u16) -> Option<Vec<u8>> {
     let (name, end) = qname(query)?;
     let qtype = u16::from_be_bytes([*query.get(end)?, *query.get(end + 1)?]);
     let question = &query[12..end + 4];
-    let known = ["_sip._udp.example.test", "uas.example.test", "example.test"];
+    let known = [
+        "_sip._udp.example.test",
+        "uas.example.test",
+        "example.test",
+        "naptr.test",
+        "_sip._udp.srv2.test",
+    ];
     let mut rdata: Option<(u16, Vec<u8>)> = None;
     match (name.as_str(), qtype) {
         ("_sip._udp.example.test", 33) => {
@@ -128,6 +134,27 @@ fn answer(query: &[u8], srv_port: u16) -> Option<Vec<u8>> {
             rdata = Some((33, d));
         }
         ("uas.example.test", 1) => rdata = Some((1, vec![127, 0, 0, 1])),
+        // RFC 3263 §4.1: a NAPTR naming the SRV name for UDP.
+        ("naptr.test", 35) => {
+            let mut d = Vec::new();
+            d.extend_from_slice(&20u16.to_be_bytes()); // order
+            d.extend_from_slice(&10u16.to_be_bytes()); // preference
+            d.push(1);
+            d.push(b's');
+            d.push(7);
+            d.extend_from_slice(b"SIP+D2U");
+            d.push(0); // no regexp
+            d.extend_from_slice(&labels("_sip._udp.srv2.test"));
+            rdata = Some((35, d));
+        }
+        ("_sip._udp.srv2.test", 33) => {
+            let mut d = Vec::new();
+            d.extend_from_slice(&0u16.to_be_bytes());
+            d.extend_from_slice(&0u16.to_be_bytes());
+            d.extend_from_slice(&srv_port.to_be_bytes());
+            d.extend_from_slice(&labels("uas.example.test"));
+            rdata = Some((33, d));
+        }
         _ => {}
     }
     let rcode = if rdata.is_some() || known.contains(&name.as_str()) {
@@ -217,6 +244,31 @@ fn recv_call(p: &Peer, call: &str) -> (Vec<u8>, SocketAddr) {
 
 fn start(tag: &str, dns: SocketAddr) -> Daemon {
     Daemon::start(tag, &CFG.replace("@DNS@", &dns.to_string()))
+}
+
+/// With `dns_try_naptr=1`, NAPTR comes first (RFC 3263 §4.1): `naptr.test`
+/// has no SRV of its own, its NAPTR names `_sip._udp.srv2.test`.
+#[test]
+fn naptr_names_the_srv_record() {
+    let uas = Peer::new();
+    let ns = Responder::start(uas.port());
+    let cfg = CFG
+        .replace("@DNS@", &ns.addr.to_string())
+        .replace("dns_retr_no=2", "dns_retr_no=2\ndns_try_naptr=1");
+    let d = Daemon::start("dns-naptr", &cfg);
+    let uac = Peer::new();
+    uac.send(
+        d.addr(),
+        &request(
+            "MESSAGE",
+            "sip:bob@naptr.test",
+            uac.addr(),
+            "naptr-1",
+            "stateless",
+        ),
+    );
+    let (m, _) = recv_call(&uas, "naptr-1");
+    assert!(first_line(&m).starts_with("MESSAGE sip:bob@naptr.test"));
 }
 
 /// 20 requests to names a silent server is asked about are parked; OPTIONS
@@ -312,6 +364,26 @@ fn silent_name_server_does_not_stop_the_proxy() {
             .count();
         assert_eq!(ins, 0, "{id}: no request was sent anywhere");
     }
+    // A lookup still running does not hold up the exit.
+    uac.send(
+        d.addr(),
+        &request(
+            "MESSAGE",
+            "sip:x@late.nowhere.test:5060",
+            uac.addr(),
+            "late",
+            "stateless",
+        ),
+    );
+    std::thread::sleep(Duration::from_millis(100));
+    let mut d = d;
+    let t = Instant::now();
+    assert_eq!(d.stop(), Some(0));
+    assert!(
+        t.elapsed() < Duration::from_secs(2),
+        "exit took {:?}",
+        t.elapsed()
+    );
 }
 
 /// A name server that answers: `sip:bob@example.test` goes to the SRV
