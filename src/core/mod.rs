@@ -26,6 +26,7 @@ mod tm;
 
 use crate::clock::WallTime;
 use crate::db::Row;
+use crate::limits::Limits;
 use crate::script::{AvpName, MsgState, Program, Vars};
 use crate::sip::{SipMsg, Transport};
 use crate::trace::mirror::{MirrorCopy, MirrorSettings};
@@ -59,8 +60,9 @@ pub struct CoreSettings {
     pub server_header: Option<String>,
     /// Where copies of traced events go (trace::mirror).
     pub mirror: MirrorSettings,
-    /// Cap of the stateless reply memory (entries).
+    /// Bounds of the stateless reply memory: entries, and bytes.
     pub memory_cap: usize,
+    pub memory_bytes: usize,
 }
 
 /// A datagram to send.
@@ -115,6 +117,16 @@ impl Core {
 
     pub(crate) fn transactions_created(&self) -> u64 {
         self.s.tm().created
+    }
+
+    /// The bounds on peer-driven state and how often each was hit; the
+    /// reactor and the control plane count theirs here too.
+    pub fn limits(&self) -> &Limits {
+        self.s.limits()
+    }
+
+    pub(crate) fn limits_mut(&mut self) -> &mut Limits {
+        self.s.limits_mut()
     }
 
     pub(crate) fn take_sends(&mut self) -> Vec<Send> {

@@ -13,12 +13,13 @@ use super::host::Ctx;
 use super::state::State;
 use super::{Core, facts};
 use crate::clock::WallTime;
+use crate::limits::Bound;
 use crate::script::{HostCall, MsgState, Outcome, Ret, RouteId};
 use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel};
 use crate::trace::Trigger;
 use crate::tsx::{
     ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, ServerKey,
-    Table, Transmit, TxId, ValidTsxConfig,
+    Table, Transmit, TsxError, TxId, ValidTsxConfig,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -231,6 +232,9 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE"))
         .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
+    // The copies of the request kept until the final reply count against
+    // tm max_tsx_bytes with the table's own (docs/decisions.md §7).
+    let held = ctx.raw.len() + ctx.msg.as_bytes().len() + st.avps.heap_bytes();
     let data = TxData {
         st: st.clone(),
         origin: Some(Origin {
@@ -246,7 +250,7 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
         .s
         .tm_mut()
         .table
-        .create(key, Hop { li, to }, data, trying, ctx.now)
+        .create_holding(key, Hop { li, to }, data, held, trying, ctx.now)
     {
         Ok(tx) => {
             ctx.s.tm_mut().created += 1;
@@ -254,10 +258,32 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
             drain(ctx.s, ctx.wall);
             Ok(tx)
         }
+        Err(e @ (TsxError::TableFull { .. } | TsxError::OverBudget { .. })) => {
+            log::debug!("cannot create transaction: {e}");
+            ctx.s.limits_mut().hit(bound_of(&e));
+            local_stateless(ctx, 503, "Service Unavailable", &retry_after(), st);
+            Err(Ret::Exit)
+        }
         Err(e) => {
             log::warn!("cannot create transaction: {e}");
             Err(Ret::False)
         }
+    }
+}
+
+/// How long a client refused for lack of room is asked to wait: the
+/// longest a completed transaction stays (tm `wt_timer` default), after
+/// which room has been made (docs/decisions.md §7).
+const RETRY_AFTER_SECS: u64 = crate::tsx::DEFAULT_WT_TIMER.as_secs();
+
+fn retry_after() -> [String; 1] {
+    [format!("Retry-After: {RETRY_AFTER_SECS}")]
+}
+
+fn bound_of(e: &TsxError) -> Bound {
+    match e {
+        TsxError::TableFull { .. } => Bound::Transactions,
+        _ => Bound::TransactionBytes,
     }
 }
 
@@ -333,6 +359,25 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
             drain(ctx.s, ctx.wall);
             Ret::True
         }
+        Err(e @ TsxError::OverBudget { .. }) => {
+            log::debug!("t_relay(): {e}");
+            ctx.s.limits_mut().hit(Bound::TransactionBytes);
+            if ctx.in_failure_route.is_some() {
+                // The transaction's best reply goes upstream instead.
+                return Ret::False;
+            }
+            ctx.relayed = true;
+            send_local_final(
+                ctx.s,
+                tx,
+                503,
+                "Service Unavailable",
+                &retry_after(),
+                ctx.now,
+            );
+            drain(ctx.s, ctx.wall);
+            Ret::Exit
+        }
         Err(e) => {
             log::warn!("t_relay(): {e}");
             Ret::False
@@ -347,13 +392,13 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
         return Ret::False;
     };
     let Some(tx) = ctx.s.tm().table.find_invite(&key) else {
-        local_stateless(ctx, 481, "Call/Transaction Does Not Exist", st);
+        local_stateless(ctx, 481, "Call/Transaction Does Not Exist", &[], st);
         return Ret::False;
     };
-    local_stateless(ctx, 200, "canceling", st);
+    local_stateless(ctx, 200, "canceling", &[], st);
     match ctx.s.tm_mut().table.cancel(tx, ctx.now) {
         Ok(crate::tsx::CancelOutcome::NothingPending) => {
-            send_local_final(ctx.s, tx, 487, "Request Terminated", ctx.now);
+            send_local_final(ctx.s, tx, 487, "Request Terminated", &[], ctx.now);
         }
         Ok(_) => {}
         Err(e) => log::debug!("CANCEL: {e}"),
@@ -362,9 +407,9 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
     Ret::True
 }
 
-fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
+fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, extra: &[String], st: &MsgState) {
     if let Some((bytes, li, to)) =
-        super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, &[], true)
+        super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, extra, true)
     {
         if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             ctx.trace_sent(&bytes, &f, li, to, st);
@@ -381,7 +426,7 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
         },
     };
     ctx.relayed = true;
-    if send_local_final(ctx.s, tx, code, reason, ctx.now) {
+    if send_local_final(ctx.s, tx, code, reason, &[], ctx.now) {
         drain(ctx.s, ctx.wall);
         Ret::True
     } else {
@@ -390,7 +435,14 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
 }
 
 /// A reply tm builds itself from the transaction's request.
-fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Instant) -> bool {
+fn send_local_final(
+    s: &mut State,
+    tx: TxId,
+    code: u16,
+    reason: &str,
+    extra: &[String],
+    now: Instant,
+) -> bool {
     let Some(req) = s
         .tm()
         .table
@@ -401,7 +453,7 @@ fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Insta
         return false;
     };
     let tag = (code > 100).then(|| s.tagged("tm", tx_hash(req)));
-    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), &[]);
+    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), extra);
     match s
         .tm_mut()
         .table
@@ -451,6 +503,8 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
     if let crate::tsx::Sent::Reply { code: 200.. } = what {
         if let Some(d) = s.tm_mut().table.user_mut(tx) {
             d.origin = None;
+            let held = d.st.avps.heap_bytes();
+            s.tm_mut().table.set_held(tx, held);
         }
     }
     if !retransmission {
@@ -652,6 +706,6 @@ fn all_failed(
             487 => "Request Terminated",
             _ => "Server Internal Error",
         };
-        send_local_final(&mut core.s, tx, best.code, reason, now);
+        send_local_final(&mut core.s, tx, best.code, reason, &[], now);
     }
 }
