@@ -70,6 +70,13 @@ const MODULE_ALIASES: &[(&str, &str)] = &[
     ("dbtext", "db_text"),
 ];
 
+/// Defaults of `udp_turn_datagrams` / `udp_turn_kb`: what one reactor turn
+/// reads from one UDP socket before timers, FIFOs and the database get
+/// their turn. 256 small requests take ~5 ms in a release build; 1 MiB is
+/// 16 datagrams of 64 KB.
+pub(crate) const DEFAULT_UDP_TURN_DATAGRAMS: u32 = 256;
+pub(crate) const DEFAULT_UDP_TURN_KB: u32 = 1024;
+
 /// Every core parameter name of Kamailio (3.x–5.x `cfg.lex`, plus the
 /// OpenSER 1.x/Kamailio 1.5 names that later disappeared), aliases included.
 /// A global not listed here is no Kamailio parameter at all and an error;
@@ -136,9 +143,16 @@ const KNOWN_GLOBALS: &[&str] = &[
     "xavp_via_params",
 ];
 
-/// Globals that are siptraced's own, not Kamailio's (docs/decisions.md
-/// §10): where the resolver thread asks.
-const SIPTRACED_GLOBALS: &[&str] = &["dns_servers", "dns_resolv_conf"];
+/// Globals that are siptraced's own, not Kamailio's: where the resolver
+/// thread asks (docs/decisions.md §10), and the bounds of one reactor turn,
+/// which Kamailio, with its pool of receiver processes, has no need for
+/// (docs/decisions.md §11).
+const SIPTRACED_GLOBALS: &[&str] = &[
+    "dns_servers",
+    "dns_resolv_conf",
+    "udp_turn_datagrams",
+    "udp_turn_kb",
+];
 
 /// Settings accepted for compatibility that change nothing here, with the
 /// reason. Each one set in the config gives one start-up warning, at its
@@ -444,6 +458,9 @@ pub struct Config {
     pub server_signature: bool,
     pub max_while_loops: u32,
     pub disable_tcp: bool,
+    /// Datagrams and KiB read from one UDP socket per reactor turn.
+    pub udp_turn_datagrams: u32,
+    pub udp_turn_kb: u32,
     /// Loaded modules by base name, in load order.
     pub modules: Vec<String>,
     /// None when siptrace is not loaded.
@@ -559,6 +576,8 @@ impl Default for Config {
             // Kamailio's max_while_loops default.
             max_while_loops: 100,
             disable_tcp: false,
+            udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
+            udp_turn_kb: DEFAULT_UDP_TURN_KB,
             modules: Vec::new(),
             siptrace: None,
             siptrace_pos: SiptracePos::default(),
@@ -750,6 +769,12 @@ pub enum ValueError {
     BadDnsServer(String),
     #[error("dns_servers and dns_resolv_conf exclude each other")]
     DnsServersTwice,
+    #[error(
+        "expects a size: an integer in MiB, or a string with a unit K, M or G (\"256M\"), got \"{0}\""
+    )]
+    NotASize(String),
+    #[error("must be from 1 MiB to {max_gib} GiB, got {got} bytes")]
+    SizeOutOfRange { max_gib: u64, got: u64 },
     /// `hint` lists the known names, or quotes the unknown one.
     #[error("unknown {module} parameter{hint}")]
     UnknownParam { module: &'static str, hint: String },
@@ -794,6 +819,44 @@ fn in_range<T: TryFrom<i64>>(got: i64, lo: i64, hi: i64) -> VResult<T> {
         return Err(out);
     }
     T::try_from(got).map_err(|_| out)
+}
+
+/// A byte size: an integer is MiB (as `spool_max_mb`), a string carries
+/// its unit (`"512K"`, `"256M"`, `"2G"`; binary multiples), 1 MiB to
+/// `max_gib` GiB (docs/decisions.md §7).
+fn size_of(v: &ModValue, max_gib: u64) -> VResult<usize> {
+    const MIB: u64 = 1 << 20;
+    let bytes = match v {
+        ModValue::Int(n) => u64::try_from(*n)
+            .ok()
+            .and_then(|n| n.checked_mul(MIB))
+            .ok_or_else(|| ValueError::NotASize(n.to_string()))?,
+        ModValue::Str(s) => {
+            let t = s.trim();
+            let (num, unit) = t.split_at(t.len() - t.chars().last().map_or(0, char::len_utf8));
+            let mult = match unit {
+                "K" | "k" => 1 << 10,
+                "M" | "m" => MIB,
+                "G" | "g" => 1 << 30,
+                _ => return Err(ValueError::NotASize(s.clone())),
+            };
+            num.trim()
+                .parse::<u64>()
+                .ok()
+                .and_then(|n| n.checked_mul(mult))
+                .ok_or_else(|| ValueError::NotASize(s.clone()))?
+        }
+    };
+    if !(MIB..=max_gib << 30).contains(&bytes) {
+        return Err(ValueError::SizeOutOfRange {
+            max_gib,
+            got: bytes,
+        });
+    }
+    usize::try_from(bytes).map_err(|_| ValueError::SizeOutOfRange {
+        max_gib,
+        got: bytes,
+    })
 }
 
 fn bool_of(v: &ModValue) -> VResult<bool> {
@@ -925,6 +988,8 @@ impl Builder {
                 }
                 self.c.dns.servers = DnsServers::ResolvConf(PathBuf::from(text()?));
             }
+            "udp_turn_datagrams" => self.c.udp_turn_datagrams = in_range(int()?, 1, 65_536)?,
+            "udp_turn_kb" => self.c.udp_turn_kb = in_range(int()?, 64, 1 << 20)?,
             // Type-checked as Kamailio would, then ignored (IGNORED_SETTINGS).
             "sip_warning" | "auto_aliases" => {
                 boolean()?;
@@ -1452,6 +1517,9 @@ impl Builder {
             "max_transactions" => {
                 self.tm.max_transactions = range_of(v, 1, i64::from(u32::MAX))?;
             }
+            // siptraced's bound on the message bytes transactions hold
+            // (Kamailio's is its shared memory size): beyond it, 503.
+            "max_tsx_bytes" => self.tm.max_bytes = size_of(v, 1024)?,
             p => self.note(
                 log::Level::Debug,
                 &m.pos,
@@ -1647,6 +1715,10 @@ mod tests {
         assert!(c.fork && !c.log_stderror && c.server_signature);
         assert_eq!((c.log_facility, c.log_name.as_str()), (3, "siptraced"));
         assert_eq!(c.max_while_loops, 100);
+        assert_eq!(
+            (c.udp_turn_datagrams, c.udp_turn_kb),
+            (DEFAULT_UDP_TURN_DATAGRAMS, DEFAULT_UDP_TURN_KB)
+        );
         assert_eq!(c.run_dir, "/run/siptraced");
         assert_eq!(
             c.listen,
@@ -1851,7 +1923,9 @@ tcp_connection_lifetime=3605
 memdbg=5
 dns=off
 log_facility=LOG_LOCAL0
-rundir="/var/run/x"{ROUTE}"#
+rundir="/var/run/x"
+udp_turn_datagrams=8
+udp_turn_kb=128{ROUTE}"#
         ));
         assert_eq!(c.log_level(), LevelFilter::Debug);
         assert!(c.log_stderror && !c.fork);
@@ -1902,6 +1976,7 @@ rundir="/var/run/x"{ROUTE}"#
         );
         assert_eq!(c.server_header_line(), None);
         assert_eq!(c.max_while_loops, 20);
+        assert_eq!((c.udp_turn_datagrams, c.udp_turn_kb), (8, 128));
         assert_eq!(c.log_facility, 16);
         assert_eq!(c.jsonrpcs_fifo_path(), None);
         let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
@@ -1942,6 +2017,7 @@ modparam("tm", "fr_inv_timer", "60000")
 modparam("tm", "restart_fr_on_each_reply", 0)
 modparam("tm", "wt_timer", 3000)
 modparam("tm", "max_transactions", 20000)
+modparam("tm", "max_tsx_bytes", "64M")
 modparam("rr", "enable_full_lr", 1)
 modparam("rr", "append_fromtag", yes)
 modparam("maxfwd", "max_limit", 70)
@@ -1966,6 +2042,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
                 restart_fr_on_each_reply: false,
                 wt_timer: std::time::Duration::from_millis(3000),
                 max_transactions: 20_000,
+                max_bytes: 64 << 20,
                 ..TsxConfig::default()
             }
         );
@@ -2032,6 +2109,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("debug=\"x\"".into(), "k.cfg:1:7: debug: expects a number, got \"x\"".into()),
             ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
             ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
+            ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),
             ("modparam(\"tm\",\"fr_timer\",1)".into(), "k.cfg:1:1: modparam for module \"tm\", which is not loaded: put loadmodule \"tm.so\" before it".into()),
@@ -2052,6 +2130,9 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_mode_on\",1)\nmodparam(\"siptrace\",\"hep_version\",2)\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:127.0.0.1:9060;transport=tcp\")".into(), "k.cfg:4:37: modparam siptrace.duplicate_uri: HEPv2 (hep_version 2 at 3:35) has no total length, so it cannot be framed on a TCP stream; use hep_version 3 or transport=udp".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"send_sock_addr\",\"eth0\")".into(), "k.cfg:2:38: modparam siptrace.send_sock_addr: 'eth0' does not name a local socket; write it as sip:IP:PORT or udp:IP:PORT with the address of a listen= socket".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"mirror_tcp_queue_kb\",0)".into(), "k.cfg:2:43: modparam siptrace.mirror_tcp_queue_kb: must be from 1 to 1048576, got 0".into()),
+            ("loadmodule \"tm.so\"\nmodparam(\"tm\",\"max_tsx_bytes\",\"256\")".into(), "k.cfg:2:31: modparam tm.max_tsx_bytes: expects a size: an integer in MiB, or a string with a unit K, M or G (\"256M\"), got \"256\"".into()),
+            ("loadmodule \"tm.so\"\nmodparam(\"tm\",\"max_tsx_bytes\",0)".into(), "k.cfg:2:31: modparam tm.max_tsx_bytes: must be from 1 MiB to 1024 GiB, got 0 bytes".into()),
+            ("loadmodule \"tm.so\"\nmodparam(\"tm\",\"max_tsx_bytes\",\"512K\")".into(), "k.cfg:2:31: modparam tm.max_tsx_bytes: must be from 1 MiB to 1024 GiB, got 524288 bytes".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"spool_full_policy\",\"wait\")".into(), "k.cfg:2:41: modparam siptrace.spool_full_policy: must be \"drop\" or \"stop\", got \"wait\"".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"nope\",1)".into(), "k.cfg:2:28: modparam siptrace.nope: unknown siptrace parameter".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"date_column\",\"d\")".into(), "k.cfg:2:35: modparam siptrace.date_column: column name overrides are not supported: the sip_trace columns are fixed".into()),

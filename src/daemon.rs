@@ -152,6 +152,10 @@ pub fn setup(
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
     reactor.start_dns(&conf.dns)?;
+    reactor.set_turn_limits(
+        conf.udp_turn_datagrams as usize,
+        conf.udp_turn_kb as usize * 1024,
+    );
     if let Some((addr, bind)) = mirror_stream {
         reactor.open_mirror_stream(addr, bind);
     }
@@ -250,7 +254,8 @@ fn build_core(
             _ => l,
         }),
         mirror,
-        memory_cap: 65_536,
+        memory_cap: crate::core::memory::DEFAULT_MEMORY_ENTRIES,
+        memory_bytes: crate::core::memory::DEFAULT_MEMORY_BYTES,
         dns: crate::core::DnsLimits {
             deadline: conf.dns.deadline(),
             ..crate::core::DnsLimits::default()

@@ -19,6 +19,7 @@
 //! - `transport` UDP listeners, TCP connections to capture nodes, the resolver thread
 //! - `process`   logging, daemonising, pid file, privilege drop
 //! - `clock`     wall-clock values and their local-time renderings
+//! - `limits`    the bounds on peer-driven state, their values and hit counters (pure)
 
 // The module docs are a maintainer's map: they link to crate-internal items
 // on purpose (read them with `cargo doc --document-private-items`).
@@ -31,6 +32,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod db;
+pub mod limits;
 pub mod mi;
 pub mod process;
 pub mod reactor;

@@ -216,7 +216,7 @@ fn core_commands() {
             reply(
                 ":which:@R@\n\n",
                 "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\n\
-                 sip_trace\nsip_trace_stats\ntm_stats\n\n",
+                 sip_trace\nsip_trace_stats\ntm_stats\ncore_limits\n\n",
             ),
             reply(":ps:@R@\n\n", &ps),
             // No-input commands read and drop their argument lines.

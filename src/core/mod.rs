@@ -27,6 +27,7 @@ mod tm;
 
 use crate::clock::WallTime;
 use crate::db::Row;
+use crate::limits::Limits;
 use crate::script::{AvpName, MsgState, Program, Vars};
 use crate::sip::{SipMsg, Transport};
 use crate::trace::mirror::{MirrorCopy, MirrorSettings};
@@ -61,12 +62,13 @@ pub struct CoreSettings {
     pub server_header: Option<String>,
     /// Where copies of traced events go (trace::mirror).
     pub mirror: MirrorSettings,
-    /// Cap of the stateless reply memory (entries).
+    /// Bounds of the stateless reply memory: entries, and bytes.
     pub memory_cap: usize,
     /// Resolver deadline and cache bounds.
     pub dns: DnsLimits,
     /// Requests waiting for DNS.
     pub park: ParkLimits,
+    pub memory_bytes: usize,
 }
 
 /// A datagram to send.
@@ -121,6 +123,16 @@ impl Core {
 
     pub(crate) fn transactions_created(&self) -> u64 {
         self.s.tm().created
+    }
+
+    /// The bounds on peer-driven state and how often each was hit; the
+    /// reactor and the control plane count theirs here too.
+    pub fn limits(&self) -> &Limits {
+        self.s.limits()
+    }
+
+    pub(crate) fn limits_mut(&mut self) -> &mut Limits {
+        self.s.limits_mut()
     }
 
     pub(crate) fn take_sends(&mut self) -> Vec<Send> {
@@ -211,7 +223,13 @@ impl Core {
                         Some(a) => {
                             match tm::relay_branch(&mut self.s, tx, li, &msg, a, now, wall) {
                                 Ok(()) => continue,
-                                Err(Some(host::Refusal::Loop)) => (482, "Loop Detected"),
+                                Err(tm::BranchError::Route(host::Refusal::Loop)) => {
+                                    (482, "Loop Detected")
+                                }
+                                Err(tm::BranchError::OverBudget) => {
+                                    tm::refuse_over_budget(&mut self.s, tx, now, wall);
+                                    continue;
+                                }
                                 Err(_) => (tm::UNRESOLVABLE_CODE, tm::UNRESOLVABLE),
                             }
                         }

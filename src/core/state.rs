@@ -8,13 +8,14 @@
 //! Depends on the same modules as the rest of core/ (sip/, script/,
 //! trace/, tsx/ through tm.rs) and on nothing that does I/O.
 
-use super::memory::{Memory, Remembered};
+use super::memory::{Evicted, Memory, Remembered};
 use super::park::{Park, ParkFull, Parked};
 use super::resolve::{Lookup, Query, Resolver};
 use super::tm::Tm;
 use super::{CoreSettings, CoreStats, LocalSock, Send};
 use crate::clock::WallTime;
 use crate::db::Row;
+use crate::limits::{Bound, Limits};
 use crate::script::{AvpName, MsgState, Value};
 use crate::sip::{SipMsg, Transport, build_reply};
 use crate::trace::mirror::{Copied, Mirror, MirrorCopy, MirrorReq};
@@ -48,6 +49,7 @@ pub(crate) struct State {
     /// it answers one of our stateless replies and is absorbed (sl module).
     sl_tag: String,
     tm: Tm,
+    limits: Limits,
 }
 
 impl State {
@@ -69,7 +71,15 @@ impl State {
             memory_cap,
             dns,
             park,
+            memory_bytes,
         } = settings;
+        let memory_cap = memory_cap.max(1024);
+        let mut limits = Limits::default();
+        limits.set_value(Bound::SlMemoryEntries, memory_cap as u64);
+        limits.set_value(Bound::SlMemoryBytes, memory_bytes as u64);
+        let tm_values: &crate::tsx::TsxConfig = &tm_config;
+        limits.set_value(Bound::Transactions, tm_values.max_transactions as u64);
+        limits.set_value(Bound::TransactionBytes, tm_values.max_bytes as u64);
         let mirror = Mirror::new(mirror, socks.iter().map(|s| s.addr).collect());
         State {
             trace_flag,
@@ -80,7 +90,7 @@ impl State {
             server_header,
             socks,
             tracer,
-            memory: Memory::new(memory_cap.max(1024)),
+            memory: Memory::new(memory_cap, memory_bytes),
             sends: Vec::new(),
             mirror,
             rows: Vec::new(),
@@ -90,6 +100,7 @@ impl State {
             loops: 0,
             sl_tag: format!("{seed:016x}"),
             tm: Tm::new(tm_config),
+            limits,
         }
     }
 
@@ -99,6 +110,14 @@ impl State {
 
     pub(crate) fn stats_mut(&mut self) -> &mut CoreStats {
         &mut self.stats
+    }
+
+    pub fn limits(&self) -> &Limits {
+        &self.limits
+    }
+
+    pub(crate) fn limits_mut(&mut self) -> &mut Limits {
+        &mut self.limits
     }
 
     pub fn tm(&self) -> &Tm {
@@ -251,7 +270,11 @@ impl State {
             state: st.clone(),
             listener: li,
         };
-        self.memory.remember(branch, r, now);
+        match self.memory.remember(branch, r, now) {
+            Some(Evicted::Entries) => self.limits.hit(Bound::SlMemoryEntries),
+            Some(Evicted::Bytes) => self.limits.hit(Bound::SlMemoryBytes),
+            None => {}
+        }
     }
 
     pub(crate) fn remembered(&self, branch: &str) -> Option<&Remembered> {

@@ -15,12 +15,13 @@ use super::resolve::Lookup;
 use super::state::State;
 use super::{Core, facts};
 use crate::clock::WallTime;
+use crate::limits::Bound;
 use crate::script::{HostCall, MsgState, Outcome, Ret, RouteId};
 use crate::sip::{SipMsg, build_ack_for_non2xx, build_cancel};
 use crate::trace::Trigger;
 use crate::tsx::{
     ClientKey, Event, LegacyKey, Method, Payload, ReplyMatch, RequestKey, RequestMatch, ServerKey,
-    Table, Transmit, TxId, ValidTsxConfig,
+    Table, Transmit, TsxError, TxId, ValidTsxConfig,
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -237,6 +238,9 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE"))
         .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
+    // The copies of the request kept until the final reply count against
+    // tm max_tsx_bytes with the table's own (docs/decisions.md §7).
+    let held = ctx.raw.len() + ctx.msg.as_bytes().len() + st.avps.heap_bytes();
     let data = TxData {
         st: st.clone(),
         origin: Some(Origin {
@@ -252,7 +256,7 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
         .s
         .tm_mut()
         .table
-        .create(key, Hop { li, to }, data, trying, ctx.now)
+        .create_holding(key, Hop { li, to }, data, held, trying, ctx.now)
     {
         Ok(tx) => {
             ctx.s.tm_mut().created += 1;
@@ -260,10 +264,32 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
             drain(ctx.s, ctx.wall);
             Ok(tx)
         }
+        Err(e @ (TsxError::TableFull { .. } | TsxError::OverBudget { .. })) => {
+            log::debug!("cannot create transaction: {e}");
+            ctx.s.limits_mut().hit(bound_of(&e));
+            local_stateless(ctx, 503, "Service Unavailable", &retry_after(), st);
+            Err(Ret::Exit)
+        }
         Err(e) => {
             log::warn!("cannot create transaction: {e}");
             Err(Ret::False)
         }
+    }
+}
+
+/// How long a client refused for lack of room is asked to wait: the
+/// longest a completed transaction stays (tm `wt_timer` default), after
+/// which room has been made (docs/decisions.md §7).
+const RETRY_AFTER_SECS: u64 = crate::tsx::DEFAULT_WT_TIMER.as_secs();
+
+fn retry_after() -> [String; 1] {
+    [format!("Retry-After: {RETRY_AFTER_SECS}")]
+}
+
+fn bound_of(e: &TsxError) -> Bound {
+    match e {
+        TsxError::TableFull { .. } => Bound::Transactions,
+        _ => Bound::TransactionBytes,
     }
 }
 
@@ -320,16 +346,24 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                     ctx.relayed = true;
                     Ret::True
                 }
-                Err(Some(Refusal::Loop)) => {
+                Err(BranchError::Route(Refusal::Loop)) => {
                     ctx.relayed = true;
                     refuse(ctx.s, tx, 482, "Loop Detected", ctx.now, ctx.wall);
                     Ret::False
                 }
-                Err(Some(Refusal::NoRoute)) => {
+                Err(BranchError::Route(Refusal::NoRoute)) => {
                     log::warn!("t_relay(): no listening socket can reach {host}");
                     Ret::False
                 }
-                Err(None) => Ret::False,
+                // In failure_route the transaction's best reply goes
+                // upstream instead.
+                Err(BranchError::OverBudget) if ctx.in_failure_route.is_some() => Ret::False,
+                Err(BranchError::OverBudget) => {
+                    ctx.relayed = true;
+                    refuse_over_budget(ctx.s, tx, ctx.now, ctx.wall);
+                    Ret::Exit
+                }
+                Err(BranchError::Refused) => Ret::False,
             }
         }
         Lookup::Failed => {
@@ -385,7 +419,7 @@ pub(crate) fn refuse(
     wall: WallTime,
 ) {
     if s.tm().table.final_reply(tx).is_none() {
-        send_local_final(s, tx, code, reason, now);
+        send_local_final(s, tx, code, reason, &[], now);
     }
     drain(s, wall);
 }
@@ -401,12 +435,12 @@ pub(crate) fn relay_branch(
     addrs: &[SocketAddr],
     now: Instant,
     wall: WallTime,
-) -> Result<(), Option<Refusal>> {
-    let (to, out_li) = pick_target(s, addrs, li).ok_or(Some(Refusal::NoRoute))?;
+) -> Result<(), BranchError> {
+    let (to, out_li) = pick_target(s, addrs, li).ok_or(BranchError::Route(Refusal::NoRoute))?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("t_relay(): next hop {to} is this proxy and no Route is left: 482");
-        return Err(Some(Refusal::Loop));
+        return Err(BranchError::Route(Refusal::Loop));
     }
     s.tm_mut().next_branch += 1;
     let branch = s.tagged("z9hG4bK", s.tm().next_branch);
@@ -414,7 +448,7 @@ pub(crate) fn relay_branch(
     if s.via(out_li, &branch)
         .is_none_or(|via| out.push_via(&via).is_err())
     {
-        return Err(None);
+        return Err(BranchError::Refused);
     }
     let method = Method::from_token(msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
@@ -429,11 +463,36 @@ pub(crate) fn relay_branch(
             drain(s, wall);
             Ok(())
         }
+        Err(e @ TsxError::OverBudget { .. }) => {
+            log::debug!("t_relay(): {e}");
+            s.limits_mut().hit(Bound::TransactionBytes);
+            Err(BranchError::OverBudget)
+        }
         Err(e) => {
             log::warn!("t_relay(): {e}");
-            Err(None)
+            Err(BranchError::Refused)
         }
     }
+}
+
+/// Why [`relay_branch`] added no branch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum BranchError {
+    /// The next hop is this proxy (482) or unreachable from our sockets.
+    Route(Refusal),
+    /// The transaction byte budget is spent (503 with Retry-After).
+    OverBudget,
+    /// The table refused it otherwise (logged).
+    Refused,
+}
+
+/// tm's 503 for a spent transaction budget: `Retry-After` tells the peer
+/// when to try again, as Kamailio's tm does for its own overload replies.
+pub(crate) fn refuse_over_budget(s: &mut State, tx: TxId, now: Instant, wall: WallTime) {
+    if s.tm().table.final_reply(tx).is_none() {
+        send_local_final(s, tx, 503, "Service Unavailable", &retry_after(), now);
+    }
+    drain(s, wall);
 }
 
 /// CANCEL of an INVITE we relayed: 200 to the CANCEL, the table cancels
@@ -443,13 +502,13 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
         return Ret::False;
     };
     let Some(tx) = ctx.s.tm().table.find_invite(&key) else {
-        local_stateless(ctx, 481, "Call/Transaction Does Not Exist", st);
+        local_stateless(ctx, 481, "Call/Transaction Does Not Exist", &[], st);
         return Ret::False;
     };
-    local_stateless(ctx, 200, "canceling", st);
+    local_stateless(ctx, 200, "canceling", &[], st);
     match ctx.s.tm_mut().table.cancel(tx, ctx.now) {
         Ok(crate::tsx::CancelOutcome::NothingPending) => {
-            send_local_final(ctx.s, tx, 487, "Request Terminated", ctx.now);
+            send_local_final(ctx.s, tx, 487, "Request Terminated", &[], ctx.now);
         }
         Ok(_) => {}
         Err(e) => log::debug!("CANCEL: {e}"),
@@ -458,9 +517,9 @@ fn relay_cancel(ctx: &mut Ctx<'_>, st: &MsgState) -> Ret {
     Ret::True
 }
 
-fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) {
+fn local_stateless(ctx: &mut Ctx<'_>, code: u16, reason: &str, extra: &[String], st: &MsgState) {
     if let Some((bytes, li, to)) =
-        super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, &[], true)
+        super::host::send_stateless_reply(ctx.s, ctx.li, &ctx.msg, code, reason, extra, true)
     {
         if let Some(f) = SipMsg::parse(&bytes).ok().as_ref().and_then(facts) {
             ctx.trace_sent(&bytes, &f, li, to, st);
@@ -477,7 +536,7 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
         },
     };
     ctx.relayed = true;
-    if send_local_final(ctx.s, tx, code, reason, ctx.now) {
+    if send_local_final(ctx.s, tx, code, reason, &[], ctx.now) {
         drain(ctx.s, ctx.wall);
         Ret::True
     } else {
@@ -486,7 +545,14 @@ fn t_reply(ctx: &mut Ctx<'_>, code: u16, reason: &str, st: &MsgState) -> Ret {
 }
 
 /// A reply tm builds itself from the transaction's request.
-fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Instant) -> bool {
+fn send_local_final(
+    s: &mut State,
+    tx: TxId,
+    code: u16,
+    reason: &str,
+    extra: &[String],
+    now: Instant,
+) -> bool {
     let Some(req) = s
         .tm()
         .table
@@ -497,7 +563,7 @@ fn send_local_final(s: &mut State, tx: TxId, code: u16, reason: &str, now: Insta
         return false;
     };
     let tag = (code > 100).then(|| s.tagged("tm", tx_hash(req)));
-    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), &[]);
+    let bytes = s.reply_bytes(req, code, reason, tag.as_deref(), extra);
     match s
         .tm_mut()
         .table
@@ -547,6 +613,8 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
     if let crate::tsx::Sent::Reply { code: 200.. } = what {
         if let Some(d) = s.tm_mut().table.user_mut(tx) {
             d.origin = None;
+            let held = d.st.avps.heap_bytes();
+            s.tm_mut().table.set_held(tx, held);
         }
     }
     if !retransmission {
@@ -748,6 +816,6 @@ fn all_failed(
             487 => "Request Terminated",
             _ => "Server Internal Error",
         };
-        send_local_final(&mut core.s, tx, best.code, reason, now);
+        send_local_final(&mut core.s, tx, best.code, reason, &[], now);
     }
 }

@@ -13,6 +13,8 @@
 
 use std::fmt;
 
+use crate::limits::LimitStat;
+
 use super::json::Json;
 use super::jsonrpc::{self, Dispatch, JsonRpcOutcome, Params, RpcResult};
 use super::text::{self, Arg, CommandKind, MiReply, Node, TextRequest};
@@ -43,6 +45,9 @@ pub trait MiHost {
     fn tm_loaded(&self) -> bool {
         self.tm_stats().is_some()
     }
+    /// Every bound on peer-driven state, its value and how often it was hit
+    /// (`core_limits`, docs/decisions.md §11).
+    fn limits(&self) -> Vec<LimitStat>;
 }
 
 /// Start and current time as `ctime(3)` text without its newline, and the difference.
@@ -262,6 +267,14 @@ pub(crate) static COMMANDS: &[Command] = &[
         needs_tm: true,
         text: Some(mi_tm_stats),
         json: None,
+    },
+    Command {
+        mi: Some("core_limits"),
+        rpc: Some("core.limits"),
+        no_input: true,
+        needs_tm: false,
+        text: Some(mi_core_limits),
+        json: Some(rpc_core_limits),
     },
     Command {
         mi: None,
@@ -493,6 +506,39 @@ fn mi_tm_stats(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
     Some(MiReply::ok(
         lines.into_iter().map(|(n, v)| Node::named(n, v)).collect(),
     ))
+}
+
+/// One line per bound: `name:: value hits=N`.
+fn mi_core_limits(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
+    let nodes = host
+        .limits()
+        .iter()
+        .map(|l| Node {
+            name: Some(l.bound.name().to_string()),
+            value: Some(l.value.to_string()),
+            attrs: vec![(Some("hits".to_string()), l.hits.to_string())],
+            kids: Vec::new(),
+        })
+        .collect();
+    Some(MiReply::ok(nodes))
+}
+
+/// `{"name": {"value": N, "hits": N}, …}`, in the order of `core_limits`.
+fn rpc_core_limits(host: &mut dyn MiHost, _: &Params<'_>) -> RpcResult {
+    let members = host
+        .limits()
+        .iter()
+        .map(|l| {
+            (
+                l.bound.name(),
+                Json::obj(vec![
+                    ("value", Json::uint(l.value)),
+                    ("hits", Json::uint(l.hits)),
+                ]),
+            )
+        })
+        .collect();
+    RpcResult::Ok(Json::obj(members))
 }
 
 /// The statistics group siptraced registers.
@@ -773,6 +819,32 @@ mod tests {
                 ]
             })
         }
+        fn limits(&self) -> Vec<LimitStat> {
+            let mut l = crate::limits::Limits::default();
+            l.set_value(crate::limits::Bound::Transactions, 100_000);
+            l.set_value(crate::limits::Bound::TransactionBytes, 256 << 20);
+            l.hit(crate::limits::Bound::TransactionBytes);
+            l.hit(crate::limits::Bound::TransactionBytes);
+            l.stats()
+        }
+    }
+
+    #[test]
+    fn core_limits_both_protocols() {
+        let mut host = FakeHost::new(0);
+        let r = mi(&mut host, b":core_limits:r\n\n");
+        assert_eq!(
+            String::from_utf8_lossy(&r[0]),
+            "200 OK\nmax_transactions:: 100000 hits=0\nmax_tsx_bytes:: 268435456 hits=2\n\
+             sl_memory_entries:: 0 hits=0\nsl_memory_bytes:: 0 hits=0\n\
+             udp_turn_datagrams:: 0 hits=0\nudp_turn_bytes:: 0 hits=0\n\
+             mi_pending_replies:: 0 hits=0\nmi_pending_reply_bytes:: 0 hits=0\n\n"
+        );
+        let got = rpc_result(&mut host, "core.limits", "[]");
+        assert!(
+            got.contains("\"max_tsx_bytes\":{\"value\":268435456,\"hits\":2}"),
+            "{got}"
+        );
     }
 
     /// Run MI request bytes through reader and dispatcher, every reply FIFO opening.
@@ -841,7 +913,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 ":which:r\n\n",
-                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\n\n",
+                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\ncore_limits\n\n",
             ),
             (
                 ":uptime:r\nignored\n\n",
@@ -908,7 +980,10 @@ mod tests {
             vec![b"200 OK\nCurrent:: 0 (0 waiting)\nTotal:: 5 (0 local)\n\n".to_vec()]
         );
         let which = mi(&mut host, b":which:r\n\n");
-        assert!(String::from_utf8_lossy(&which[0]).ends_with("sip_trace_stats\ntm_stats\n\n"));
+        assert!(
+            String::from_utf8_lossy(&which[0])
+                .ends_with("sip_trace_stats\ntm_stats\ncore_limits\n\n")
+        );
 
         host.cwd = None;
         assert_eq!(
@@ -1246,7 +1321,7 @@ mod tests {
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"system.listMethods\", \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
             show(out[0].reply.as_deref().unwrap_or_default()),
-            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
+            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
         );
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [\"all\"], \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(

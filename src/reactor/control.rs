@@ -21,6 +21,12 @@
 //! run). JSON-RPC documents are run as soon as they are framed; their
 //! replies are opened and written alongside.
 //!
+//! Replies that cannot be written at once (a reader not there yet, or
+//! slow) wait in `writing`, each holding a descriptor and its bytes: at most
+//! [`MAX_PENDING_REPLIES`] of them and [`MAX_PENDING_REPLY_BYTES`] in all,
+//! MI and JSON-RPC together. Beyond that a new one is dropped and counted
+//! (`core_limits`), and the daemon goes on serving clients that read.
+//!
 //! A FIFO deleted or replaced while we run is noticed by
 //! [`Control::recreate_stale`] (the reactor calls it once a second) and made
 //! again with the same mode and owner; requests half-read from the old one
@@ -136,6 +142,51 @@ impl ControlSettings {
 /// in memory stays bounded: the rest waits in the pipe (whose own capacity,
 /// 64 KiB on Linux, then blocks the writer), as with Kamailio's reader.
 const READ_PER_TURN: usize = 64 * 1024;
+
+/// Bound on replies waiting for their reader, MI and JSON-RPC together
+/// (docs/decisions.md §11): each holds a descriptor, so it stays far below
+/// the usual limit of 1024 open files.
+pub(crate) const MAX_PENDING_REPLIES: usize = 64;
+/// Bound on the bytes those replies hold: a slow reader of the largest
+/// replies (~420 KB) does not get to hold more than ten of them.
+pub(crate) const MAX_PENDING_REPLY_BYTES: usize = 4 << 20;
+
+/// Count and unwritten bytes of the replies in `list`.
+fn pending(list: &[PendingReply]) -> (usize, usize) {
+    (list.len(), list.iter().map(|w| w.pending_bytes()).sum())
+}
+
+/// Keeps `w` waiting in `list` unless that would pass a bound, counting
+/// `other` (the other FIFO's waiting replies) too; a reply dropped here is
+/// counted in the core's limits.
+fn keep_pending(
+    list: &mut Vec<PendingReply>,
+    w: PendingReply,
+    other: (usize, usize),
+    core: &mut Core,
+    what: &str,
+) {
+    use crate::limits::Bound;
+    let (n, bytes) = pending(list);
+    let bound = if n + other.0 >= MAX_PENDING_REPLIES {
+        Some(Bound::PendingReplies)
+    } else if bytes + other.1 + w.pending_bytes() > MAX_PENDING_REPLY_BYTES {
+        Some(Bound::PendingReplyBytes)
+    } else {
+        None
+    };
+    match bound {
+        None => list.push(w),
+        Some(b) => {
+            log::debug!(
+                "{what} reply FIFO {}: dropped, {} replies already wait for their readers",
+                w.path.display(),
+                n + other.0
+            );
+            core.limits_mut().hit(b);
+        }
+    }
+}
 
 struct MiEnd {
     fifo: ServerFifo,
@@ -321,6 +372,7 @@ impl Control {
     }
 
     fn pump_mi(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let other = self.rpc.as_ref().map_or((0, 0), |r| pending(&r.writing));
         let Some(m) = self.mi.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
@@ -374,7 +426,7 @@ impl Control {
                         Some(mut w) => {
                             w.set_bytes(bytes, now);
                             if let Some(w) = step_one(w, now, "MI") {
-                                m.writing.push(w);
+                                keep_pending(&mut m.writing, w, other, core, "MI");
                             }
                         }
                         None => log::debug!("MI request without an open reply FIFO"),
@@ -386,6 +438,7 @@ impl Control {
     }
 
     fn pump_rpc(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+        let other = self.mi.as_ref().map_or((0, 0), |m| pending(&m.writing));
         let Some(r) = self.rpc.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
@@ -429,7 +482,7 @@ impl Control {
                             if let Some(w) =
                                 step_one(PendingReply::new(path, reply, now), now, "JSON-RPC")
                             {
-                                r.writing.push(w);
+                                keep_pending(&mut r.writing, w, other, core, "JSON-RPC");
                             }
                         }
                         Err(e) => log::warn!(
@@ -652,6 +705,10 @@ impl MiHost for Host<'_> {
                 Some(t) => DbState::DownSince(local_datetime(t)),
             },
         }
+    }
+
+    fn limits(&self) -> Vec<crate::limits::LimitStat> {
+        self.core.limits().stats()
     }
 
     fn tm_stats(&self) -> Option<Vec<(String, String)>> {

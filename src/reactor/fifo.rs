@@ -282,6 +282,13 @@ impl PendingReply {
         }
     }
 
+    /// Reply bytes not written yet (what this reply holds in memory).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.bytes
+            .as_ref()
+            .map_or(0, |b| b.len().saturating_sub(self.written))
+    }
+
     pub(crate) fn set_bytes(&mut self, bytes: Vec<u8>, now: Instant) {
         self.bytes = Some(bytes);
         self.next_try = now;

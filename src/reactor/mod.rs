@@ -11,6 +11,13 @@
 //!
 //! Invariant: nothing a peer or a FIFO client sends can stop the loop; a
 //! bad packet, request or DB error is logged and counted.
+//!
+//! Invariant: one turn reads at most `udp_turn_datagrams` datagrams or
+//! `udp_turn_kb` KiB from each UDP socket (docs/decisions.md §11), so a
+//! flood cannot starve timers, FIFOs and the database, and the rows a turn
+//! buffers are bounded. mio is edge-triggered: a socket left unread is kept
+//! in `readable` and read again next turn without a new event, the poll
+//! not waiting while any is.
 
 pub mod control;
 pub mod fifo;
@@ -74,6 +81,11 @@ pub struct Reactor {
     /// Counters last logged (DNS trouble is logged when they move).
     dns_logged: (u64, u64, u64, u64),
     next_dns_log: Instant,
+    /// Per listener: ready and not yet read down to WouldBlock.
+    readable: Vec<bool>,
+    /// Per socket and turn: datagrams, bytes.
+    turn_datagrams: usize,
+    turn_bytes: usize,
 }
 
 #[derive(Debug)]
@@ -114,7 +126,22 @@ impl Reactor {
             dns: None,
             dns_logged: (0, 0, 0, 0),
             next_dns_log: Instant::now() + DNS_LOG_EVERY,
+            readable: Vec::new(),
+            turn_datagrams: 0,
+            turn_bytes: 0,
         };
+        r.readable = vec![false; r.listeners.len()];
+        let limits = r.core.limits_mut();
+        use crate::limits::Bound;
+        limits.set_value(Bound::PendingReplies, control::MAX_PENDING_REPLIES as u64);
+        limits.set_value(
+            Bound::PendingReplyBytes,
+            control::MAX_PENDING_REPLY_BYTES as u64,
+        );
+        r.set_turn_limits(
+            crate::config::DEFAULT_UDP_TURN_DATAGRAMS as usize,
+            crate::config::DEFAULT_UDP_TURN_KB as usize * 1024,
+        );
         for (i, l) in r.listeners.iter_mut().enumerate() {
             r.poll
                 .registry()
@@ -144,6 +171,17 @@ impl Reactor {
         let waker = mio::Waker::new(self.poll.registry(), TOKEN_DNS).map_err(DnsError::Thread)?;
         self.dns = Some(DnsThread::start(cfg, std::sync::Arc::new(waker))?);
         Ok(())
+    }
+
+    /// What one turn reads from one UDP socket at most (core
+    /// `udp_turn_datagrams`, `udp_turn_kb`).
+    pub(crate) fn set_turn_limits(&mut self, datagrams: usize, bytes: usize) {
+        use crate::limits::Bound;
+        self.turn_datagrams = datagrams.max(1);
+        self.turn_bytes = bytes.max(MAX_DATAGRAM);
+        let limits = self.core.limits_mut();
+        limits.set_value(Bound::TurnDatagrams, self.turn_datagrams as u64);
+        limits.set_value(Bound::TurnBytes, self.turn_bytes as u64);
     }
 
     /// Connect to a TCP capture node now (duplicate_uri), rather than on
@@ -184,9 +222,12 @@ impl Reactor {
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         while !self.stop {
-            let timeout = self
-                .next_deadline()
-                .map(|d| d.saturating_duration_since(Instant::now()));
+            let timeout = if self.readable.contains(&true) {
+                Some(Duration::ZERO)
+            } else {
+                self.next_deadline()
+                    .map(|d| d.saturating_duration_since(Instant::now()))
+            };
             match self.poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -220,15 +261,23 @@ impl Reactor {
                         self.streams.on_event(self.poll.registry(), ev, now)
                     }
                     Token(t) if t >= TOKEN_LISTENER_BASE => {
-                        self.on_listener(t - TOKEN_LISTENER_BASE, &mut buf, now)
+                        if let Some(r) = self.readable.get_mut(t - TOKEN_LISTENER_BASE) {
+                            *r = true;
+                        }
                     }
                     Token(_) => {}
+                }
+            }
+            for idx in 0..self.readable.len() {
+                if self.readable[idx] {
+                    self.readable[idx] = !self.on_listener(idx, &mut buf, now);
                 }
             }
             self.on_timers(now, wall);
             self.flush_sends();
             self.log_dns(now);
             self.flush_rows(now, wall);
+            self.core.limits_mut().log_summary(now, false);
             if self.control.kill_requested() {
                 log::info!("MI kill: stopping");
                 self.stop = true;
@@ -236,6 +285,7 @@ impl Reactor {
         }
         self.flush_sends();
         self.finish_rows();
+        self.core.limits_mut().log_summary(Instant::now(), true);
         Ok(())
     }
 
@@ -253,17 +303,32 @@ impl Reactor {
         .min()
     }
 
-    fn on_listener(&mut self, idx: usize, buf: &mut [u8], now: Instant) {
+    /// Reads listener `idx` up to the turn's limits; true when it was read
+    /// down to WouldBlock (or failed), false when it may hold more.
+    fn on_listener(&mut self, idx: usize, buf: &mut [u8], now: Instant) -> bool {
+        use crate::limits::Bound;
+        let (mut datagrams, mut bytes) = (0, 0);
         loop {
+            if datagrams >= self.turn_datagrams || bytes >= self.turn_bytes {
+                let bound = if datagrams >= self.turn_datagrams {
+                    Bound::TurnDatagrams
+                } else {
+                    Bound::TurnBytes
+                };
+                self.core.limits_mut().hit(bound);
+                return false;
+            }
             let got = match self.listeners.get(idx).map(|l| l.recv(buf)) {
                 Some(Ok(Some(g))) => g,
-                Some(Ok(None)) | None => return,
+                Some(Ok(None)) | None => return true,
                 Some(Err(e)) => {
                     log::warn!("udp receive error: {e}");
-                    return;
+                    return true;
                 }
             };
             let (n, src) = got;
+            datagrams += 1;
+            bytes += n;
             // Each datagram's own wall time (a vDSO read): a reply drained
             // in the same turn as its request must not share its time_us.
             self.core

@@ -158,6 +158,28 @@ impl Avps {
         found.map(|(_, v)| v)
     }
 
+    /// Bytes the list holds on the heap (entries and their strings), for
+    /// the byte bounds of whoever keeps script state between messages.
+    pub fn heap_bytes(&self) -> usize {
+        let text = |s: &str| s.len();
+        self.list.capacity() * std::mem::size_of::<(AvpName, Value)>()
+            + self
+                .list
+                .iter()
+                .map(|(n, v)| {
+                    let n = match n {
+                        AvpName::Str(s) => text(s),
+                        AvpName::Int(_) => 0,
+                    };
+                    let v = match v {
+                        Value::Str(s) => text(s),
+                        _ => 0,
+                    };
+                    n + v
+                })
+                .sum::<usize>()
+    }
+
     /// All values of `name`, in Kamailio's list order (most recently added first).
     pub fn values<'a>(&'a self, name: &'a AvpName) -> impl Iterator<Item = &'a Value> + 'a {
         self.list

@@ -1,5 +1,6 @@
-//! UDP listening sockets: bind, drain until WouldBlock, send without
-//! blocking. Knows nothing of SIP beyond "a datagram is one message".
+//! UDP listening sockets: bind, receive one datagram at a time (the reactor
+//! decides how many per turn), send without blocking. Knows nothing of SIP
+//! beyond "a datagram is one message".
 //! stream.rs adds the TCP connections that carry mirrored copies to
 //! capture nodes. dns.rs is the resolver thread (DNS off the reactor's
 //! thread).

@@ -151,6 +151,14 @@ pub type Payload = Arc<[u8]>;
 /// and at most a reply and an ACK.
 pub(crate) const DEFAULT_MAX_TRANSACTIONS: usize = 100_000;
 
+/// Default bound on the message bytes the table holds (tm `max_tsx_bytes`,
+/// docs/decisions.md §7): 256 MiB, about 100 000 live calls of ~2.5 KB, the
+/// default `max_transactions` at typical message sizes. It is what keeps
+/// memory flat when requests are large: 100 000 INVITEs of 60 KB would
+/// otherwise hold 18 GB (each counted three times, see
+/// [`Table::create_holding`]).
+pub(crate) const DEFAULT_MAX_TSX_BYTES: usize = 256 << 20;
+
 /// Upper bound for every configured duration: keeps `now + timer` (and
 /// 64·T1) far from `Instant` overflow. Kamailio's tm timers are u32
 /// milliseconds, and no sane SIP timer comes near a day. Public so that
@@ -191,6 +199,9 @@ pub struct TsxConfig {
     pub max_transactions: usize,
     /// Bound on branches per proxy transaction.
     pub max_branches: usize,
+    /// Bound on [`Table::retained_bytes`]: [`Table::create_holding`] and
+    /// [`Table::add_branch`] fail when what they add would pass it.
+    pub max_bytes: usize,
 }
 
 impl Default for TsxConfig {
@@ -207,6 +218,7 @@ impl Default for TsxConfig {
             wt_timer: DEFAULT_WT_TIMER,
             max_transactions: DEFAULT_MAX_TRANSACTIONS,
             max_branches: DEFAULT_MAX_BRANCHES,
+            max_bytes: DEFAULT_MAX_TSX_BYTES,
         }
     }
 }
@@ -249,6 +261,12 @@ impl TsxConfig {
             return Err(TsxError::InvalidConfig {
                 field: "max_transactions",
                 reason: "must be between 1 and 4294967295",
+            });
+        }
+        if self.max_bytes == 0 {
+            return Err(TsxError::InvalidConfig {
+                field: "max_tsx_bytes",
+                reason: "must be greater than 0",
             });
         }
         if self.max_branches == 0 || self.max_branches > u16::MAX as usize {
@@ -551,6 +569,10 @@ pub enum TsxError {
     TooManyBranches {
         max: usize,
     },
+    /// The message bytes held would pass `max_bytes`.
+    OverBudget {
+        max: usize,
+    },
     UnknownTransaction(TxId),
     UnknownBranch {
         tx: TxId,
@@ -587,6 +609,10 @@ impl fmt::Display for TsxError {
             TsxError::TableFull { max } => write!(
                 f,
                 "transaction table full ({max} live transactions): reply 503 or raise max_transactions"
+            ),
+            TsxError::OverBudget { max } => write!(
+                f,
+                "transactions hold {max} bytes of messages (tm max_tsx_bytes): reply 503 or raise max_tsx_bytes"
             ),
             TsxError::TooManyBranches { max } => write!(
                 f,
@@ -716,6 +742,7 @@ mod tests {
         let tx = TxId::new(3, 1);
         let cases = [
             (TsxError::TableFull { max: 10 }, "raise max_transactions"),
+            (TsxError::OverBudget { max: 10 }, "raise max_tsx_bytes"),
             (TsxError::Exists(tx), "handle_request before create"),
             (TsxError::AckCreatesNoTransaction, "statelessly"),
             (TsxError::UnknownTransaction(tx), "tx#3.1"),

@@ -235,6 +235,9 @@ pub(crate) struct ProxyTx<U, A> {
     pub(crate) dead: bool,
     /// [`ProxyTx::retained_bytes`] as the table last counted it.
     pub(crate) accounted: usize,
+    /// Bytes the caller keeps with the transaction (in `user`), as it
+    /// declared them: counted with the messages, since they live as long.
+    pub(crate) held: usize,
 }
 
 impl<U, A: Clone> ProxyTx<U, A> {
@@ -273,6 +276,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
             scheduled: None,
             dead: false,
             accounted: 0,
+            held: 0,
         }
     }
 
@@ -318,16 +322,19 @@ impl<U, A: Clone> ProxyTx<U, A> {
             .flatten()
     }
 
-    /// Payload bytes held, each shared `Arc` counted once. The quadratic
+    /// Payload bytes held, each shared `Arc` counted once, plus what the
+    /// caller declared it holds (`held`). The quadratic
     /// scan allocates nothing and stays small: at most 1 + 4·`max_branches`
     /// payloads, and 1–3 for a typical call.
     pub(crate) fn retained_bytes(&self) -> usize {
         let all = self.payloads();
-        all.clone()
-            .enumerate()
-            .filter(|&(i, p)| !all.clone().take(i).any(|q| Arc::ptr_eq(p, q)))
-            .map(|(_, p)| p.len())
-            .sum()
+        self.held
+            + all
+                .clone()
+                .enumerate()
+                .filter(|&(i, p)| !all.clone().take(i).any(|q| Arc::ptr_eq(p, q)))
+                .map(|(_, p)| p.len())
+                .sum::<usize>()
     }
 
     pub(crate) fn deadline(&self) -> Option<Instant> {

@@ -85,9 +85,11 @@ impl<U, A: Clone> Table<U, A> {
     /// Message bytes the transactions hold (requests, replies and ACKs kept
     /// for retransmission, replies kept as best-reply candidates), a payload
     /// shared within one transaction counted once, one shared between two
-    /// transactions counted in each. Excludes keys, bookkeeping and the
-    /// output queues the caller drains every turn. O(1): a running sum
-    /// updated whenever a transaction changes.
+    /// transactions counted in each, plus the bytes callers declared they
+    /// keep with them ([`Table::create_holding`], [`Table::set_held`]).
+    /// Excludes keys, bookkeeping and the output queues the caller drains
+    /// every turn. O(1): a running sum updated whenever a transaction
+    /// changes. Bounded by the config's `max_bytes`.
     pub fn retained_bytes(&self) -> usize {
         self.retained
     }
@@ -140,6 +142,22 @@ impl<U, A: Clone> Table<U, A> {
         trying: Option<Payload>,
         now: Instant,
     ) -> Result<TxId, TsxError> {
+        self.create_holding(key, reply_to, user, 0, trying, now)
+    }
+
+    /// [`Table::create`] for a caller that keeps `held` bytes of messages
+    /// in `user` (a copy of the request, say) for as long as the
+    /// transaction lives, or until [`Table::set_held`]: they count against
+    /// `max_bytes` like the table's own.
+    pub fn create_holding(
+        &mut self,
+        key: RequestKey,
+        reply_to: A,
+        user: U,
+        held: usize,
+        trying: Option<Payload>,
+        now: Instant,
+    ) -> Result<TxId, TsxError> {
         let method = key.method();
         if *method == Method::Ack {
             return Err(TsxError::AckCreatesNoTransaction);
@@ -152,6 +170,8 @@ impl<U, A: Clone> Table<U, A> {
                 max: self.cfg.max_transactions,
             });
         }
+        let adds = held + trying.as_ref().map_or(0, |t| t.len());
+        self.check_budget(adds)?;
         let slot = match self.free_slots.pop() {
             Some(slot) => slot,
             None => {
@@ -172,6 +192,7 @@ impl<U, A: Clone> Table<U, A> {
         self.servers.insert(&key, id);
         let mut tx = Box::new(ProxyTx::new(id, key, reply_to, user, now, &self.cfg));
         tx.server_indexed = true;
+        tx.held = held;
         entry.tx = Some(tx);
         self.live += 1;
         if let Some(bytes) = trying {
@@ -210,7 +231,30 @@ impl<U, A: Clone> Table<U, A> {
         if self.clients.find(&key).is_some() {
             return Err(TsxError::DuplicateBranch(key.branch));
         }
+        self.check_budget(request.len())?;
         self.with_tx(tx, now, |t, cx| t.add_branch(key, dest, request, now, cx))?
+    }
+
+    /// The caller now keeps `held` bytes with `tx` (it dropped its copy of
+    /// the request, say). Never refused: it is how memory is given back.
+    pub(crate) fn set_held(&mut self, tx: TxId, held: usize) {
+        if let Some(t) = tx_mut(&mut self.slots, tx) {
+            // `accounted` included the old value: move both sums by the
+            // difference, as `settle` would.
+            self.retained = self.retained - t.held + held;
+            t.accounted = t.accounted - t.held + held;
+            t.held = held;
+        }
+    }
+
+    /// Would `adds` more bytes pass `max_bytes`?
+    fn check_budget(&self, adds: usize) -> Result<(), TsxError> {
+        if self.retained.saturating_add(adds) > self.cfg.max_bytes {
+            return Err(TsxError::OverBudget {
+                max: self.cfg.max_bytes,
+            });
+        }
+        Ok(())
     }
 
     /// Match a received reply (`key`: top Via branch and CSeq method). The

@@ -1494,3 +1494,110 @@ fn cancelled_branch_timing_out_counts_as_487() {
     h.send(inv, 487, 120_100);
     h.drain_to_empty();
 }
+
+/// `max_bytes`: creating and forking are refused once the held bytes would
+/// pass it, and room comes back as transactions finish and are freed.
+#[test]
+fn byte_budget_refuses_then_recovers() {
+    const REQ: usize = 1000;
+    let mut h = H::with(TsxConfig {
+        max_bytes: 5 * REQ,
+        ..TsxConfig::default()
+    });
+    let big = |tag: char| Payload::from(vec![tag as u8; REQ]);
+    let mut live = Vec::new();
+    for i in 0..2 {
+        // The caller keeps one copy of the request (REQ), the branch another.
+        let tx =
+            h.t.create_holding(
+                skey(&format!("z9hG4bKs{i}"), Method::Invite),
+                UPSTREAM,
+                i,
+                REQ,
+                None,
+                h.at(0),
+            )
+            .expect("within budget");
+        h.t.add_branch(
+            tx,
+            ckey(&format!("z9hG4bKc{i}"), Method::Invite),
+            "downstream",
+            big('a'),
+            h.at(0),
+        )
+        .expect("within budget");
+        live.push(tx);
+    }
+    assert_eq!(h.t.retained_bytes(), 4 * REQ);
+    // A third transaction fits (5 of 5), its branch does not.
+    let third =
+        h.t.create_holding(
+            skey("z9hG4bKs2", Method::Invite),
+            UPSTREAM,
+            2,
+            REQ,
+            None,
+            h.at(0),
+        )
+        .expect("exactly at the budget");
+    assert_eq!(
+        h.t.add_branch(
+            third,
+            ckey("z9hG4bKc2", Method::Invite),
+            "downstream",
+            big('b'),
+            h.at(0)
+        ),
+        Err(TsxError::OverBudget { max: 5 * REQ })
+    );
+    // Nor does a new transaction, however small: one byte is one too many.
+    assert_eq!(
+        h.t.create_holding(
+            skey("z9hG4bKs3", Method::Other("OPTIONS".into())),
+            UPSTREAM,
+            3,
+            1,
+            None,
+            h.at(0)
+        ),
+        Err(TsxError::OverBudget { max: 5 * REQ })
+    );
+    // The refused ones left nothing behind.
+    assert_eq!(h.t.retained_bytes(), 5 * REQ);
+    assert_eq!(h.t.len(), 3);
+    // The caller gives its copy back (final reply sent, say).
+    h.t.set_held(third, 0);
+    assert_eq!(h.t.retained_bytes(), 4 * REQ);
+    assert_eq!(h.t.retained_bytes_of(third), Some(0));
+    // Final replies: the branches stop retransmitting, the transactions
+    // complete and, wt_timer later, are freed with all their bytes.
+    h.transmits();
+    for (i, tx) in live.iter().enumerate() {
+        h.matched(&format!("z9hG4bKc{i}"), Method::Invite, 486, 100);
+        h.send(*tx, 486, 100);
+        h.t.set_held(*tx, 0);
+    }
+    h.send(third, 503, 100);
+    h.run_until(100 + DEFAULT_WT_TIMER.as_millis() as u64 + 40_000);
+    assert_eq!(h.t.len(), 0);
+    assert_eq!(h.t.retained_bytes(), 0);
+    let again =
+        h.t.create_holding(
+            skey("z9hG4bKs4", Method::Invite),
+            UPSTREAM,
+            4,
+            REQ,
+            None,
+            h.at(50_000),
+        )
+        .expect("room again");
+    h.t.add_branch(
+        again,
+        ckey("z9hG4bKc4", Method::Invite),
+        "downstream",
+        big('c'),
+        h.at(50_000),
+    )
+    .expect("room again");
+    assert_eq!(h.t.retained_bytes(), 2 * REQ);
+}
