@@ -396,3 +396,62 @@ fn a_reachable_database_without_the_table_is_a_start_up_error() {
         "{err}"
     );
 }
+
+/// A spool directory another user owns, or anyone may write, stops the
+/// start with a line naming it and what to do (`-c` does not look at it).
+#[test]
+fn a_spool_directory_that_is_not_ours_alone_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("sp-unsafe");
+    let cfg = dir.join("k.cfg");
+    let text = CFG
+        .replace(
+            "@DBURL@",
+            &format!("sqlite://{}", dir.join("t.db").display()),
+        )
+        .replace("@EXTRA@", "")
+        .replace("@PORT@", &free_udp_port().to_string())
+        .replace("@FIFO@", &dir.join("mi.fifo").display().to_string())
+        .replace("@DIR@", &dir.path().display().to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let spool = dir.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let run = || {
+        let out = std::process::Command::new(BIN)
+            .args(["-c", "-f"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::process::Command::new(BIN)
+            .args(["-D", "-E", "-f"])
+            .arg(&cfg)
+            .env("STATE_DIRECTORY", dir.path())
+            .output()
+            .unwrap()
+    };
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let cases: Vec<(Box<dyn Fn()>, String)> = vec![
+        (
+            Box::new(|| std::os::unix::fs::chown(&spool, Some(nobody.uid.as_raw()), None).unwrap()),
+            format!("belongs to uid {}", nobody.uid),
+        ),
+        (
+            Box::new(|| {
+                std::os::unix::fs::chown(&spool, Some(0), None).unwrap();
+                std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap()
+            }),
+            "is writable by its others (mode 0777)".into(),
+        ),
+    ];
+    for (make, want) in cases {
+        make();
+        let out = run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with an unsafe spool: {err}");
+        let line = format!("spool directory {} {want}", spool.display());
+        assert!(err.contains(&line), "want {line:?} in:\n{err}");
+    }
+}
