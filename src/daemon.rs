@@ -400,16 +400,21 @@ fn open_spool(st: &SiptraceParams) -> Result<Spool, SetupError> {
     // Privileges are dropped already: the spool is the run user's.
     let run_uid = nix::unistd::geteuid().as_raw();
     let env_state = std::env::var("STATE_DIRECTORY").ok();
-    let (dir, origin) = location::choose(
+    let choice = location::choose(
         st.spool_dir.as_deref(),
         st.state_dir.as_deref(),
         env_state.as_deref(),
         sqlite.as_deref(),
         run_uid,
         location::writable_dir,
+        |d| crate::spool::disk::check_dir(d, run_uid).map_err(|e| e.to_string()),
     );
+    for why in &choice.skipped {
+        log::warn!("spool: {why}");
+    }
+    let origin = choice.origin;
     let opts = SpoolOptions {
-        dir,
+        dir: choice.dir,
         max_bytes: st.spool_max_mb.saturating_mul(1 << 20),
         fsync: st.spool_fsync,
         owner: (None, None),

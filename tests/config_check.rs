@@ -66,40 +66,6 @@ fn check_and_start_refuse_the_same_configs_with_the_same_line() {
     assert!(bad.is_empty(), "{}", bad.join("\n"));
 }
 
-/// The shipped config with its sockets, FIFOs, database (and, packaged,
-/// its run user) moved to the test's own; every other line as shipped.
-fn shipped_for_test(rel: &str) -> String {
-    let text = std::fs::read_to_string(repo_root().join(rel)).unwrap();
-    let mut out = String::new();
-    for line in text.lines() {
-        let t = line.trim_start();
-        // The packaged run user and group need not exist here.
-        if t.starts_with("user=") || t.starts_with("group=") || t.contains("\"fifo_group\"") {
-            continue;
-        }
-        let l = if t.starts_with("listen=") {
-            "listen=udp:127.0.0.1:@PORT@".to_string()
-        } else if t.contains("\"mi_fifo\", \"fifo_name\"") {
-            "modparam(\"mi_fifo\", \"fifo_name\", \"@FIFO@\")".to_string()
-        } else if t.contains("\"jsonrpcs\", \"fifo_name\"") {
-            "modparam(\"jsonrpcs\", \"fifo_name\", \"@RPCFIFO@\")".to_string()
-        } else if t.contains("\"siptrace\", \"db_url\"") {
-            "modparam(\"siptrace\", \"db_url\", \"sqlite://@DB@\")".to_string()
-        } else {
-            line.to_string()
-        };
-        out.push_str(&l);
-        out.push('\n');
-    }
-    for placeholder in ["@PORT@", "@FIFO@", "@RPCFIFO@", "@DB@"] {
-        assert!(
-            out.contains(placeholder),
-            "{rel}: no line for {placeholder}"
-        );
-    }
-    out
-}
-
 #[test]
 fn shipped_configs_start_without_a_warning() {
     for rel in ["etc/siptraced.cfg", "etc/packaged/siptraced.cfg"] {

@@ -5,7 +5,7 @@
 //! `common::run_fifo_table` for how that is known without sleeping).
 //!
 //! A table runs in order on one daemon: Kamailio's reader keeps state between
-//! requests (a parse error or a stray blank line swallows the next request),
+//! requests (a stray blank line swallows the next request),
 //! and the rows show it.
 
 mod common;
@@ -151,38 +151,40 @@ fn quoted_values_and_continuation_lines() {
 }
 
 #[test]
-fn parse_errors_swallow_the_next_request_as_kamailio() {
-    // mi_fifo answers 400 and then runs its own consume, which reads the next
-    // request up to its empty line (fifo_fnc.c: consume3 falls through to
-    // consume1): that request gets no reply at all.
+fn parse_errors_leave_the_next_request_alone() {
+    // Kamailio's mi_fifo answers 400 and then runs a second consume that reads the
+    // next request up to its empty line, so that client never gets a reply.
+    // siptraced consumes the bad request up to its own blank line and serves the
+    // next one (docs/decisions.md §4).
     let d = Daemon::start("mi-parse", CFG);
     run(
         &d.fifo,
         vec![
             reply(":sip_trace:@R@\n\"on\" x\n\n", PARSE),
-            silent(":sip_trace:@R@\noff\n\n"),
-            reply(ST, ON),
-            reply(":sip_trace:@R@\no\"ff\n\n", PARSE),
-            silent(ST),
-            reply(ST, ON),
-            reply(":sip_trace:@R@\nmode\"::off\n\n", PARSE),
-            silent(ST),
-            reply(ST, ON),
-            // An empty line inside an open quote ends the parse.
-            reply(":sip_trace:@R@\n\"off\n\n", PARSE),
-            silent(ST),
-            reply(ST, ON),
-            // Quirk: an escaped quote right after the opening one is not seen, so
-            // the value "" is followed by junk.
-            reply(":sip_trace:@R@\n\"\\\"off\"\n\n", PARSE),
-            silent(ST),
-            reply(ST, ON),
+            reply(":sip_trace:@R@\noff\n\n", OK),
+            reply(":sip_trace:@R@\no\"n\n\n", PARSE),
+            reply(ST, OFF),
+            reply(":sip_trace:@R@\nmode\"::on\n\n", PARSE),
+            reply(ST, OFF),
+            // An empty line inside an open quote ends the parse and the request.
+            reply(":sip_trace:@R@\n\"on\n\n", PARSE),
+            reply(ST, OFF),
+            // Quirk kept: an escaped quote right after the opening one is not seen,
+            // so the value "" is followed by junk.
+            reply(":sip_trace:@R@\n\"\\\"on\"\n\n", PARSE),
+            reply(ST, OFF),
             reply(
                 ":debug:@R@\n\"3\" 4\n\n",
                 "400 parse error in command 'debug'\n",
             ),
-            silent(ST),
-            reply(ST, ON),
+            reply(":sip_trace:@R@\non\n\n", OK),
+            // A bad request and a good one in the same write(2): both answered.
+            FifoRow::reply(
+                ":sip_trace:@R@\n\"off\" x\nmore\n\n:sip_trace:@R2@\noff\n\n",
+                PARSE,
+            )
+            .and(FifoWant::Reply(OK.into())),
+            reply(ST, OFF),
         ],
     );
 }

@@ -244,6 +244,38 @@ fn traced_user_avp_multiplies_rows_and_survives_trace_off() {
 }
 
 #[test]
+fn max_forwards_above_max_limit_is_lowered() {
+    // maxfwd's max_limit: 70 becomes max_limit + 1, then the decrement; a value
+    // below the limit is only decremented (docs/decisions.md §7).
+    let uas = Peer::new();
+    let uac = Peer::new();
+    let cfg = CFG.replace(
+        "modparam(\"siptrace\", \"trace_on\", 1)",
+        "modparam(\"siptrace\", \"trace_on\", 1)\nmodparam(\"maxfwd\", \"max_limit\", 16)",
+    );
+    let define = format!("UAS_PORT={}", uas.port());
+    let d = Daemon::start_with("maxfwd", &cfg, &["-A", &define]);
+    for (sent, want) in [("70", "16"), ("16", "15"), ("3", "2")] {
+        let call_id = format!("mf-{sent}");
+        let inv = sip_invite(uac.addr(), d.addr(), uas.addr(), &call_id, "none");
+        let inv = replace_bytes(
+            &inv,
+            b"Max-Forwards: 70",
+            format!("Max-Forwards: {sent}").as_bytes(),
+        );
+        uac.send(d.addr(), &inv);
+        let (fwd, _) = uas.recv();
+        assert_eq!(header(&fwd, "Call-ID").as_deref(), Some(call_id.as_str()));
+        assert_eq!(
+            header(&fwd, "Max-Forwards").as_deref(),
+            Some(want),
+            "sent {sent}: {}",
+            String::from_utf8_lossy(&fwd)
+        );
+    }
+}
+
+#[test]
 fn stateless_reply_is_traced_with_the_flag() {
     let c = start();
     let proxy = c.d.addr();

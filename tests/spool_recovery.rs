@@ -332,6 +332,47 @@ fn outage_through_a_gate(server: Server) {
     );
 }
 
+/// MariaDB answering too slowly ever to finish (it trickles its bytes, so
+/// no per-read timeout fires): each write costs at most the I/O deadline,
+/// the rows go to the spool, SIP keeps being answered, and once the server
+/// behaves again every row lands once.
+#[test]
+fn a_mariadb_trickling_its_answers_costs_the_deadline_and_rows_are_spooled() {
+    let db = SpoolDb::new(Server::Mariadb);
+    let gate = Gate::new(db.port);
+    let d = start("sp-trickle", &db.url_via(gate.port), "");
+    let uac = Peer::new();
+    send(&d, &uac, 0..5, 0);
+    wait_for("5 rows", Duration::from_secs(10), || db.count() >= 5);
+    gate.trickle(true);
+    // An OPTIONS is answered before its row is written; the write then
+    // stalls the turn for at most the deadline (5 s) and fails. The next
+    // OPTIONS is answered once the turn is over.
+    for n in 5..7 {
+        uac.send(d.addr(), &options(n, uac.port(), 0));
+        let reply = uac.try_recv(Duration::from_secs(30));
+        assert!(reply.is_some(), "OPTIONS {n} not answered");
+    }
+    // The write that stalled has failed: the database is down, rows spool.
+    wait_for("the deadline", Duration::from_secs(30), || {
+        d.log_text().contains("no complete answer within")
+    });
+    let s = stats(&d);
+    assert!(s["db_state"].starts_with("down since"), "{s:?}");
+    assert!(stat(&s, "rows_spooled") >= 1, "{s:?}");
+    // Still serving SIP (reconnect tries cost at most the connect timeout).
+    send(&d, &uac, 7..10, 0);
+    gate.trickle(false);
+    send(&d, &uac, 10..12, 0);
+    wait_for("12 rows", Duration::from_secs(30), || {
+        db.count() >= 12 && stat(&stats(&d), "rows_spooled") == stat(&stats(&d), "rows_replayed")
+    });
+    let rows = db.rows();
+    check_once_in_order(&rows);
+    let got: Vec<String> = rows.iter().map(|r| r.callid.clone()).collect();
+    assert_eq!(got, names(0..12));
+}
+
 #[test]
 fn postgres_outage_mid_traffic_loses_and_repeats_nothing() {
     outage_through_a_gate(Server::Postgres);
@@ -395,4 +436,63 @@ fn a_reachable_database_without_the_table_is_a_start_up_error() {
         err.contains("table sip_trace does not exist") && err.contains("siptrace-create.sql"),
         "{err}"
     );
+}
+
+/// A spool directory another user owns, or anyone may write, stops the
+/// start with a line naming it and what to do (`-c` does not look at it).
+#[test]
+fn a_spool_directory_that_is_not_ours_alone_stops_the_start() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = TempDir::new("sp-unsafe");
+    let cfg = dir.join("k.cfg");
+    let text = CFG
+        .replace(
+            "@DBURL@",
+            &format!("sqlite://{}", dir.join("t.db").display()),
+        )
+        .replace("@EXTRA@", "")
+        .replace("@PORT@", &free_udp_port().to_string())
+        .replace("@FIFO@", &dir.join("mi.fifo").display().to_string())
+        .replace("@DIR@", &dir.path().display().to_string());
+    std::fs::write(&cfg, text).unwrap();
+    let spool = dir.join("spool");
+    std::fs::create_dir(&spool).unwrap();
+    let run = || {
+        let out = std::process::Command::new(BIN)
+            .args(["-c", "-f"])
+            .arg(&cfg)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        std::process::Command::new(BIN)
+            .args(["-D", "-E", "-f"])
+            .arg(&cfg)
+            .env("STATE_DIRECTORY", dir.path())
+            .output()
+            .unwrap()
+    };
+    let nobody = nix::unistd::User::from_name("nobody")
+        .unwrap()
+        .expect("user nobody");
+    let cases: Vec<(Box<dyn Fn()>, String)> = vec![
+        (
+            Box::new(|| std::os::unix::fs::chown(&spool, Some(nobody.uid.as_raw()), None).unwrap()),
+            format!("belongs to uid {}", nobody.uid),
+        ),
+        (
+            Box::new(|| {
+                std::os::unix::fs::chown(&spool, Some(0), None).unwrap();
+                std::fs::set_permissions(&spool, std::fs::Permissions::from_mode(0o777)).unwrap()
+            }),
+            "is writable by its others (mode 0777)".into(),
+        ),
+    ];
+    for (make, want) in cases {
+        make();
+        let out = run();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "started with an unsafe spool: {err}");
+        let line = format!("spool directory {} {want}", spool.display());
+        assert!(err.contains(&line), "want {line:?} in:\n{err}");
+    }
 }

@@ -296,15 +296,15 @@ impl<'a> Ctx<'a> {
         Ret::True
     }
 
-    fn maxfwd(&mut self, value: u32) -> Ret {
+    fn maxfwd(&mut self, value: u32, max_limit: u32) -> Ret {
         match self.msg.max_forwards() {
             MaxForwards::Absent => match self.msg.set_max_forwards(value.min(255) as u8) {
                 Ok(()) => Ret::TrueCode(2),
                 Err(_) => Ret::False,
             },
             MaxForwards::Value(0) => Ret::False,
-            MaxForwards::Value(_) => match self.msg.add_max_forwards(-1) {
-                Ok(_) => Ret::True,
+            MaxForwards::Value(v) => match self.msg.set_max_forwards(maxfwd_next(v, max_limit)) {
+                Ok(()) => Ret::True,
                 Err(_) => Ret::False,
             },
             MaxForwards::Invalid => Ret::Err(-2),
@@ -694,7 +694,7 @@ impl Host for Ctx<'_> {
                 Ret::from(list.iter().any(|x| x.eq_ignore_ascii_case(m)))
             }
             HostCall::HasTotag => Ret::from(self.msg.has_totag()),
-            HostCall::MaxFwd { value } => self.maxfwd(value),
+            HostCall::MaxFwd { value, max_limit } => self.maxfwd(value, max_limit),
             HostCall::RecordRoute => self.record_route(),
             HostCall::LooseRoute => self.loose_route(),
             HostCall::Forward(dest) => self.forward(dest.as_ref(), st),
@@ -715,5 +715,41 @@ impl Host for Ctx<'_> {
 
     fn log(&mut self, level: log::Level, text: &str) {
         log::log!(level, "{}", text.trim_end_matches('\n'));
+    }
+}
+
+/// The Max-Forwards a request found with `found` (≥ 1) leaves with. maxfwd
+/// replaces a value above its `max_limit` modparam by `max_limit + 1` before
+/// the decrement, so such a request leaves with exactly `max_limit`
+/// (docs/decisions.md §7); the default limit (256) never lowers anything.
+fn maxfwd_next(found: u8, max_limit: u32) -> u8 {
+    let next = u32::from(found).saturating_sub(1).min(max_limit);
+    u8::try_from(next).unwrap_or(u8::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::maxfwd_next;
+
+    #[test]
+    fn max_forwards_is_lowered_to_max_limit_then_decremented() {
+        // (found, max_limit, leaves with)
+        for (found, limit, want) in [
+            (70, 256, 69),
+            (255, 256, 254),
+            (1, 256, 0),
+            (70, 16, 16),
+            (17, 16, 16),
+            (16, 16, 15),
+            (2, 16, 1),
+            (255, 1, 1),
+            (1, 1, 0),
+        ] {
+            assert_eq!(
+                maxfwd_next(found, limit),
+                want,
+                "{found} with max_limit {limit}"
+            );
+        }
     }
 }

@@ -1333,6 +1333,133 @@ fn mysql_unreachable_and_stalled_servers_are_connection_errors() {
     server_failures("mysql");
 }
 
+/// A TCP relay to a real server that, while `trickle` is set, passes the
+/// server's bytes on one every 100 ms (for at most 20 s, so that a test of
+/// a missing deadline ends too).
+struct Trickler {
+    port: u16,
+    trickle: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Trickler {
+    fn new(target: std::net::SocketAddr) -> Trickler {
+        use std::io::{Read, Write};
+        use std::sync::atomic::AtomicBool;
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = l.local_addr().unwrap().port();
+        let trickle = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = trickle.clone();
+        std::thread::spawn(move || {
+            for client in l.incoming().flatten() {
+                let Ok(server) = std::net::TcpStream::connect(target) else {
+                    continue;
+                };
+                let (mut c_in, mut s_out) =
+                    (client.try_clone().unwrap(), server.try_clone().unwrap());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    while let Ok(n @ 1..) = c_in.read(&mut buf) {
+                        if s_out.write_all(&buf[..n]).is_err() {
+                            break;
+                        }
+                    }
+                });
+                let (mut s_in, mut c_out, flag) = (server, client, flag.clone());
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 16384];
+                    let mut since: Option<Instant> = None;
+                    while let Ok(n @ 1..) = s_in.read(&mut buf) {
+                        for b in &buf[..n] {
+                            if flag.load(Ordering::SeqCst) {
+                                let t = *since.get_or_insert_with(Instant::now);
+                                if t.elapsed() > Duration::from_secs(20) {
+                                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                                    return;
+                                }
+                                std::thread::sleep(Duration::from_millis(100));
+                            }
+                            if c_out.write_all(std::slice::from_ref(b)).is_err() {
+                                return;
+                            }
+                        }
+                    }
+                    let _ = c_out.shutdown(std::net::Shutdown::Both);
+                });
+            }
+        });
+        Trickler { port, trickle }
+    }
+}
+
+/// The crate's timeouts are per read: a server that trickles its answer
+/// must still cost at most the deadline, at login and mid-statement, and
+/// the connection comes back once the server behaves.
+#[test]
+fn mysql_trickling_server_is_cut_at_the_deadline() {
+    let o = OpenOptions {
+        connect_timeout: Duration::from_millis(500),
+        io_timeout: Duration::from_secs(1),
+        ..opts()
+    };
+    // A "server" that trickles its greeting forever.
+    let greeter = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = greeter.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        use std::io::Write;
+        for mut c in greeter.incoming().flatten() {
+            std::thread::spawn(move || {
+                for _ in 0..200 {
+                    if c.write_all(b"\x0a").is_err() {
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            });
+        }
+    });
+    let t = Instant::now();
+    let err = open(&format!("mysql://u@127.0.0.1:{port}/d"), "sip_trace", &o)
+        .err()
+        .expect("a trickling greeting is no connection");
+    assert!(err.is_connection(), "{err}");
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+
+    // A real server behind a relay that starts trickling mid-exchange.
+    let my = My::new();
+    my.exec(MY_V4);
+    let relay = Trickler::new(std::net::SocketAddr::from((
+        [127, 0, 0, 1],
+        my.base.get_tcp_port(),
+    )));
+    let url = my.url().replace(
+        &format!(":{}/", my.base.get_tcp_port()),
+        &format!(":{}/", relay.port),
+    );
+    let mut store = open(&url, "sip_trace", &o).expect("open through the relay");
+    let rows = sample_rows();
+    store.write_batch(&rows[..1]).unwrap();
+    relay.trickle.store(true, Ordering::SeqCst);
+    let t = Instant::now();
+    let err = store.write_batch(&rows[1..2]).unwrap_err();
+    assert!(err.is_connection(), "{err}");
+    assert!(
+        err.to_string()
+            .contains("no complete answer within 1000 ms"),
+        "{err}"
+    );
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    relay.trickle.store(false, Ordering::SeqCst);
+    store.write_batch(&rows[2..3]).expect("reconnected");
+    // Only the answer was held back: the server did commit row 1 (what the
+    // spool's marker exists for when a batch's answer is lost).
+    compare(
+        &my.read()("sip_trace"),
+        &[&rows[0], &rows[1], &rows[2]],
+        4,
+        SERVER,
+    );
+}
+
 // ---------------------------------------------------------------- misc
 
 #[test]

@@ -5,9 +5,17 @@
 //! of two (1, 2, 4 … [`MAX_ROWS_PER_STATEMENT`]) so that any batch size
 //! reuses a handful of cached prepared statements, and each statement's
 //! values stay under half of the server's `max_allowed_packet`.
-//! Socket timeouts bound every exchange (`tcp_connect_timeout`,
-//! `read_timeout`, `write_timeout`). The URL's host is used as given (no
-//! switch to the local Unix socket).
+//! Every exchange has a total deadline, as PostgreSQL's has (the crate's own
+//! read/write timeouts are per system call, so a server that trickles a
+//! byte now and then would hold a call for ever): the connect — name
+//! lookup, TCP connect, login, first query — runs on a helper thread that
+//! the caller waits for at most `connect_timeout` (an attempt still running
+//! is waited for again by the next try, never doubled); each statement
+//! (a whole batch, transaction included) runs under a watchdog thread that
+//! shuts the socket down once `io_timeout` has passed, which ends the call
+//! at once with an I/O error.
+//! Both threads read the clock (`Instant`) for their own deadlines. The
+//! URL's host is used as given (no switch to the local Unix socket).
 //!
 //! Text is escaped per column character set (utf8mb4: NUL and invalid UTF-8
 //! as `\xNN`; utf8mb3 also 4-byte characters; latin1, which holds every
@@ -18,7 +26,12 @@
 //! Depends on mysql and the store/schema/encode modules.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::net::{Shutdown, TcpStream};
+use std::os::fd::{AsRawFd, BorrowedFd};
+use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Condvar, Mutex, PoisonError};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, TxOpts, Value as MyValue};
@@ -51,6 +64,9 @@ pub(crate) struct Mysql {
     connect_timeout: Duration,
     io_timeout: Duration,
     conn: Option<MyConn>,
+    /// A connect attempt that outlived a try's wait, still running.
+    connecting: Option<Receiver<Result<MyConn, DbError>>>,
+    watchdog: Watchdog,
     /// INSERT prefix (`INSERT INTO t (cols) VALUES `) and one row's
     /// placeholder group, per table.
     sql: HashMap<String, (String, String)>,
@@ -58,8 +74,137 @@ pub(crate) struct Mysql {
 
 struct MyConn {
     conn: Conn,
+    /// A second handle on the connection's socket, for the watchdog.
+    socket: Arc<TcpStream>,
     /// Bytes of values one statement may carry: half of max_allowed_packet.
     value_budget: usize,
+}
+
+/// Ends an exchange that outlives its deadline by shutting its socket down
+/// (shut down, not closed: the descriptor stays the connection's, and the
+/// blocked read or write returns at once). One thread per backend, idle
+/// between exchanges.
+struct Watchdog {
+    shared: Arc<Watch>,
+    thread: Option<JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Watch {
+    state: Mutex<WatchState>,
+    wake: Condvar,
+}
+
+#[derive(Default)]
+struct WatchState {
+    armed: Option<(Arc<TcpStream>, Instant)>,
+    fired: bool,
+    stop: bool,
+}
+
+impl Watchdog {
+    fn start() -> std::io::Result<Watchdog> {
+        let shared = Arc::new(Watch::default());
+        let w = shared.clone();
+        let thread = std::thread::Builder::new()
+            .name("mysql-deadline".into())
+            .spawn(move || w.run())?;
+        Ok(Watchdog {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    fn arm(&self, socket: Arc<TcpStream>, limit: Duration) {
+        let mut st = self.shared.lock();
+        st.armed = Some((socket, Instant::now() + limit));
+        st.fired = false;
+        self.shared.wake.notify_one();
+    }
+
+    /// Ends the watch: true when the deadline passed and the socket was
+    /// shut down.
+    fn disarm(&self) -> bool {
+        let mut st = self.shared.lock();
+        st.armed = None;
+        std::mem::take(&mut st.fired)
+    }
+}
+
+impl Watch {
+    fn lock(&self) -> std::sync::MutexGuard<'_, WatchState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn run(&self) {
+        let mut st = self.lock();
+        loop {
+            if st.stop {
+                return;
+            }
+            let Some((socket, deadline)) = st.armed.clone() else {
+                st = self.wake.wait(st).unwrap_or_else(PoisonError::into_inner);
+                continue;
+            };
+            let now = Instant::now();
+            if now >= deadline {
+                let _ = socket.shutdown(Shutdown::Both);
+                st.armed = None;
+                st.fired = true;
+            } else {
+                st = self
+                    .wake
+                    .wait_timeout(st, deadline - now)
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .0;
+            }
+        }
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.shared.lock().stop = true;
+        self.shared.wake.notify_one();
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// A second handle on `conn`'s socket (a dup of its descriptor).
+#[allow(unsafe_code)]
+fn socket_handle(conn: &Conn) -> std::io::Result<TcpStream> {
+    // SAFETY: the descriptor is `conn`'s open socket, alive for the whole
+    // borrow; it is only duplicated here, and the duplicate is owned by the
+    // returned stream.
+    let fd = unsafe { BorrowedFd::borrow_raw(conn.as_raw_fd()) };
+    Ok(TcpStream::from(fd.try_clone_to_owned()?))
+}
+
+/// One exchange with the server (`f`'s calls on the connection whose
+/// socket this is) under a total deadline of `limit`.
+fn exchange<T>(
+    watchdog: &Watchdog,
+    socket: &Arc<TcpStream>,
+    limit: Duration,
+    target: &str,
+    f: impl FnOnce() -> Result<T, Fault>,
+) -> Result<T, Fault> {
+    watchdog.arm(socket.clone(), limit);
+    let r = f();
+    if watchdog.disarm() {
+        return Err(Fault::Db(DbError::Timeout {
+            backend: "mysql",
+            target: target.to_string(),
+            detail: format!(
+                "no complete answer within {} ms (the server stalls or trickles its \
+                 answer); connection dropped",
+                limit.as_millis()
+            ),
+        }));
+    }
+    r
 }
 
 fn quote(ident: &str) -> String {
@@ -68,46 +213,71 @@ fn quote(ident: &str) -> String {
 
 impl Mysql {
     pub fn open(server: ServerUrl, opts: &OpenOptions) -> Result<Mysql, DbError> {
+        let watchdog = Watchdog::start().map_err(|e| DbError::Connection {
+            backend: "mysql",
+            target: server.display_target(),
+            detail: format!("cannot start the deadline thread: {e}"),
+        })?;
         let mut m = Mysql {
             server,
             connect_timeout: opts.connect_timeout,
             io_timeout: opts.io_timeout,
             conn: None,
+            connecting: None,
+            watchdog,
             sql: HashMap::new(),
         };
         m.connection()?;
         Ok(m)
     }
 
-    fn connect(&self) -> Result<MyConn, DbError> {
-        let s = &self.server;
-        let opts = OptsBuilder::new()
-            .ip_or_hostname(Some(s.host.clone()))
-            .tcp_port(s.port)
-            .user(Some(s.user.clone()))
-            .pass(s.password.clone())
-            .db_name(Some(s.database.clone()))
-            .prefer_socket(false)
-            .tcp_connect_timeout(Some(self.connect_timeout))
-            .read_timeout(Some(self.io_timeout))
-            .write_timeout(Some(self.io_timeout))
-            .stmt_cache_size(Some(STMT_CACHE))
-            .init(vec!["SET NAMES utf8mb4"]);
-        let mut conn = Conn::new(opts).map_err(|e| self.db_error(e))?;
-        let packet: Option<u64> = conn
-            .query_first("SELECT @@max_allowed_packet")
-            .map_err(|e| self.db_error(e))?;
-        // 4 MiB: MySQL 5.x's default, if the server will not say.
-        let packet = packet.unwrap_or(4 << 20);
-        Ok(MyConn {
-            conn,
-            value_budget: usize::try_from(packet / 2).unwrap_or(usize::MAX),
-        })
+    /// Starts a connect attempt on its own thread.
+    fn start_connect(&self) -> Result<Receiver<Result<MyConn, DbError>>, DbError> {
+        let (tx, rx) = mpsc::sync_channel(1);
+        let (server, target) = (self.server.clone(), self.target());
+        let (connect, io) = (self.connect_timeout, self.io_timeout);
+        std::thread::Builder::new()
+            .name("mysql-connect".into())
+            .spawn(move || {
+                let _ = tx.send(connect_now(&server, &target, connect, io));
+            })
+            .map_err(|e| DbError::Connection {
+                backend: "mysql",
+                target: self.target(),
+                detail: format!("cannot start a connect thread: {e}"),
+            })?;
+        Ok(rx)
     }
 
     fn connection(&mut self) -> Result<&mut MyConn, DbError> {
         if self.conn.is_none() {
-            self.conn = Some(self.connect()?);
+            let rx = match self.connecting.take() {
+                Some(rx) => rx,
+                None => self.start_connect()?,
+            };
+            match rx.recv_timeout(self.connect_timeout) {
+                Ok(Ok(c)) => self.conn = Some(c),
+                Ok(Err(e)) => return Err(e),
+                Err(RecvTimeoutError::Timeout) => {
+                    // Left running: the next try waits for this attempt.
+                    self.connecting = Some(rx);
+                    return Err(DbError::Timeout {
+                        backend: "mysql",
+                        target: self.server.display_target(),
+                        detail: format!(
+                            "not connected within {} ms (name lookup, connect and login)",
+                            self.connect_timeout.as_millis()
+                        ),
+                    });
+                }
+                Err(RecvTimeoutError::Disconnected) => {
+                    return Err(DbError::Connection {
+                        backend: "mysql",
+                        target: self.server.display_target(),
+                        detail: "the connect thread ended without an answer".to_string(),
+                    });
+                }
+            }
         }
         match self.conn.as_mut() {
             Some(c) => Ok(c),
@@ -119,8 +289,27 @@ impl Mysql {
         }
     }
 
-    fn db_error(&self, e: mysql::Error) -> DbError {
-        classify(e, &self.target()).into_db("mysql", self.target())
+    /// One exchange on the open connection under the I/O deadline.
+    fn exchange<T>(
+        &mut self,
+        f: impl FnOnce(&mut Conn) -> Result<T, mysql::Error>,
+    ) -> Result<T, DbError> {
+        let target = self.target();
+        let limit = self.io_timeout;
+        self.connection()?;
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(DbError::Connection {
+                backend: "mysql",
+                target,
+                detail: "not connected".to_string(),
+            });
+        };
+        let socket = conn.socket.clone();
+        let c = &mut conn.conn;
+        exchange(&self.watchdog, &socket, limit, &target, || {
+            f(c).map_err(|e| classify(e, &target))
+        })
+        .map_err(|f| f.into_db("mysql", target.clone()))
     }
 
     fn sql_for(&mut self, layout: &Layout) -> &(String, String) {
@@ -153,6 +342,46 @@ impl Mysql {
             )
         })
     }
+}
+
+/// Name lookup, connect, login and the first query, on the connect thread.
+/// The crate's per-call timeouts keep this thread from hanging on a silent
+/// server; the caller's wait is bounded by `connect` whatever happens here.
+fn connect_now(
+    s: &ServerUrl,
+    target: &str,
+    connect: Duration,
+    io: Duration,
+) -> Result<MyConn, DbError> {
+    let db_error = |e| classify(e, target).into_db("mysql", target.to_string());
+    let opts = OptsBuilder::new()
+        .ip_or_hostname(Some(s.host.clone()))
+        .tcp_port(s.port)
+        .user(Some(s.user.clone()))
+        .pass(s.password.clone())
+        .db_name(Some(s.database.clone()))
+        .prefer_socket(false)
+        .tcp_connect_timeout(Some(connect))
+        .read_timeout(Some(io))
+        .write_timeout(Some(io))
+        .stmt_cache_size(Some(STMT_CACHE))
+        .init(vec!["SET NAMES utf8mb4"]);
+    let mut conn = Conn::new(opts).map_err(db_error)?;
+    let packet: Option<u64> = conn
+        .query_first("SELECT @@max_allowed_packet")
+        .map_err(db_error)?;
+    // 4 MiB: MySQL 5.x's default, if the server will not say.
+    let packet = packet.unwrap_or(4 << 20);
+    let socket = socket_handle(&conn).map_err(|e| DbError::Connection {
+        backend: "mysql",
+        target: target.to_string(),
+        detail: format!("cannot duplicate the socket: {e}"),
+    })?;
+    Ok(MyConn {
+        conn,
+        socket: Arc::new(socket),
+        value_budget: usize::try_from(packet / 2).unwrap_or(usize::MAX),
+    })
 }
 
 /// Sort an error by what the caller can do about it. Server error numbers
@@ -337,11 +566,8 @@ impl Engine for Mysql {
 
     fn columns(&mut self, table: &str) -> Result<Option<Vec<ColumnInfo>>, DbError> {
         type ColRow = (String, String, Option<u64>, Option<u64>, Option<String>);
-        let target = self.target();
-        let conn = self.connection()?;
-        let rows: Vec<ColRow> = conn
-            .conn
-            .exec(
+        let rows: Vec<ColRow> = self.exchange(|c| {
+            c.exec(
                 "SELECT COLUMN_NAME, DATA_TYPE, CHARACTER_MAXIMUM_LENGTH, \
                         CHARACTER_OCTET_LENGTH, CHARACTER_SET_NAME \
                  FROM information_schema.COLUMNS \
@@ -349,7 +575,7 @@ impl Engine for Mysql {
                  ORDER BY ORDINAL_POSITION",
                 (table,),
             )
-            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))?;
+        })?;
         // A MySQL table has at least one column: no rows = no table.
         if rows.is_empty() {
             return Ok(None);
@@ -402,43 +628,44 @@ impl Engine for Mysql {
                 detail: "not connected".to_string(),
             }));
         };
-        if statements.len() == 1
-            && mark.is_none()
-            && let Some((sql, params)) = statements.pop()
-        {
-            // One statement is atomic by itself (InnoDB, autocommit).
-            conn.conn
-                .exec_drop(sql.as_str(), params)
-                .map_err(|e| classify(e, &target))?;
-            return Ok(counts);
-        }
-        let mut tx = conn
-            .conn
-            .start_transaction(TxOpts::default())
-            .map_err(|e| classify(e, &target))?;
-        if let Some(m) = mark {
-            // First, so that the marker row's lock orders competing writers
-            // (an earlier attempt whose COMMIT we never saw) before any row.
-            // A changed value always differs (new > expected), so the
-            // affected-rows count (changed rows) is 1 exactly when it held.
-            tx.exec_drop(
-                "UPDATE siptraced_spool_marker SET last_seq = ? \
-                 WHERE spool_id = ? AND last_seq = ?",
-                (m.new, m.id, m.expected),
-            )
-            .map_err(|e| classify(e, &target))?;
-            if tx.affected_rows() != 1 {
-                // Dropping `tx` rolls back.
-                return Err(Fault::Moved);
+        let (wd, limit, socket) = (&self.watchdog, self.io_timeout, conn.socket.clone());
+        // The whole batch, its rollback included, within io_timeout
+        // (OpenOptions::io_timeout): a server slow enough to need longer is
+        // stuck as far as the proxy is concerned.
+        exchange(wd, &socket, limit, &target, || {
+            let my = |e| classify(e, &target);
+            if statements.len() == 1
+                && mark.is_none()
+                && let Some((sql, params)) = statements.pop()
+            {
+                // One statement is atomic by itself (InnoDB, autocommit).
+                conn.conn.exec_drop(sql.as_str(), params).map_err(my)?;
+                return Ok(counts);
             }
-        }
-        for (sql, params) in statements {
-            // Dropping `tx` uncommitted on error rolls it back.
-            tx.exec_drop(sql.as_str(), params)
-                .map_err(|e| classify(e, &target))?;
-        }
-        tx.commit().map_err(|e| classify(e, &target))?;
-        Ok(counts)
+            let mut tx = conn.conn.start_transaction(TxOpts::default()).map_err(my)?;
+            if let Some(m) = mark {
+                // First, so that the marker row's lock orders competing writers
+                // (an earlier attempt whose COMMIT we never saw) before any row.
+                // A changed value always differs (new > expected), so the
+                // affected-rows count (changed rows) is 1 exactly when it held.
+                tx.exec_drop(
+                    "UPDATE siptraced_spool_marker SET last_seq = ? \
+                     WHERE spool_id = ? AND last_seq = ?",
+                    (m.new, m.id, m.expected),
+                )
+                .map_err(my)?;
+                if tx.affected_rows() != 1 {
+                    // Dropping `tx` rolls back.
+                    return Err(Fault::Moved);
+                }
+            }
+            for (sql, params) in statements {
+                // Dropping `tx` uncommitted on error rolls it back.
+                tx.exec_drop(sql.as_str(), params).map_err(my)?;
+            }
+            tx.commit().map_err(my)?;
+            Ok(counts)
+        })
     }
 
     fn drop_connection(&mut self) {
@@ -454,33 +681,25 @@ impl Engine for Mysql {
     }
 
     fn marker_create(&mut self) -> Result<(), DbError> {
-        let target = self.target();
-        let conn = self.connection()?;
-        conn.conn
-            .query_drop(MARKER_DDL)
-            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
+        self.exchange(|c| c.query_drop(MARKER_DDL))
     }
 
     fn marker_read(&mut self, id: &str) -> Result<Option<u64>, DbError> {
-        let target = self.target();
-        let conn = self.connection()?;
-        conn.conn
-            .exec_first(
+        self.exchange(|c| {
+            c.exec_first(
                 "SELECT last_seq FROM siptraced_spool_marker WHERE spool_id = ?",
                 (id,),
             )
-            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
+        })
     }
 
     fn marker_insert(&mut self, id: &str, last: u64) -> Result<(), DbError> {
-        let target = self.target();
-        let conn = self.connection()?;
-        conn.conn
-            .exec_drop(
+        self.exchange(|c| {
+            c.exec_drop(
                 "INSERT IGNORE INTO siptraced_spool_marker (spool_id, last_seq) VALUES (?, ?)",
                 (id, last),
             )
-            .map_err(|e| classify(e, &target).into_db("mysql", target.clone()))
+        })
     }
 }
 

@@ -260,6 +260,8 @@ struct ArgParse {
     room: usize,
     args: Vec<Arg>,
     quoted: Option<Quoted>,
+    /// The last line read stopped before its `\n` (it did not fit).
+    mid_line: bool,
 }
 
 /// What one argument line did to the parse.
@@ -268,8 +270,8 @@ enum LineOutcome {
     More,
     /// The end-of-arguments line.
     End,
-    /// A parse error; `consume` is whether `mi_parse_tree` consumes the rest itself
-    /// (every error but the empty line inside quotes).
+    /// A parse error; `consume` is whether the rest of the request is still to be
+    /// skipped (every error but the empty line inside quotes, which ends it).
     Error { err: ArgsError, consume: bool },
 }
 
@@ -283,8 +285,11 @@ enum State {
     Consume { then: Option<TextRequest> },
     /// Parsing argument lines.
     Args(ArgParse),
-    /// `mi_parse_tree`'s own consume after a parse error (`ret` is its loop variable).
-    ArgsConsume { req: TextRequest, ret: isize },
+    /// After a parse error: the rest of the bad request is skipped up to its own
+    /// blank line, then the 400 is emitted (docs/decisions.md §4). `mid_line` is
+    /// whether the last byte skipped was not a line end, so that the tail of a long
+    /// line is never taken for the blank line.
+    ArgsConsume { req: TextRequest, mid_line: bool },
 }
 
 enum Step {
@@ -378,6 +383,7 @@ impl TextReader {
                     room: ARGS_BUF,
                     args: Vec::new(),
                     quoted: None,
+                    mid_line: false,
                 }),
             }
         };
@@ -397,7 +403,7 @@ impl TextReader {
                 }
                 State::Consume { then } => self.consume(then),
                 State::Args(parse) => self.args(parse),
-                State::ArgsConsume { req, ret } => self.args_consume(req, ret),
+                State::ArgsConsume { req, mid_line } => self.args_consume(req, mid_line),
             };
             match step {
                 Step::Event(ev) => return Some(ev),
@@ -510,22 +516,28 @@ impl TextReader {
         }
     }
 
-    /// `mi_parse_tree`'s consume after an error: `do { mi_read_line(8192, &ret) }
-    /// while (ret > 1)` with `ret` starting at -1.
-    fn args_consume(&mut self, req: TextRequest, mut ret: isize) -> Step {
+    /// Skips the rest of a request whose arguments failed to parse, up to the first
+    /// line that is exactly `\n`, then emits it (answered `400 parse error`).
+    ///
+    /// Kamailio's parser stops its own consume at the first *read* of length <= 1 (a
+    /// failed read of a long line counts) and the server then runs a second consume,
+    /// which reads the *next* request up to its blank line: the following client never
+    /// gets an answer. siptraced consumes the bad request exactly, by bytes rather
+    /// than `fgets` reads, and the next request is served (docs/decisions.md §4).
+    fn args_consume(&mut self, req: TextRequest, mut mid_line: bool) -> Step {
         loop {
-            let Some(line) = self.read_line(ARGS_BUF) else {
-                self.state = State::ArgsConsume { req, ret };
+            let unread = &self.pending[self.pos..];
+            let Some(i) = unread.iter().position(|&b| b == b'\n') else {
+                mid_line |= !unread.is_empty();
+                self.pos = self.pending.len();
+                self.state = State::ArgsConsume { req, mid_line };
                 return Step::NeedInput;
             };
-            if line.ok {
-                ret = line.len as isize;
-            }
-            if ret <= 1 {
-                // The server then writes the 400 reply and runs its own consume too:
-                // a parse error also swallows the next request (consume3 falls
-                // through to consume1 in fifo_fnc.c).
-                self.state = State::Consume { then: None };
+            let blank = i == 0 && !mid_line;
+            self.pos += i + 1;
+            mid_line = false;
+            if blank {
+                self.state = State::FirstLine;
                 return Step::Event(TextEvent::Request(req));
             }
         }
@@ -540,6 +552,9 @@ impl TextReader {
                 self.state = State::Args(ap);
                 return Step::NeedInput;
             };
+            if let Some(&last) = line.bytes.last() {
+                ap.mid_line = last != b'\n';
+            }
             match ap.take_line(&line) {
                 LineOutcome::More => {}
                 LineOutcome::End => {
@@ -565,10 +580,14 @@ impl TextReader {
             args: Err(err),
         };
         if consume {
-            self.state = State::ArgsConsume { req, ret: -1 };
+            self.state = State::ArgsConsume {
+                req,
+                mid_line: ap.mid_line,
+            };
             Step::Continue
         } else {
-            self.state = State::Consume { then: None };
+            // The line that failed was the request's blank line: nothing more to skip.
+            self.state = State::FirstLine;
             Step::Event(TextEvent::Request(req))
         }
     }
@@ -1171,33 +1190,56 @@ mod tests {
     }
 
     #[test]
-    fn parse_errors_consume_like_kamailio() {
-        // -1 errors: the parser consumes to the request's end, then the server's own
-        // consume swallows the following request too.
+    fn parse_errors_consume_their_own_request_only() {
+        // The bad request is skipped up to its own blank line; the next one is served
+        // (docs/decisions.md §4: Kamailio would swallow `:ps:r` here).
         check(
             b":sip_trace:r\na\"b\nmore\n\n:ps:r\n\n:uptime:r\n\n",
             true,
             &[
                 OPEN_ST,
                 "req sip_trace err QuoteInUnquoted",
+                "open ps /tmp/r",
+                "req ps []",
                 "open uptime /tmp/r",
                 "req uptime []",
             ],
             0,
         );
-        // Empty line inside quotes: the parser stops there; the server's consume then
-        // reads up to the next line of length <= 1.
+        // Empty line inside quotes: that line ends the request; `x` is then read as a
+        // first line (too short: refused, consumed to its blank line) and `:ps:r` is served.
         check(
             b":sip_trace:r\n\"abc\n\nx\n\n:ps:r\n\n",
             true,
             &[
                 OPEN_ST,
                 "req sip_trace err EmptyLineInQuotes",
+                "rej TooShort",
                 "open ps /tmp/r",
                 "req ps []",
             ],
             0,
         );
+        // A line far longer than the buffer: its tail, read in pieces, never passes for
+        // the blank line, even when a piece ends right before its newline.
+        for len in [8191, 8192, 16382, 16383, 16384, 20000] {
+            let mut long = b":sip_trace:r\n".to_vec();
+            long.extend(std::iter::repeat_n(b'a', len));
+            long.extend_from_slice(b"\nmore\n\n:ps:r\n\n");
+            check(
+                &long,
+                true,
+                &[
+                    OPEN_ST,
+                    "req sip_trace err LineTooLong",
+                    "open ps /tmp/r",
+                    "req ps []",
+                ],
+                0,
+            );
+        }
+        // The 400 waits for the blank line; a half-sent bad request waits too.
+        check(b":sip_trace:r\n\0x\nmore\n", true, &[OPEN_ST], 0);
     }
 
     #[test]

@@ -126,7 +126,11 @@ pub(crate) enum HostSpec {
     },
     IsMethod(Vec<String>),
     HasTotag,
-    MaxFwd(u32),
+    /// `mf_process_maxfwd_header(value)` and maxfwd's `max_limit`.
+    MaxFwd {
+        value: u32,
+        max_limit: u32,
+    },
     RecordRoute,
     LooseRoute,
     Forward(Option<DestArg>),

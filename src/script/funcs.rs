@@ -252,7 +252,10 @@ fn maxfwd(c: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<CallKind, ArgErr> {
                 format!("the value must be a number from 1 to {limit} (maxfwd max_limit)"),
             )
         })?;
-    host(HostSpec::MaxFwd(n))
+    host(HostSpec::MaxFwd {
+        value: n,
+        max_limit: limit,
+    })
 }
 
 fn reply(c: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<(CodeArg, StrArg), ArgErr> {

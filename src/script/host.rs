@@ -310,8 +310,9 @@ pub enum HostCall<'a> {
     IsMethod(&'a [String]),
     /// `has_totag()`
     HasTotag,
-    /// `mf_process_maxfwd_header("10")`: the value to add when the header is missing.
-    MaxFwd { value: u32 },
+    /// `mf_process_maxfwd_header("10")`: `value` is added when the header is
+    /// missing; a value above maxfwd's `max_limit` modparam is lowered to it.
+    MaxFwd { value: u32, max_limit: u32 },
     /// `record_route()`
     RecordRoute,
     /// `loose_route()`

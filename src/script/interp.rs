@@ -428,7 +428,10 @@ impl<'p> Run<'p, '_> {
             },
             HostSpec::IsMethod(m) => HostCall::IsMethod(m),
             HostSpec::HasTotag => HostCall::HasTotag,
-            HostSpec::MaxFwd(n) => HostCall::MaxFwd { value: *n },
+            HostSpec::MaxFwd { value, max_limit } => HostCall::MaxFwd {
+                value: *value,
+                max_limit: *max_limit,
+            },
             HostSpec::RecordRoute => HostCall::RecordRoute,
             HostSpec::LooseRoute => HostCall::LooseRoute,
             HostSpec::Forward(d) => HostCall::Forward(self.dest(d)?),

@@ -334,7 +334,7 @@ fn interpreter_cases() {
             rets: &[],
             want: End,
             log: &[
-                "MaxFwd { value: 10 }",
+                "MaxFwd { value: 10, max_limit: 256 }",
                 "RecordRoute",
                 r#"AppendHf("X-Call: abc@h\r\n")"#,
                 r#"RemoveHf("Route")"#,

@@ -8,7 +8,7 @@ use std::net::IpAddr;
 use std::ops::Range;
 
 use super::lex;
-use super::msg::{BodyFraming, HeaderKind, MaxForwards, ParseError, SipMsg, Start, scan};
+use super::msg::{BodyFraming, HeaderKind, ParseError, SipMsg, Start, scan};
 use super::via::{Via, ViaError};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -23,8 +23,6 @@ pub enum EditError {
     BadUri,
     NoVia,
     BadVia(ViaError),
-    NoMaxForwards,
-    BadMaxForwards,
     /// The edited bytes no longer scan (cannot happen with valid input;
     /// reported rather than assumed).
     Reparse(ParseError),
@@ -39,8 +37,6 @@ impl fmt::Display for EditError {
             EditError::BadUri => write!(f, "Request-URI is empty or contains white space"),
             EditError::NoVia => write!(f, "message has no Via"),
             EditError::BadVia(e) => write!(f, "top Via cannot be decoded: {e}"),
-            EditError::NoMaxForwards => write!(f, "message has no Max-Forwards"),
-            EditError::BadMaxForwards => write!(f, "Max-Forwards is not a number in 0..=255"),
             EditError::Reparse(e) => write!(f, "edited message does not scan: {e}"),
         }
     }
@@ -263,20 +259,6 @@ impl SipMsg {
             None => self.insert_header_top("Max-Forwards", &n.to_string()),
         }
     }
-
-    /// Adds `delta` (e.g. -1 to decrement) to Max-Forwards, clamped to
-    /// 0..=255; returns the new value.
-    pub(crate) fn add_max_forwards(&mut self, delta: i32) -> Result<u8, EditError> {
-        let cur = match self.max_forwards() {
-            MaxForwards::Absent => return Err(EditError::NoMaxForwards),
-            MaxForwards::Invalid => return Err(EditError::BadMaxForwards),
-            MaxForwards::Value(v) => v,
-        };
-        let new = (i32::from(cur).saturating_add(delta)).clamp(0, 255);
-        let new = u8::try_from(new).unwrap_or(u8::MAX);
-        self.set_max_forwards(new)?;
-        Ok(new)
-    }
 }
 
 #[cfg(test)]
@@ -374,14 +356,6 @@ x\r\n";
             (
                 |m| m.set_max_forwards(10),
                 vec![("Max-Forwards: 0070", "Max-Forwards: 10")],
-            ),
-            (
-                |m| m.add_max_forwards(-1).map(|_| ()),
-                vec![("Max-Forwards: 0070", "Max-Forwards: 69")],
-            ),
-            (
-                |m| m.add_max_forwards(-500).map(|_| ()),
-                vec![("Max-Forwards: 0070", "Max-Forwards: 0")],
             ),
             (
                 |m| {
@@ -484,7 +458,6 @@ x\r\n";
             Err(EditError::BadName)
         );
         assert_eq!(m.append_header("no colon"), Err(EditError::BadName));
-        assert_eq!(m.add_max_forwards(-1), Err(EditError::NoMaxForwards));
         assert_eq!(
             m.set_via_received(IpAddr::V4(Ipv4Addr::LOCALHOST), 1),
             Err(EditError::NoVia)

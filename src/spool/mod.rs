@@ -40,13 +40,26 @@ pub enum SpoolError {
     Locked { dir: PathBuf, holder: String },
     /// Every run number has been used (2^23 starts).
     Exhausted { dir: PathBuf },
+    /// The directory is not the daemon's alone (another owner, writable by
+    /// others, a symbolic link, or in a directory others may write).
+    Unsafe {
+        dir: PathBuf,
+        why: location::UnsafeDir,
+    },
 }
 
 impl fmt::Display for SpoolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             SpoolError::Io { path, what, source } => {
-                write!(f, "spool: {what} {}: {source}", path.display())
+                write!(f, "spool: {what} {}: {source}", path.display())?;
+                if source.raw_os_error() == Some(libc::ELOOP) {
+                    f.write_str(
+                        " (a symbolic link: siptraced never follows links in its spool; \
+                         remove it)",
+                    )?;
+                }
+                Ok(())
             }
             SpoolError::Locked { dir, holder } => write!(
                 f,
@@ -59,6 +72,9 @@ impl fmt::Display for SpoolError {
                     format!(" (pid {holder})")
                 }
             ),
+            SpoolError::Unsafe { dir, why } => {
+                write!(f, "spool directory {} {why}", dir.display())
+            }
             SpoolError::Exhausted { dir } => write!(
                 f,
                 "spool {}: sequence numbers exhausted; stop siptraced, let the database \

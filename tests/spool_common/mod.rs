@@ -301,11 +301,13 @@ pub fn check_once_in_order(rows: &[DbRow]) {
 /// A TCP gate between the daemon and a database server: forwards while
 /// open; `close` resets every connection and refuses new ones (a server
 /// gone from the network, as the daemon sees it), `open` lets them in
-/// again on the same port.
+/// again on the same port; `trickle` passes the server's bytes on one
+/// every 100 ms (a server that answers, but too slowly to ever finish).
 pub struct Gate {
     pub port: u16,
     target: SocketAddr,
     open: Arc<AtomicBool>,
+    trickle: Arc<AtomicBool>,
     conns: Arc<Mutex<Vec<TcpStream>>>,
     acceptor: Option<std::thread::JoinHandle<()>>,
 }
@@ -321,6 +323,7 @@ impl Gate {
             port,
             target: SocketAddr::from(([127, 0, 0, 1], target_port)),
             open: Arc::new(AtomicBool::new(false)),
+            trickle: Arc::new(AtomicBool::new(false)),
             conns: Arc::new(Mutex::new(Vec::new())),
             acceptor: None,
         };
@@ -335,6 +338,7 @@ impl Gate {
         let listener = TcpListener::bind(("127.0.0.1", self.port)).expect("rebind gate port");
         listener.set_nonblocking(true).unwrap();
         let (open, conns, target) = (self.open.clone(), self.conns.clone(), self.target);
+        let trickle = self.trickle.clone();
         self.acceptor = Some(std::thread::spawn(move || {
             while open.load(Ordering::SeqCst) {
                 match listener.accept() {
@@ -346,14 +350,23 @@ impl Gate {
                         let mut list = conns.lock().unwrap();
                         list.push(client.try_clone().unwrap());
                         list.push(server.try_clone().unwrap());
-                        pipe(client.try_clone().unwrap(), server.try_clone().unwrap());
-                        pipe(server, client);
+                        pipe(
+                            client.try_clone().unwrap(),
+                            server.try_clone().unwrap(),
+                            None,
+                        );
+                        pipe(server, client, Some(trickle.clone()));
                     }
                     Err(_) => std::thread::sleep(Duration::from_millis(5)),
                 }
             }
             // Dropping the listener: new connections are refused.
         }));
+    }
+
+    /// Server bytes one every 100 ms from now on (`false`: at full speed).
+    pub fn trickle(&self, on: bool) {
+        self.trickle.store(on, Ordering::SeqCst);
     }
 
     pub fn close(&mut self) {
@@ -373,12 +386,21 @@ impl Drop for Gate {
     }
 }
 
-fn pipe(mut from: TcpStream, mut to: TcpStream) {
+fn pipe(mut from: TcpStream, mut to: TcpStream, trickle: Option<Arc<AtomicBool>>) {
     std::thread::spawn(move || {
         let mut buf = [0u8; 16384];
-        loop {
+        let slow = || trickle.as_ref().is_some_and(|t| t.load(Ordering::SeqCst));
+        'copy: loop {
             match from.read(&mut buf) {
                 Ok(0) | Err(_) => break,
+                Ok(n) if slow() => {
+                    for b in &buf[..n] {
+                        std::thread::sleep(Duration::from_millis(100));
+                        if to.write_all(std::slice::from_ref(b)).is_err() {
+                            break 'copy;
+                        }
+                    }
+                }
                 Ok(n) => {
                     if to.write_all(&buf[..n]).is_err() {
                         break;
