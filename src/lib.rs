@@ -31,6 +31,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod db;
+pub mod inspect;
 pub mod mi;
 pub mod process;
 pub mod reactor;

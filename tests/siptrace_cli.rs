@@ -1,0 +1,760 @@
+//! The `siptrace` binary end to end.
+//!
+//! Golden outputs (`show` as text and JSON, tests/data/siptrace/) for calls
+//! whose rows the test writes into a SQLite file itself: a call through a
+//! proxy with per-user copies, a CANCEL flow, a 408 flow with
+//! retransmissions; the HTML page opened in headless Chromium; `calls`
+//! filters alone and combined, on v4 and v2 tables; errors. Then real
+//! calls through siptraced on SQLite, PostgreSQL and MariaDB, exported
+//! with `siptrace pcap` and decoded with tshark: every packet SIP, with
+//! the rows' addresses, ports, times (µs) and bytes.
+//! Set SIPTRACE_BLESS=1 to rewrite the golden files after a deliberate
+//! change (and review the diff).
+
+mod common;
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const SIPTRACE: &str = env!("CARGO_BIN_EXE_siptrace");
+
+fn siptrace(args: &[&str]) -> Output {
+    Command::new(SIPTRACE)
+        .args(args)
+        .output()
+        .expect("run siptrace")
+}
+
+fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+const UAC: &str = "udp:10.0.0.1:5060";
+const PROXY: &str = "udp:10.0.0.10:5060";
+const UAS: &str = "udp:10.0.0.2:5080";
+
+/// One row to insert: (seconds after 10:00:00, µs, direction, from, to,
+/// traced_user, message).
+struct R {
+    sec: u32,
+    us: u32,
+    dir: &'static str,
+    from: &'static str,
+    to: &'static str,
+    user: &'static str,
+    msg: String,
+}
+
+fn req(method: &str, callid: &str, cseq: u32, totag: &str, branch: &str) -> String {
+    let to_tag = if totag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={totag}")
+    };
+    format!(
+        "{method} sip:bob@10.0.0.2:5080 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bK{branch}\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+         To: <sip:bob@example.com>{to_tag}\r\n\
+         Call-ID: {callid}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+fn rep(code: u16, reason: &str, method: &str, callid: &str, cseq: u32, totag: &str) -> String {
+    let to_tag = if totag.is_empty() {
+        String::new()
+    } else {
+        format!(";tag={totag}")
+    };
+    format!(
+        "SIP/2.0 {code} {reason}\r\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKx\r\n\
+         From: \"Alice\" <sip:alice@example.com>;tag=a1\r\n\
+         To: <sip:bob@example.com>{to_tag}\r\n\
+         Call-ID: {callid}\r\n\
+         CSeq: {cseq} {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[allow(clippy::too_many_arguments)]
+fn r(
+    sec: u32,
+    us: u32,
+    dir: &'static str,
+    from: &'static str,
+    to: &'static str,
+    user: &'static str,
+    msg: String,
+) -> R {
+    R {
+        sec,
+        us,
+        dir,
+        from,
+        to,
+        user,
+        msg,
+    }
+}
+
+/// A completed call through the proxy, each event also stored for the
+/// traced user alice (as traced_user_avp does).
+fn call_rows(c: &str, base: u32) -> Vec<R> {
+    let mut v = Vec::new();
+    let both = |v: &mut Vec<R>, sec, us, dir, from, to, msg: String| {
+        v.push(r(base + sec, us, dir, from, to, "", msg.clone()));
+        v.push(r(base + sec, us, dir, from, to, "alice", msg));
+    };
+    both(
+        &mut v,
+        0,
+        1000,
+        "in",
+        UAC,
+        PROXY,
+        req("INVITE", c, 1, "", "i1"),
+    );
+    both(
+        &mut v,
+        0,
+        1400,
+        "out",
+        PROXY,
+        UAC,
+        rep(100, "Trying", "INVITE", c, 1, ""),
+    );
+    both(
+        &mut v,
+        0,
+        1500,
+        "out",
+        PROXY,
+        UAS,
+        req("INVITE", c, 1, "", "i2"),
+    );
+    both(
+        &mut v,
+        0,
+        90_000,
+        "in",
+        UAS,
+        PROXY,
+        rep(180, "Ringing", "INVITE", c, 1, "b1"),
+    );
+    both(
+        &mut v,
+        0,
+        90_200,
+        "out",
+        PROXY,
+        UAC,
+        rep(180, "Ringing", "INVITE", c, 1, "b1"),
+    );
+    both(
+        &mut v,
+        2,
+        500_000,
+        "in",
+        UAS,
+        PROXY,
+        rep(200, "OK", "INVITE", c, 1, "b1"),
+    );
+    both(
+        &mut v,
+        2,
+        500_300,
+        "out",
+        PROXY,
+        UAC,
+        rep(200, "OK", "INVITE", c, 1, "b1"),
+    );
+    both(
+        &mut v,
+        2,
+        600_000,
+        "in",
+        UAC,
+        PROXY,
+        req("ACK", c, 1, "b1", "a1"),
+    );
+    both(
+        &mut v,
+        2,
+        600_100,
+        "out",
+        PROXY,
+        UAS,
+        req("ACK", c, 1, "b1", "a2"),
+    );
+    both(&mut v, 9, 0, "in", UAC, PROXY, req("BYE", c, 2, "b1", "b1"));
+    both(
+        &mut v,
+        9,
+        100,
+        "out",
+        PROXY,
+        UAS,
+        req("BYE", c, 2, "b1", "b2"),
+    );
+    both(
+        &mut v,
+        9,
+        20_000,
+        "in",
+        UAS,
+        PROXY,
+        rep(200, "OK", "BYE", c, 2, "b1"),
+    );
+    both(
+        &mut v,
+        9,
+        20_100,
+        "out",
+        PROXY,
+        UAC,
+        rep(200, "OK", "BYE", c, 2, "b1"),
+    );
+    v
+}
+
+/// INVITE, 180, then the caller gives up: CANCEL, 200, 487, ACK.
+fn cancel_rows(c: &str, base: u32) -> Vec<R> {
+    vec![
+        r(base, 0, "in", UAC, PROXY, "", req("INVITE", c, 1, "", "i1")),
+        r(
+            base,
+            200,
+            "out",
+            PROXY,
+            UAS,
+            "",
+            req("INVITE", c, 1, "", "i2"),
+        ),
+        r(
+            base,
+            300,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(100, "Trying", "INVITE", c, 1, ""),
+        ),
+        r(
+            base,
+            50_000,
+            "in",
+            UAS,
+            PROXY,
+            "",
+            rep(180, "Ringing", "INVITE", c, 1, "b1"),
+        ),
+        r(
+            base,
+            50_100,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(180, "Ringing", "INVITE", c, 1, "b1"),
+        ),
+        r(
+            base + 3,
+            0,
+            "in",
+            UAC,
+            PROXY,
+            "",
+            req("CANCEL", c, 1, "", "i1"),
+        ),
+        r(
+            base + 3,
+            100,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(200, "canceling", "CANCEL", c, 1, ""),
+        ),
+        r(
+            base + 3,
+            200,
+            "out",
+            PROXY,
+            UAS,
+            "",
+            req("CANCEL", c, 1, "", "i2"),
+        ),
+        r(
+            base + 3,
+            9000,
+            "in",
+            UAS,
+            PROXY,
+            "",
+            rep(200, "OK", "CANCEL", c, 1, "b1"),
+        ),
+        r(
+            base + 3,
+            9500,
+            "in",
+            UAS,
+            PROXY,
+            "",
+            rep(487, "Request Terminated", "INVITE", c, 1, "b1"),
+        ),
+        r(
+            base + 3,
+            9600,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(487, "Request Terminated", "INVITE", c, 1, "b1"),
+        ),
+        r(
+            base + 3,
+            20_000,
+            "in",
+            UAC,
+            PROXY,
+            "",
+            req("ACK", c, 1, "b1", "i1"),
+        ),
+    ]
+}
+
+/// The callee never answers: the proxy retransmits the INVITE (T1
+/// doubling), the caller retransmits too, and the proxy answers 408.
+fn timeout_rows(c: &str, base: u32) -> Vec<R> {
+    vec![
+        r(base, 0, "in", UAC, PROXY, "", req("INVITE", c, 1, "", "i1")),
+        r(
+            base,
+            100,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(100, "Trying", "INVITE", c, 1, ""),
+        ),
+        r(
+            base,
+            200,
+            "out",
+            PROXY,
+            UAS,
+            "",
+            req("INVITE", c, 1, "", "i2"),
+        ),
+        r(
+            base,
+            500_200,
+            "out",
+            PROXY,
+            UAS,
+            "",
+            req("INVITE", c, 1, "", "i2"),
+        ),
+        r(
+            base + 1,
+            500_200,
+            "out",
+            PROXY,
+            UAS,
+            "",
+            req("INVITE", c, 1, "", "i2"),
+        ),
+        r(
+            base + 2,
+            0,
+            "in",
+            UAC,
+            PROXY,
+            "",
+            req("INVITE", c, 1, "", "i1"),
+        ),
+        r(
+            base + 32,
+            200,
+            "out",
+            PROXY,
+            UAC,
+            "",
+            rep(408, "Request Timeout", "INVITE", c, 1, "p1"),
+        ),
+        r(
+            base + 32,
+            9000,
+            "in",
+            UAC,
+            PROXY,
+            "",
+            req("ACK", c, 1, "p1", "i1"),
+        ),
+    ]
+}
+
+/// A SQLite file with a v4 table (or v2 with `v2`), holding `calls`
+/// (Call-ID, rows) stored on 2024-05-01 from 10:00:00 local time on.
+fn sqlite_db(dir: &TempDir, v2: bool, calls: &[(&str, Vec<R>)]) -> PathBuf {
+    let path = dir.join(if v2 { "v2.db" } else { "trace.db" });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let script = if v2 {
+        "siptrace-v2-create.sql"
+    } else {
+        "siptrace-create.sql"
+    };
+    conn.execute_batch(
+        &std::fs::read_to_string(repo_root().join("sql/sqlite").join(script)).unwrap(),
+    )
+    .unwrap();
+    let mut all: Vec<(&str, &R)> = calls
+        .iter()
+        .flat_map(|(c, rows)| rows.iter().map(move |r| (*c, r)))
+        .collect();
+    all.sort_by_key(|(_, r)| (r.sec, r.us));
+    for (callid, row) in all {
+        let stamp = format!(
+            "2024-05-01 {:02}:{:02}:{:02}",
+            10 + row.sec / 3600,
+            (row.sec / 60) % 60,
+            row.sec % 60
+        );
+        let m = row.msg.as_bytes();
+        let first = String::from_utf8_lossy(m)
+            .lines()
+            .next()
+            .unwrap_or("")
+            .to_string();
+        let (method, status) = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
+            let cseq = row
+                .msg
+                .split("CSeq: ")
+                .nth(1)
+                .unwrap()
+                .split("\r\n")
+                .next()
+                .unwrap();
+            (
+                cseq.split(' ').nth(1).unwrap().to_string(),
+                rest[..3].to_string(),
+            )
+        } else {
+            (first.split(' ').next().unwrap().to_string(), String::new())
+        };
+        let totag = row
+            .msg
+            .split("To: ")
+            .nth(1)
+            .and_then(|t| t.split("\r\n").next())
+            .and_then(|t| t.split_once(";tag="))
+            .map(|(_, t)| t.to_string())
+            .unwrap_or_default();
+        let text = rusqlite::types::Value::Text(row.msg.clone());
+        if v2 {
+            conn.execute(
+                "INSERT INTO sip_trace (time_stamp, callid, traced_user, msg, method, status, \
+                 fromip, toip, fromtag, direction) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
+                rusqlite::params![
+                    stamp, callid, row.user, text, method, status, row.from, row.to, "a1", row.dir
+                ],
+            )
+            .unwrap();
+        } else {
+            conn.execute(
+                "INSERT INTO sip_trace (time_stamp, time_us, callid, traced_user, msg, method, \
+                 status, fromip, toip, fromtag, totag, direction) \
+                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
+                rusqlite::params![
+                    stamp, row.us, callid, row.user, text, method, status, row.from, row.to, "a1",
+                    totag, row.dir
+                ],
+            )
+            .unwrap();
+        }
+    }
+    path
+}
+
+fn db_arg(path: &Path) -> String {
+    format!("sqlite://{}", path.display())
+}
+
+/// Compare with tests/data/siptrace/NAME, or write it under SIPTRACE_BLESS.
+fn golden(name: &str, got: &str) {
+    let path = repo_root().join("tests/data/siptrace").join(name);
+    if std::env::var_os("SIPTRACE_BLESS").is_some() {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, got).unwrap();
+        return;
+    }
+    let want = std::fs::read_to_string(&path).unwrap_or_else(|e| {
+        panic!(
+            "{}: {e} (run with SIPTRACE_BLESS=1 to create it)",
+            path.display()
+        )
+    });
+    assert_eq!(got, want, "output differs from {}", path.display());
+}
+
+fn golden_show(tag: &str, callid: &str, rows: Vec<R>) {
+    let dir = TempDir::new(tag);
+    let db = sqlite_db(&dir, false, &[(callid, rows)]);
+    let url = db_arg(&db);
+    for (fmt, ext) in [("text", "txt"), ("json", "json")] {
+        let o = siptrace(&["--db", &url, "show", callid, "--format", fmt]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let out = stdout(&o);
+        if fmt == "text" {
+            for line in out.lines() {
+                assert!(
+                    line.chars().count() <= 100,
+                    "line over 100 columns: {line:?}"
+                );
+            }
+        }
+        golden(&format!("{tag}.{ext}"), &out);
+    }
+}
+
+#[test]
+fn show_golden_call() {
+    golden_show(
+        "call",
+        "call-1@example.com",
+        call_rows("call-1@example.com", 0),
+    );
+}
+
+#[test]
+fn show_golden_cancel() {
+    golden_show(
+        "cancel",
+        "cancel-1@example.com",
+        cancel_rows("cancel-1@example.com", 0),
+    );
+}
+
+#[test]
+fn show_golden_timeout_with_retransmissions() {
+    golden_show(
+        "timeout",
+        "t408-1@example.com",
+        timeout_rows("t408-1@example.com", 0),
+    );
+}
+
+/// Three calls on one table: a finished call by alice at 10:00, a
+/// cancelled one at 10:30, a 408 at 11:00 (from another caller IP).
+fn three_calls(dir: &TempDir, v2: bool) -> PathBuf {
+    sqlite_db(
+        dir,
+        v2,
+        &[
+            ("call-a", call_rows("call-a", 0)),
+            ("call-b", cancel_rows("call-b", 1800)),
+            ("call-c", timeout_rows("call-c", 3600)),
+        ],
+    )
+}
+
+fn callids_of(o: &Output) -> Vec<String> {
+    stdout(o)
+        .lines()
+        .skip(1)
+        .map(|l| l.rsplit(' ').next().unwrap().to_string())
+        .collect()
+}
+
+fn calls(db: &Path, args: &[&str]) -> Vec<String> {
+    let url = db_arg(db);
+    let mut a = vec!["--db", url.as_str(), "calls"];
+    a.extend_from_slice(args);
+    let o = siptrace(&a);
+    assert!(
+        o.status.success() || o.status.code() == Some(1),
+        "{}",
+        stderr(&o)
+    );
+    callids_of(&o)
+}
+
+fn check_filters(db: &Path) {
+    assert_eq!(calls(db, &[]), ["call-c", "call-b", "call-a"]);
+    assert_eq!(calls(db, &["--limit", "2"]), ["call-c", "call-b"]);
+    assert_eq!(
+        calls(db, &["--since", "2024-05-01 10:30"]),
+        ["call-c", "call-b"]
+    );
+    assert_eq!(calls(db, &["--until", "2024-05-01 10:29"]), ["call-a"]);
+    assert_eq!(
+        calls(
+            db,
+            &["--since", "2024-05-01 10:20", "--until", "2024-05-01 10:40"]
+        ),
+        ["call-b"]
+    );
+    assert_eq!(calls(db, &["--until", "2024-05-01"]).len(), 3);
+    assert_eq!(calls(db, &["--since", "2024-05-02"]), Vec::<String>::new());
+    // Durations count back from now: 2024 is long past.
+    assert_eq!(calls(db, &["--since", "1h"]), Vec::<String>::new());
+    assert_eq!(calls(db, &["--since", "99999d"]).len(), 3);
+    assert_eq!(calls(db, &["--method", "CANCEL"]), ["call-b"]);
+    assert_eq!(calls(db, &["--method", "bye"]), ["call-a"]);
+    assert_eq!(calls(db, &["--status", "408"]), ["call-c"]);
+    assert_eq!(calls(db, &["--status", "4xx"]), ["call-c", "call-b"]);
+    assert_eq!(calls(db, &["--callid", "call-b"]), ["call-b"]);
+    assert_eq!(
+        calls(db, &["--ip", "10.0.0.2"]),
+        ["call-c", "call-b", "call-a"]
+    );
+    assert_eq!(calls(db, &["--ip", "10.0.0.2:5080"]).len(), 3);
+    assert_eq!(calls(db, &["--ip", "10.0.0.2:5081"]), Vec::<String>::new());
+    assert_eq!(calls(db, &["--ip", "10.0.0.99"]), Vec::<String>::new());
+    // traced_user, From user, To user; never a substring.
+    assert_eq!(calls(db, &["--user", "alice"]).len(), 3);
+    assert_eq!(calls(db, &["--user", "bob"]).len(), 3);
+    assert_eq!(calls(db, &["--user", "ali"]), Vec::<String>::new());
+    assert_eq!(calls(db, &["--user", "example.com"]), Vec::<String>::new());
+    // Combined.
+    assert_eq!(
+        calls(
+            db,
+            &[
+                "--user",
+                "bob",
+                "--status",
+                "4xx",
+                "--since",
+                "2024-05-01 10:45"
+            ]
+        ),
+        ["call-c"]
+    );
+    assert_eq!(
+        calls(
+            db,
+            &[
+                "--method", "INVITE", "--status", "487", "--ip", "10.0.0.1", "--limit", "1"
+            ]
+        ),
+        ["call-b"]
+    );
+    assert_eq!(
+        calls(
+            db,
+            &[
+                "--user",
+                "alice",
+                "--method",
+                "CANCEL",
+                "--until",
+                "2024-05-01 10:10"
+            ]
+        ),
+        Vec::<String>::new()
+    );
+}
+
+#[test]
+fn calls_filters_v4() {
+    let dir = TempDir::new("calls4");
+    let db = three_calls(&dir, false);
+    check_filters(&db);
+    let o = siptrace(&["--db", &db_arg(&db), "calls"]);
+    golden("calls.txt", &stdout(&o));
+    let o = siptrace(&["--db", &db_arg(&db), "calls", "--json"]);
+    golden("calls.json", &stdout(&o));
+    assert!(stderr(&o).is_empty(), "{}", stderr(&o));
+}
+
+#[test]
+fn calls_filters_v2() {
+    let dir = TempDir::new("calls2");
+    let db = three_calls(&dir, true);
+    check_filters(&db);
+    let o = siptrace(&["--db", &db_arg(&db), "calls"]);
+    golden("calls-v2.txt", &stdout(&o));
+    let e = stderr(&o);
+    assert_eq!(e.matches("no time_us").count(), 1, "{e}");
+    assert!(e.contains("to the second"), "{e}");
+    let o = siptrace(&["--db", &db_arg(&db), "show", "call-c"]);
+    assert!(o.status.success());
+    golden("timeout-v2.txt", &stdout(&o));
+}
+
+#[test]
+fn errors_say_what_is_wrong() {
+    let dir = TempDir::new("errs");
+    let db = three_calls(&dir, false);
+    let url = db_arg(&db);
+    let o = siptrace(&["--db", &url, "show", "nope@x"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        stderr(&o).contains("no rows with Call-ID nope@x"),
+        "{}",
+        stderr(&o)
+    );
+    let o = siptrace(&[
+        "--db",
+        &url,
+        "pcap",
+        "nope@x",
+        "-o",
+        dir.join("x.pcap").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(!dir.join("x.pcap").exists());
+    let o = siptrace(&["--db", &url, "--table", "other", "calls"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("table other does not exist"),
+        "{}",
+        stderr(&o)
+    );
+    let o = siptrace(&["--db", &url, "--table", "x;y", "calls"]);
+    assert_eq!(o.status.code(), Some(3));
+    let o = siptrace(&["--db", "sqlite:///nonexistent/t.db", "calls"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(
+        stderr(&o).contains("no such database file"),
+        "{}",
+        stderr(&o)
+    );
+    let o = siptrace(&["--db", "postgres://nobody@127.0.0.1:1/x", "calls"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    let o = siptrace(&["--db", "mysql://nobody@127.0.0.1:1/x", "calls"]);
+    assert_eq!(o.status.code(), Some(3));
+    assert!(stderr(&o).contains("unreachable"), "{}", stderr(&o));
+    let o = siptrace(&["--db", &url, "calls", "--since", "yesterday"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("duration"), "{}", stderr(&o));
+    let o = siptrace(&["calls", "-f", dir.join("missing.cfg").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3));
+    // The configuration's db_url and table.
+    let cfg = dir.join("s.cfg");
+    std::fs::write(
+        &cfg,
+        format!(
+            "#!KAMAILIO\nloadmodule \"siptrace.so\"\nmodparam(\"siptrace\", \"db_url\", \"{url}\")\n\
+             modparam(\"siptrace\", \"table\", \"sip_trace\")\nrequest_route {{ drop; }}\n"
+        ),
+    )
+    .unwrap();
+    let o = siptrace(&["-f", cfg.to_str().unwrap(), "calls", "--callid", "call-a"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(callids_of(&o), ["call-a"]);
+    // Read-only: the file is unchanged.
+    let before = std::fs::read(&db).unwrap();
+    let _ = siptrace(&["--db", &url, "calls"]);
+    assert_eq!(std::fs::read(&db).unwrap(), before);
+}
