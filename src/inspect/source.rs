@@ -387,15 +387,12 @@ impl Source {
         let (conds, params) = self.where_clause(d, f);
         let time = d.ident(&self.cols.names[&Field::Time]);
         let callid = d.ident(&self.cols.names[&Field::CallId]);
-        let mut sql = format!(
-            "SELECT {callid}, MIN({time}) AS t0 FROM {}",
-            d.ident(&self.table)
-        );
+        let mut sql = format!("SELECT {callid} FROM {}", d.ident(&self.table));
         if !conds.is_empty() {
             sql.push_str(" WHERE ");
             sql.push_str(&conds.join(" AND "));
         }
-        sql.push_str(&format!(" GROUP BY {callid} ORDER BY t0 DESC"));
+        sql.push_str(&format!(" GROUP BY {callid} ORDER BY MIN({time}) DESC"));
         if let Some(n) = limit {
             sql.push_str(&format!(" LIMIT {n}"));
         }
@@ -535,14 +532,17 @@ impl Source {
                     .block_on(async { tokio::time::timeout(Duration::from_secs(60), fut).await })
                     .map_err(|_| qerr("no answer within 60 s".into()))?
                     .map_err(|e| qerr(pg_detail(&e)))?;
-                Ok(rows
-                    .iter()
+                rows.iter()
                     .map(|r| {
                         (0..r.len())
-                            .map(|i| r.get::<_, Option<String>>(i).map(String::into_bytes))
+                            .map(|i| {
+                                r.try_get::<_, Option<String>>(i)
+                                    .map(|v| v.map(String::into_bytes))
+                                    .map_err(|e| qerr(pg_detail(&e)))
+                            })
                             .collect()
                     })
-                    .collect())
+                    .collect()
             }
             #[cfg(feature = "mysql")]
             Engine::Mysql(conn) => {
