@@ -552,6 +552,51 @@ fn show_golden_timeout_with_retransmissions() {
     );
 }
 
+/// Count the elements carrying `class="arrow"` in a DOM dump.
+fn count_arrows(dom: &str) -> usize {
+    dom.matches("class=\"arrow").count()
+}
+
+#[test]
+fn html_opens_in_chromium_with_one_arrow_per_message() {
+    let dir = TempDir::new("html");
+    let c = "call-1@example.com";
+    let db = sqlite_db(&dir, false, &[(c, call_rows(c, 0))]);
+    let html = dir.join("call.html");
+    let o = siptrace(&[
+        "--db",
+        &db_arg(&db),
+        "show",
+        c,
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    // 26 rows, each event stored twice (traced user copies): 13 messages.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert_eq!(count_arrows(&page), 13, "{page}");
+    assert!(
+        !page.contains("src=\"http"),
+        "the page must be self-contained"
+    );
+    let dom = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--dump-dom"])
+        .arg(&html)
+        .output()
+        .expect("run chromium (apt-get install chromium)");
+    let dom = String::from_utf8_lossy(&dom.stdout);
+    assert_eq!(count_arrows(&dom), 13, "{dom}");
+    // The script ran: it marks the document once the ladder is wired up.
+    assert!(dom.contains("data-ready=\"1\""), "{dom}");
+    let svg = siptrace(&["--db", &db_arg(&db), "show", c, "--format", "svg"]);
+    assert!(svg.status.success());
+    let svg = stdout(&svg);
+    assert!(svg.starts_with("<svg") || svg.starts_with("<?xml"), "{svg}");
+    assert_eq!(count_arrows(&svg), 13);
+}
+
 /// Three calls on one table: a finished call by alice at 10:00, a
 /// cancelled one at 10:30, a 408 at 11:00 (from another caller IP).
 fn three_calls(dir: &TempDir, v2: bool) -> PathBuf {

@@ -14,7 +14,7 @@ use siptraced::inspect::call::{CallSummary, Filter, format_duration};
 use siptraced::inspect::json::J;
 use siptraced::inspect::source::Source;
 use siptraced::inspect::when::{End, parse_when};
-use siptraced::inspect::{StoredRow, ladder, pcap};
+use siptraced::inspect::{StoredRow, ladder, pcap, svg};
 
 /// A failure with the exit code it earns.
 struct Fail(u8, String);
@@ -62,9 +62,8 @@ fn run() -> Result<(), Fail> {
             let text = match format {
                 Format::Text => ladder::render_text(&l, &rows),
                 Format::Json => ladder::render_json(&l, &rows),
-                Format::Svg | Format::Html => {
-                    return Err(Fail(2, "svg and html output are not built yet".into()));
-                }
+                Format::Svg => svg::render_svg(&l, &rows),
+                Format::Html => svg::render_html(&l, &rows),
             };
             write_out(out.as_deref(), text.as_bytes())
         }

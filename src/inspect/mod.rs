@@ -9,7 +9,7 @@
 //! are read is pure data in, data out, and unit-tested without a database:
 //! [`when`] (time arguments, local time ↔ Unix time), [`call`] (filters and
 //! per-call summaries), [`ladder`] (which arrows between which hosts, text
-//! and JSON), [`pcap`]
+//! and JSON), [`svg`] (SVG and the self-contained HTML page), [`pcap`]
 //! (synthesised Ethernet/IP/UDP/TCP frames, pcap and pcapng), [`args`] (the
 //! command line).
 //!
@@ -25,7 +25,7 @@ pub mod json;
 pub mod ladder;
 pub mod pcap;
 pub mod source;
-
+pub mod svg;
 pub mod when;
 
 /// One stored `sip_trace` row, as read back. Columns a table lacks are
