@@ -402,25 +402,17 @@ fn timeout_rows(c: &str, base: u32) -> Vec<R> {
     ]
 }
 
-/// A SQLite file with a v4 table (or v2 with `v2`), holding `calls`
-/// (Call-ID, rows) stored on 2024-05-01 from 10:00:00 local time on.
-fn sqlite_db(dir: &TempDir, v2: bool, calls: &[(&str, Vec<R>)]) -> PathBuf {
-    let path = dir.join(if v2 { "v2.db" } else { "trace.db" });
-    let conn = rusqlite::Connection::open(&path).unwrap();
-    let script = if v2 {
-        "siptrace-v2-create.sql"
-    } else {
-        "siptrace-create.sql"
-    };
-    conn.execute_batch(
-        &std::fs::read_to_string(repo_root().join("sql/sqlite").join(script)).unwrap(),
-    )
-    .unwrap();
+/// INSERTs for `calls` (Call-ID, rows) stored on 2024-05-01 from 10:00:00
+/// local time on, into a v4 table (or v2 with `v2`): literal values, so
+/// that one text serves every SQL backend.
+fn inserts(v2: bool, calls: &[(&str, Vec<R>)]) -> String {
+    let q = |v: &str| format!("'{}'", v.replace('\'', "''"));
     let mut all: Vec<(&str, &R)> = calls
         .iter()
         .flat_map(|(c, rows)| rows.iter().map(move |r| (*c, r)))
         .collect();
     all.sort_by_key(|(_, r)| (r.sec, r.us));
+    let mut sql = String::new();
     for (callid, row) in all {
         let stamp = format!(
             "2024-05-01 {:02}:{:02}:{:02}",
@@ -428,12 +420,7 @@ fn sqlite_db(dir: &TempDir, v2: bool, calls: &[(&str, Vec<R>)]) -> PathBuf {
             (row.sec / 60) % 60,
             row.sec % 60
         );
-        let m = row.msg.as_bytes();
-        let first = String::from_utf8_lossy(m)
-            .lines()
-            .next()
-            .unwrap_or("")
-            .to_string();
+        let first = row.msg.lines().next().unwrap_or("").to_string();
         let (method, status) = if let Some(rest) = first.strip_prefix("SIP/2.0 ") {
             let cseq = row
                 .msg
@@ -458,30 +445,63 @@ fn sqlite_db(dir: &TempDir, v2: bool, calls: &[(&str, Vec<R>)]) -> PathBuf {
             .and_then(|t| t.split_once(";tag="))
             .map(|(_, t)| t.to_string())
             .unwrap_or_default();
-        let text = rusqlite::types::Value::Text(row.msg.clone());
+        let common = [
+            q(callid),
+            q(row.user),
+            q(&row.msg),
+            q(&method),
+            q(&status),
+            q(row.from),
+            q(row.to),
+            q("a1"),
+            q(row.dir),
+        ]
+        .join(", ");
         if v2 {
-            conn.execute(
+            sql.push_str(&format!(
                 "INSERT INTO sip_trace (time_stamp, callid, traced_user, msg, method, status, \
-                 fromip, toip, fromtag, direction) VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10)",
-                rusqlite::params![
-                    stamp, callid, row.user, text, method, status, row.from, row.to, "a1", row.dir
-                ],
-            )
-            .unwrap();
+                 fromip, toip, fromtag, direction) VALUES ({}, {common});\n",
+                q(&stamp)
+            ));
         } else {
-            conn.execute(
+            sql.push_str(&format!(
                 "INSERT INTO sip_trace (time_stamp, time_us, callid, traced_user, msg, method, \
-                 status, fromip, toip, fromtag, totag, direction) \
-                 VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12)",
-                rusqlite::params![
-                    stamp, row.us, callid, row.user, text, method, status, row.from, row.to, "a1",
-                    totag, row.dir
-                ],
-            )
-            .unwrap();
+                 status, fromip, toip, fromtag, direction, totag) \
+                 VALUES ({}, {}, {common}, {});\n",
+                q(&stamp),
+                row.us,
+                q(&totag)
+            ));
         }
     }
+    sql
+}
+
+fn create_script(v2: bool) -> &'static str {
+    if v2 {
+        "siptrace-v2-create.sql"
+    } else {
+        "siptrace-create.sql"
+    }
+}
+
+/// A SQLite file holding [`inserts`].
+fn sqlite_db(dir: &TempDir, v2: bool, calls: &[(&str, Vec<R>)]) -> PathBuf {
+    let path = dir.join(if v2 { "v2.db" } else { "trace.db" });
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let script = repo_root().join("sql/sqlite").join(create_script(v2));
+    conn.execute_batch(&std::fs::read_to_string(script).unwrap())
+        .unwrap();
+    conn.execute_batch(&inserts(v2, calls)).unwrap();
     path
+}
+
+/// A PostgreSQL or MariaDB database holding [`inserts`].
+fn server_db(kind: DbKind, v2: bool, calls: &[(&str, Vec<R>)]) -> TestDb {
+    let db = TestDb::empty(kind);
+    db.apply_script(create_script(v2));
+    db.exec(&inserts(v2, calls));
+    db
 }
 
 fn db_arg(path: &Path) -> String {
@@ -599,16 +619,43 @@ fn html_opens_in_chromium_with_one_arrow_per_message() {
 
 /// Three calls on one table: a finished call by alice at 10:00, a
 /// cancelled one at 10:30, a 408 at 11:00 (from another caller IP).
+fn three_call_rows() -> Vec<(&'static str, Vec<R>)> {
+    vec![
+        ("call-a", call_rows("call-a", 0)),
+        ("call-b", cancel_rows("call-b", 1800)),
+        ("call-c", timeout_rows("call-c", 3600)),
+    ]
+}
+
 fn three_calls(dir: &TempDir, v2: bool) -> PathBuf {
-    sqlite_db(
-        dir,
-        v2,
-        &[
-            ("call-a", call_rows("call-a", 0)),
-            ("call-b", cancel_rows("call-b", 1800)),
-            ("call-c", timeout_rows("call-c", 3600)),
-        ],
-    )
+    sqlite_db(dir, v2, &three_call_rows())
+}
+
+/// The same searches, the same answers, on PostgreSQL and MariaDB (v4 and
+/// v2 layouts), and the same ladder.
+fn filters_on_server(kind: DbKind) {
+    for v2 in [false, true] {
+        let db = server_db(kind, v2, &three_call_rows());
+        check_filters(&db.url);
+        let o = siptrace(&["--db", &db.url, "show", "call-c"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        golden(
+            if v2 { "timeout-v2.txt" } else { "calls-c.txt" },
+            &stdout(&o),
+        );
+        let o = siptrace(&["--db", &db.url, "calls"]);
+        golden(if v2 { "calls-v2.txt" } else { "calls.txt" }, &stdout(&o));
+    }
+}
+
+#[test]
+fn calls_filters_postgres() {
+    filters_on_server(DbKind::Postgres);
+}
+
+#[test]
+fn calls_filters_mysql() {
+    filters_on_server(DbKind::Mysql);
 }
 
 fn callids_of(o: &Output) -> Vec<String> {
@@ -619,9 +666,8 @@ fn callids_of(o: &Output) -> Vec<String> {
         .collect()
 }
 
-fn calls(db: &Path, args: &[&str]) -> Vec<String> {
-    let url = db_arg(db);
-    let mut a = vec!["--db", url.as_str(), "calls"];
+fn calls(url: &str, args: &[&str]) -> Vec<String> {
+    let mut a = vec!["--db", url, "calls"];
     a.extend_from_slice(args);
     let o = siptrace(&a);
     assert!(
@@ -632,7 +678,7 @@ fn calls(db: &Path, args: &[&str]) -> Vec<String> {
     callids_of(&o)
 }
 
-fn check_filters(db: &Path) {
+fn check_filters(db: &str) {
     assert_eq!(calls(db, &[]), ["call-c", "call-b", "call-a"]);
     assert_eq!(calls(db, &["--limit", "2"]), ["call-c", "call-b"]);
     assert_eq!(
@@ -713,11 +759,13 @@ fn check_filters(db: &Path) {
 fn calls_filters_v4() {
     let dir = TempDir::new("calls4");
     let db = three_calls(&dir, false);
-    check_filters(&db);
+    check_filters(&db_arg(&db));
     let o = siptrace(&["--db", &db_arg(&db), "calls"]);
     golden("calls.txt", &stdout(&o));
     let o = siptrace(&["--db", &db_arg(&db), "calls", "--json"]);
     golden("calls.json", &stdout(&o));
+    let o = siptrace(&["--db", &db_arg(&db), "show", "call-c"]);
+    golden("calls-c.txt", &stdout(&o));
     assert!(stderr(&o).is_empty(), "{}", stderr(&o));
 }
 
@@ -725,7 +773,7 @@ fn calls_filters_v4() {
 fn calls_filters_v2() {
     let dir = TempDir::new("calls2");
     let db = three_calls(&dir, true);
-    check_filters(&db);
+    check_filters(&db_arg(&db));
     let o = siptrace(&["--db", &db_arg(&db), "calls"]);
     golden("calls-v2.txt", &stdout(&o));
     let e = stderr(&o);
