@@ -19,6 +19,8 @@
 //! - `transport` UDP listeners and TCP connections to capture nodes
 //! - `process`   logging, daemonising, pid file, privilege drop
 //! - `clock`     wall-clock values and their local-time renderings
+//! - `inspect`   the `siptrace` tool (src/bin/siptrace.rs): read-only search, ladder,
+//!   pcap export over the table
 
 // The module docs are a maintainer's map: they link to crate-internal items
 // on purpose (read them with `cargo doc --document-private-items`).
