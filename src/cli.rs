@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-pub(crate) const DEFAULT_CFG: &str = "/etc/siptraced/siptraced.cfg";
+pub const DEFAULT_CFG: &str = "/etc/siptraced/siptraced.cfg";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Args {

@@ -40,7 +40,7 @@ pub struct LocalTm {
 }
 
 #[allow(unsafe_code)]
-pub(crate) fn local_tm(secs: i64) -> LocalTm {
+pub fn local_tm(secs: i64) -> LocalTm {
     let t: libc::time_t = secs as libc::time_t;
     // SAFETY: `tm` is plain old data that localtime_r fills in; both pointers
     // are valid for the duration of the call, and localtime_r is the

@@ -20,6 +20,8 @@
 //! - `process`   logging, daemonising, pid file, privilege drop
 //! - `clock`     wall-clock values and their local-time renderings
 //! - `limits`    the bounds on peer-driven state, their values and hit counters (pure)
+//! - `inspect`   the `siptrace` tool (src/bin/siptrace.rs): read-only search, ladder,
+//!   pcap export over the table
 
 // The module docs are a maintainer's map: they link to crate-internal items
 // on purpose (read them with `cargo doc --document-private-items`).
@@ -32,6 +34,7 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod db;
+pub mod inspect;
 pub mod limits;
 pub mod mi;
 pub mod process;

@@ -179,7 +179,7 @@ impl fmt::Display for LayoutProblem {
 impl Layout {
     /// Match a table's columns (names compared case-insensitively) to the
     /// row fields; what the table lacks among the optional ones is not written.
-    pub(crate) fn detect(table: &str, columns: &[ColumnInfo]) -> Result<Layout, LayoutProblem> {
+    pub fn detect(table: &str, columns: &[ColumnInfo]) -> Result<Layout, LayoutProblem> {
         let find = |name: &str| {
             columns
                 .iter()

@@ -1,0 +1,303 @@
+//! siptrace: find a call in the sip_trace table, draw it, export it.
+//!
+//! Thin entry point over `siptraced::inspect`: arguments → which table
+//! (`--db`/`--table`, else the siptraced configuration's db_url/table) →
+//! one command. Read-only. Exit codes: 0 done, 1 no matching call (said
+//! on stderr), 2 usage error, 3 configuration, database or output error.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use siptraced::clock::WallTime;
+use siptraced::inspect::args::{self, CallsArgs, Command, DbArgs, Format};
+use siptraced::inspect::call::{CallSummary, Filter, format_duration};
+use siptraced::inspect::json::J;
+use siptraced::inspect::source::Source;
+use siptraced::inspect::when::{End, parse_when};
+use siptraced::inspect::{StoredRow, ladder, pcap, svg};
+
+/// A failure with the exit code it earns.
+struct Fail(u8, String);
+
+fn main() -> ExitCode {
+    match run() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Fail(code, msg)) => {
+            eprintln!("siptrace: {msg}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+fn run() -> Result<(), Fail> {
+    let inv = args::parse(std::env::args().skip(1)).map_err(|e| Fail(2, e.to_string()))?;
+    match inv.command {
+        Command::Help => {
+            print!("{}", args::USAGE);
+            return Ok(());
+        }
+        Command::Version => {
+            println!("siptrace {}", siptraced::VERSION);
+            return Ok(());
+        }
+        _ => {}
+    }
+    let (url, table) = database(&inv.db)?;
+    let mut src = Source::open(&url, &table).map_err(|e| Fail(3, e.to_string()))?;
+    if !src.has_time_us() {
+        eprintln!(
+            "siptrace: {} has no time_us column: times are to the second",
+            src.describe()
+        );
+    }
+    match inv.command {
+        Command::Calls(c) => calls(&mut src, &c),
+        Command::Show {
+            callids,
+            format,
+            out,
+        } => {
+            let rows = rows_of(&mut src, &callids)?;
+            let l = ladder::build(&rows);
+            let text = match format {
+                Format::Text => ladder::render_text(&l, &rows),
+                Format::Json => ladder::render_json(&l, &rows),
+                Format::Svg => svg::render_svg(&l, &rows),
+                Format::Html => svg::render_html(&l, &rows),
+            };
+            write_out(out.as_deref(), text.as_bytes())
+        }
+        Command::Pcap {
+            callids,
+            out,
+            pcapng,
+        } => {
+            let rows = rows_of(&mut src, &callids)?;
+            write_pcap(&rows, &out, pcapng)
+        }
+        Command::Help | Command::Version => Ok(()),
+    }
+}
+
+/// `--db`/`--table`, else the `-f` configuration's, else the default one's.
+fn database(a: &DbArgs) -> Result<(String, String), Fail> {
+    if let (Some(db), None) = (&a.db, &a.cfg) {
+        return Ok((
+            db.clone(),
+            a.table.clone().unwrap_or_else(|| "sip_trace".into()),
+        ));
+    }
+    let path = a
+        .cfg
+        .clone()
+        .unwrap_or_else(|| siptraced::cli::DEFAULT_CFG.to_string());
+    let loaded = siptraced::cfg::load_file(std::path::Path::new(&path), &[])
+        .and_then(|ast| siptraced::config::build(&ast));
+    let conf = match loaded {
+        Ok((conf, _)) => conf,
+        Err(diags) => {
+            let first = diags.first().map(|d| d.to_string()).unwrap_or_default();
+            let hint = if a.cfg.is_none() {
+                " (give --db URL, or -f FILE)"
+            } else {
+                ""
+            };
+            return Err(Fail(
+                3,
+                format!("cannot take db_url from {path}: {first}{hint}"),
+            ));
+        }
+    };
+    let p = conf.siptrace.unwrap_or_default();
+    Ok((
+        a.db.clone().unwrap_or(p.db_url),
+        a.table.clone().unwrap_or(p.table),
+    ))
+}
+
+fn rows_of(src: &mut Source, callids: &[String]) -> Result<Vec<StoredRow>, Fail> {
+    let rows = src.rows_of(callids).map_err(|e| Fail(3, e.to_string()))?;
+    let missing: Vec<&str> = callids
+        .iter()
+        .filter(|c| !rows.iter().any(|r| &r.callid == *c))
+        .map(String::as_str)
+        .collect();
+    if !missing.is_empty() {
+        return Err(Fail(
+            1,
+            format!(
+                "no rows with Call-ID {} in {}",
+                missing.join(", "),
+                src.describe()
+            ),
+        ));
+    }
+    Ok(rows)
+}
+
+fn calls(src: &mut Source, c: &CallsArgs) -> Result<(), Fail> {
+    let now = WallTime::now().sec;
+    let when = |v: &Option<String>, end| {
+        v.as_deref()
+            .map(|s| parse_when(s, end, now))
+            .transpose()
+            .map_err(|e| Fail(2, e.to_string()))
+    };
+    let f = Filter {
+        since: when(&c.since, End::Since)?,
+        until: when(&c.until, End::Until)?,
+        user: c.user.clone(),
+        ip: c.ip.clone(),
+        method: c.method.clone(),
+        status: c.status.clone(),
+        callid: c.callid.clone(),
+    };
+    let groups = src
+        .matching_calls(&f, c.limit)
+        .map_err(|e| Fail(3, e.to_string()))?;
+    let mut found: Vec<(CallSummary, &Vec<StoredRow>)> = groups
+        .iter()
+        .filter_map(|g| siptraced::inspect::call::summarize(g).map(|s| (s, g)))
+        .collect();
+    found.sort_by(|a, b| {
+        b.0.start_time_us
+            .cmp(&a.0.start_time_us)
+            .then(a.0.callid.cmp(&b.0.callid))
+    });
+    if let Some(path) = &c.pcap {
+        let rows: Vec<StoredRow> = found.iter().flat_map(|(_, g)| g.iter().cloned()).collect();
+        let mut rows = rows;
+        rows.sort_by_key(|r| (r.time_us(), r.id));
+        write_pcap(&rows, path, c.pcapng)?;
+    }
+    let summaries: Vec<CallSummary> = found.into_iter().map(|(s, _)| s).collect();
+    let text = if c.json {
+        calls_json(&summaries)
+    } else {
+        calls_text(&summaries)
+    };
+    write_out(None, text.as_bytes())?;
+    if summaries.is_empty() {
+        return Err(Fail(1, format!("no call matches in {}", src.describe())));
+    }
+    Ok(())
+}
+
+fn start_text(s: &CallSummary) -> String {
+    match s.start_us {
+        Some(us) => format!("{}.{:03}", s.start, us / 1000),
+        None => s.start.clone(),
+    }
+}
+
+fn calls_text(list: &[CallSummary]) -> String {
+    let mut out = format!(
+        "{:<23} {:>8} {:>4} {:<9} {:<6} {:<27} {}\n",
+        "START", "DURATION", "ROWS", "METHOD", "STATUS", "FROM -> TO", "CALL-ID"
+    );
+    for s in list {
+        let mut parties = format!("{} -> {}", s.from_user, s.to_user);
+        if parties.chars().count() > 27 {
+            parties = parties.chars().take(26).collect::<String>() + "~";
+        }
+        out.push_str(&format!(
+            "{:<23} {:>8} {:>4} {:<9} {:<6} {:<27} {}\n",
+            start_text(s),
+            format_duration(s.duration_us),
+            s.rows,
+            s.first_method,
+            if s.final_status.is_empty() {
+                "-"
+            } else {
+                &s.final_status
+            },
+            parties,
+            s.callid
+        ));
+    }
+    out
+}
+
+fn calls_json(list: &[CallSummary]) -> String {
+    J::Arr(
+        list.iter()
+            .map(|s| {
+                J::Obj(vec![
+                    ("callid", J::s(s.callid.clone())),
+                    ("start", J::s(s.start.clone())),
+                    (
+                        "start_us",
+                        s.start_us.map_or(J::Null, |u| J::Int(i64::from(u))),
+                    ),
+                    ("from_user", J::s(s.from_user.clone())),
+                    ("to_user", J::s(s.to_user.clone())),
+                    ("method", J::s(s.first_method.clone())),
+                    ("final_status", J::s(s.final_status.clone())),
+                    ("duration_ms", J::Ms(s.duration_us)),
+                    ("rows", J::Int(s.rows as i64)),
+                ])
+            })
+            .collect(),
+    )
+    .pretty()
+}
+
+/// One packet per drawn message (copies of one event collapsed, as in
+/// the ladder; retransmissions kept, they were on the wire twice).
+fn write_pcap(rows: &[StoredRow], path: &str, ng: bool) -> Result<(), Fail> {
+    let l = ladder::build(rows);
+    let mut unknown = Vec::new();
+    let mut ep = |v: &str| {
+        pcap::endpoint(v).unwrap_or_else(|| {
+            if !unknown.iter().any(|u| u == v) {
+                unknown.push(v.to_string());
+            }
+            (
+                pcap::Proto::Udp,
+                "0.0.0.0:5060".parse().expect("literal address"),
+            )
+        })
+    };
+    let packets: Vec<pcap::Packet> = l
+        .arrows
+        .iter()
+        .map(|a| {
+            let r = &rows[a.rows[0]];
+            let (proto, src) = ep(&r.fromip);
+            let (_, dst) = ep(&r.toip);
+            pcap::Packet {
+                sec: r.sec,
+                usec: r.us.unwrap_or(0),
+                proto,
+                src,
+                dst,
+                payload: r.msg.clone(),
+            }
+        })
+        .collect();
+    for u in &unknown {
+        eprintln!("siptrace: {u:?} is not proto:ip:port; written as 0.0.0.0:5060");
+    }
+    let frames = pcap::frames(&packets);
+    let bytes = if ng {
+        pcap::pcapng(&frames)
+    } else {
+        pcap::pcap(&frames)
+    };
+    write_out(Some(path), &bytes)
+}
+
+fn write_out(path: Option<&str>, bytes: &[u8]) -> Result<(), Fail> {
+    match path {
+        Some(p) if p != "-" => {
+            std::fs::write(p, bytes).map_err(|e| Fail(3, format!("cannot write {p}: {e}")))
+        }
+        _ => {
+            let mut so = std::io::stdout().lock();
+            // A closed pipe (`| head`) is not an error worth reporting.
+            let _ = so.write_all(bytes);
+            let _ = so.flush();
+            Ok(())
+        }
+    }
+}
