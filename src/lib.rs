@@ -31,6 +31,8 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod db;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod mi;
 pub mod process;
 pub mod reactor;
