@@ -44,8 +44,11 @@ rng = random.Random(12)
 for f in sorted(os.listdir(os.path.join(ROOT, "src/sip/testdata"))):
     if f.endswith(".dat"):
         put("sip", f[:-4], read("src/sip/testdata", f))
-for f in ["esc01.dat", "regaut01.dat"]:
-    put("sip", f[:-4] + "-ops", read("src/sip/testdata", f) + OPS_MARK + bytes(rng.randrange(256) for _ in range(64)))
+for f in ["esc01.dat", "regaut01.dat", "wsinv.dat", "intmeth.dat", "lwsdisp.dat", "ipv6-good.dat"]:
+    put("sip", f[:-4] + "-ops", read("src/sip/testdata", f) + OPS_MARK + bytes(rng.randrange(256) for _ in range(256)))
+put("sip", "reply-ops", b"SIP/2.0 486 Busy Here\r\nVia: SIP/2.0/UDP p.example;branch=z9hG4bKp, SIP/2.0/UDP a.example;branch=z9hG4bKa;rport=5070\r\n"
+    b"To: <sip:bob@b.example>;tag=x\r\nFrom: <sip:alice@a.example>;tag=88\r\nCall-ID: c1\r\nCSeq: 7 INVITE\r\nContent-Length: 0\r\n\r\n"
+    + OPS_MARK + bytes(rng.randrange(256) for _ in range(256)))
 
 # mi_text: the requests of tests/mi_text.rs, one file per test, FIFO
 # replies opening (first byte 0) and one with them failing (first byte 1).

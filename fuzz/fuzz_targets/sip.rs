@@ -104,33 +104,58 @@ fn builds(bytes: &[u8], what: &str) {
     f::read_all(&m);
 }
 
+/// One edit of the relay sequence: it must re-scan, and a request that was
+/// valid when it arrived must still be valid (what the next hop checks).
+fn step<T>(m: &SipMsg, valid: bool, tolerate: bool, what: &str, r: Result<T, EditError>) {
+    after_edit(m, r, tolerate, false, what);
+    if valid {
+        if let Err(e) = f::validate(m) {
+            panic!(
+                "{what}: a valid request became invalid: {e}\n{}",
+                String::from_utf8_lossy(m.as_bytes())
+            );
+        }
+    }
+}
+
 fn proxy_request(orig: &SipMsg, tolerate: bool) {
     let valid = f::validate(orig).is_ok();
     let mut m = orig.clone();
     let r = f::add_max_forwards(&mut m, -1);
-    after_edit(&m, r, tolerate, false, "add_max_forwards");
+    step(&m, valid, tolerate, "add_max_forwards", r);
     let r = f::set_max_forwards(&mut m, 70);
-    after_edit(&m, r, tolerate, false, "set_max_forwards");
+    step(&m, valid, tolerate, "set_max_forwards", r);
     let r = f::remove_first_route(&mut m);
-    after_edit(&m, r, tolerate, false, "remove_first_route");
-    let r = f::set_via_received(&mut m, IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 5060);
-    after_edit(&m, r, tolerate, false, "set_via_received v4");
-    let r = f::set_via_received(&mut m, IpAddr::V6(Ipv6Addr::LOCALHOST), 5070);
-    after_edit(&m, r, tolerate, false, "set_via_received v6");
+    step(&m, valid, tolerate, "remove_first_route", r);
+    let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
+    let r = f::set_via_received(&mut m, v4, 5060);
+    step(&m, valid, tolerate, "set_via_received v4", r);
+    let v6 = IpAddr::V6(Ipv6Addr::LOCALHOST);
+    let r = f::set_via_received(&mut m, v6, 5070);
+    step(&m, valid, tolerate, "set_via_received v6", r);
+    if valid {
+        // Once received (and rport) are written, the same source changes nothing.
+        assert_eq!(
+            f::set_via_received(&mut m, v6, 5070),
+            Ok(false),
+            "set_via_received is not idempotent:\n{}",
+            String::from_utf8_lossy(m.as_bytes())
+        );
+    }
     let r = f::insert_header_top(&mut m, "Record-Route", "<sip:192.0.2.2;lr>");
-    after_edit(&m, r, tolerate, false, "insert Record-Route");
+    step(&m, valid, tolerate, "insert Record-Route", r);
     let branch = sip::stateless_branch(&m, b"fuzz");
     let r = f::push_via(
         &mut m,
         &format!("SIP/2.0/UDP 192.0.2.2:5060;branch={branch}"),
     );
-    after_edit(&m, r, tolerate, false, "push_via");
+    step(&m, valid, tolerate, "push_via", r);
     let r = f::set_request_uri(&mut m, "sip:bob@192.0.2.3:5062;transport=udp");
-    after_edit(&m, r, tolerate, false, "set_request_uri");
+    step(&m, valid, tolerate, "set_request_uri", r);
     let r = f::append_header(&mut m, "X-Fuzz: 1");
-    after_edit(&m, r, tolerate, false, "append_header");
+    step(&m, valid, tolerate, "append_header", r);
     let r = f::remove_header(&mut m, "x-fuzz");
-    after_edit(&m, r, tolerate, false, "remove_header");
+    step(&m, valid, tolerate, "remove_header", r);
     if !valid {
         // Replies to (and relays of) an invalid request are not built from
         // its headers beyond the 400, checked by the caller.
@@ -171,6 +196,15 @@ fn proxy_response(orig: &SipMsg, tolerate: bool) {
     let mut m = orig.clone();
     let r = f::pop_top_via(&mut m);
     after_edit(&m, r, tolerate, false, "pop_top_via");
+    if f::validate(orig).is_ok() && m.header_values("Via").count() > 0 {
+        // The reply relayed upstream: still valid with our Via gone.
+        if let Err(e) = f::validate(&m) {
+            panic!(
+                "pop_top_via: a valid reply became invalid: {e}\n{}",
+                String::from_utf8_lossy(m.as_bytes())
+            );
+        }
+    }
     if f::validate(orig).is_ok() {
         let invite = SipMsg::parse(INVITE).expect("fixed INVITE");
         if let Ok(ack) = build_ack_for_non2xx(&invite, orig) {
