@@ -118,6 +118,36 @@ fn step<T>(m: &SipMsg, valid: bool, tolerate: bool, what: &str, r: Result<T, Edi
     }
 }
 
+fn values(m: &SipMsg, name: &str) -> Vec<Vec<u8>> {
+    m.header_values(name).map(<[u8]>::to_vec).collect()
+}
+
+/// A list edit did exactly what it says to the header's values: `pushed`
+/// (if any) now first, then the old values less the `dropped` first ones.
+fn list_edited(
+    before: &[Vec<u8>],
+    m: &SipMsg,
+    name: &str,
+    pushed: Option<&str>,
+    dropped: usize,
+    what: &str,
+) {
+    let mut want: Vec<Vec<u8>> = pushed.map(|p| p.as_bytes().to_vec()).into_iter().collect();
+    want.extend(before.iter().skip(dropped).cloned());
+    let got = values(m, name);
+    assert!(
+        got == want,
+        "{what}: {name} values {:?}, want {:?}\n{}",
+        got.iter()
+            .map(|v| String::from_utf8_lossy(v))
+            .collect::<Vec<_>>(),
+        want.iter()
+            .map(|v| String::from_utf8_lossy(v))
+            .collect::<Vec<_>>(),
+        String::from_utf8_lossy(m.as_bytes())
+    );
+}
+
 fn proxy_request(orig: &SipMsg, tolerate: bool) {
     let valid = f::validate(orig).is_ok();
     let mut m = orig.clone();
@@ -125,7 +155,11 @@ fn proxy_request(orig: &SipMsg, tolerate: bool) {
     step(&m, valid, tolerate, "add_max_forwards", r);
     let r = f::set_max_forwards(&mut m, 70);
     step(&m, valid, tolerate, "set_max_forwards", r);
+    let before = values(&m, "Route");
     let r = f::remove_first_route(&mut m);
+    if r == Ok(true) {
+        list_edited(&before, &m, "Route", None, 1, "remove_first_route");
+    }
     step(&m, valid, tolerate, "remove_first_route", r);
     let v4 = IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1));
     let r = f::set_via_received(&mut m, v4, 5060);
@@ -142,13 +176,38 @@ fn proxy_request(orig: &SipMsg, tolerate: bool) {
             String::from_utf8_lossy(m.as_bytes())
         );
     }
-    let r = f::insert_header_top(&mut m, "Record-Route", "<sip:192.0.2.2;lr>");
+    let before = values(&m, "Record-Route");
+    let rr = "<sip:192.0.2.2;lr>";
+    let r = f::insert_header_top(&mut m, "Record-Route", rr);
+    if r.is_ok() {
+        list_edited(
+            &before,
+            &m,
+            "Record-Route",
+            Some(rr),
+            0,
+            "insert Record-Route",
+        );
+    }
     step(&m, valid, tolerate, "insert Record-Route", r);
     let branch = sip::stateless_branch(&m, b"fuzz");
-    let r = f::push_via(
-        &mut m,
-        &format!("SIP/2.0/UDP 192.0.2.2:5060;branch={branch}"),
-    );
+    let before = values(&m, "Via");
+    let via = format!("SIP/2.0/UDP 192.0.2.2:5060;branch={branch}");
+    let r = f::push_via(&mut m, &via);
+    if r.is_ok() {
+        list_edited(&before, &m, "Via", Some(&via), 0, "push_via");
+        let mut popped = m.clone();
+        let r = f::pop_top_via(&mut popped);
+        assert_eq!(r, Ok(true), "pop_top_via after push_via");
+        list_edited(
+            &before,
+            &popped,
+            "Via",
+            None,
+            0,
+            "pop_top_via after push_via",
+        );
+    }
     step(&m, valid, tolerate, "push_via", r);
     let r = f::set_request_uri(&mut m, "sip:bob@192.0.2.3:5062;transport=udp");
     step(&m, valid, tolerate, "set_request_uri", r);
@@ -194,7 +253,11 @@ fn proxy_request(orig: &SipMsg, tolerate: bool) {
 
 fn proxy_response(orig: &SipMsg, tolerate: bool) {
     let mut m = orig.clone();
+    let before = values(&m, "Via");
     let r = f::pop_top_via(&mut m);
+    if r == Ok(true) {
+        list_edited(&before, &m, "Via", None, 1, "pop_top_via");
+    }
     after_edit(&m, r, tolerate, false, "pop_top_via");
     if f::validate(orig).is_ok() && m.header_values("Via").count() > 0 {
         // The reply relayed upstream: still valid with our Via gone.
@@ -343,12 +406,16 @@ fuzz_target!(|data: &[u8]| {
     let _ = keepalive_len(msg);
     if let Ok(Some(n)) = frame_len(msg) {
         assert!(n <= msg.len(), "frame_len {n} beyond {} bytes", msg.len());
-        if let Ok(m) = SipMsg::parse(&msg[..n]) {
-            assert_eq!(
+        match SipMsg::parse(&msg[..n]) {
+            Ok(m) => assert_eq!(
                 m.discarded_trailing(),
                 0,
                 "a stream frame holds one message"
-            );
+            ),
+            Err(e @ sip::ParseError::Truncated { .. }) => {
+                panic!("frame_len cut {n} bytes, short of the body: {e}")
+            }
+            Err(_) => {}
         }
     }
     one(msg, ops, false);
