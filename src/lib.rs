@@ -34,6 +34,8 @@ pub mod config;
 pub mod core;
 pub mod daemon;
 pub mod db;
+#[doc(hidden)]
+pub mod fuzz_api;
 pub mod inspect;
 pub mod limits;
 pub mod mi;

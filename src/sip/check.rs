@@ -238,6 +238,12 @@ From: <sip:x@y>;tag=1\r\nTo: <sip:a@b>\r\nCall-ID: c\r\nCSeq: 1 OPTIONS\r\nMax-F
                 Err(Malformed::CSeq),
             ),
             (&[("CSeq: 1 OPTIONS", "CSeq: 2147483647 OPTIONS")], Ok(())),
+            // Found by fuzz/ (target sip): the stray quote used to pass, and
+            // the relay then re-added `received` it could not see.
+            (
+                &[("branch=z9hG4bK1", "branch=z9hG4\"Kkdjuw;received=192.0.2.1")],
+                Err(Malformed::Via(ViaError::BadParam)),
+            ),
             (
                 &[("CSeq: 1 OPTIONS", "CSeq: 1 INVITE")],
                 Err(Malformed::CSeqMethodMismatch),

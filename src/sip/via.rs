@@ -146,8 +146,16 @@ impl<'a> Via<'a> {
                 return Err(ViaError::BadParam);
             }
             if let Some(v) = p.value {
+                // gen-value = token / host / quoted-string (RFC 3261 §25.1):
+                // a quote anywhere else would hide the parameters after it
+                // from every later lookup (received, rport, branch).
                 let v = &b[v];
-                if v.first() != Some(&b'"') && v.iter().any(|&c| lex::is_lws(c)) {
+                let ok = if v.first() == Some(&b'"') {
+                    lex::skip_quoted(v, 0) == Some(v.len())
+                } else {
+                    !v.iter().any(|&c| lex::is_lws(c) || c == b'"')
+                };
+                if !ok {
                     return Err(ViaError::BadParam);
                 }
             }
@@ -396,6 +404,15 @@ mod tests {
             ("SIP/2.0/UDP [zz]", ViaError::BadHost),
             ("SIP/2.0/UDP h;branch=a b", ViaError::BadParam),
             ("SIP/2.0/UDP h;bra nch=a", ViaError::BadParam),
+            // Found by fuzz/ (target sip): a quote inside a token value
+            // opened a quoted string that swallowed the parameters after
+            // it, so `received` went unseen and was added again per hop.
+            (
+                "SIP/2.0/UDP funky.example.com;branch=z9hG4\"Kkdjuw;received=192.0.2.1",
+                ViaError::BadParam,
+            ),
+            ("SIP/2.0/UDP h;x=\"open;branch=z9hG4bK1", ViaError::BadParam),
+            ("SIP/2.0/UDP h;x=\"a\"b;branch=z9hG4bK1", ViaError::BadParam),
         ];
         for (s, e) in cases {
             assert_eq!(Via::parse(s).err(), Some(*e), "{s:?}");
