@@ -63,7 +63,7 @@ pub fn read_all(m: &SipMsg) {
         for part in std::iter::once(v).chain(v.split(|&b| b == b',')) {
             if let Ok(via) = crate::sip::Via::parse_bytes(part) {
                 let _ = (via.branch(), via.received(), via.rport(), via.maddr());
-                let _ = (via.ttl(), via.has_rfc3261_branch(), via.response_target());
+                let _ = (via.ttl(), via.has_rfc3261_branch(), via.response_addr());
                 let _ = (via.host_unbracketed(), via.params().count());
             }
         }
@@ -108,9 +108,6 @@ pub fn remove_header(m: &mut SipMsg, name: &str) -> Result<usize, EditError> {
 }
 pub fn set_max_forwards(m: &mut SipMsg, n: u8) -> Result<(), EditError> {
     m.set_max_forwards(n)
-}
-pub fn add_max_forwards(m: &mut SipMsg, delta: i32) -> Result<u8, EditError> {
-    m.add_max_forwards(delta)
 }
 
 /// [`TextReader`]'s answer to an `OpenReply` event.

@@ -44,7 +44,6 @@ enum Op {
     Append(String),
     Remove(String),
     SetMaxForwards(u8),
-    AddMaxForwards(i32),
     Reply(u16, String, Option<String>, Vec<String>, Option<String>),
     Cancel,
 }
@@ -151,8 +150,6 @@ fn list_edited(
 fn proxy_request(orig: &SipMsg, tolerate: bool) {
     let valid = f::validate(orig).is_ok();
     let mut m = orig.clone();
-    let r = f::add_max_forwards(&mut m, -1);
-    step(&m, valid, tolerate, "add_max_forwards", r);
     let r = f::set_max_forwards(&mut m, 70);
     step(&m, valid, tolerate, "set_max_forwards", r);
     let before = values(&m, "Route");
@@ -334,10 +331,6 @@ fn run_ops(m: &mut SipMsg, tolerate: bool, ops: &[u8]) {
             Op::SetMaxForwards(n) => {
                 let r = f::set_max_forwards(m, n);
                 after_edit(m, r, tolerate, false, "op set_max_forwards");
-            }
-            Op::AddMaxForwards(d) => {
-                let r = f::add_max_forwards(m, d);
-                after_edit(m, r, tolerate, false, "op add_max_forwards");
             }
             Op::Reply(code, reason, tag, extra, server) => {
                 let out = build_reply(m, code, &reason, tag.as_deref(), &extra, server.as_deref());
