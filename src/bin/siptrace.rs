@@ -11,10 +11,9 @@ use std::process::ExitCode;
 use siptraced::clock::WallTime;
 use siptraced::inspect::args::{self, CallsArgs, Command, DbArgs, Format};
 use siptraced::inspect::call::{CallSummary, Filter, format_duration};
-use siptraced::inspect::json::J;
 use siptraced::inspect::source::Source;
 use siptraced::inspect::when::{End, parse_when};
-use siptraced::inspect::{StoredRow, ladder, pcap, svg};
+use siptraced::inspect::{StoredRow, ladder, pcap, svg, web};
 
 /// A failure with the exit code it earns.
 struct Fail(u8, String);
@@ -40,9 +39,19 @@ fn run() -> Result<(), Fail> {
             println!("siptrace {}", siptraced::VERSION);
             return Ok(());
         }
+        Command::HashPassword(user) => return hash_password(&user),
         _ => {}
     }
     let (url, table) = database(&inv.db)?;
+    if let Command::Serve(s) = &inv.command {
+        let conf = web::Config {
+            listen: s.listen,
+            auth: s.auth.clone().map(std::path::PathBuf::from),
+            db_url: url,
+            table,
+        };
+        return web::serve(conf).map_err(|e| Fail(e.exit_code(), e.to_string()));
+    }
     let mut src = Source::open(&url, &table).map_err(|e| Fail(3, e.to_string()))?;
     if !src.has_time_us() {
         eprintln!(
@@ -75,8 +84,20 @@ fn run() -> Result<(), Fail> {
             let rows = rows_of(&mut src, &callids)?;
             write_pcap(&rows, &out, pcapng)
         }
-        Command::Help | Command::Version => Ok(()),
+        Command::Help | Command::Version | Command::Serve(_) | Command::HashPassword(_) => Ok(()),
     }
+}
+
+/// `serve --hash-password USER`: the password from stdin's first line.
+fn hash_password(user: &str) -> Result<(), Fail> {
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .map_err(|e| Fail(3, format!("cannot read the password from stdin: {e}")))?;
+    let pw = line.trim_end_matches(['\r', '\n']);
+    let entry = web::auth::entry(user, pw).map_err(|e| Fail(2, e.to_string()))?;
+    println!("{entry}");
+    Ok(())
 }
 
 /// `--db`/`--table`, else the `-f` configuration's, else the default one's.
@@ -219,71 +240,14 @@ fn calls_text(list: &[CallSummary]) -> String {
 }
 
 fn calls_json(list: &[CallSummary]) -> String {
-    J::Arr(
-        list.iter()
-            .map(|s| {
-                J::Obj(vec![
-                    ("callid", J::s(s.callid.clone())),
-                    ("start", J::s(s.start.clone())),
-                    (
-                        "start_us",
-                        s.start_us.map_or(J::Null, |u| J::Int(i64::from(u))),
-                    ),
-                    ("from_user", J::s(s.from_user.clone())),
-                    ("to_user", J::s(s.to_user.clone())),
-                    ("method", J::s(s.first_method.clone())),
-                    ("final_status", J::s(s.final_status.clone())),
-                    ("duration_ms", J::Ms(s.duration_us)),
-                    ("rows", J::Int(s.rows as i64)),
-                ])
-            })
-            .collect(),
-    )
-    .pretty()
+    siptraced::inspect::call::summaries_json(list).pretty()
 }
 
-/// One packet per drawn message (copies of one event collapsed, as in
-/// the ladder; retransmissions kept, they were on the wire twice).
 fn write_pcap(rows: &[StoredRow], path: &str, ng: bool) -> Result<(), Fail> {
-    let l = ladder::build(rows);
-    let mut unknown = Vec::new();
-    let mut ep = |v: &str| {
-        pcap::endpoint(v).unwrap_or_else(|| {
-            if !unknown.iter().any(|u| u == v) {
-                unknown.push(v.to_string());
-            }
-            (
-                pcap::Proto::Udp,
-                "0.0.0.0:5060".parse().expect("literal address"),
-            )
-        })
-    };
-    let packets: Vec<pcap::Packet> = l
-        .arrows
-        .iter()
-        .map(|a| {
-            let r = &rows[a.rows[0]];
-            let (proto, src) = ep(&r.fromip);
-            let (_, dst) = ep(&r.toip);
-            pcap::Packet {
-                sec: r.sec,
-                usec: r.us.unwrap_or(0),
-                proto,
-                src,
-                dst,
-                payload: r.msg.clone(),
-            }
-        })
-        .collect();
+    let (bytes, unknown) = pcap::capture(rows, ng);
     for u in &unknown {
         eprintln!("siptrace: {u:?} is not proto:ip:port; written as 0.0.0.0:5060");
     }
-    let frames = pcap::frames(&packets);
-    let bytes = if ng {
-        pcap::pcapng(&frames)
-    } else {
-        pcap::pcap(&frames)
-    };
     write_out(Some(path), &bytes)
 }
 

@@ -17,6 +17,12 @@ commands:
                     the call as a ladder diagram
   pcap CALLID... -o FILE [--pcapng]
                     the stored messages as a capture file (Wireshark, sngrep -I)
+  serve [--listen ADDR:PORT] [--auth FILE]
+                    web pages: search, ladder, message text, pcap download, live
+                    view, and a JSON API (default 127.0.0.1:8460; outside
+                    127.0.0.0/8 and ::1 only with --auth FILE of user:bcrypt lines)
+  serve --hash-password USER
+                    read a password on stdin, print USER:HASH for --auth FILE
 
 database (default: db_url and table of -f FILE, else of /etc/siptraced/siptraced.cfg):
   --db URL          sqlite:///path.db, postgres://user@host/db, mysql://user@host/db,
@@ -76,9 +82,22 @@ pub enum Command {
         out: String,
         pcapng: bool,
     },
+    Serve(ServeArgs),
+    /// `serve --hash-password USER`: a line for the `--auth` file.
+    HashPassword(String),
     Help,
     Version,
 }
+
+/// Where `serve` listens and who may read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServeArgs {
+    pub listen: std::net::SocketAddr,
+    pub auth: Option<String>,
+}
+
+/// `serve`'s address when none is given: this host only.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8460";
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invocation {
@@ -89,9 +108,9 @@ pub struct Invocation {
 /// What is wrong with the command line.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ArgError {
-    #[error("no command given: calls, show or pcap (see siptrace -h)")]
+    #[error("no command given: calls, show, pcap or serve (see siptrace -h)")]
     NoCommand,
-    #[error("unknown command {0:?}: calls, show or pcap (see siptrace -h)")]
+    #[error("unknown command {0:?}: calls, show, pcap or serve (see siptrace -h)")]
     UnknownCommand(String),
     #[error("option {0} needs a value (see siptrace -h)")]
     MissingValue(String),
@@ -109,6 +128,8 @@ pub enum ArgError {
     BadFormat(String),
     #[error("--pcapng goes with --pcap FILE")]
     PcapngAlone,
+    #[error("--listen {0:?} is not ADDR:PORT (e.g. 127.0.0.1:8460 or [::1]:8460)")]
+    BadListen(String),
 }
 
 /// Parse the arguments after the program name.
@@ -160,6 +181,7 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Invocation, ArgE
                     "calls" => "calls",
                     "show" => "show",
                     "pcap" => "pcap",
+                    "serve" => "serve",
                     _ => return Err(ArgError::UnknownCommand(a)),
                 });
             }
@@ -250,6 +272,33 @@ pub fn parse<I: IntoIterator<Item = String>>(argv: I) -> Result<Invocation, ArgE
                 out,
             }
         }
+        "serve" => {
+            if let Some(o) = operands.into_iter().next() {
+                return Err(ArgError::Operand("serve", o));
+            }
+            let mut listen = DEFAULT_LISTEN.parse().expect("literal address");
+            let mut auth = None;
+            for (n, v) in opts {
+                let v = v.unwrap_or_default();
+                match n.as_str() {
+                    "--listen" => listen = v.parse().map_err(|_| ArgError::BadListen(v))?,
+                    "--auth" => auth = Some(v),
+                    "--hash-password" => {
+                        return Ok(Invocation {
+                            db,
+                            command: Command::HashPassword(v),
+                        });
+                    }
+                    _ => {
+                        return Err(ArgError::UnknownOption {
+                            cmd: "serve",
+                            opt: n,
+                        });
+                    }
+                }
+            }
+            Command::Serve(ServeArgs { listen, auth })
+        }
         _ => {
             let mut out = None;
             let mut pcapng = false;
@@ -321,6 +370,24 @@ mod tests {
             }
         );
         assert_eq!(p("-h").unwrap().command, Command::Help);
+        assert_eq!(
+            p("serve --auth users").unwrap().command,
+            Command::Serve(ServeArgs {
+                listen: DEFAULT_LISTEN.parse().unwrap(),
+                auth: Some("users".into())
+            })
+        );
+        assert_eq!(
+            p("serve --listen [::1]:9000").unwrap().command,
+            Command::Serve(ServeArgs {
+                listen: "[::1]:9000".parse().unwrap(),
+                auth: None
+            })
+        );
+        assert_eq!(
+            p("serve --hash-password alice").unwrap().command,
+            Command::HashPassword("alice".into())
+        );
     }
 
     #[test]
@@ -340,6 +407,10 @@ mod tests {
         );
         assert_eq!(p("calls x"), Err(ArgError::Operand("calls", "x".into())));
         assert_eq!(p("calls --pcapng"), Err(ArgError::PcapngAlone));
+        assert_eq!(
+            p("serve --listen localhost"),
+            Err(ArgError::BadListen("localhost".into()))
+        );
         assert!(matches!(
             p("calls --bogus 1"),
             Err(ArgError::UnknownOption { .. })

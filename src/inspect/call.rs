@@ -211,6 +211,31 @@ pub struct CallSummary {
     pub start_time_us: i64,
 }
 
+/// Summaries as `siptrace calls --json` and the web API print them.
+pub fn summaries_json(list: &[CallSummary]) -> super::json::J {
+    use super::json::J;
+    J::Arr(
+        list.iter()
+            .map(|s| {
+                J::Obj(vec![
+                    ("callid", J::s(s.callid.clone())),
+                    ("start", J::s(s.start.clone())),
+                    (
+                        "start_us",
+                        s.start_us.map_or(J::Null, |u| J::Int(i64::from(u))),
+                    ),
+                    ("from_user", J::s(s.from_user.clone())),
+                    ("to_user", J::s(s.to_user.clone())),
+                    ("method", J::s(s.first_method.clone())),
+                    ("final_status", J::s(s.final_status.clone())),
+                    ("duration_ms", J::Ms(s.duration_us)),
+                    ("rows", J::Int(s.rows as i64)),
+                ])
+            })
+            .collect(),
+    )
+}
+
 /// Reduce the rows of one call (any order) to its summary.
 pub fn summarize(rows: &[StoredRow]) -> Option<CallSummary> {
     let mut sorted: Vec<&StoredRow> = rows.iter().collect();

@@ -11,7 +11,8 @@
 //! per-call summaries), [`ladder`] (which arrows between which hosts, text
 //! and JSON), [`svg`] (SVG and the self-contained HTML page), [`pcap`]
 //! (synthesised Ethernet/IP/UDP/TCP frames, pcap and pcapng), [`args`] (the
-//! command line).
+//! command line). [`web`] serves all of it as pages and a JSON API
+//! (`siptrace serve`, over tiny_http), with the same read-only [`source`].
 //!
 //! May depend on: `db::url` (URL grammar), `db::schema` (layout
 //! detection), `db::text` (the dbtext reader), `sip` (decoding stored
@@ -26,6 +27,7 @@ pub mod ladder;
 pub mod pcap;
 pub mod source;
 pub mod svg;
+pub mod web;
 pub mod when;
 
 /// One stored `sip_trace` row, as read back. Columns a table lacks are

@@ -17,6 +17,42 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, Ipv6Addr, SocketAddr};
 
+/// A call's rows as capture bytes: one packet per drawn message (copies of
+/// one event collapsed, as in the ladder; retransmissions kept, they were
+/// on the wire twice). Also returns the address values that are not
+/// `proto:ip:port` (written as 0.0.0.0:5060), for the caller to report.
+pub fn capture(rows: &[super::StoredRow], ng: bool) -> (Vec<u8>, Vec<String>) {
+    let l = super::ladder::build(rows);
+    let mut unknown: Vec<String> = Vec::new();
+    let mut ep = |v: &str| {
+        endpoint(v).unwrap_or_else(|| {
+            if !unknown.iter().any(|u| u == v) {
+                unknown.push(v.to_string());
+            }
+            (Proto::Udp, SocketAddr::from(([0, 0, 0, 0], 5060)))
+        })
+    };
+    let packets: Vec<Packet> = l
+        .arrows
+        .iter()
+        .map(|a| {
+            let r = &rows[a.rows[0]];
+            let (proto, src) = ep(&r.fromip);
+            let (_, dst) = ep(&r.toip);
+            Packet {
+                sec: r.sec,
+                usec: r.us.unwrap_or(0),
+                proto,
+                src,
+                dst,
+                payload: r.msg.clone(),
+            }
+        })
+        .collect();
+    let f = frames(&packets);
+    (if ng { pcapng(&f) } else { pcap(&f) }, unknown)
+}
+
 /// How the message travels in the capture.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Proto {

@@ -17,8 +17,8 @@ const LEFT: usize = 150;
 const TOP: usize = 70;
 const ROW_H: usize = 30;
 
-/// Text for XML character data and attribute values.
-fn esc(s: &str) -> String {
+/// Text for XML character data and attribute values (HTML's too).
+pub fn esc(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -35,8 +35,24 @@ fn esc(s: &str) -> String {
     o
 }
 
+/// The ladder's look. Inline in the standalone SVG and HTML; the served
+/// pages take it from their stylesheet instead, as their
+/// Content-Security-Policy admits no inline style.
+pub const SVG_STYLE: &str = ".arrow{cursor:pointer} .arrow:hover text.label{fill:#06c} \
+     .arrow.sel line.shaft{stroke:#06c;stroke-width:2.5} .retrans line.shaft{stroke-dasharray:6,4} \
+     .life{stroke:#aaa} .hit{stroke:transparent;stroke-width:14}";
+
 /// The SVG element (no XML declaration: it is also inlined in HTML).
-pub fn render_svg(l: &Ladder, _rows: &[StoredRow]) -> String {
+pub fn render_svg(l: &Ladder, rows: &[StoredRow]) -> String {
+    svg_element(l, rows, true)
+}
+
+/// The SVG element without its `<style>` (see [`SVG_STYLE`]).
+pub fn render_svg_unstyled(l: &Ladder, rows: &[StoredRow]) -> String {
+    svg_element(l, rows, false)
+}
+
+fn svg_element(l: &Ladder, _rows: &[StoredRow], inline_style: bool) -> String {
     let n = l.hosts.len().max(1);
     let lane = |i: usize| LEFT + i * LANE_GAP;
     let width = lane(n - 1) + LEFT;
@@ -47,11 +63,11 @@ pub fn render_svg(l: &Ladder, _rows: &[StoredRow]) -> String {
         "<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"{width}\" height=\"{height}\" \
          viewBox=\"0 0 {width} {height}\" font-family=\"monospace\" font-size=\"12\">\n\
          <defs><marker id=\"ah\" markerWidth=\"10\" markerHeight=\"8\" refX=\"9\" refY=\"4\" \
-         orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#333\"/></marker></defs>\n\
-         <style>.arrow{{cursor:pointer}} .arrow:hover text.label{{fill:#06c}} \
-         .arrow.sel line.shaft{{stroke:#06c;stroke-width:2.5}} .retrans line.shaft{{stroke-dasharray:6,4}} \
-         .life{{stroke:#aaa}} .hit{{stroke:transparent;stroke-width:14}}</style>\n"
+         orient=\"auto\"><path d=\"M0,0 L10,4 L0,8 z\" fill=\"#333\"/></marker></defs>\n"
     );
+    if inline_style {
+        let _ = writeln!(s, "<style>{SVG_STYLE}</style>");
+    }
     for (i, h) in l.hosts.iter().enumerate() {
         let x = lane(i);
         let _ = writeln!(
@@ -108,11 +124,11 @@ pub fn render_svg(l: &Ladder, _rows: &[StoredRow]) -> String {
     s
 }
 
-/// The message texts for the page's script: per arrow, a header (time,
-/// hop, rows it stands for) and the stored text.
-fn messages_js(l: &Ladder, rows: &[StoredRow]) -> String {
-    let mut out = String::from("[");
-    for (k, a) in l.arrows.iter().enumerate() {
+/// Per arrow, what the message box shows: a header (time, hop, rows it
+/// stands for) and the stored text.
+pub fn message_texts(l: &Ladder, rows: &[StoredRow]) -> Vec<String> {
+    let mut out = Vec::new();
+    for a in &l.arrows {
         let r = &rows[a.rows[0]];
         let ids: Vec<String> = a.rows.iter().map(|&i| rows[i].id.to_string()).collect();
         let users: Vec<String> = a
@@ -140,10 +156,19 @@ fn messages_js(l: &Ladder, rows: &[StoredRow]) -> String {
             }
         );
         text.push_str(&String::from_utf8_lossy(&r.msg));
+        out.push(text);
+    }
+    out
+}
+
+/// [`message_texts`] as a JavaScript array literal.
+fn messages_js(l: &Ladder, rows: &[StoredRow]) -> String {
+    let mut out = String::from("[");
+    for (k, text) in message_texts(l, rows).iter().enumerate() {
         if k > 0 {
             out.push_str(",\n");
         }
-        quote(&text, &mut out);
+        quote(text, &mut out);
     }
     out.push(']');
     // Inside <script>, "</" could end the element early.
