@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod db;
 #[doc(hidden)]
 pub mod fuzz_api;
+#[cfg(feature = "inspect")]
 pub mod inspect;
 pub mod limits;
 pub mod mi;
