@@ -36,6 +36,7 @@ pub mod daemon;
 pub mod db;
 pub mod inspect;
 pub mod limits;
+pub mod metrics;
 pub mod mi;
 pub mod process;
 pub mod reactor;
