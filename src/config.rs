@@ -1941,6 +1941,7 @@ dns=off
 log_facility=LOG_LOCAL0
 rundir="/var/run/x"
 udp_turn_datagrams=8
+metrics_listen="[::1]:9464"
 udp_turn_kb=128{ROUTE}"#
         ));
         assert_eq!(c.log_level(), LevelFilter::Debug);
@@ -1993,6 +1994,7 @@ udp_turn_kb=128{ROUTE}"#
         assert_eq!(c.server_header_line(), None);
         assert_eq!(c.max_while_loops, 20);
         assert_eq!((c.udp_turn_datagrams, c.udp_turn_kb), (8, 128));
+        assert_eq!(c.metrics_listen, Some("[::1]:9464".parse().unwrap()));
         assert_eq!(c.log_facility, 16);
         assert_eq!(c.jsonrpcs_fifo_path(), None);
         let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
@@ -2126,6 +2128,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
             ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
             ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
+            ("metrics_listen=\"localhost:9464\"".into(), "k.cfg:1:16: metrics_listen: \"localhost:9464\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),
             ("modparam(\"tm\",\"fr_timer\",1)".into(), "k.cfg:1:1: modparam for module \"tm\", which is not loaded: put loadmodule \"tm.so\" before it".into()),

@@ -42,7 +42,10 @@ enum State {
     Reading,
     /// A `/metrics` request waits for the turn's body.
     WantsBody,
-    Writing { out: Vec<u8>, done: usize },
+    Writing {
+        out: Vec<u8>,
+        done: usize,
+    },
 }
 
 /// What the endpoint counts about itself.

@@ -530,7 +530,11 @@ impl Reactor {
                 protos.push(l.proto);
             }
         }
-        let http = self.metrics.as_ref().map(|m| m.counters).unwrap_or_default();
+        let http = self
+            .metrics
+            .as_ref()
+            .map(|m| m.counters)
+            .unwrap_or_default();
         crate::metrics::Snapshot {
             rows_written: db.rows_written,
             rows_spooled: db.rows_spooled,
