@@ -146,12 +146,14 @@ const KNOWN_GLOBALS: &[&str] = &[
 /// Globals that are siptraced's own, not Kamailio's: where the resolver
 /// thread asks (docs/decisions.md §10), and the bounds of one reactor turn,
 /// which Kamailio, with its pool of receiver processes, has no need for
-/// (docs/decisions.md §11).
+/// (docs/decisions.md §11), and where Prometheus scrapes `/metrics`
+/// (docs/decisions.md §12).
 const SIPTRACED_GLOBALS: &[&str] = &[
     "dns_servers",
     "dns_resolv_conf",
     "udp_turn_datagrams",
     "udp_turn_kb",
+    "metrics_listen",
 ];
 
 /// Settings accepted for compatibility that change nothing here, with the
@@ -461,6 +463,8 @@ pub struct Config {
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,
     pub udp_turn_kb: u32,
+    /// Where `GET /metrics` is served (docs/decisions.md §12); None: nowhere.
+    pub metrics_listen: Option<SocketAddr>,
     /// Loaded modules by base name, in load order.
     pub modules: Vec<String>,
     /// None when siptrace is not loaded.
@@ -578,6 +582,7 @@ impl Default for Config {
             disable_tcp: false,
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
             udp_turn_kb: DEFAULT_UDP_TURN_KB,
+            metrics_listen: None,
             modules: Vec::new(),
             siptrace: None,
             siptrace_pos: SiptracePos::default(),
@@ -765,6 +770,10 @@ pub enum ValueError {
     ColumnOverride,
     #[error("not supported by siptraced")]
     Unsupported,
+    #[error(
+        "\"{0}\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\""
+    )]
+    BadMetricsListen(String),
     #[error("\"{0}\" is not a name server address (IP, IP:PORT or [IPv6]:PORT)")]
     BadDnsServer(String),
     #[error("dns_servers and dns_resolv_conf exclude each other")]
@@ -990,6 +999,13 @@ impl Builder {
             }
             "udp_turn_datagrams" => self.c.udp_turn_datagrams = in_range(int()?, 1, 65_536)?,
             "udp_turn_kb" => self.c.udp_turn_kb = in_range(int()?, 64, 1 << 20)?,
+            "metrics_listen" => {
+                let t = text()?;
+                let addr = t
+                    .parse::<SocketAddr>()
+                    .map_err(|_| ValueError::BadMetricsListen(t.clone()))?;
+                self.c.metrics_listen = Some(addr);
+            }
             // Type-checked as Kamailio would, then ignored (IGNORED_SETTINGS).
             "sip_warning" | "auto_aliases" => {
                 boolean()?;
@@ -1925,6 +1941,7 @@ dns=off
 log_facility=LOG_LOCAL0
 rundir="/var/run/x"
 udp_turn_datagrams=8
+metrics_listen="[::1]:9464"
 udp_turn_kb=128{ROUTE}"#
         ));
         assert_eq!(c.log_level(), LevelFilter::Debug);
@@ -1977,6 +1994,7 @@ udp_turn_kb=128{ROUTE}"#
         assert_eq!(c.server_header_line(), None);
         assert_eq!(c.max_while_loops, 20);
         assert_eq!((c.udp_turn_datagrams, c.udp_turn_kb), (8, 128));
+        assert_eq!(c.metrics_listen, Some("[::1]:9464".parse().unwrap()));
         assert_eq!(c.log_facility, 16);
         assert_eq!(c.jsonrpcs_fifo_path(), None);
         let c = config(&format!("disable_tcp=yes\nlisten=1.2.3.4{ROUTE}"));
@@ -2110,6 +2128,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
             ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
             ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
+            ("metrics_listen=\"localhost:9464\"".into(), "k.cfg:1:16: metrics_listen: \"localhost:9464\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),
             ("modparam(\"tm\",\"fr_timer\",1)".into(), "k.cfg:1:1: modparam for module \"tm\", which is not loaded: put loadmodule \"tm.so\" before it".into()),

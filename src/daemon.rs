@@ -77,6 +77,14 @@ pub enum SetupError {
     Process(#[from] process::ProcessError),
     #[error("{0}")]
     Reactor(ReactorError),
+    #[error(
+        "metrics_listen={addr}: cannot listen: {err}; pick a free port or remove metrics_listen"
+    )]
+    MetricsListen {
+        addr: std::net::SocketAddr,
+        #[source]
+        err: std::io::Error,
+    },
     #[error("dns: {0}")]
     Dns(#[from] crate::transport::dns::DnsError),
 }
@@ -156,6 +164,12 @@ pub fn setup(
         conf.udp_turn_datagrams as usize,
         conf.udp_turn_kb as usize * 1024,
     );
+    if let Some(addr) = conf.metrics_listen {
+        let local = reactor
+            .listen_metrics(addr)
+            .map_err(|err| SetupError::MetricsListen { addr, err })?;
+        log::info!("metrics: serving GET /metrics on {local}");
+    }
     if let Some((addr, bind)) = mirror_stream {
         reactor.open_mirror_stream(addr, bind);
     }

@@ -39,6 +39,7 @@ pub mod fuzz_api;
 #[cfg(feature = "inspect")]
 pub mod inspect;
 pub mod limits;
+pub mod metrics;
 pub mod mi;
 pub mod process;
 pub mod reactor;

@@ -553,6 +553,8 @@ fn large_replies_and_clients_that_stop_reading() {
         "rows_spooled",
         "rows_written",
         "spool_bytes",
+        "traced_replies",
+        "traced_requests",
     ]
     .iter()
     .map(|n| format!("siptrace:{n} = 0\n"))

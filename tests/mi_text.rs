@@ -59,7 +59,8 @@ fn stats_all(rows_written: u64) -> String {
     format!(
         "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 0\nsiptrace:msgs_escaped = 0\n\
          siptrace:rows_dropped = 0\nsiptrace:rows_replayed = 0\nsiptrace:rows_spooled = 0\n\
-         siptrace:rows_written = {rows_written}\nsiptrace:spool_bytes = 0\n\n"
+         siptrace:rows_written = {rows_written}\nsiptrace:spool_bytes = 0\n\
+         siptrace:traced_replies = 0\nsiptrace:traced_requests = 0\n\n"
     )
 }
 

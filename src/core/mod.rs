@@ -121,6 +121,17 @@ impl Core {
         self.s.tm().len()
     }
 
+    /// siptrace's own counters (traced requests/replies, rows).
+    pub(crate) fn trace_counters(&self) -> &crate::trace::TraceCounters {
+        &self.s.tracer().counters
+    }
+
+    /// Lookups handed to the resolver thread and not yet answered, and
+    /// requests parked on them.
+    pub(crate) fn pending_lookups(&self) -> (usize, usize) {
+        (self.s.resolver().in_flight(), self.s.parked())
+    }
+
     pub(crate) fn transactions_created(&self) -> u64 {
         self.s.tm().created
     }

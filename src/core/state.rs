@@ -240,6 +240,15 @@ impl State {
         self.park.take(q)
     }
 
+    /// Requests parked now, waiting for the resolver.
+    pub(crate) fn parked(&self) -> usize {
+        self.park.len()
+    }
+
+    pub(crate) fn tracer(&self) -> &Tracer {
+        &self.tracer
+    }
+
     pub(crate) fn park_full(&self) -> u64 {
         self.park.full
     }

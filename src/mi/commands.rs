@@ -114,6 +114,9 @@ pub struct TraceStats {
     pub msgs_escaped: u64,
     pub copies_sent: u64,
     pub copies_dropped: u64,
+    /// Kamailio's own siptrace statistics, shown by `get_statistics` only.
+    pub traced_requests: u64,
+    pub traced_replies: u64,
     pub db_state: DbState,
 }
 
@@ -130,6 +133,15 @@ impl TraceStats {
             ("copies_sent", self.copies_sent),
             ("copies_dropped", self.copies_dropped),
         ]
+    }
+
+    /// What `get_statistics` lists in the `siptrace` group: the counters,
+    /// then Kamailio's `traced_requests` and `traced_replies`.
+    pub fn statistics(&self) -> Vec<(&'static str, u64)> {
+        let mut v = self.counters().to_vec();
+        v.push(("traced_requests", self.traced_requests));
+        v.push(("traced_replies", self.traced_replies));
+        v
     }
 }
 
@@ -548,7 +560,7 @@ const STATS_GROUP: &str = "siptrace";
 /// `qualified` also accepts `group:name` and `group.name` (the RPC lookup).
 fn stat_lines(stats: &TraceStats, selector: &[u8], qualified: bool) -> Vec<String> {
     let all: Vec<(&str, &str, u64)> = stats
-        .counters()
+        .statistics()
         .iter()
         .map(|(name, v)| (STATS_GROUP, *name, *v))
         .collect();
@@ -743,6 +755,8 @@ mod tests {
                     msgs_escaped: 1,
                     copies_sent: 7,
                     copies_dropped: 0,
+                    traced_requests: 5,
+                    traced_replies: 4,
                     db_state: DbState::Up,
                 },
             }
@@ -951,11 +965,11 @@ mod tests {
             ),
             (
                 ":get_statistics:r\nall\n\n",
-                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\n\n",
+                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
             ),
             (
                 ":get_statistics:r\nsiptrace:\n\n",
-                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\n\n",
+                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
             ),
             (
                 ":get_statistics:r\nusrloc:\n\n",
@@ -1326,7 +1340,7 @@ mod tests {
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [\"all\"], \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
             show(out[0].reply.as_deref().unwrap_or_default()),
-            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 7\", \"siptrace:msgs_escaped = 1\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 2\", \"siptrace:rows_spooled = 3\", \"siptrace:rows_written = 12\", \"siptrace:spool_bytes = 4096\"],\n\t\"id\":\t4242\n}"
+            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 7\", \"siptrace:msgs_escaped = 1\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 2\", \"siptrace:rows_spooled = 3\", \"siptrace:rows_written = 12\", \"siptrace:spool_bytes = 4096\", \"siptrace:traced_replies = 4\", \"siptrace:traced_requests = 5\"],\n\t\"id\":\t4242\n}"
         );
     }
 
@@ -1349,7 +1363,7 @@ mod tests {
             (
                 "stats.get_statistics",
                 "[\"siptrace:\"]",
-                "{\"jsonrpc\":\"2.0\",\"result\":[\"siptrace:copies_dropped = 0\",\"siptrace:copies_sent = 7\",\"siptrace:msgs_escaped = 1\",\"siptrace:rows_dropped = 0\",\"siptrace:rows_replayed = 2\",\"siptrace:rows_spooled = 3\",\"siptrace:rows_written = 12\",\"siptrace:spool_bytes = 4096\"],\"id\":1}",
+                "{\"jsonrpc\":\"2.0\",\"result\":[\"siptrace:copies_dropped = 0\",\"siptrace:copies_sent = 7\",\"siptrace:msgs_escaped = 1\",\"siptrace:rows_dropped = 0\",\"siptrace:rows_replayed = 2\",\"siptrace:rows_spooled = 3\",\"siptrace:rows_written = 12\",\"siptrace:spool_bytes = 4096\",\"siptrace:traced_replies = 4\",\"siptrace:traced_requests = 5\"],\"id\":1}",
             ),
             (
                 "stats.get_statistics",

@@ -700,6 +700,8 @@ impl MiHost for Host<'_> {
             msgs_escaped: self.db.msgs_escaped,
             copies_sent: s.copies_sent,
             copies_dropped: s.copies_dropped,
+            traced_requests: self.core.trace_counters().traced_requests,
+            traced_replies: self.core.trace_counters().traced_replies,
             db_state: match self.db.down_since {
                 None => DbState::Up,
                 Some(t) => DbState::DownSince(local_datetime(t)),

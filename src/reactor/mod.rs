@@ -18,9 +18,15 @@
 //! buffers are bounded. mio is edge-triggered: a socket left unread is kept
 //! in `readable` and read again next turn without a new event, the poll
 //! not waiting while any is.
+//!
+//! Invariant: the `/metrics` endpoint (`metrics_listen`) never blocks a
+//! turn: its connections are non-blocking, bounded in number and buffers,
+//! and closed at their deadline (reactor/metrics.rs); its body is rendered
+//! from counters this thread owns, in the turn the request completed.
 
 pub mod control;
 pub mod fifo;
+pub mod metrics;
 
 use crate::clock::WallTime;
 use crate::config::DnsConfig;
@@ -45,9 +51,13 @@ const TOKEN_MI: Token = Token(1);
 const TOKEN_RPC: Token = Token(2);
 /// The resolver thread's waker: answers are waiting (transport/dns.rs).
 const TOKEN_DNS: Token = Token(4);
+/// The `/metrics` listener (reactor/metrics.rs).
+const TOKEN_METRICS: Token = Token(5);
 const TOKEN_LISTENER_BASE: usize = 16;
 /// TCP connections to capture nodes: a range above any listener token.
 const TOKEN_STREAM_BASE: usize = 1 << 20;
+/// `/metrics` connections: `metrics::MAX_CONNS` tokens below the streams'.
+const TOKEN_METRICS_CONN_BASE: usize = 1 << 19;
 
 /// How often the FIFO paths are checked for deletion/replacement.
 const FIFO_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -86,6 +96,13 @@ pub struct Reactor {
     /// Per socket and turn: datagrams, bytes.
     turn_datagrams: usize,
     turn_bytes: usize,
+    /// The `/metrics` endpoint, when `metrics_listen` is set.
+    metrics: Option<metrics::MetricsServer>,
+    /// How long each turn took, for `/metrics`.
+    turns: crate::metrics::TurnHistogram,
+    /// SIP messages received and sent, per transport (`Transport as usize`).
+    sip_received: [u64; 3],
+    sip_sent: [u64; 3],
 }
 
 #[derive(Debug)]
@@ -129,6 +146,10 @@ impl Reactor {
             readable: Vec::new(),
             turn_datagrams: 0,
             turn_bytes: 0,
+            metrics: None,
+            turns: crate::metrics::TurnHistogram::default(),
+            sip_received: [0; 3],
+            sip_sent: [0; 3],
         };
         r.readable = vec![false; r.listeners.len()];
         let limits = r.core.limits_mut();
@@ -171,6 +192,23 @@ impl Reactor {
         let waker = mio::Waker::new(self.poll.registry(), TOKEN_DNS).map_err(DnsError::Thread)?;
         self.dns = Some(DnsThread::start(cfg, std::sync::Arc::new(waker))?);
         Ok(())
+    }
+
+    /// Serves `GET /metrics` on `addr` (core `metrics_listen`); returns
+    /// the bound address.
+    pub(crate) fn listen_metrics(
+        &mut self,
+        addr: std::net::SocketAddr,
+    ) -> io::Result<std::net::SocketAddr> {
+        let server = metrics::MetricsServer::bind(
+            self.poll.registry(),
+            addr,
+            TOKEN_METRICS,
+            TOKEN_METRICS_CONN_BASE,
+        )?;
+        let local = server.local_addr()?;
+        self.metrics = Some(server);
+        Ok(local)
     }
 
     /// What one turn reads from one UDP socket at most (core
@@ -257,6 +295,11 @@ impl Reactor {
                             .on_rpc_readable(&mut self.core, self.sink.counters(), now)
                     }
                     TOKEN_DNS => self.on_dns(now, wall),
+                    t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
+                        if let Some(m) = &mut self.metrics {
+                            m.on_event(self.poll.registry(), t, now);
+                        }
+                    }
                     t if self.streams.owns(t) => {
                         self.streams.on_event(self.poll.registry(), ev, now)
                     }
@@ -278,6 +321,10 @@ impl Reactor {
             self.log_dns(now);
             self.flush_rows(now, wall);
             self.core.limits_mut().log_summary(now, false);
+            self.serve_metrics();
+            // The turn's work, not its wait: `now` was read when the poll
+            // returned.
+            self.turns.observe(now.elapsed());
             if self.control.kill_requested() {
                 log::info!("MI kill: stopping");
                 self.stop = true;
@@ -295,6 +342,7 @@ impl Reactor {
             self.control.next_deadline(),
             self.streams.next_deadline(),
             self.sink.next_deadline(),
+            self.metrics.as_ref().and_then(|m| m.next_deadline()),
             Some(self.next_fifo_check),
             Some(self.next_dns_log),
         ]
@@ -327,6 +375,9 @@ impl Reactor {
                 }
             };
             let (n, src) = got;
+            if let Some(l) = self.listeners.get(idx) {
+                self.sip_received[l.proto as usize] += 1;
+            }
             datagrams += 1;
             bytes += n;
             // Each datagram's own wall time (a vDSO read): a reply drained
@@ -341,6 +392,9 @@ impl Reactor {
     fn on_timers(&mut self, now: Instant, wall: WallTime) {
         self.core.on_timer(now, wall);
         self.streams.on_timer(self.poll.registry(), now);
+        if let Some(m) = &mut self.metrics {
+            m.on_timer(self.poll.registry(), now);
+        }
         self.control
             .on_timer(&mut self.core, self.sink.counters(), now);
         if now >= self.next_fifo_check {
@@ -412,7 +466,9 @@ impl Reactor {
         for s in self.core.take_sends() {
             match self.listeners.get_mut(s.listener) {
                 Some(l) => {
-                    l.send(&s.bytes, s.to);
+                    if l.send(&s.bytes, s.to) {
+                        self.sip_sent[l.proto as usize] += 1;
+                    }
                 }
                 None => log::error!("send on unknown socket {}", s.listener),
             }
@@ -448,6 +504,77 @@ impl Reactor {
         let (tcp_sent, tcp_dropped) = self.streams.take_counts();
         self.core
             .count_copies(sent + tcp_sent, dropped + tcp_dropped);
+    }
+
+    /// Renders the body once when a `/metrics` request waits for it.
+    fn serve_metrics(&mut self) {
+        if !self.metrics.as_ref().is_some_and(|m| m.wants_body()) {
+            return;
+        }
+        let body = crate::metrics::render(&self.metrics_snapshot());
+        if let Some(m) = &mut self.metrics {
+            m.supply_body(self.poll.registry(), body.as_bytes());
+        }
+    }
+
+    /// The counters as `/metrics` shows them.
+    fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
+        use crate::sip::Transport;
+        let db = self.sink.counters();
+        let core = self.core.stats();
+        let trace = self.core.trace_counters();
+        let (dns_pending, parked) = self.core.pending_lookups();
+        let mut protos: Vec<Transport> = Vec::new();
+        for l in &self.listeners {
+            if !protos.contains(&l.proto) {
+                protos.push(l.proto);
+            }
+        }
+        let http = self
+            .metrics
+            .as_ref()
+            .map(|m| m.counters)
+            .unwrap_or_default();
+        crate::metrics::Snapshot {
+            rows_written: db.rows_written,
+            rows_spooled: db.rows_spooled,
+            rows_replayed: db.rows_replayed,
+            rows_dropped: db.rows_dropped,
+            rows_purged: db.rows_purged,
+            last_purge_ms: db.last_purge_ms,
+            msgs_masked: trace.msgs_masked,
+            spool_bytes: db.spool_bytes,
+            copies_sent: core.copies_sent,
+            copies_dropped: core.copies_dropped,
+            db_up: db.down_since.is_none(),
+            transactions: self.core.live_transactions() as u64,
+            traced_requests: trace.traced_requests,
+            traced_replies: trace.traced_replies,
+            dns_pending: dns_pending as u64,
+            parked: parked as u64,
+            received: protos
+                .iter()
+                .map(|&t| (t.as_str(), self.sip_received[t as usize]))
+                .collect(),
+            sent: protos
+                .iter()
+                .map(|&t| (t.as_str(), self.sip_sent[t as usize]))
+                .collect(),
+            bounds: self
+                .core
+                .limits()
+                .stats()
+                .into_iter()
+                .map(|l| crate::metrics::BoundSample {
+                    bound: l.bound,
+                    value: l.value,
+                    hits: l.hits,
+                })
+                .collect(),
+            turns: self.turns.clone(),
+            http_refused: http.refused,
+            http_timed_out: http.timed_out,
+        }
     }
 
     /// The turn's one blocking step: the rows, in order, to the database

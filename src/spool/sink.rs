@@ -56,6 +56,10 @@ pub struct DbCounters {
     pub spool_bytes: u64,
     pub msgs_escaped: u64,
     pub rows_rerouted: u64,
+    // filled by retention
+    pub rows_purged: u64,
+    // filled by retention
+    pub last_purge_ms: u64,
     /// Unix seconds since when the database has been failing, if it is.
     pub down_since: Option<i64>,
 }

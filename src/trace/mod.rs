@@ -176,6 +176,12 @@ pub struct TraceSettings {
 pub struct TraceCounters {
     pub events: u64,
     pub rows: u64,
+    /// Events that gave a `traced_user=''` row, by kind: Kamailio's
+    /// `siptrace:traced_requests` / `traced_replies` (docs/kamailio.md §4.1).
+    pub traced_requests: u64,
+    pub traced_replies: u64,
+    // filled by masking
+    pub msgs_masked: u64,
 }
 
 #[derive(Debug)]
@@ -267,6 +273,13 @@ impl Tracer {
         let added = out.len() - before;
         self.counters.events += 1;
         self.counters.rows += added as u64;
+        if no_user.is_some() {
+            if ev.facts.status.is_empty() {
+                self.counters.traced_requests += 1;
+            } else {
+                self.counters.traced_replies += 1;
+            }
+        }
         added
     }
 }
@@ -351,7 +364,15 @@ mod tests {
         assert_eq!((r.direction, r.method.as_str()), ("in", "INVITE"));
         assert_eq!((r.fromtag.as_str(), r.callid.as_str()), ("ft", "c1"));
         assert_eq!(r.table.as_deref(), Some("t2"));
-        assert_eq!(t.counters, TraceCounters { events: 1, rows: 2 });
+        assert_eq!(
+            t.counters,
+            TraceCounters {
+                events: 1,
+                rows: 2,
+                traced_requests: 1,
+                ..TraceCounters::default()
+            }
+        );
     }
 
     #[test]
