@@ -116,6 +116,11 @@ impl Core {
         self.s.stats()
     }
 
+    /// The trace layer's counters (`msgs_masked` for `sip_trace_stats`).
+    pub fn trace_counters(&self) -> &crate::trace::TraceCounters {
+        self.s.trace_counters()
+    }
+
     /// Live transactions (for `tm_stats`), and remembered stateless branches.
     pub(crate) fn live_transactions(&self) -> usize {
         self.s.tm().len()

@@ -14,6 +14,7 @@
 
 pub mod dup;
 pub mod hep;
+pub mod mask;
 pub mod mirror;
 pub mod stream;
 
@@ -169,6 +170,8 @@ pub enum Trigger {
 pub struct TraceSettings {
     pub trace_local_ip: Option<String>,
     pub trace_to_database: bool,
+    /// Secrets kept out of rows and copies (docs/decisions.md §12).
+    pub mask: mask::MaskSettings,
 }
 
 /// Counters reported by `sip_trace_stats` (docs/decisions.md §9 order lives in mi/).
@@ -176,6 +179,8 @@ pub struct TraceSettings {
 pub struct TraceCounters {
     pub events: u64,
     pub rows: u64,
+    /// Traced events whose stored/mirrored bytes had a secret masked.
+    pub msgs_masked: u64,
 }
 
 #[derive(Debug)]
@@ -185,6 +190,7 @@ pub struct Tracer {
     pub on: i32,
     local_ip: Option<Arc<LocalIp>>,
     to_database: bool,
+    masker: mask::Masker,
     pub counters: TraceCounters,
 }
 
@@ -197,6 +203,7 @@ impl Tracer {
                 .as_deref()
                 .map(|t| Arc::new(LocalIp::new(t))),
             to_database: settings.trace_to_database,
+            masker: mask::Masker::new(&settings.mask),
             counters: TraceCounters::default(),
         }
     }
@@ -222,6 +229,17 @@ impl Tracer {
             Some(ip) => Endpoint::Configured(Arc::clone(ip)),
             None => actual,
         }
+    }
+
+    /// The bytes rows and copies of one event carry: its wire bytes with
+    /// the secrets masked (docs/decisions.md §12). Called once per event,
+    /// before [`Tracer::rows`] and the mirror copy, so both agree.
+    pub fn mask<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let out = self.masker.mask(bytes);
+        if matches!(out, std::borrow::Cow::Owned(_)) {
+            self.counters.msgs_masked += 1;
+        }
+        out
     }
 
     pub(crate) fn to_database(&self) -> bool {
@@ -351,7 +369,14 @@ mod tests {
         assert_eq!((r.direction, r.method.as_str()), ("in", "INVITE"));
         assert_eq!((r.fromtag.as_str(), r.callid.as_str()), ("ft", "c1"));
         assert_eq!(r.table.as_deref(), Some("t2"));
-        assert_eq!(t.counters, TraceCounters { events: 1, rows: 2 });
+        assert_eq!(
+            t.counters,
+            TraceCounters {
+                events: 1,
+                rows: 2,
+                msgs_masked: 0
+            }
+        );
     }
 
     #[test]
@@ -362,6 +387,7 @@ mod tests {
             TraceSettings {
                 trace_local_ip: Some("10.1.1.1:5064".into()),
                 trace_to_database: true,
+                ..TraceSettings::default()
             },
         );
         assert_eq!(t.local(actual.clone()).render(), "10.1.1.1:5064");
