@@ -31,6 +31,7 @@ use crate::script::{AvpName, CompileEnv, Program};
 use crate::sip::{Transport, TransportError};
 use crate::trace::dup::{DupError, DupTarget, parse_send_sock};
 use crate::trace::hep::HepError;
+use crate::trace::mask::{MaskError, MaskSettings};
 use crate::trace::stream::StreamConfig;
 use crate::tsx::{MAX_TIMER, TsxConfig, ValidTsxConfig};
 
@@ -306,6 +307,9 @@ pub struct SiptraceParams {
     /// Bytes (in KiB) of copies a TCP capture connection holds while its
     /// node is away or slow; more are dropped and counted.
     pub mirror_tcp_queue_kb: u32,
+    /// Secrets masked in rows and copies (`mask`, `mask_headers`;
+    /// docs/decisions.md §13).
+    pub mask: MaskSettings,
 }
 
 impl Default for SiptraceParams {
@@ -337,6 +341,7 @@ impl Default for SiptraceParams {
             // The stream's own bound, where it is defined.
             mirror_tcp_queue_kb: u32::try_from(StreamConfig::default().max_queue_bytes / 1024)
                 .unwrap_or(u32::MAX),
+            mask: MaskSettings::default(),
         }
     }
 }
@@ -762,6 +767,8 @@ pub enum ValueError {
     BadAvp(#[from] crate::script::AvpNameError),
     #[error(transparent)]
     Dup(#[from] DupError),
+    #[error(transparent)]
+    Mask(#[from] MaskError),
     #[error("{addr} is not a listen socket (listening on {listening})")]
     NotAListenSocket { addr: SocketAddr, listening: String },
     #[error("must be \"drop\" or \"stop\", got \"{0}\"")]
@@ -1233,7 +1240,10 @@ impl Builder {
     fn siptrace_param(&mut self, m: &ast::ModParam) -> VResult<()> {
         let p = m.param.as_str();
         refuse_unsupported_siptrace_param(p)?;
-        if self.siptrace_mirror_param(m)? || self.siptrace_spool_param(m)? {
+        if self.siptrace_mirror_param(m)?
+            || self.siptrace_spool_param(m)?
+            || self.siptrace_mask_param(m)?
+        {
             return Ok(());
         }
         let v = &m.value;
@@ -1319,6 +1329,19 @@ impl Builder {
             }
             // 1 KiB to 1 GiB per TCP capture destination.
             "mirror_tcp_queue_kb" => t.mirror_tcp_queue_kb = range_of(v, 1, 1 << 20)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The masking parameters (docs/decisions.md §13); false when `m` is
+    /// none of them.
+    fn siptrace_mask_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        match m.param.as_str() {
+            "mask" => t.mask.set_kinds(&str_of(v)?)?,
+            "mask_headers" => t.mask.set_headers(&str_of(v)?)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -1845,7 +1868,9 @@ modparam("siptrace", "state_dir", "/var/lib/st")
 modparam("siptrace", "db_batch_rows", 50)
 modparam("siptrace", "db_connect_timeout_ms", 500)
 modparam("siptrace", "mirror_tcp_queue_kb", 64)
-modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
+modparam("siptrace", "trace_db_mode", 1)
+modparam("siptrace", "mask", "crypto")
+modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
         ));
         let t = c.siptrace.unwrap();
         let want = SiptraceParams {
@@ -1876,6 +1901,11 @@ modparam("siptrace", "trace_db_mode", 1){ROUTE}"#
             db_batch_rows: 50,
             db_connect_timeout_ms: 500,
             mirror_tcp_queue_kb: 64,
+            mask: MaskSettings {
+                auth: false,
+                crypto: true,
+                headers: vec!["X-Secret".into(), "P-Token".into()],
+            },
         };
         assert_eq!(t, want);
         assert_eq!(t.hep_version(), 2);
@@ -2140,6 +2170,9 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"traced_user_avp\",\"s:user\")".into(), "k.cfg:2:39: modparam siptrace.traced_user_avp: 's:user' is not an AVP spec: expected $avp(i:NUMBER), $avp(s:NAME) or $avp(NAME)".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_table_avp\",\"$avp(i:x)\")".into(), "k.cfg:2:39: modparam siptrace.trace_table_avp: invalid AVP name 'i:x': expected i:NUMBER, s:NAME or NAME".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"table\",\"a;drop\")".into(), "k.cfg:2:29: modparam siptrace.table: \"a;drop\" is not a valid table name ([A-Za-z_][A-Za-z0-9_]*, at most 64 characters)".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"mask\",\"auth,keys\")".into(), "k.cfg:2:28: modparam siptrace.mask: unknown mask \"keys\": use a comma-separated list of auth and crypto, or none".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"mask\",\"none,auth\")".into(), "k.cfg:2:28: modparam siptrace.mask: \"none\" cannot be combined with other masks: use \"none\" alone".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"mask_headers\",\"X-Secret,P Token\")".into(), "k.cfg:2:36: modparam siptrace.mask_headers: \"P Token\" is not a header name (letters, digits and -.!%*_+`'~ only)".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"hep_version\",4)".into(), "k.cfg:2:35: modparam siptrace.hep_version: must be from 1 to 3, got 4".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"duplicate_uri\",\"udp:1.2.3.4\")".into(), "k.cfg:2:37: modparam siptrace.duplicate_uri: duplicate URI 'udp:1.2.3.4' is not a sip: URI; write it as sip:host[:port][;transport=tcp]".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:10.0.0.1:99999\")".into(), "k.cfg:2:37: modparam siptrace.duplicate_uri: duplicate URI 'sip:10.0.0.1:99999': port '99999' is not a number from 1 to 65535".into()),

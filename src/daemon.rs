@@ -281,6 +281,7 @@ fn build_core(
         TraceSettings {
             trace_local_ip: st.trace_local_ip.clone(),
             trace_to_database: st.trace_to_database,
+            mask: st.mask.clone(),
         },
     );
     let seed = {

@@ -180,7 +180,7 @@ fn kamctl_ps_uptime_version_and_stats() {
         format!(
             "{{\n  \"jsonrpc\":  \"2.0\",\n  \"result\": [\n    \"siptrace:copies_dropped = 0\",\n    \
              \"siptrace:copies_sent = 0\",\n    \"siptrace:msgs_escaped = 0\",\n    \
-             \"siptrace:rows_dropped = 0\",\n    \"siptrace:rows_replayed = 0\",\n    \
+             \"siptrace:msgs_masked = 0\",\n    \"siptrace:rows_dropped = 0\",\n    \"siptrace:rows_replayed = 0\",\n    \
              \"siptrace:rows_spooled = 0\",\n    \"siptrace:rows_written = 1\",\n    \
              \"siptrace:spool_bytes = 0\",\n    \"siptrace:traced_replies = 0\",\n    \
              \"siptrace:traced_requests = 1\"\n  ],\n  \"id\": {pid}\n}}\n"

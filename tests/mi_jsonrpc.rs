@@ -201,7 +201,7 @@ fn core_methods_with_our_values() {
     let stats = |written: u64| {
         format!(
             "{{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 0\", \
-             \"siptrace:msgs_escaped = 0\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 0\", \
+             \"siptrace:msgs_escaped = 0\", \"siptrace:msgs_masked = 0\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 0\", \
              \"siptrace:rows_spooled = 0\", \"siptrace:rows_written = {written}\", \"siptrace:spool_bytes = 0\", \
              \"siptrace:traced_replies = 0\", \"siptrace:traced_requests = 0\"],\n\t\"id\":\t4242\n}}"
         )

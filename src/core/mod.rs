@@ -116,14 +116,15 @@ impl Core {
         self.s.stats()
     }
 
+    /// The trace layer's counters: traced requests/replies, rows,
+    /// `msgs_masked`.
+    pub fn trace_counters(&self) -> &crate::trace::TraceCounters {
+        self.s.trace_counters()
+    }
+
     /// Live transactions (for `tm_stats`), and remembered stateless branches.
     pub(crate) fn live_transactions(&self) -> usize {
         self.s.tm().len()
-    }
-
-    /// siptrace's own counters (traced requests/replies, rows).
-    pub(crate) fn trace_counters(&self) -> &crate::trace::TraceCounters {
-        &self.s.tracer().counters
     }
 
     /// Lookups handed to the resolver thread and not yet answered, and

@@ -156,6 +156,10 @@ impl State {
     }
 
     /// MI/RPC view of the trace switch.
+    pub(crate) fn trace_counters(&self) -> &crate::trace::TraceCounters {
+        &self.tracer.counters
+    }
+
     pub fn trace_on(&self) -> i32 {
         self.tracer.on
     }
@@ -243,10 +247,6 @@ impl State {
     /// Requests parked now, waiting for the resolver.
     pub(crate) fn parked(&self) -> usize {
         self.park.len()
-    }
-
-    pub(crate) fn tracer(&self) -> &Tracer {
-        &self.tracer
     }
 
     pub(crate) fn park_full(&self) -> u64 {
@@ -442,6 +442,19 @@ impl State {
             return;
         }
         let table = self.trace_table(st);
+        // Once per event: every row and the copy carry the same masked bytes.
+        let masked = self.tracer.mask(ev.bytes);
+        let masked_ev;
+        let ev = match &masked {
+            std::borrow::Cow::Borrowed(_) => ev,
+            std::borrow::Cow::Owned(bytes) => {
+                masked_ev = Event {
+                    bytes,
+                    ..ev.clone()
+                };
+                &masked_ev
+            }
+        };
         if self.tracer.to_database() {
             self.tracer
                 .rows(ev, trigger, &users, table.as_deref(), &mut self.rows);

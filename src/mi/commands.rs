@@ -118,6 +118,9 @@ pub struct TraceStats {
     pub traced_requests: u64,
     pub traced_replies: u64,
     pub db_state: DbState,
+    // Counters printed after db_state (docs/decisions.md §9), one per line below.
+    // Issue 18, masking:
+    pub msgs_masked: u64,
 }
 
 impl TraceStats {
@@ -136,12 +139,22 @@ impl TraceStats {
     }
 
     /// What `get_statistics` lists in the `siptrace` group: the counters,
-    /// then Kamailio's `traced_requests` and `traced_replies`.
+    /// those after db_state, then Kamailio's `traced_requests` and
+    /// `traced_replies`.
     pub fn statistics(&self) -> Vec<(&'static str, u64)> {
         let mut v = self.counters().to_vec();
+        v.extend(self.after_db_state());
         v.push(("traced_requests", self.traced_requests));
         v.push(("traced_replies", self.traced_replies));
         v
+    }
+
+    /// The numeric counters that follow db_state, in order (docs/decisions.md §9).
+    pub fn after_db_state(&self) -> Vec<(&'static str, u64)> {
+        vec![
+            // Issue 18, masking:
+            ("msgs_masked", self.msgs_masked),
+        ]
     }
 }
 
@@ -510,6 +523,12 @@ fn mi_sip_trace_stats(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
         .map(|(name, v)| Node::named(*name, v.to_string()))
         .collect();
     nodes.push(Node::named("db_state", stats.db_state.to_string()));
+    nodes.extend(
+        stats
+            .after_db_state()
+            .into_iter()
+            .map(|(name, v)| Node::named(name, v.to_string())),
+    );
     Some(MiReply::ok(nodes))
 }
 
@@ -717,6 +736,12 @@ fn rpc_siptrace_stats(host: &mut dyn MiHost, _: &Params<'_>) -> RpcResult {
         .map(|(name, v)| (*name, Json::uint(*v)))
         .collect();
     members.push(("db_state", Json::str(&stats.db_state.to_string())));
+    members.extend(
+        stats
+            .after_db_state()
+            .into_iter()
+            .map(|(name, v)| (name, Json::uint(v))),
+    );
     RpcResult::Ok(Json::obj(members))
 }
 
@@ -758,6 +783,7 @@ mod tests {
                     traced_requests: 5,
                     traced_replies: 4,
                     db_state: DbState::Up,
+                    msgs_masked: 5,
                 },
             }
         }
@@ -957,7 +983,7 @@ mod tests {
             (":nosuch:r\nx\n\n", "500 command 'nosuch' not available\n"),
             (
                 ":sip_trace_stats:r\n\n",
-                "200 OK\nrows_written:: 12\nrows_spooled:: 3\nrows_replayed:: 2\nrows_dropped:: 0\nspool_bytes:: 4096\nmsgs_escaped:: 1\ncopies_sent:: 7\ncopies_dropped:: 0\ndb_state:: up\n\n",
+                "200 OK\nrows_written:: 12\nrows_spooled:: 3\nrows_replayed:: 2\nrows_dropped:: 0\nspool_bytes:: 4096\nmsgs_escaped:: 1\ncopies_sent:: 7\ncopies_dropped:: 0\ndb_state:: up\nmsgs_masked:: 5\n\n",
             ),
             (
                 ":get_statistics:r\nrows_written\ncopies_sent\n\n",
@@ -965,11 +991,11 @@ mod tests {
             ),
             (
                 ":get_statistics:r\nall\n\n",
-                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
+                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:msgs_masked = 5\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
             ),
             (
                 ":get_statistics:r\nsiptrace:\n\n",
-                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
+                "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 7\nsiptrace:msgs_escaped = 1\nsiptrace:msgs_masked = 5\nsiptrace:rows_dropped = 0\nsiptrace:rows_replayed = 2\nsiptrace:rows_spooled = 3\nsiptrace:rows_written = 12\nsiptrace:spool_bytes = 4096\nsiptrace:traced_replies = 4\nsiptrace:traced_requests = 5\n\n",
             ),
             (
                 ":get_statistics:r\nusrloc:\n\n",
@@ -1009,7 +1035,7 @@ mod tests {
         let r = mi(&mut host, b":sip_trace_stats:r\n\n");
         assert!(
             String::from_utf8_lossy(&r[0])
-                .ends_with("db_state:: down since 2026-11-27 07:00:00\n\n")
+                .ends_with("db_state:: down since 2026-11-27 07:00:00\nmsgs_masked:: 5\n\n")
         );
 
         assert!(!host.killed);
@@ -1340,7 +1366,7 @@ mod tests {
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [\"all\"], \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
             show(out[0].reply.as_deref().unwrap_or_default()),
-            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 7\", \"siptrace:msgs_escaped = 1\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 2\", \"siptrace:rows_spooled = 3\", \"siptrace:rows_written = 12\", \"siptrace:spool_bytes = 4096\", \"siptrace:traced_replies = 4\", \"siptrace:traced_requests = 5\"],\n\t\"id\":\t4242\n}"
+            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"siptrace:copies_dropped = 0\", \"siptrace:copies_sent = 7\", \"siptrace:msgs_escaped = 1\", \"siptrace:msgs_masked = 5\", \"siptrace:rows_dropped = 0\", \"siptrace:rows_replayed = 2\", \"siptrace:rows_spooled = 3\", \"siptrace:rows_written = 12\", \"siptrace:spool_bytes = 4096\", \"siptrace:traced_replies = 4\", \"siptrace:traced_requests = 5\"],\n\t\"id\":\t4242\n}"
         );
     }
 
@@ -1358,12 +1384,12 @@ mod tests {
             (
                 "siptrace.stats",
                 "[]",
-                "{\"jsonrpc\":\"2.0\",\"result\":{\"rows_written\":12,\"rows_spooled\":3,\"rows_replayed\":2,\"rows_dropped\":0,\"spool_bytes\":4096,\"msgs_escaped\":1,\"copies_sent\":7,\"copies_dropped\":0,\"db_state\":\"up\"},\"id\":1}",
+                "{\"jsonrpc\":\"2.0\",\"result\":{\"rows_written\":12,\"rows_spooled\":3,\"rows_replayed\":2,\"rows_dropped\":0,\"spool_bytes\":4096,\"msgs_escaped\":1,\"copies_sent\":7,\"copies_dropped\":0,\"db_state\":\"up\",\"msgs_masked\":5},\"id\":1}",
             ),
             (
                 "stats.get_statistics",
                 "[\"siptrace:\"]",
-                "{\"jsonrpc\":\"2.0\",\"result\":[\"siptrace:copies_dropped = 0\",\"siptrace:copies_sent = 7\",\"siptrace:msgs_escaped = 1\",\"siptrace:rows_dropped = 0\",\"siptrace:rows_replayed = 2\",\"siptrace:rows_spooled = 3\",\"siptrace:rows_written = 12\",\"siptrace:spool_bytes = 4096\",\"siptrace:traced_replies = 4\",\"siptrace:traced_requests = 5\"],\"id\":1}",
+                "{\"jsonrpc\":\"2.0\",\"result\":[\"siptrace:copies_dropped = 0\",\"siptrace:copies_sent = 7\",\"siptrace:msgs_escaped = 1\",\"siptrace:msgs_masked = 5\",\"siptrace:rows_dropped = 0\",\"siptrace:rows_replayed = 2\",\"siptrace:rows_spooled = 3\",\"siptrace:rows_written = 12\",\"siptrace:spool_bytes = 4096\",\"siptrace:traced_replies = 4\",\"siptrace:traced_requests = 5\"],\"id\":1}",
             ),
             (
                 "stats.get_statistics",

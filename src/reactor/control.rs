@@ -706,6 +706,7 @@ impl MiHost for Host<'_> {
                 None => DbState::Up,
                 Some(t) => DbState::DownSince(local_datetime(t)),
             },
+            msgs_masked: self.core.trace_counters().msgs_masked,
         }
     }
 

@@ -35,6 +35,7 @@ pub use check::Malformed;
 pub use edit::EditError;
 pub use frame::{MAX_STREAM_MESSAGE, frame_len, keepalive_len};
 pub use hostport::{AddrError, Host, HostPort, ListenForm, ListenFormError, UriTarget, parse_port};
+pub(crate) use msg::HeaderLines;
 pub use msg::{BodyFraming, HeaderKind, MaxForwards, ParseError, SipMsg, StartLineIssue};
 pub use nameaddr::{NameAddr, NameAddrError};
 pub use reply::{BuildError, build_ack_for_non2xx, build_cancel, build_reply};

@@ -408,34 +408,52 @@ fn parse_status_line(line: &[u8]) -> Result<(Start, Option<StartLineIssue>), Par
     ))
 }
 
-/// Indexes `buf` in place. `tolerate_truncation` keeps a message whose
-/// body is shorter than its Content-Length (see `parse_to_answer`).
-pub(crate) fn scan(mut buf: Vec<u8>, tolerate_truncation: bool) -> Result<SipMsg, ParseError> {
-    // RFC 3261 §7.5: CRLFs before the start line are ignored.
-    let skip = buf
-        .iter()
-        .take_while(|&&b| b == b'\r' || b == b'\n')
-        .count();
-    if skip == buf.len() {
-        return Err(ParseError::Empty);
+/// The header lines from `pos` up to the empty line, in order: folds joined,
+/// names resolved. Borrows the bytes and allocates nothing, so the trace
+/// path can look at a message it does not keep parsed (trace/mask.rs);
+/// [`scan`] builds its index with it. Stops at the first error.
+pub(crate) struct HeaderLines<'a> {
+    b: &'a [u8],
+    pos: usize,
+    line_no: usize,
+    /// Set once the empty line is reached: where the body starts.
+    pub body_start: Option<usize>,
+    failed: bool,
+}
+
+impl<'a> HeaderLines<'a> {
+    /// `pos`: just past the start line's LF (line 2).
+    pub(crate) fn new(b: &'a [u8], pos: usize) -> HeaderLines<'a> {
+        HeaderLines {
+            b,
+            pos,
+            line_no: 2,
+            body_start: None,
+            failed: false,
+        }
     }
-    if skip > 0 {
-        buf.drain(..skip);
+
+    /// Past leading CRLFs (RFC 3261 §7.5) and the start line, without
+    /// checking the start line: for bytes already relayed or received.
+    pub(crate) fn of_message(b: &'a [u8]) -> HeaderLines<'a> {
+        let skip = b.iter().take_while(|&&c| c == b'\r' || c == b'\n').count();
+        match find_line(b, skip) {
+            Some((_, next)) => HeaderLines::new(b, next),
+            None => HeaderLines {
+                failed: true,
+                ..HeaderLines::new(b, b.len())
+            },
+        }
     }
-    if u32::try_from(buf.len()).is_err() {
-        return Err(ParseError::TooLarge);
-    }
-    let b = &buf[..];
-    let (start_end, mut pos) = find_line(b, 0).ok_or(ParseError::NoEndOfHeaders)?;
-    let (start, start_issue) = parse_start_line(b, start_end)?;
-    let headers_start = pos;
-    let mut headers = Vec::with_capacity(HEADER_INDEX_CAPACITY);
-    let mut line_no = 2;
-    let body_start = loop {
+
+    fn next_header(&mut self) -> Result<Option<Header>, ParseError> {
+        let (b, pos) = (self.b, self.pos);
         let (end, next) = find_line(b, pos).ok_or(ParseError::NoEndOfHeaders)?;
         if end == pos {
-            break next;
+            self.body_start = Some(next);
+            return Ok(None);
         }
+        let line_no = self.line_no;
         if is_wsp(b[pos]) {
             // A fold with no header before it.
             return Err(ParseError::BadHeaderName { line: line_no });
@@ -454,17 +472,63 @@ pub(crate) fn scan(mut buf: Vec<u8>, tolerate_truncation: bool) -> Result<SipMsg
             let (e, n) = find_line(b, last_next).ok_or(ParseError::NoEndOfHeaders)?;
             last_end = e;
             last_next = n;
-            line_no += 1;
+            self.line_no += 1;
         }
-        headers.push(Header {
+        self.pos = last_next;
+        self.line_no += 1;
+        Ok(Some(Header {
             kind: HeaderKind::of(&b[pos..name_end]),
             name: Span::of(pos..name_end),
             value: Span::of(lex::trim_range(b, colon + 1..last_end)),
             line: Span::of(pos..last_next),
-        });
-        pos = last_next;
-        line_no += 1;
-    };
+        }))
+    }
+}
+
+impl Iterator for HeaderLines<'_> {
+    type Item = Result<Header, ParseError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.body_start.is_some() {
+            return None;
+        }
+        match self.next_header() {
+            Ok(h) => h.map(Ok),
+            Err(e) => {
+                self.failed = true;
+                Some(Err(e))
+            }
+        }
+    }
+}
+
+/// Indexes `buf` in place. `tolerate_truncation` keeps a message whose
+/// body is shorter than its Content-Length (see `parse_to_answer`).
+pub(crate) fn scan(mut buf: Vec<u8>, tolerate_truncation: bool) -> Result<SipMsg, ParseError> {
+    // RFC 3261 §7.5: CRLFs before the start line are ignored.
+    let skip = buf
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    if skip == buf.len() {
+        return Err(ParseError::Empty);
+    }
+    if skip > 0 {
+        buf.drain(..skip);
+    }
+    if u32::try_from(buf.len()).is_err() {
+        return Err(ParseError::TooLarge);
+    }
+    let b = &buf[..];
+    let (start_end, pos) = find_line(b, 0).ok_or(ParseError::NoEndOfHeaders)?;
+    let (start, start_issue) = parse_start_line(b, start_end)?;
+    let headers_start = pos;
+    let mut headers = Vec::with_capacity(HEADER_INDEX_CAPACITY);
+    let mut lines = HeaderLines::new(b, pos);
+    for h in &mut lines {
+        headers.push(h?);
+    }
+    let body_start = lines.body_start.ok_or(ParseError::NoEndOfHeaders)?;
 
     let present = b.len() - body_start;
     let mut framing = BodyFraming::Absent;

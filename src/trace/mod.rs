@@ -14,6 +14,7 @@
 
 pub mod dup;
 pub mod hep;
+pub mod mask;
 pub mod mirror;
 pub mod stream;
 
@@ -169,6 +170,8 @@ pub enum Trigger {
 pub struct TraceSettings {
     pub trace_local_ip: Option<String>,
     pub trace_to_database: bool,
+    /// Secrets kept out of rows and copies (docs/decisions.md §13).
+    pub mask: mask::MaskSettings,
 }
 
 /// Counters reported by `sip_trace_stats` (docs/decisions.md §9 order lives in mi/).
@@ -180,7 +183,7 @@ pub struct TraceCounters {
     /// `siptrace:traced_requests` / `traced_replies` (docs/kamailio.md §4.1).
     pub traced_requests: u64,
     pub traced_replies: u64,
-    // filled by masking
+    /// Traced events whose stored/mirrored bytes had a secret masked.
     pub msgs_masked: u64,
 }
 
@@ -191,6 +194,7 @@ pub struct Tracer {
     pub on: i32,
     local_ip: Option<Arc<LocalIp>>,
     to_database: bool,
+    masker: mask::Masker,
     pub counters: TraceCounters,
 }
 
@@ -203,6 +207,7 @@ impl Tracer {
                 .as_deref()
                 .map(|t| Arc::new(LocalIp::new(t))),
             to_database: settings.trace_to_database,
+            masker: mask::Masker::new(&settings.mask),
             counters: TraceCounters::default(),
         }
     }
@@ -228,6 +233,17 @@ impl Tracer {
             Some(ip) => Endpoint::Configured(Arc::clone(ip)),
             None => actual,
         }
+    }
+
+    /// The bytes rows and copies of one event carry: its wire bytes with
+    /// the secrets masked (docs/decisions.md §13). Called once per event,
+    /// before [`Tracer::rows`] and the mirror copy, so both agree.
+    pub fn mask<'a>(&mut self, bytes: &'a [u8]) -> std::borrow::Cow<'a, [u8]> {
+        let out = self.masker.mask(bytes);
+        if matches!(out, std::borrow::Cow::Owned(_)) {
+            self.counters.msgs_masked += 1;
+        }
+        out
     }
 
     pub(crate) fn to_database(&self) -> bool {
@@ -383,6 +399,7 @@ mod tests {
             TraceSettings {
                 trace_local_ip: Some("10.1.1.1:5064".into()),
                 trace_to_database: true,
+                ..TraceSettings::default()
             },
         );
         assert_eq!(t.local(actual.clone()).render(), "10.1.1.1:5064");
