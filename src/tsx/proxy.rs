@@ -454,6 +454,10 @@ impl<U, A: Clone> ProxyTx<U, A> {
             what: Sent::Request { branch },
             retransmission: false,
         });
+        // Almost every transaction has one branch: a first push would
+        // reserve four (~1.1 KB unused per transaction, held until wt_timer
+        // frees it).
+        self.branches.reserve_exact(1);
         self.branches.push(Branch {
             key,
             dest,
