@@ -199,7 +199,8 @@ fn every_metric_is_served_and_moves_with_traffic() {
     grew("siptraced_traced_requests_total", 3.0);
     grew("siptraced_messages_received_total{transport=\"udp\"}", 3.0);
     grew("siptraced_messages_sent_total{transport=\"udp\"}", 3.0);
-    grew("siptraced_reactor_turn_seconds_count", 3.0);
+    // Turns, not messages: one turn may read several datagrams.
+    grew("siptraced_reactor_turn_seconds_count", 1.0);
 
     // The same counter in MI get_statistics, as Kamailio names it.
     let name = format!("st_metrics_{}", std::process::id());
