@@ -1,0 +1,263 @@
+//! Retention in the reactor's turn: deletes old rows (and rows beyond the
+//! row cap) from the default trace table a few milliseconds at a time, so
+//! that a table of millions of rows shrinks without stalling SIP
+//! (docs/decisions.md §12, ARCHITECTURE.md "Spool").
+//!
+//! A pass is a list of steps computed when it starts: on a table partitioned
+//! by day, drop the day partitions older than `retention` and create today's
+//! and tomorrow's; then rows older than `retention`; then each
+//! `retention_method`'s rows; then rows beyond `retention_rows` (its id
+//! threshold is looked up when that step is reached). Each tick runs
+//! batches, oldest first, until a step is done or the tick's time budget is
+//! spent; the batch size adapts so that one statement stays near
+//! [`BATCH_TARGET`]. While a pass has work, ticks come every
+//! [`BUSY_EVERY`]; after it, the next pass starts `retention_interval` later.
+//!
+//! Unlike the rest of the sink, this reads the clock (`Instant::now`): the
+//! budget is about how long the database takes, which only measuring tells.
+//! Depends on the db module's `Backend` and retention types, and on the
+//! clock module for local dates.
+
+use std::time::{Duration, Instant};
+
+use crate::clock::{WallTime, local_datetime};
+use crate::db::retention::{Cutoff, PurgeRule, RetentionPolicy};
+use crate::db::{Backend, DbError};
+
+/// Rows per DELETE at most: the brief's bound, and what 16 KiB pages of
+/// four indexes absorb in a few ms on SQLite (examples/purge_bench.rs).
+pub(crate) const BATCH_MAX: u32 = 1000;
+/// Rows per DELETE at least: below this, per-statement overhead dominates.
+const BATCH_MIN: u32 = 50;
+/// What one DELETE should cost; the batch size halves above it and
+/// doubles below half of it.
+const BATCH_TARGET: Duration = Duration::from_millis(4);
+/// A tick stops starting batches once it has spent this long.
+const TICK_BUDGET: Duration = Duration::from_millis(5);
+/// Ticks while a pass has work: with [`TICK_BUDGET`], the purge takes at
+/// most ~5% of the reactor's time, and still ~10k rows/s on SQLite.
+pub(crate) const BUSY_EVERY: Duration = Duration::from_millis(100);
+
+/// One step of a pass.
+#[derive(Debug, Clone)]
+enum Step {
+    Rows(PurgeRule),
+    /// `retention_rows`: threshold looked up when the step is reached.
+    RowCap(u64),
+}
+
+struct Pass {
+    steps: Vec<Step>,
+    deleted: u64,
+    /// Time spent in the database by this pass (all its ticks).
+    spent: Duration,
+    partitions: Vec<String>,
+}
+
+/// What a finished pass did, for the counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct PassDone {
+    pub rows: u64,
+    pub ms: u64,
+}
+
+pub(crate) struct Purger {
+    policy: RetentionPolicy,
+    next_tick: Instant,
+    pass: Option<Pass>,
+    batch: u32,
+    /// Failures other than connection ones are logged once per pass.
+    failed_pass_logged: bool,
+}
+
+/// The local date `YYYY-MM-DD` of Unix second `sec`.
+fn local_day(sec: i64) -> String {
+    local_datetime(sec).chars().take(10).collect()
+}
+
+fn before(wall: WallTime, age: Duration) -> Cutoff {
+    let sec = wall.sec - i64::try_from(age.as_secs()).unwrap_or(i64::MAX / 2);
+    Cutoff {
+        sec,
+        local: local_datetime(sec),
+    }
+}
+
+impl Purger {
+    /// The first pass starts at once (after the start-up replay, if any).
+    pub(crate) fn new(policy: RetentionPolicy, now: Instant) -> Purger {
+        Purger {
+            policy,
+            next_tick: now,
+            pass: None,
+            batch: BATCH_MAX,
+            failed_pass_logged: false,
+        }
+    }
+
+    pub(crate) fn next_tick(&self) -> Instant {
+        self.next_tick
+    }
+
+    pub(crate) fn due(&self, now: Instant) -> bool {
+        now >= self.next_tick
+    }
+
+    fn start(&mut self, db: &mut dyn Backend, wall: WallTime) -> Result<Pass, DbError> {
+        let t0 = Instant::now();
+        let p = &self.policy;
+        let keep_from = p.max_age.map(|a| local_day(before(wall, a).sec));
+        let ahead: Vec<String> = (0..3).map(|d| local_day(wall.sec + d * 86_400)).collect();
+        let parts = db.maintain_partitions(keep_from.as_deref(), &ahead)?;
+        if !parts.created.is_empty() {
+            log::info!(
+                "siptrace retention: created day partitions {}",
+                parts.created.join(", ")
+            );
+        }
+        let mut steps = Vec::new();
+        if let Some(a) = p.max_age {
+            steps.push(Step::Rows(PurgeRule::Older {
+                before: before(wall, a),
+                method: None,
+            }));
+        }
+        for m in &p.methods {
+            steps.push(Step::Rows(PurgeRule::Older {
+                before: before(wall, m.max_age),
+                method: Some(m.method.clone()),
+            }));
+        }
+        if let Some(n) = p.max_rows {
+            steps.push(Step::RowCap(n));
+        }
+        // Oldest rows first: the pass walks the steps from the front.
+        steps.reverse();
+        Ok(Pass {
+            steps,
+            deleted: parts.dropped_rows,
+            spent: t0.elapsed(),
+            partitions: parts.dropped,
+        })
+    }
+
+    /// One tick: batches until the budget is spent or the pass is done
+    /// (`budget` None: until done, for `sip_trace_purge`). `Ok(Some)` when
+    /// a pass ended in this tick.
+    pub(crate) fn tick(
+        &mut self,
+        db: &mut dyn Backend,
+        now: Instant,
+        wall: WallTime,
+        budget: Option<Duration>,
+    ) -> Result<Option<PassDone>, DbError> {
+        let r = self.run(db, wall, budget);
+        match &r {
+            Ok(Some(_)) => self.next_tick = now + self.policy.interval,
+            Ok(None) => self.next_tick = now + BUSY_EVERY,
+            Err(e) => {
+                self.pass = None;
+                self.next_tick = now + self.policy.interval;
+                if !e.is_connection() && !self.failed_pass_logged {
+                    self.failed_pass_logged = true;
+                    log::warn!(
+                        "siptrace retention: purge failed: {e}; trying again in {} s",
+                        self.policy.interval.as_secs()
+                    );
+                }
+            }
+        }
+        r
+    }
+
+    fn run(
+        &mut self,
+        db: &mut dyn Backend,
+        wall: WallTime,
+        budget: Option<Duration>,
+    ) -> Result<Option<PassDone>, DbError> {
+        let tick_start = Instant::now();
+        let mut pass = match self.pass.take() {
+            Some(p) => p,
+            None => self.start(db, wall)?,
+        };
+        while let Some(step) = pass.steps.last().cloned() {
+            if budget.is_some_and(|b| tick_start.elapsed() >= b) {
+                self.pass = Some(pass);
+                return Ok(None);
+            }
+            let t0 = Instant::now();
+            let rule = match step {
+                Step::Rows(rule) => rule,
+                Step::RowCap(keep) => match db.row_cap_threshold(keep) {
+                    Ok(Some(id)) => {
+                        pass.steps.pop();
+                        pass.steps.push(Step::Rows(PurgeRule::IdBelow(id)));
+                        pass.spent += t0.elapsed();
+                        continue;
+                    }
+                    Ok(None) => {
+                        pass.steps.pop();
+                        pass.spent += t0.elapsed();
+                        continue;
+                    }
+                    Err(e) => return Err(e),
+                },
+            };
+            let limit = self.batch;
+            let n = db.purge_batch(&rule, limit)?;
+            let took = t0.elapsed();
+            pass.spent += took;
+            pass.deleted += n;
+            self.adapt(took);
+            if n < u64::from(limit) {
+                pass.steps.pop();
+            }
+        }
+        self.failed_pass_logged = false;
+        let done = PassDone {
+            rows: pass.deleted,
+            ms: u64::try_from(pass.spent.as_millis()).unwrap_or(u64::MAX),
+        };
+        if done.rows > 0 {
+            log::info!(
+                "siptrace retention: purged {} rows{} in {} ms of database time",
+                done.rows,
+                if pass.partitions.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (day partitions dropped: {}; their rows as estimated)",
+                        pass.partitions.join(", ")
+                    )
+                },
+                done.ms
+            );
+        }
+        Ok(Some(done))
+    }
+
+    fn adapt(&mut self, took: Duration) {
+        if took > BATCH_TARGET {
+            self.batch = (self.batch / 2).max(BATCH_MIN);
+        } else if took < BATCH_TARGET / 2 {
+            self.batch = self.batch.saturating_mul(2).min(BATCH_MAX);
+        }
+    }
+
+    /// `sip_trace_purge`: a whole new pass now, in bounded batches.
+    pub(crate) fn full_pass(
+        &mut self,
+        db: &mut dyn Backend,
+        now: Instant,
+        wall: WallTime,
+    ) -> Result<PassDone, DbError> {
+        self.pass = None;
+        Ok(self.tick(db, now, wall, None)?.unwrap_or_default())
+    }
+
+    /// The per-tick budget of the reactor's timer.
+    pub(crate) fn tick_budget() -> Duration {
+        TICK_BUDGET
+    }
+}
