@@ -49,6 +49,8 @@ enum Step {
 struct Pass {
     steps: Vec<Step>,
     deleted: u64,
+    /// Of `deleted`, what earlier ticks reported already.
+    reported: u64,
     /// Time spent in the database by this pass (all its ticks).
     spent: Duration,
     partitions: Vec<String>,
@@ -61,6 +63,14 @@ pub(crate) struct PassDone {
     pub ms: u64,
 }
 
+/// What one tick did: rows deleted in it (counted at once, so that
+/// `rows_purged` follows a long pass), and the pass when it ended.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct TickDone {
+    pub rows: u64,
+    pub pass: Option<PassDone>,
+}
+
 pub(crate) struct Purger {
     policy: RetentionPolicy,
     next_tick: Instant,
@@ -68,6 +78,8 @@ pub(crate) struct Purger {
     batch: u32,
     /// Failures other than connection ones are logged once per pass.
     failed_pass_logged: bool,
+    /// Rows deleted by a pass that then failed, not yet counted.
+    unreported: u64,
 }
 
 /// The local date `YYYY-MM-DD` of Unix second `sec`.
@@ -92,6 +104,7 @@ impl Purger {
             pass: None,
             batch: BATCH_MAX,
             failed_pass_logged: false,
+            unreported: 0,
         }
     }
 
@@ -136,6 +149,7 @@ impl Purger {
         Ok(Pass {
             steps,
             deleted: parts.dropped_rows,
+            reported: 0,
             spent: t0.elapsed(),
             partitions: parts.dropped,
         })
@@ -150,11 +164,14 @@ impl Purger {
         now: Instant,
         wall: WallTime,
         budget: Option<Duration>,
-    ) -> Result<Option<PassDone>, DbError> {
-        let r = self.run(db, wall, budget);
+    ) -> Result<TickDone, DbError> {
+        let mut r = self.run(db, wall, budget);
+        if let Ok(t) = r.as_mut() {
+            t.rows += std::mem::take(&mut self.unreported);
+        }
         match &r {
-            Ok(Some(_)) => self.next_tick = now + self.policy.interval,
-            Ok(None) => self.next_tick = now + BUSY_EVERY,
+            Ok(TickDone { pass: Some(_), .. }) => self.next_tick = now + self.policy.interval,
+            Ok(_) => self.next_tick = now + BUSY_EVERY,
             Err(e) => {
                 self.pass = None;
                 self.next_tick = now + self.policy.interval;
@@ -175,7 +192,7 @@ impl Purger {
         db: &mut dyn Backend,
         wall: WallTime,
         budget: Option<Duration>,
-    ) -> Result<Option<PassDone>, DbError> {
+    ) -> Result<TickDone, DbError> {
         let tick_start = Instant::now();
         let mut pass = match self.pass.take() {
             Some(p) => p,
@@ -183,8 +200,10 @@ impl Purger {
         };
         while let Some(step) = pass.steps.last().cloned() {
             if budget.is_some_and(|b| tick_start.elapsed() >= b) {
+                let rows = pass.deleted - pass.reported;
+                pass.reported = pass.deleted;
                 self.pass = Some(pass);
-                return Ok(None);
+                return Ok(TickDone { rows, pass: None });
             }
             let t0 = Instant::now();
             let rule = match step {
@@ -201,11 +220,14 @@ impl Purger {
                         pass.spent += t0.elapsed();
                         continue;
                     }
-                    Err(e) => return Err(e),
+                    Err(e) => return Err(self.keep_count(pass, e)),
                 },
             };
             let limit = self.batch;
-            let n = db.purge_batch(&rule, limit)?;
+            let n = match db.purge_batch(&rule, limit) {
+                Ok(n) => n,
+                Err(e) => return Err(self.keep_count(pass, e)),
+            };
             let took = t0.elapsed();
             pass.spent += took;
             pass.deleted += n;
@@ -219,9 +241,11 @@ impl Purger {
             rows: pass.deleted,
             ms: u64::try_from(pass.spent.as_millis()).unwrap_or(u64::MAX),
         };
-        if done.rows > 0 {
+        if done.rows == 0 {
+            log::debug!("siptrace retention: pass done, nothing to purge");
+        } else {
             log::info!(
-                "siptrace retention: purged {} rows{} in {} ms of database time",
+                "siptrace retention: pass done: purged {} rows{} in {} ms of database time",
                 done.rows,
                 if pass.partitions.is_empty() {
                     String::new()
@@ -234,7 +258,17 @@ impl Purger {
                 done.ms
             );
         }
-        Ok(Some(done))
+        Ok(TickDone {
+            rows: pass.deleted - pass.reported,
+            pass: Some(done),
+        })
+    }
+
+    /// A pass cut short by an error: what it deleted is still counted at
+    /// the next pass's first tick.
+    fn keep_count(&mut self, pass: Pass, e: DbError) -> DbError {
+        self.unreported += pass.deleted - pass.reported;
+        e
     }
 
     fn adapt(&mut self, took: Duration) {
@@ -251,9 +285,11 @@ impl Purger {
         db: &mut dyn Backend,
         now: Instant,
         wall: WallTime,
-    ) -> Result<PassDone, DbError> {
-        self.pass = None;
-        Ok(self.tick(db, now, wall, None)?.unwrap_or_default())
+    ) -> Result<TickDone, DbError> {
+        if let Some(p) = self.pass.take() {
+            self.unreported += p.deleted - p.reported;
+        }
+        self.tick(db, now, wall, None)
     }
 
     /// The per-tick budget of the reactor's timer.

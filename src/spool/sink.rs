@@ -240,16 +240,17 @@ impl TraceSink {
             return;
         }
         match p.tick(db.as_mut(), now, wall, Some(Purger::tick_budget())) {
-            Ok(Some(done)) => self.purged(done),
-            Ok(None) => {}
+            Ok(t) => self.purged(t),
             Err(e) if e.is_connection() => self.go_down(&e, now, wall),
             Err(_) => {}
         }
     }
 
-    fn purged(&mut self, done: super::purge::PassDone) {
-        self.counters.rows_purged += done.rows;
-        self.counters.last_purge_ms = done.ms;
+    fn purged(&mut self, t: super::purge::TickDone) {
+        self.counters.rows_purged += t.rows;
+        if let Some(p) = t.pass {
+            self.counters.last_purge_ms = p.ms;
+        }
     }
 
     /// `sip_trace_purge`: one whole retention pass now (bounded batches,
@@ -270,9 +271,9 @@ impl TraceSink {
             return Err("database not open".to_string());
         };
         match p.full_pass(db.as_mut(), now, wall) {
-            Ok(done) => {
-                self.purged(done);
-                Ok(done.rows)
+            Ok(t) => {
+                self.purged(t);
+                Ok(t.pass.map_or(0, |p| p.rows))
             }
             Err(e) => {
                 let text = e.to_string();
