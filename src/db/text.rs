@@ -630,6 +630,70 @@ mod tests {
     use super::*;
 
     #[test]
+    fn purge_rewrites_the_file_without_matching_rows() {
+        use crate::db::retention::{Cutoff, TimeKind};
+        let dir = std::env::temp_dir().join(format!("dbtext-purge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sip_trace");
+        let mut text = schema::DBTEXT_TABLE.to_string();
+        // id:time_stamp:time_us:callid:traced_user:msg:method:…
+        for (id, t, method) in [
+            (1, 100, "INVITE"),
+            (2, 100, "OPTIONS"),
+            (3, 300, "OPTIONS"),
+            (4, 50, "BYE"),
+        ] {
+            text.push_str(&format!("{id}:{t}:0:c{id}::m\\:{id}:{method}::::::in\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let target = PurgeTarget {
+            table: "sip_trace".into(),
+            time_col: "time_stamp".into(),
+            time_kind: TimeKind::UnixSeconds,
+            method_col: Some("method".into()),
+        };
+        let older = |sec, method: Option<&str>| PurgeRule::Older {
+            before: Cutoff {
+                sec,
+                local: String::new(),
+            },
+            method: method.map(str::to_string),
+        };
+        let ids = || -> Vec<String> {
+            read_table(&path)
+                .unwrap()
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect()
+        };
+        // Only OPTIONS before 200: row 2.
+        assert_eq!(
+            purge_file(&path, &target, &older(200, Some("OPTIONS")), 1000).unwrap(),
+            1
+        );
+        assert_eq!(ids(), ["1", "3", "4"]);
+        // The limit bounds a batch, oldest (first in the file) first.
+        assert_eq!(purge_file(&path, &target, &older(200, None), 1).unwrap(), 1);
+        assert_eq!(ids(), ["3", "4"]);
+        assert_eq!(
+            purge_file(&path, &target, &PurgeRule::IdBelow(4), 10).unwrap(),
+            1
+        );
+        assert_eq!(ids(), ["4"]);
+        assert_eq!(
+            purge_file(&path, &target, &PurgeRule::IdBelow(4), 10).unwrap(),
+            0
+        );
+        // Kept lines are copied byte for byte (escapes included).
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("4:50:0:c4::m\\:4:BYE::::::in\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
     fn escaping_round_trips() {
         let cases: &[(&[u8], &[u8])] = &[
             (b"plain", b"plain"),

@@ -297,3 +297,139 @@ impl Purger {
         TICK_BUDGET
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::retention::MethodAge;
+    use crate::db::{Marker, MarkerOpen, Row, WriteReport};
+
+    /// A table of `old` rows older than `retention`, `options` old OPTIONS
+    /// rows, and `total` rows in all; records each statement's rule.
+    struct Fake {
+        old: u64,
+        options: u64,
+        total: u64,
+        calls: Vec<String>,
+    }
+
+    impl Backend for Fake {
+        fn write_batch(&mut self, _: &[Row]) -> Result<WriteReport, DbError> {
+            unreachable!()
+        }
+        fn open_marker(&mut self, _: &str) -> Result<MarkerOpen, DbError> {
+            unreachable!()
+        }
+        fn write_batch_marked(
+            &mut self,
+            _: &[Row],
+            _: &[u64],
+            _: &mut Marker,
+        ) -> Result<WriteReport, DbError> {
+            unreachable!()
+        }
+        fn describe(&self) -> String {
+            "fake".into()
+        }
+        fn purge_batch(&mut self, rule: &PurgeRule, limit: u32) -> Result<u64, DbError> {
+            let (label, pool) = match rule {
+                PurgeRule::Older { method: None, .. } => ("age", &mut self.old),
+                PurgeRule::Older {
+                    method: Some(_), ..
+                } => ("method", &mut self.options),
+                PurgeRule::IdBelow(_) => ("cap", &mut self.total),
+            };
+            let n = (*pool).min(u64::from(limit));
+            *pool -= n;
+            self.total -= if label == "cap" { 0 } else { n };
+            self.calls.push(format!("{label}:{n}"));
+            Ok(n)
+        }
+        fn row_cap_threshold(&mut self, keep: u64) -> Result<Option<i64>, DbError> {
+            self.calls.push("threshold".into());
+            // Rows beyond the cap become the cap step's pool.
+            Ok((self.total > keep).then(|| {
+                self.total -= keep;
+                1
+            }))
+        }
+    }
+
+    fn policy() -> RetentionPolicy {
+        RetentionPolicy {
+            max_age: Some(Duration::from_secs(86_400)),
+            max_rows: Some(100),
+            methods: vec![MethodAge {
+                method: "OPTIONS".into(),
+                max_age: Duration::from_secs(3600),
+            }],
+            interval: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn a_full_pass_runs_every_step_in_bounded_batches() {
+        let mut db = Fake {
+            old: 2500,
+            options: 10,
+            total: 2500 + 10 + 150,
+            calls: Vec::new(),
+        };
+        let now = Instant::now();
+        let mut p = Purger::new(policy(), now);
+        let t = p.full_pass(&mut db, now, WallTime::now()).unwrap();
+        // Age first, oldest batches of at most BATCH_MAX rows; the threshold
+        // only once the age and method steps are done; 50 rows over the cap.
+        assert_eq!(t.pass.unwrap().rows, 2500 + 10 + 50);
+        assert_eq!(t.rows, 2560);
+        assert!(db.calls.iter().all(|c| {
+            c.split(':')
+                .nth(1)
+                .is_none_or(|n| n.parse::<u32>().unwrap() <= BATCH_MAX)
+        }));
+        let first_method = db
+            .calls
+            .iter()
+            .position(|c| c.starts_with("method"))
+            .unwrap();
+        let threshold = db.calls.iter().position(|c| c == "threshold").unwrap();
+        assert!(
+            db.calls[..first_method]
+                .iter()
+                .all(|c| c.starts_with("age"))
+        );
+        assert!(first_method < threshold);
+        assert_eq!(p.next_tick(), now + Duration::from_secs(60));
+    }
+
+    #[test]
+    fn a_spent_budget_leaves_the_rest_for_the_next_tick() {
+        let mut db = Fake {
+            old: 5000,
+            options: 0,
+            total: 5000,
+            calls: Vec::new(),
+        };
+        let now = Instant::now();
+        let mut p = Purger::new(policy(), now);
+        // A zero budget still lets one tick start: the pass begins and
+        // yields before its first batch.
+        let t = p
+            .tick(&mut db, now, WallTime::now(), Some(Duration::ZERO))
+            .unwrap();
+        assert_eq!((t.rows, t.pass), (0, None));
+        assert_eq!(p.next_tick(), now + BUSY_EVERY);
+        let mut rows = 0;
+        for i in 1..100u32 {
+            let t = p
+                .tick(&mut db, now, WallTime::now(), Some(TICK_BUDGET))
+                .unwrap();
+            rows += t.rows;
+            if t.pass.is_some() {
+                assert!(i >= 1);
+                break;
+            }
+        }
+        assert_eq!(rows, 5000);
+    }
+}
