@@ -111,6 +111,30 @@ fn main() {
     };
     run(&mut store, "method OPTIONS, batch 1000", &rule, 1000, 100);
 
+    // As the daemon adapts (src/spool/purge.rs): start at 100, halve above
+    // 4 ms, double below 2 ms, between 50 and 1000.
+    let rule = PurgeRule::Older {
+        before: quarter(4),
+        method: None,
+    };
+    let (mut limit, mut times, mut deleted) = (100u32, Vec::new(), 0);
+    for _ in 0..2000 {
+        let t = Instant::now();
+        let n = store.purge_batch(&rule, limit).unwrap();
+        let took = t.elapsed();
+        times.push(took);
+        deleted += n;
+        if n < u64::from(limit) {
+            break;
+        }
+        if took > Duration::from_millis(4) {
+            limit = (limit / 2).max(50);
+        } else if took < Duration::from_millis(2) {
+            limit = (limit * 2).min(1000);
+        }
+    }
+    stats(&format!("age, adaptive (ends at {limit})"), deleted, times);
+
     let keep = rows / 2;
     let t = Instant::now();
     let threshold = store.row_cap_threshold(keep).unwrap();

@@ -24,11 +24,16 @@ use crate::clock::{WallTime, local_datetime};
 use crate::db::retention::{Cutoff, PurgeRule, RetentionPolicy};
 use crate::db::{Backend, DbError};
 
-/// Rows per DELETE at most: the brief's bound, and what 16 KiB pages of
-/// four indexes absorb in a few ms on SQLite (examples/purge_bench.rs).
+/// Rows per DELETE at most. A fast server (or a small table in cache)
+/// reaches it; SQLite with a million rows does not: each row deleted
+/// touches a random page of the callid index, ~25–90 µs a row
+/// (examples/purge_bench.rs), so there the batch settles near 100.
 pub(crate) const BATCH_MAX: u32 = 1000;
 /// Rows per DELETE at least: below this, per-statement overhead dominates.
 const BATCH_MIN: u32 = 50;
+/// The first batch of a daemon: small, so that a cold cache never makes
+/// the first statement a long one; it grows while statements stay fast.
+const BATCH_FIRST: u32 = 100;
 /// What one DELETE should cost; the batch size halves above it and
 /// doubles below half of it.
 const BATCH_TARGET: Duration = Duration::from_millis(4);
@@ -102,7 +107,7 @@ impl Purger {
             policy,
             next_tick: now,
             pass: None,
-            batch: BATCH_MAX,
+            batch: BATCH_FIRST,
             failed_pass_logged: false,
             unreported: 0,
         }
@@ -175,7 +180,8 @@ impl Purger {
             Err(e) => {
                 self.pass = None;
                 self.next_tick = now + self.policy.interval;
-                if !e.is_connection() && !self.failed_pass_logged {
+                let busy = matches!(e, DbError::Busy { .. });
+                if (busy || !e.is_connection()) && !self.failed_pass_logged {
                     self.failed_pass_logged = true;
                     log::warn!(
                         "siptrace retention: purge failed: {e}; trying again in {} s",

@@ -241,6 +241,9 @@ impl TraceSink {
         }
         match p.tick(db.as_mut(), now, wall, Some(Purger::tick_budget())) {
             Ok(t) => self.purged(t),
+            // A lock held by someone else only postpones the pass (the
+            // purger waits `retention_interval`); the rows still go in.
+            Err(DbError::Busy { .. }) => {}
             Err(e) if e.is_connection() => self.go_down(&e, now, wall),
             Err(_) => {}
         }
