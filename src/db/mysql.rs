@@ -715,6 +715,14 @@ impl Engine for Mysql {
     }
 
     fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
+        let span_sql = retention::id_span_sql(Dialect::Mysql, table);
+        let span = self.exchange(|c| c.query_first::<Option<i64>, _>(span_sql.as_str()))?;
+        if span
+            .flatten()
+            .is_none_or(|n| u64::try_from(n).unwrap_or(0) <= keep)
+        {
+            return Ok(None);
+        }
         let sql = retention::row_cap_threshold_sql(Dialect::Mysql, table, keep);
         self.exchange(|c| c.query_first::<i64, _>(sql.as_str()))
     }

@@ -623,6 +623,16 @@ impl Engine for Postgres {
         let Some(conn) = self.conn.as_ref() else {
             return Err(self.conn_error("not connected".to_string()));
         };
+        let span: Option<i64> = self
+            .block(conn.client.query_one(
+                retention::id_span_sql(Dialect::Postgres, table).as_str(),
+                &[],
+            ))
+            .map_err(|f| f.into_db("postgres", self.target()))?
+            .get(0);
+        if span.is_none_or(|n| n <= seq_param(keep)) {
+            return Ok(None);
+        }
         let sql = retention::row_cap_threshold_sql(Dialect::Postgres, table, keep);
         let offset = seq_param(keep.saturating_sub(1));
         let row = self

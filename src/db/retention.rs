@@ -201,6 +201,16 @@ pub fn row_cap_threshold_sql(d: Dialect, table: &str, keep: u64) -> String {
     }
 }
 
+/// How many ids the table spans (max − min + 1; NULL when empty): never
+/// fewer than its rows, and two index look-ups only. When it is within the
+/// cap, the walk of [`row_cap_threshold_sql`] is skipped.
+pub fn id_span_sql(d: Dialect, table: &str) -> String {
+    let table = d.quote(table);
+    let id = d.quote("id");
+    let cast = if d == Dialect::Postgres { "::int8" } else { "" };
+    format!("SELECT ((SELECT max({id}) FROM {table}) - (SELECT min({id}) FROM {table}) + 1){cast}")
+}
+
 /// The name of the day partition of `table` for `day` (`YYYY-MM-DD`):
 /// `<table>_pYYYYMMDD`, as sql/postgres/siptrace-partitioned.sql names them.
 /// None when that would exceed PostgreSQL's 63-byte identifiers.
@@ -289,6 +299,20 @@ mod tests {
         assert_eq!(
             row_cap_threshold_sql(Dialect::Mysql, "sip_trace", 100),
             "SELECT `id` FROM `sip_trace` ORDER BY `id` DESC LIMIT 1 OFFSET 99"
+        );
+    }
+
+    #[test]
+    fn the_id_span_takes_two_index_lookups() {
+        assert_eq!(
+            id_span_sql(Dialect::Sqlite, "sip_trace"),
+            "SELECT ((SELECT max(\"id\") FROM \"sip_trace\") - \
+             (SELECT min(\"id\") FROM \"sip_trace\") + 1)"
+        );
+        assert!(id_span_sql(Dialect::Postgres, "t").ends_with("+ 1)::int8"));
+        assert_eq!(
+            row_cap_threshold_sql(Dialect::Sqlite, "t", 5),
+            "SELECT \"id\" FROM \"t\" ORDER BY \"id\" DESC LIMIT 1 OFFSET ?1"
         );
     }
 

@@ -321,6 +321,14 @@ impl Engine for Sqlite {
     fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
         use rusqlite::OptionalExtension;
         let t = self.target();
+        let span: Option<i64> = self
+            .conn
+            .prepare_cached(&retention::id_span_sql(Dialect::Sqlite, table))
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| fault(e, &t).into_db("sqlite", t.clone()))?;
+        if span.is_none_or(|n| n <= seq(keep)) {
+            return Ok(None);
+        }
         let sql = retention::row_cap_threshold_sql(Dialect::Sqlite, table, keep);
         self.conn
             .prepare_cached(&sql)
