@@ -27,6 +27,7 @@ use thiserror::Error;
 
 use crate::cfg::ast::{self, GlobalValue, Item, ModValue};
 use crate::cfg::{Diagnostic, Pos};
+use crate::db::retention::{MethodAge, RetentionPolicy};
 use crate::script::{AvpName, CompileEnv, Program};
 use crate::sip::{Transport, TransportError};
 use crate::trace::dup::{DupError, DupTarget, parse_send_sock};
@@ -310,6 +311,9 @@ pub struct SiptraceParams {
     /// Secrets masked in rows and copies (`mask`, `mask_headers`;
     /// docs/decisions.md §13).
     pub mask: MaskSettings,
+    /// `retention`, `retention_rows`, `retention_method`,
+    /// `retention_interval` (docs/decisions.md §14).
+    pub retention: RetentionPolicy,
 }
 
 impl Default for SiptraceParams {
@@ -342,6 +346,7 @@ impl Default for SiptraceParams {
             mirror_tcp_queue_kb: u32::try_from(StreamConfig::default().max_queue_bytes / 1024)
                 .unwrap_or(u32::MAX),
             mask: MaskSettings::default(),
+            retention: RetentionPolicy::default(),
         }
     }
 }
@@ -792,6 +797,18 @@ pub enum ValueError {
     #[error("must be from 1 MiB to {max_gib} GiB, got {got} bytes")]
     SizeOutOfRange { max_gib: u64, got: u64 },
     /// `hint` lists the known names, or quotes the unknown one.
+    #[error(
+        "expects an age: a number with a unit s, m, h or d (\"7d\", \"12h\"), or an integer in seconds, got \"{0}\""
+    )]
+    NotAnAge(String),
+    #[error("must be from 1 second to 3650 days, got {0} s")]
+    AgeOutOfRange(u64),
+    #[error("expects METHOD=AGE, such as \"OPTIONS=1h\", got \"{0}\"")]
+    NotAMethodAge(String),
+    #[error("\"{0}\" is not a SIP method name (a token: letters, digits, -.!%*_+`'~)")]
+    NotAMethod(String),
+    #[error("method {0} has a retention_method already; keep one")]
+    MethodTwice(String),
     #[error("unknown {module} parameter{hint}")]
     UnknownParam { module: &'static str, hint: String },
 }
@@ -872,6 +889,55 @@ fn size_of(v: &ModValue, max_gib: u64) -> VResult<usize> {
     usize::try_from(bytes).map_err(|_| ValueError::SizeOutOfRange {
         max_gib,
         got: bytes,
+    })
+}
+
+/// An age for retention: `"90s"`, `"30m"`, `"12h"`, `"7d"`, or an integer
+/// number of seconds; 1 s to 10 years (longer is a typo, not a policy).
+fn age_of(v: &ModValue) -> VResult<Duration> {
+    let secs = match v {
+        ModValue::Int(n) => u64::try_from(*n).map_err(|_| ValueError::NotAnAge(n.to_string()))?,
+        ModValue::Str(s) => age_secs(s).ok_or_else(|| ValueError::NotAnAge(s.clone()))?,
+    };
+    if !(1..=3650 * 86_400).contains(&secs) {
+        return Err(ValueError::AgeOutOfRange(secs));
+    }
+    Ok(Duration::from_secs(secs))
+}
+
+fn age_secs(s: &str) -> Option<u64> {
+    let t = s.trim();
+    let unit = t.chars().last()?;
+    let mult = match unit {
+        's' | 'S' => 1,
+        'm' | 'M' => 60,
+        'h' | 'H' => 3600,
+        'd' | 'D' => 86_400,
+        c if c.is_ascii_digit() => return t.parse().ok(),
+        _ => return None,
+    };
+    let num = t[..t.len() - 1].trim();
+    if num.is_empty() || !num.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    num.parse::<u64>().ok()?.checked_mul(mult)
+}
+
+/// `retention_method`'s `METHOD=AGE`.
+fn method_age_of(v: &ModValue) -> VResult<MethodAge> {
+    let s = str_of(v)?;
+    let Some((m, age)) = s.split_once('=') else {
+        return Err(ValueError::NotAMethodAge(s));
+    };
+    let method = m.trim();
+    // RFC 3261 token characters: what a method column can hold.
+    let token = |c: char| c.is_ascii_alphanumeric() || "-.!%*_+`'~".contains(c);
+    if method.is_empty() || !method.chars().all(token) {
+        return Err(ValueError::NotAMethod(method.to_string()));
+    }
+    Ok(MethodAge {
+        method: method.to_string(),
+        max_age: age_of(&ModValue::Str(age.to_string()))?,
     })
 }
 
@@ -1243,6 +1309,7 @@ impl Builder {
         if self.siptrace_mirror_param(m)?
             || self.siptrace_spool_param(m)?
             || self.siptrace_mask_param(m)?
+            || self.siptrace_retention_param(m)?
         {
             return Ok(());
         }
@@ -1364,6 +1431,31 @@ impl Builder {
             }
             "spool_fsync" => t.spool_fsync = bool_of(v)?,
             "state_dir" => t.state_dir = Some(str_of(v)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// The retention parameters; false when `m` is none of them.
+    fn siptrace_retention_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let r = &mut self
+            .c
+            .siptrace
+            .get_or_insert_with(SiptraceParams::default)
+            .retention;
+        match m.param.as_str() {
+            "retention" => r.max_age = Some(age_of(v)?),
+            // Sanity bound: a trillion rows is no table anyone keeps.
+            "retention_rows" => r.max_rows = Some(range_of(v, 1, 1_000_000_000_000)?),
+            "retention_method" => {
+                let ma = method_age_of(v)?;
+                if r.methods.iter().any(|x| x.method == ma.method) {
+                    return Err(ValueError::MethodTwice(ma.method));
+                }
+                r.methods.push(ma);
+            }
+            "retention_interval" => r.interval = age_of(v)?,
             _ => return Ok(false),
         }
         Ok(true)
@@ -1906,6 +1998,7 @@ modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
                 crypto: true,
                 headers: vec!["X-Secret".into(), "P-Token".into()],
             },
+            retention: RetentionPolicy::default(),
         };
         assert_eq!(t, want);
         assert_eq!(t.hep_version(), 2);
@@ -2146,6 +2239,92 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
         for src in ok {
             let r = load(&format!("loadmodule \"siptrace.so\"\n{src}{ROUTE}"));
             assert!(r.is_ok(), "{src}: {r:?}");
+        }
+    }
+
+    #[test]
+    fn retention_params() {
+        let c = config(&format!(
+            "loadmodule \"siptrace.so\"\n\
+             modparam(\"siptrace\", \"retention\", \"7d\")\n\
+             modparam(\"siptrace\", \"retention_rows\", 1000000)\n\
+             modparam(\"siptrace\", \"retention_method\", \"OPTIONS=1h\")\n\
+             modparam(\"siptrace\", \"retention_method\", \"NOTIFY = 30m\")\n\
+             modparam(\"siptrace\", \"retention_interval\", 5){ROUTE}"
+        ));
+        let r = c.siptrace.unwrap().retention;
+        assert_eq!(r.max_age, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(r.max_rows, Some(1_000_000));
+        assert_eq!(
+            r.methods,
+            [
+                MethodAge {
+                    method: "OPTIONS".into(),
+                    max_age: Duration::from_secs(3600)
+                },
+                MethodAge {
+                    method: "NOTIFY".into(),
+                    max_age: Duration::from_secs(1800)
+                },
+            ]
+        );
+        assert_eq!(r.interval, Duration::from_secs(5));
+        assert!(r.is_active());
+        let none = config(&format!("loadmodule \"siptrace.so\"{ROUTE}"));
+        assert!(!none.siptrace.unwrap().retention.is_active());
+        for (s, secs) in [
+            ("90s", 90),
+            ("2m", 120),
+            ("12h", 43_200),
+            ("1D", 86_400),
+            ("30", 30),
+        ] {
+            assert_eq!(age_secs(s), Some(secs), "{s}");
+        }
+        for s in ["", "d", "7w", "-1d", "1.5h", "7 days"] {
+            assert_eq!(age_secs(s), None, "{s}");
+        }
+    }
+
+    #[test]
+    fn retention_errors_with_positions() {
+        let cases = [
+            (
+                "modparam(\"siptrace\",\"retention\",\"7w\")",
+                "k.cfg:2:33: modparam siptrace.retention: expects an age: a number with a unit s, m, h or d (\"7d\", \"12h\"), or an integer in seconds, got \"7w\"",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention\",0)",
+                "k.cfg:2:33: modparam siptrace.retention: must be from 1 second to 3650 days, got 0 s",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention\",\"4000d\")",
+                "k.cfg:2:33: modparam siptrace.retention: must be from 1 second to 3650 days, got 345600000 s",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention_rows\",0)",
+                "k.cfg:2:38: modparam siptrace.retention_rows: must be from 1 to 1000000000000, got 0",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention_method\",\"OPTIONS\")",
+                "k.cfg:2:40: modparam siptrace.retention_method: expects METHOD=AGE, such as \"OPTIONS=1h\", got \"OPTIONS\"",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention_method\",\"OPT IONS=1h\")",
+                "k.cfg:2:40: modparam siptrace.retention_method: \"OPT IONS\" is not a SIP method name (a token: letters, digits, -.!%*_+`'~)",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention_method\",\"OPTIONS=1y\")",
+                "k.cfg:2:40: modparam siptrace.retention_method: expects an age: a number with a unit s, m, h or d (\"7d\", \"12h\"), or an integer in seconds, got \"1y\"",
+            ),
+            (
+                "modparam(\"siptrace\",\"retention_method\",\"OPTIONS=1h\")\nmodparam(\"siptrace\",\"retention_method\",\"OPTIONS=2h\")",
+                "k.cfg:3:40: modparam siptrace.retention_method: method OPTIONS has a retention_method already; keep one",
+            ),
+        ];
+        for (src, want) in cases {
+            let e = load(&format!("loadmodule \"siptrace.so\"\n{src}{ROUTE}")).unwrap_err();
+            assert_eq!(e, want, "{src}");
         }
     }
 

@@ -313,14 +313,16 @@ fn open_sink(conf: &Config, st: &SiptraceParams) -> Result<TraceSink, SetupError
         batch_rows: st.db_batch_rows as usize,
         policy: st.spool_full_policy,
     };
-    Ok(TraceSink::new(
+    let mut sink = TraceSink::new(
         db_target,
         database,
         Some(spool),
         settings,
         Instant::now(),
         crate::clock::WallTime::now(),
-    ))
+    );
+    sink.set_retention(st.retention.clone(), Instant::now());
+    Ok(sink)
 }
 
 /// send_sock_addr must be one of the sockets we listen on: copies leave

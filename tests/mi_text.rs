@@ -212,14 +212,14 @@ fn core_commands() {
         r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
     let ps = format!("200 OK\nProcess::  ID=0 PID={pid} Type=main process - attendant\n\n");
     let zero_stats = "200 OK\nrows_written:: 0\nrows_spooled:: 0\nrows_replayed:: 0\nrows_dropped:: 0\n\
-                      spool_bytes:: 0\nmsgs_escaped:: 0\ncopies_sent:: 0\ncopies_dropped:: 0\ndb_state:: up\n\n";
+                      spool_bytes:: 0\nmsgs_escaped:: 0\ncopies_sent:: 0\ncopies_dropped:: 0\ndb_state:: up\nrows_purged:: 0\nlast_purge_ms:: 0\n\n";
     run(
         &d.fifo,
         vec![
             reply(
                 ":which:@R@\n\n",
                 "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\n\
-                 sip_trace\nsip_trace_stats\ntm_stats\ncore_limits\n\n",
+                 sip_trace\nsip_trace_stats\nsip_trace_purge\ntm_stats\ncore_limits\n\n",
             ),
             reply(":ps:@R@\n\n", &ps),
             // No-input commands read and drop their argument lines.

@@ -33,6 +33,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub mod encode;
+pub mod retention;
 pub mod schema;
 // A build without any backend (`--no-default-features`) opens nothing.
 #[cfg(any(
@@ -65,6 +66,7 @@ pub mod text;
 ))]
 mod live_tests;
 
+pub use retention::{PurgeRule, RetentionPolicy};
 pub use schema::{LayoutProblem, valid_table_name};
 pub use url::{DbUrl, UrlError};
 
@@ -250,6 +252,37 @@ pub trait Backend {
     ) -> Result<WriteReport, DbError>;
     /// E.g. `sqlite:/var/lib/siptraced/trace.db (sip_trace v4)`.
     fn describe(&self) -> String;
+    /// Delete at most `limit` rows of the default table that `rule`
+    /// matches, oldest (lowest id) first, in one statement; the count
+    /// deleted. Fewer than `limit` means the rule has no more work.
+    fn purge_batch(&mut self, rule: &PurgeRule, limit: u32) -> Result<u64, DbError>;
+    /// The id of the `keep`-th newest row of the default table: rows below
+    /// it exceed `retention_rows`. None when the table holds no more.
+    fn row_cap_threshold(&mut self, keep: u64) -> Result<Option<i64>, DbError>;
+    /// On a table partitioned by day (PostgreSQL): drop the day partitions
+    /// wholly before `keep_from` (`YYYY-MM-DD`) and create those of `ahead`.
+    /// Other tables: nothing (the default).
+    fn maintain_partitions(
+        &mut self,
+        _keep_from: Option<&str>,
+        _ahead: &[String],
+    ) -> Result<PartitionReport, DbError> {
+        Ok(PartitionReport::default())
+    }
+}
+
+/// What [`Backend::maintain_partitions`] did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PartitionReport {
+    /// The table is partitioned (by day, as sql/postgres/siptrace-partitioned.sql).
+    pub partitioned: bool,
+    /// Day partitions dropped.
+    pub dropped: Vec<String>,
+    /// Their rows, as the planner estimated them (`reltuples`): counting
+    /// exactly would scan the partitions the drop avoids reading.
+    pub dropped_rows: u64,
+    /// Day partitions created ahead of time.
+    pub created: Vec<String>,
 }
 
 /// Why the store cannot (now) do what was asked.

@@ -37,6 +37,7 @@ use mysql::prelude::Queryable;
 use mysql::{Conn, OptsBuilder, TxOpts, Value as MyValue};
 
 use super::encode;
+use super::retention::{self, Dialect, PurgeRule, PurgeTarget, TimeKind};
 use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
 use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::url::ServerUrl;
@@ -682,6 +683,48 @@ impl Engine for Mysql {
 
     fn marker_create(&mut self) -> Result<(), DbError> {
         self.exchange(|c| c.query_drop(MARKER_DDL))
+    }
+
+    fn purge_batch(
+        &mut self,
+        target: &PurgeTarget,
+        rule: &PurgeRule,
+        limit: u32,
+    ) -> Result<u64, DbError> {
+        let Some(sql) = retention::delete_batch_sql(Dialect::Mysql, target, rule, limit) else {
+            return Ok(0);
+        };
+        let mut params: Vec<MyValue> = Vec::with_capacity(2);
+        match rule {
+            PurgeRule::Older { before, method } => {
+                params.push(match target.time_kind {
+                    TimeKind::UnixSeconds => MyValue::Int(before.sec),
+                    _ => MyValue::Bytes(before.local.clone().into_bytes()),
+                });
+                if let Some(m) = method {
+                    params.push(MyValue::Bytes(m.clone().into_bytes()));
+                }
+            }
+            PurgeRule::IdBelow(id) => params.push(MyValue::Int(*id)),
+        }
+        // Autocommit: each batch commits alone, its row locks released at once.
+        self.exchange(|c| {
+            c.exec_drop(sql.as_str(), params)?;
+            Ok(c.affected_rows())
+        })
+    }
+
+    fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
+        let span_sql = retention::id_span_sql(Dialect::Mysql, table);
+        let span = self.exchange(|c| c.query_first::<Option<i64>, _>(span_sql.as_str()))?;
+        if span
+            .flatten()
+            .is_none_or(|n| u64::try_from(n).unwrap_or(0) <= keep)
+        {
+            return Ok(None);
+        }
+        let sql = retention::row_cap_threshold_sql(Dialect::Mysql, table, keep);
+        self.exchange(|c| c.query_first::<i64, _>(sql.as_str()))
     }
 
     fn marker_read(&mut self, id: &str) -> Result<Option<u64>, DbError> {

@@ -193,6 +193,19 @@ fn odbc_kind(ty: DataType) -> (ColumnKind, Option<usize>) {
     }
 }
 
+impl Odbc {
+    /// Drivers differ in how they bound a DELETE: no portable batch form.
+    fn no_retention(&self) -> DbError {
+        DbError::Rejected {
+            backend: "unixodbc",
+            target: self.target(),
+            detail: "retention is not implemented over ODBC; purge with the \
+                     database's own tools, or use a native db_url"
+                .to_string(),
+        }
+    }
+}
+
 impl Engine for Odbc {
     fn backend(&self) -> &'static str {
         "unixodbc"
@@ -318,6 +331,19 @@ impl Engine for Odbc {
         }
         let _ = conn.set_autocommit(true);
         result.map(|_| counts)
+    }
+
+    fn purge_batch(
+        &mut self,
+        _target: &super::retention::PurgeTarget,
+        _rule: &super::retention::PurgeRule,
+        _limit: u32,
+    ) -> Result<u64, DbError> {
+        Err(self.no_retention())
+    }
+
+    fn row_cap_threshold(&mut self, _table: &str, _keep: u64) -> Result<Option<i64>, DbError> {
+        Err(self.no_retention())
     }
 
     fn drop_connection(&mut self) {

@@ -33,10 +33,11 @@ use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, Config, NoTls, Statement};
 
 use super::encode;
+use super::retention::{self, Dialect, PurgeRule, PurgeTarget, TimeKind};
 use super::schema::{Charset, ColumnInfo, ColumnKind, Layout};
 use super::store::{Counts, Engine, ErrClass, Fault, MarkCas, Run};
 use super::url::ServerUrl;
-use super::{DbError, MARKER_TABLE, OpenOptions, Value, missing_table_hint};
+use super::{DbError, MARKER_TABLE, OpenOptions, PartitionReport, Value, missing_table_hint};
 
 /// sql/postgres/siptraced-spool-marker.sql, run when the table is missing.
 const MARKER_DDL: &str = include_str!(concat!(
@@ -584,6 +585,146 @@ impl Engine for Postgres {
         .map_err(|f| f.into_db("postgres", self.target()))
     }
 
+    fn purge_batch(
+        &mut self,
+        target: &PurgeTarget,
+        rule: &PurgeRule,
+        limit: u32,
+    ) -> Result<u64, DbError> {
+        let Some(sql) = retention::delete_batch_sql(Dialect::Postgres, target, rule, limit) else {
+            return Ok(0);
+        };
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        let limit = i64::from(limit);
+        let r = match rule {
+            PurgeRule::Older { before, method } => {
+                let time: Box<dyn ToSql + Sync> = match target.time_kind {
+                    TimeKind::UnixSeconds => Box::new(before.sec),
+                    _ => Box::new(before.local.as_str()),
+                };
+                match method {
+                    Some(m) => self.block(
+                        conn.client
+                            .execute(sql.as_str(), &[time.as_ref(), &m.as_str(), &limit]),
+                    ),
+                    None => self.block(conn.client.execute(sql.as_str(), &[time.as_ref(), &limit])),
+                }
+            }
+            PurgeRule::IdBelow(id) => self.block(conn.client.execute(sql.as_str(), &[id, &limit])),
+        };
+        r.map_err(|f| f.into_db("postgres", self.target()))
+    }
+
+    fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
+        self.connection()?;
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        let span: Option<i64> = self
+            .block(conn.client.query_one(
+                retention::id_span_sql(Dialect::Postgres, table).as_str(),
+                &[],
+            ))
+            .map_err(|f| f.into_db("postgres", self.target()))?
+            .get(0);
+        if span.is_none_or(|n| n <= seq_param(keep)) {
+            return Ok(None);
+        }
+        let sql = retention::row_cap_threshold_sql(Dialect::Postgres, table, keep);
+        let offset = seq_param(keep.saturating_sub(1));
+        let row = self
+            .block(conn.client.query_opt(sql.as_str(), &[&offset]))
+            .map_err(|f| f.into_db("postgres", self.target()))?;
+        Ok(row.map(|r| r.get::<_, i64>(0)))
+    }
+
+    fn maintain_partitions(
+        &mut self,
+        table: &str,
+        keep_from: Option<&str>,
+        ahead: &[String],
+    ) -> Result<PartitionReport, DbError> {
+        self.connection()?;
+        let target = self.target();
+        let Some(conn) = self.conn.as_ref() else {
+            return Err(self.conn_error("not connected".to_string()));
+        };
+        let db = |f: Fault| f.into_db("postgres", target.clone());
+        let mut report = PartitionReport::default();
+        let parent = pg_ident(table);
+        let partitioned: bool = self
+            .block(conn.client.query_one(
+                "SELECT EXISTS (SELECT 1 FROM pg_partitioned_table                  WHERE partrelid = to_regclass($1::text))",
+                &[&parent],
+            ))
+            .map_err(db)?
+            .get(0);
+        if !partitioned {
+            return Ok(report);
+        }
+        report.partitioned = true;
+        let parts: Vec<(String, i64)> = self
+            .block(conn.client.query(
+                "SELECT c.relname::text, GREATEST(c.reltuples, 0)::int8 FROM pg_inherits i                  JOIN pg_class c ON c.oid = i.inhrelid WHERE i.inhparent = to_regclass($1::text)",
+                &[&parent],
+            ))
+            .map_err(db)?
+            .iter()
+            .map(|r| (r.get(0), r.get(1)))
+            .collect();
+        if let Some(keep_from) = keep_from.filter(|d| is_day(d)) {
+            for (name, rows) in &parts {
+                // Only names of our pattern: the DEFAULT partition and anything
+                // a person attached under another name are never dropped whole.
+                let Some(day) = retention::partition_day(table, name) else {
+                    continue;
+                };
+                if day.as_str() >= keep_from {
+                    continue;
+                }
+                self.block(
+                    conn.client
+                        .batch_execute(&format!("DROP TABLE {}", pg_ident(name))),
+                )
+                .map_err(db)?;
+                report.dropped.push(name.clone());
+                report.dropped_rows += u64::try_from(*rows).unwrap_or(0);
+            }
+        }
+        for pair in ahead.windows(2) {
+            let (day, next) = (&pair[0], &pair[1]);
+            if !is_day(day) || !is_day(next) {
+                continue;
+            }
+            let Some(name) = retention::partition_name(table, day) else {
+                continue;
+            };
+            if parts.iter().any(|(n, _)| *n == name) {
+                continue;
+            }
+            // Days are digits and dashes checked above: safe as literals,
+            // which DDL needs (it takes no parameters).
+            let ddl = format!(
+                "CREATE TABLE IF NOT EXISTS {} PARTITION OF {parent} FOR VALUES FROM ('{day}') TO ('{next}')",
+                pg_ident(&name)
+            );
+            match self.block(conn.client.batch_execute(&ddl)) {
+                Ok(()) => report.created.push(name),
+                Err(Fault::Db(e)) if e.is_connection() => return Err(e),
+                // Typically: the DEFAULT partition already holds rows of that
+                // day. They stay there (still purged row by row); say so.
+                Err(f) => log::warn!(
+                    "siptrace retention: cannot create partition {name} of {table}: {};                      rows of {day} stay in the DEFAULT partition",
+                    db(f)
+                ),
+            }
+        }
+        Ok(report)
+    }
+
     fn drop_connection(&mut self) {
         self.conn = None;
     }
@@ -593,6 +734,18 @@ impl Engine for Postgres {
             c.stmts.clear();
         }
     }
+}
+
+/// `YYYY-MM-DD`, digits where digits go.
+fn is_day(s: &str) -> bool {
+    s.len() == 10
+        && s.bytes().enumerate().all(|(i, b)| {
+            if i == 4 || i == 7 {
+                b == b'-'
+            } else {
+                b.is_ascii_digit()
+            }
+        })
 }
 
 /// Prepared-statement cache key: plain and marked inserts differ.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ErrorCode, ToSql, TransactionBehavior};
 
+use super::retention::{self, Dialect, PurgeRule, PurgeTarget};
 use super::schema::{self, Charset, ColumnInfo, ColumnKind};
 use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::{DbError, Value, missing_table_hint};
@@ -277,6 +278,65 @@ impl Engine for Sqlite {
         tx.commit().map_err(|e| fault(e, &target))?;
         // SQLite stores every byte as given: nothing escaped or cut.
         Ok(Counts::default())
+    }
+
+    fn purge_batch(
+        &mut self,
+        target: &PurgeTarget,
+        rule: &PurgeRule,
+        limit: u32,
+    ) -> Result<u64, DbError> {
+        let t = self.target();
+        let to_err = |e| fault(e, &t).into_db("sqlite", t.clone());
+        let Some(sql) = retention::delete_batch_sql(Dialect::Sqlite, target, rule, limit) else {
+            return Ok(0);
+        };
+        let mut stmt = self.conn.prepare_cached(&sql).map_err(to_err)?;
+        let mut n = 1;
+        let bound = match rule {
+            PurgeRule::Older { before, method } => {
+                let r = match target.time_kind {
+                    retention::TimeKind::UnixSeconds => stmt.raw_bind_parameter(1, before.sec),
+                    _ => stmt.raw_bind_parameter(1, before.local.as_str()),
+                };
+                r.and_then(|()| match method {
+                    Some(m) => {
+                        n += 1;
+                        stmt.raw_bind_parameter(n, m.as_str())
+                    }
+                    None => Ok(()),
+                })
+            }
+            PurgeRule::IdBelow(id) => stmt.raw_bind_parameter(1, *id),
+        };
+        bound
+            .and_then(|()| stmt.raw_bind_parameter(n + 1, i64::from(limit)))
+            .map_err(to_err)?;
+        // One statement is its own transaction: a batch commits alone and
+        // holds the write lock only for its own rows.
+        let deleted = stmt.raw_execute().map_err(to_err)?;
+        Ok(deleted as u64)
+    }
+
+    fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
+        use rusqlite::OptionalExtension;
+        let t = self.target();
+        let span: Option<i64> = self
+            .conn
+            .prepare_cached(&retention::id_span_sql(Dialect::Sqlite, table))
+            .and_then(|mut st| st.query_row([], |r| r.get(0)))
+            .map_err(|e| fault(e, &t).into_db("sqlite", t.clone()))?;
+        if span.is_none_or(|n| n <= seq(keep)) {
+            return Ok(None);
+        }
+        let sql = retention::row_cap_threshold_sql(Dialect::Sqlite, table, keep);
+        self.conn
+            .prepare_cached(&sql)
+            .and_then(|mut st| {
+                st.query_row([seq(keep.saturating_sub(1))], |r| r.get::<_, i64>(0))
+                    .optional()
+            })
+            .map_err(|e| fault(e, &t).into_db("sqlite", t.clone()))
     }
 
     fn drop_connection(&mut self) {

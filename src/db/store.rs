@@ -15,9 +15,11 @@ use std::collections::{HashMap, HashSet};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use super::schema::{ColumnInfo, Layout};
+use super::retention::{PurgeRule, PurgeTarget, TimeKind};
+use super::schema::{ColumnInfo, ColumnKind, Field, Layout};
 use super::{
-    Backend, DbError, MARKER_TABLE, Marker, MarkerOpen, Row, WriteReport, valid_table_name,
+    Backend, DbError, MARKER_TABLE, Marker, MarkerOpen, PartitionReport, Row, WriteReport,
+    valid_table_name,
 };
 
 /// Layouts cached at most; past this the cache restarts (table names can come
@@ -203,6 +205,24 @@ pub(crate) trait Engine {
             target: self.target(),
             detail: "this backend cannot keep a spool marker".to_string(),
         }
+    }
+    /// One bounded DELETE of [`Backend::purge_batch`].
+    fn purge_batch(
+        &mut self,
+        target: &PurgeTarget,
+        rule: &PurgeRule,
+        limit: u32,
+    ) -> Result<u64, DbError>;
+    /// See [`Backend::row_cap_threshold`].
+    fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError>;
+    /// See [`Backend::maintain_partitions`]; only PostgreSQL partitions.
+    fn maintain_partitions(
+        &mut self,
+        _table: &str,
+        _keep_from: Option<&str>,
+        _ahead: &[String],
+    ) -> Result<PartitionReport, DbError> {
+        Ok(PartitionReport::default())
     }
     /// Forget the connection after a connection error (reconnect on next use).
     fn drop_connection(&mut self);
@@ -672,7 +692,52 @@ fn sql_dir(backend: &str) -> &str {
     }
 }
 
+impl<E: Engine> Store<E> {
+    /// The default table as a purge sees it: its time and method columns.
+    fn purge_target(&mut self) -> Result<PurgeTarget, DbError> {
+        let layout = self.default_layout()?;
+        let col = |f: Field| layout.targets.iter().find(|t| t.field == f);
+        let Some(time) = col(Field::Time) else {
+            return Err(self.rejected("the table has no time column to purge by"));
+        };
+        let time_kind = match time.column.kind {
+            ColumnKind::Integer => TimeKind::UnixSeconds,
+            ColumnKind::Timestamp(t) if !t.is_empty() => TimeKind::PgTimestamp,
+            _ => TimeKind::Local,
+        };
+        Ok(PurgeTarget {
+            table: layout.table.clone(),
+            time_col: time.column.name.clone(),
+            time_kind,
+            method_col: col(Field::Method).map(|t| t.column.name.clone()),
+        })
+    }
+}
+
 impl<E: Engine> Backend for Store<E> {
+    fn purge_batch(&mut self, rule: &PurgeRule, limit: u32) -> Result<u64, DbError> {
+        let r = self
+            .purge_target()
+            .and_then(|t| self.engine.purge_batch(&t, rule, limit.max(1)));
+        self.after(r)
+    }
+
+    fn row_cap_threshold(&mut self, keep: u64) -> Result<Option<i64>, DbError> {
+        let table = self.default.clone();
+        let r = self.engine.row_cap_threshold(&table, keep.max(1));
+        self.after(r)
+    }
+
+    fn maintain_partitions(
+        &mut self,
+        keep_from: Option<&str>,
+        ahead: &[String],
+    ) -> Result<PartitionReport, DbError> {
+        let table = self.default.clone();
+        let r = self.engine.maintain_partitions(&table, keep_from, ahead);
+        self.after(r)
+    }
+
     fn write_batch(&mut self, rows: &[Row]) -> Result<WriteReport, DbError> {
         if rows.is_empty() {
             return Ok(WriteReport::default());

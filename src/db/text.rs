@@ -23,6 +23,7 @@ use std::fs::{self, File, OpenOptions as FsOpen};
 use std::io::{self, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
+use super::retention::{PurgeRule, PurgeTarget};
 use super::schema::{self, Charset, ColumnInfo, ColumnKind, Layout};
 use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::{DbError, Value};
@@ -517,6 +518,35 @@ impl Engine for Text {
         Ok(Counts::default())
     }
 
+    fn purge_batch(
+        &mut self,
+        target: &PurgeTarget,
+        rule: &PurgeRule,
+        limit: u32,
+    ) -> Result<u64, DbError> {
+        let path = self.dir.join(&target.table);
+        let n = purge_file(&path, target, rule, limit)?;
+        // The next insert re-reads the file's state (ids, last newline).
+        self.files.remove(&target.table);
+        Ok(n)
+    }
+
+    fn row_cap_threshold(&mut self, table: &str, keep: u64) -> Result<Option<i64>, DbError> {
+        let t = read_table_raw(&self.dir.join(table))?;
+        let Some(k) = t
+            .columns
+            .iter()
+            .position(|c| c.name.eq_ignore_ascii_case("id"))
+        else {
+            return Ok(None);
+        };
+        let mut ids: Vec<i64> = t.rows.iter().filter_map(|r| int_value(&r[k])).collect();
+        ids.sort_unstable_by(|a, b| b.cmp(a));
+        Ok(usize::try_from(keep.saturating_sub(1))
+            .ok()
+            .and_then(|i| ids.get(i).copied()))
+    }
+
     fn drop_connection(&mut self) {}
 
     fn forget_statements(&mut self) {
@@ -524,9 +554,144 @@ impl Engine for Text {
     }
 }
 
+fn int_value(v: &[u8]) -> Option<i64> {
+    std::str::from_utf8(v).ok()?.trim().parse().ok()
+}
+
+/// Rewrite a table file without the first `limit` rows (file order is id
+/// order: rows are appended) that `rule` matches. Kept lines are copied as
+/// they are; the new file replaces the old one by rename, so a crash leaves
+/// either file whole. dbtext tables are small by nature (Kamailio loads
+/// them whole), so one rewrite per batch is fine.
+fn purge_file(
+    path: &Path,
+    target: &PurgeTarget,
+    rule: &PurgeRule,
+    limit: u32,
+) -> Result<u64, DbError> {
+    let bytes = fs::read(path).map_err(|e| io_err(path, e))?;
+    let mut lines = bytes.split_inclusive(|&b| b == b'\n');
+    let Some(header) = lines.next() else {
+        return Ok(0);
+    };
+    let head = std::str::from_utf8(header).unwrap_or("").trim_end();
+    let cols = parse_header(head).map_err(|e| DbError::BadTextTable {
+        path: path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let find = |name: &str| cols.iter().position(|c| c.name.eq_ignore_ascii_case(name));
+    let (Some(id_k), Some(time_k)) = (find("id"), find(&target.time_col)) else {
+        return Ok(0);
+    };
+    let method_k = target.method_col.as_deref().and_then(find);
+    let mut out = Vec::with_capacity(bytes.len());
+    out.extend_from_slice(header);
+    let mut deleted: u64 = 0;
+    for line in lines {
+        let body = line.strip_suffix(b"\n").unwrap_or(line);
+        let fields = split_row(body);
+        let field = |k: usize| fields.get(k).map(|v| unescape_value(v).unwrap_or_default());
+        let hit = deleted < u64::from(limit)
+            && !body.is_empty()
+            && match rule {
+                PurgeRule::IdBelow(min) => field(id_k)
+                    .and_then(|v| int_value(&v))
+                    .is_some_and(|id| id < *min),
+                PurgeRule::Older { before, method } => {
+                    let old = field(time_k)
+                        .and_then(|v| int_value(&v))
+                        .is_some_and(|t| t < before.sec);
+                    let method_ok = match (method, method_k) {
+                        (None, _) => true,
+                        (Some(m), Some(k)) => field(k).is_some_and(|v| v == m.as_bytes()),
+                        (Some(_), None) => false,
+                    };
+                    old && method_ok
+                }
+            };
+        if hit {
+            deleted += 1;
+        } else {
+            out.extend_from_slice(line);
+        }
+    }
+    if deleted == 0 {
+        return Ok(0);
+    }
+    let tmp = path.with_extension("purge-tmp");
+    fs::write(&tmp, &out)
+        .and_then(|()| fs::rename(&tmp, path))
+        .map_err(|e| io_err(path, e))?;
+    Ok(deleted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn purge_rewrites_the_file_without_matching_rows() {
+        use crate::db::retention::{Cutoff, TimeKind};
+        let dir = std::env::temp_dir().join(format!("dbtext-purge-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("sip_trace");
+        let mut text = schema::DBTEXT_TABLE.to_string();
+        // id:time_stamp:time_us:callid:traced_user:msg:method:…
+        for (id, t, method) in [
+            (1, 100, "INVITE"),
+            (2, 100, "OPTIONS"),
+            (3, 300, "OPTIONS"),
+            (4, 50, "BYE"),
+        ] {
+            text.push_str(&format!("{id}:{t}:0:c{id}::m\\:{id}:{method}::::::in\n"));
+        }
+        std::fs::write(&path, &text).unwrap();
+        let target = PurgeTarget {
+            table: "sip_trace".into(),
+            time_col: "time_stamp".into(),
+            time_kind: TimeKind::UnixSeconds,
+            method_col: Some("method".into()),
+        };
+        let older = |sec, method: Option<&str>| PurgeRule::Older {
+            before: Cutoff {
+                sec,
+                local: String::new(),
+            },
+            method: method.map(str::to_string),
+        };
+        let ids = || -> Vec<String> {
+            read_table(&path)
+                .unwrap()
+                .into_iter()
+                .map(|r| r[0].clone())
+                .collect()
+        };
+        // Only OPTIONS before 200: row 2.
+        assert_eq!(
+            purge_file(&path, &target, &older(200, Some("OPTIONS")), 1000).unwrap(),
+            1
+        );
+        assert_eq!(ids(), ["1", "3", "4"]);
+        // The limit bounds a batch, oldest (first in the file) first.
+        assert_eq!(purge_file(&path, &target, &older(200, None), 1).unwrap(), 1);
+        assert_eq!(ids(), ["3", "4"]);
+        assert_eq!(
+            purge_file(&path, &target, &PurgeRule::IdBelow(4), 10).unwrap(),
+            1
+        );
+        assert_eq!(ids(), ["4"]);
+        assert_eq!(
+            purge_file(&path, &target, &PurgeRule::IdBelow(4), 10).unwrap(),
+            0
+        );
+        // Kept lines are copied byte for byte (escapes included).
+        assert!(
+            std::fs::read_to_string(&path)
+                .unwrap()
+                .ends_with("4:50:0:c4::m\\:4:BYE::::::in\n")
+        );
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn escaping_round_trips() {

@@ -38,6 +38,9 @@ pub trait MiHost {
     /// Shut down as on SIGTERM, after this reply.
     fn request_kill(&mut self);
     fn trace_stats(&self) -> TraceStats;
+    /// One whole retention pass now (`sip_trace_purge`): rows deleted, or
+    /// why none could be.
+    fn trace_purge(&mut self) -> Result<u64, String>;
     /// `tm_stats` lines (`name`, `value`), or `None` when no tm module is loaded (the
     /// command then does not exist).
     fn tm_stats(&self) -> Option<Vec<(String, String)>>;
@@ -121,6 +124,9 @@ pub struct TraceStats {
     // Counters printed after db_state (docs/decisions.md §9), one per line below.
     // Issue 18, masking:
     pub msgs_masked: u64,
+    /// Retention (docs/decisions.md §14), printed after `db_state`.
+    pub rows_purged: u64,
+    pub last_purge_ms: u64,
 }
 
 impl TraceStats {
@@ -284,6 +290,15 @@ pub(crate) static COMMANDS: &[Command] = &[
         needs_tm: false,
         text: Some(mi_sip_trace_stats),
         json: Some(rpc_siptrace_stats),
+    },
+    // May take long on a huge table: all batches run before the reply.
+    Command {
+        mi: Some("sip_trace_purge"),
+        rpc: Some("siptrace.purge"),
+        no_input: true,
+        needs_tm: false,
+        text: Some(mi_sip_trace_purge),
+        json: Some(rpc_siptrace_purge),
     },
     Command {
         mi: Some("tm_stats"),
@@ -529,7 +544,19 @@ fn mi_sip_trace_stats(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
             .into_iter()
             .map(|(name, v)| Node::named(name, v.to_string())),
     );
+    nodes.push(Node::named("rows_purged", stats.rows_purged.to_string()));
+    nodes.push(Node::named(
+        "last_purge_ms",
+        stats.last_purge_ms.to_string(),
+    ));
     Some(MiReply::ok(nodes))
+}
+
+fn mi_sip_trace_purge(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
+    match host.trace_purge() {
+        Ok(n) => Some(MiReply::ok(vec![Node::named("rows_purged", n.to_string())])),
+        Err(why) => Some(MiReply::status(500, &why)),
+    }
 }
 
 fn mi_tm_stats(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
@@ -742,7 +769,16 @@ fn rpc_siptrace_stats(host: &mut dyn MiHost, _: &Params<'_>) -> RpcResult {
             .into_iter()
             .map(|(name, v)| (name, Json::uint(v))),
     );
+    members.push(("rows_purged", Json::uint(stats.rows_purged)));
+    members.push(("last_purge_ms", Json::uint(stats.last_purge_ms)));
     RpcResult::Ok(Json::obj(members))
+}
+
+fn rpc_siptrace_purge(host: &mut dyn MiHost, _: &Params<'_>) -> RpcResult {
+    match host.trace_purge() {
+        Ok(n) => RpcResult::Ok(Json::obj(vec![("rows_purged", Json::uint(n))])),
+        Err(why) => RpcResult::fault(500, &why),
+    }
 }
 
 #[cfg(test)]
@@ -784,6 +820,8 @@ mod tests {
                     traced_replies: 4,
                     db_state: DbState::Up,
                     msgs_masked: 5,
+                    rows_purged: 40,
+                    last_purge_ms: 5,
                 },
             }
         }
@@ -850,6 +888,10 @@ mod tests {
         }
         fn trace_stats(&self) -> TraceStats {
             self.stats.clone()
+        }
+        fn trace_purge(&mut self) -> Result<u64, String> {
+            self.stats.rows_purged += 3;
+            Ok(3)
         }
         fn tm_stats(&self) -> Option<Vec<(String, String)>> {
             self.tm.then(|| {
@@ -953,7 +995,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 ":which:r\n\n",
-                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\ncore_limits\n\n",
+                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\nsip_trace_purge\ncore_limits\n\n",
             ),
             (
                 ":uptime:r\nignored\n\n",
@@ -983,7 +1025,7 @@ mod tests {
             (":nosuch:r\nx\n\n", "500 command 'nosuch' not available\n"),
             (
                 ":sip_trace_stats:r\n\n",
-                "200 OK\nrows_written:: 12\nrows_spooled:: 3\nrows_replayed:: 2\nrows_dropped:: 0\nspool_bytes:: 4096\nmsgs_escaped:: 1\ncopies_sent:: 7\ncopies_dropped:: 0\ndb_state:: up\nmsgs_masked:: 5\n\n",
+                "200 OK\nrows_written:: 12\nrows_spooled:: 3\nrows_replayed:: 2\nrows_dropped:: 0\nspool_bytes:: 4096\nmsgs_escaped:: 1\ncopies_sent:: 7\ncopies_dropped:: 0\ndb_state:: up\nmsgs_masked:: 5\nrows_purged:: 40\nlast_purge_ms:: 5\n\n",
             ),
             (
                 ":get_statistics:r\nrows_written\ncopies_sent\n\n",
@@ -1022,7 +1064,7 @@ mod tests {
         let which = mi(&mut host, b":which:r\n\n");
         assert!(
             String::from_utf8_lossy(&which[0])
-                .ends_with("sip_trace_stats\ntm_stats\ncore_limits\n\n")
+                .ends_with("sip_trace_stats\nsip_trace_purge\ntm_stats\ncore_limits\n\n")
         );
 
         host.cwd = None;
@@ -1033,9 +1075,13 @@ mod tests {
 
         host.stats.db_state = DbState::DownSince("2026-11-27 07:00:00".into());
         let r = mi(&mut host, b":sip_trace_stats:r\n\n");
-        assert!(
-            String::from_utf8_lossy(&r[0])
-                .ends_with("db_state:: down since 2026-11-27 07:00:00\nmsgs_masked:: 5\n\n")
+        assert!(String::from_utf8_lossy(&r[0]).ends_with(
+            "db_state:: down since 2026-11-27 07:00:00\nmsgs_masked:: 5\nrows_purged:: 40\nlast_purge_ms:: 5\n\n"
+        ));
+        let r = mi(&mut host, b":sip_trace_purge:r\n\n");
+        assert_eq!(
+            String::from_utf8_lossy(&r[0]),
+            "200 OK\nrows_purged:: 3\n\n"
         );
 
         assert!(!host.killed);
@@ -1361,7 +1407,7 @@ mod tests {
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"system.listMethods\", \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
             show(out[0].reply.as_deref().unwrap_or_default()),
-            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
+            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.purge\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
         );
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [\"all\"], \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
@@ -1384,7 +1430,7 @@ mod tests {
             (
                 "siptrace.stats",
                 "[]",
-                "{\"jsonrpc\":\"2.0\",\"result\":{\"rows_written\":12,\"rows_spooled\":3,\"rows_replayed\":2,\"rows_dropped\":0,\"spool_bytes\":4096,\"msgs_escaped\":1,\"copies_sent\":7,\"copies_dropped\":0,\"db_state\":\"up\",\"msgs_masked\":5},\"id\":1}",
+                "{\"jsonrpc\":\"2.0\",\"result\":{\"rows_written\":12,\"rows_spooled\":3,\"rows_replayed\":2,\"rows_dropped\":0,\"spool_bytes\":4096,\"msgs_escaped\":1,\"copies_sent\":7,\"copies_dropped\":0,\"db_state\":\"up\",\"msgs_masked\":5,\"rows_purged\":40,\"last_purge_ms\":5},\"id\":1}",
             ),
             (
                 "stats.get_statistics",
@@ -1425,6 +1471,11 @@ mod tests {
                 "siptrace.status",
                 "[null]",
                 "{\"jsonrpc\":\"2.0\",\"error\":{\"code\":500,\"message\":\"Not enough parameters (on, off or check)\"},\"id\":1}",
+            ),
+            (
+                "siptrace.purge",
+                "[]",
+                "{\"jsonrpc\":\"2.0\",\"result\":{\"rows_purged\":3},\"id\":1}",
             ),
             (
                 "core.pwd",

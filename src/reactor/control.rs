@@ -32,7 +32,6 @@
 //! again with the same mode and owner; requests half-read from the old one
 //! are dropped with it.
 
-use super::DbCounters;
 use super::fifo::{Drained, FifoError, PendingReply, Progress, ServerFifo};
 use crate::clock::{WallTime, ctime, local_datetime};
 use crate::config::{Config, MiFifoParams, level_of_debug};
@@ -40,6 +39,7 @@ use crate::core::Core;
 use crate::mi::commands::{self, DbState, MiHost, Process, TraceStats, Uptime, VersionInfo};
 use crate::mi::jsonrpc::{Frame, JsonFramer};
 use crate::mi::text::{self, TextEvent, TextReader};
+use crate::spool::TraceSink;
 use nix::unistd::{Gid, Uid};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -345,19 +345,19 @@ impl Control {
         d.into_iter().min()
     }
 
-    pub(crate) fn on_mi_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_mi_readable(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
         let Some(m) = self.mi.as_mut() else { return };
         m.unread.get_or_insert(now);
-        self.pump_mi(core, db, now);
+        self.pump_mi(core, sink, now);
     }
 
-    pub(crate) fn on_rpc_readable(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_rpc_readable(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
         let Some(r) = self.rpc.as_mut() else { return };
         r.unread.get_or_insert(now);
-        self.pump_rpc(core, db, now);
+        self.pump_rpc(core, sink, now);
     }
 
-    pub(crate) fn on_timer(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    pub(crate) fn on_timer(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
         if let Some(r) = self.rpc.as_mut() {
             if r.framer.poll_timeout().is_some_and(|t| t <= now) {
                 r.framer.handle_timeout(now);
@@ -367,11 +367,11 @@ impl Control {
         if let Some(m) = self.mi.as_mut() {
             step_all(&mut m.writing, now, "MI");
         }
-        self.pump_mi(core, db, now);
-        self.pump_rpc(core, db, now);
+        self.pump_mi(core, sink, now);
+        self.pump_rpc(core, sink, now);
     }
 
-    fn pump_mi(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    fn pump_mi(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
         let other = self.rpc.as_ref().map_or((0, 0), |r| pending(&r.writing));
         let Some(m) = self.mi.as_mut() else { return };
         let mut budget = READ_PER_TURN;
@@ -398,7 +398,7 @@ impl Control {
             }
             let mut host = Host {
                 core: &mut *core,
-                db,
+                sink: &mut *sink,
                 info: &mut self.info,
                 now: WallTime::now(),
             };
@@ -437,7 +437,7 @@ impl Control {
         }
     }
 
-    fn pump_rpc(&mut self, core: &mut Core, db: &DbCounters, now: Instant) {
+    fn pump_rpc(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
         let other = self.mi.as_ref().map_or((0, 0), |m| pending(&m.writing));
         let Some(r) = self.rpc.as_mut() else { return };
         let mut budget = READ_PER_TURN;
@@ -465,7 +465,7 @@ impl Control {
                 Frame::Document(doc) => {
                     let mut host = Host {
                         core: &mut *core,
-                        db,
+                        sink: &mut *sink,
                         info: &mut self.info,
                         now: WallTime::now(),
                     };
@@ -612,7 +612,7 @@ fn step_all(list: &mut Vec<PendingReply>, now: Instant, what: &str) {
 /// The daemon as the MI/RPC command handlers see it.
 struct Host<'a> {
     core: &'a mut Core,
-    db: &'a DbCounters,
+    sink: &'a mut TraceSink,
     info: &'a mut Info,
     now: WallTime,
 }
@@ -689,24 +689,31 @@ impl MiHost for Host<'_> {
         self.info.kill = true;
     }
 
+    fn trace_purge(&mut self) -> Result<u64, String> {
+        self.sink.purge_now(Instant::now(), self.now)
+    }
+
     fn trace_stats(&self) -> TraceStats {
         let s = self.core.stats();
+        let db = self.sink.counters();
         TraceStats {
-            rows_written: self.db.rows_written,
-            rows_spooled: self.db.rows_spooled,
-            rows_replayed: self.db.rows_replayed,
-            rows_dropped: self.db.rows_dropped,
-            spool_bytes: self.db.spool_bytes,
-            msgs_escaped: self.db.msgs_escaped,
+            rows_written: db.rows_written,
+            rows_spooled: db.rows_spooled,
+            rows_replayed: db.rows_replayed,
+            rows_dropped: db.rows_dropped,
+            spool_bytes: db.spool_bytes,
+            msgs_escaped: db.msgs_escaped,
             copies_sent: s.copies_sent,
             copies_dropped: s.copies_dropped,
             traced_requests: self.core.trace_counters().traced_requests,
             traced_replies: self.core.trace_counters().traced_replies,
-            db_state: match self.db.down_since {
+            db_state: match db.down_since {
                 None => DbState::Up,
                 Some(t) => DbState::DownSince(local_datetime(t)),
             },
             msgs_masked: self.core.trace_counters().msgs_masked,
+            rows_purged: db.rows_purged,
+            last_purge_ms: db.last_purge_ms,
         }
     }
 

@@ -286,14 +286,12 @@ impl Reactor {
                             "SIGHUP: nothing to reopen (logs go to syslog or stderr); restart to apply config changes"
                         );
                     }
-                    TOKEN_MI => {
-                        self.control
-                            .on_mi_readable(&mut self.core, self.sink.counters(), now)
-                    }
-                    TOKEN_RPC => {
-                        self.control
-                            .on_rpc_readable(&mut self.core, self.sink.counters(), now)
-                    }
+                    TOKEN_MI => self
+                        .control
+                        .on_mi_readable(&mut self.core, &mut self.sink, now),
+                    TOKEN_RPC => self
+                        .control
+                        .on_rpc_readable(&mut self.core, &mut self.sink, now),
                     TOKEN_DNS => self.on_dns(now, wall),
                     t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
                         if let Some(m) = &mut self.metrics {
@@ -395,8 +393,7 @@ impl Reactor {
         if let Some(m) = &mut self.metrics {
             m.on_timer(self.poll.registry(), now);
         }
-        self.control
-            .on_timer(&mut self.core, self.sink.counters(), now);
+        self.control.on_timer(&mut self.core, &mut self.sink, now);
         if now >= self.next_fifo_check {
             self.next_fifo_check = now + FIFO_CHECK_EVERY;
             match self.control.recreate_stale() {

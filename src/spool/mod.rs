@@ -18,6 +18,7 @@
 pub mod backoff;
 pub mod disk;
 pub mod location;
+mod purge;
 pub mod record;
 pub mod sink;
 

@@ -19,14 +19,17 @@
 //! batches, each bounded by the backend's timeouts; a reconnect try costs at
 //! most the connect timeout and happens at most once per backoff step.
 //! Never reads the clock (`now` is passed in) and never blocks on the spool
-//! beyond one append (+ fsync) per turn.
+//! beyond one append (+ fsync) per turn — except the retention purge
+//! (purge.rs), which measures its own batches to stay within a few ms per
+//! tick, and runs only in turns without replay, while nothing is spooled.
 
 use super::backoff::{self, Backoff};
 use super::disk::{Batch, FitMode};
+use super::purge::Purger;
 use super::{Spool, SpoolError};
 use crate::clock::{WallTime, local_datetime};
 use crate::config::SpoolFullPolicy;
-use crate::db::{self, Backend, DbError, Marker, MarkerOpen, Row, WriteReport};
+use crate::db::{self, Backend, DbError, Marker, MarkerOpen, RetentionPolicy, Row, WriteReport};
 use std::time::{Duration, Instant};
 
 /// Bytes of one replay batch at most, besides `db_batch_rows`: with 64 KiB
@@ -56,12 +59,13 @@ pub struct DbCounters {
     pub spool_bytes: u64,
     pub msgs_escaped: u64,
     pub rows_rerouted: u64,
-    // filled by retention
-    pub rows_purged: u64,
-    // filled by retention
-    pub last_purge_ms: u64,
     /// Unix seconds since when the database has been failing, if it is.
     pub down_since: Option<i64>,
+    /// Rows deleted by retention (day partitions dropped count their
+    /// estimated rows), docs/decisions.md §14.
+    pub rows_purged: u64,
+    /// Database time of the last completed retention pass, in ms.
+    pub last_purge_ms: u64,
 }
 
 impl DbCounters {
@@ -139,6 +143,8 @@ pub struct TraceSink {
     /// The last `now` seen: a deadline already passed, to ask the reactor
     /// for an immediate turn without reading the clock here.
     last_now: Instant,
+    /// Retention, when a limit is configured.
+    purger: Option<Purger>,
 }
 
 impl TraceSink {
@@ -202,10 +208,83 @@ impl TraceSink {
             stopped: false,
             drops: DropLog::default(),
             drain: None,
+            purger: None,
             marker_warned: false,
             spool_error_logged: None,
             replay_hold: None,
             last_now: now,
+        }
+    }
+
+    /// Delete rows per `policy` from now on (nothing when it sets no limit).
+    pub fn set_retention(&mut self, policy: RetentionPolicy, now: Instant) {
+        self.purger = policy.is_active().then(|| Purger::new(policy, now));
+    }
+
+    /// Whether the turn may spend time on retention: the database is up,
+    /// its marker known, and nothing waits in the spool (replay first).
+    fn may_purge(&self) -> bool {
+        self.target.is_some()
+            && self.is_up()
+            && self.db.is_some()
+            && self.pending() == 0
+            && !matches!(self.marker, MarkerState::Unknown)
+    }
+
+    /// One retention tick when due; at most [`Purger::tick_budget`] of work.
+    fn purge_tick(&mut self, now: Instant, wall: WallTime) {
+        let (Some(p), Some(db)) = (self.purger.as_mut(), self.db.as_mut()) else {
+            return;
+        };
+        if !p.due(now) {
+            return;
+        }
+        match p.tick(db.as_mut(), now, wall, Some(Purger::tick_budget())) {
+            Ok(t) => self.purged(t),
+            // A lock held by someone else only postpones the pass (the
+            // purger waits `retention_interval`); the rows still go in.
+            Err(DbError::Busy { .. }) => {}
+            Err(e) if e.is_connection() => self.go_down(&e, now, wall),
+            Err(_) => {}
+        }
+    }
+
+    fn purged(&mut self, t: super::purge::TickDone) {
+        self.counters.rows_purged += t.rows;
+        if let Some(p) = t.pass {
+            self.counters.last_purge_ms = p.ms;
+        }
+    }
+
+    /// `sip_trace_purge`: one whole retention pass now (bounded batches,
+    /// all of them); the rows deleted, or why nothing could be done.
+    pub(crate) fn purge_now(&mut self, now: Instant, wall: WallTime) -> Result<u64, String> {
+        if self.target.is_none() {
+            return Err("database tracing is off (trace_to_database=0)".to_string());
+        }
+        if self.purger.is_none() {
+            return Err("no retention configured: set modparam siptrace retention, \
+                        retention_rows or retention_method"
+                .to_string());
+        }
+        if !self.is_up() {
+            return Err(format!("database unavailable: {}", self.last_error));
+        }
+        let (Some(p), Some(db)) = (self.purger.as_mut(), self.db.as_mut()) else {
+            return Err("database not open".to_string());
+        };
+        match p.full_pass(db.as_mut(), now, wall) {
+            Ok(t) => {
+                self.purged(t);
+                Ok(t.pass.map_or(0, |p| p.rows))
+            }
+            Err(e) => {
+                let text = e.to_string();
+                if e.is_connection() {
+                    self.go_down(&e, now, wall);
+                }
+                Err(text)
+            }
         }
     }
 
@@ -234,7 +313,12 @@ impl TraceSink {
             None => None,
         };
         let drops = self.drops.next_log.filter(|_| self.drops.unlogged > 0);
-        work.into_iter().chain(drops).min()
+        let purge = self
+            .purger
+            .as_ref()
+            .filter(|_| self.may_purge())
+            .map(Purger::next_tick);
+        work.into_iter().chain(drops).chain(purge).min()
     }
 
     /// The turn's DB step: maybe reconnect, replay one bounded batch, then
@@ -254,11 +338,17 @@ impl TraceSink {
                 self.go_down(&e, now, wall);
             }
         }
-        if self.is_up() && self.pending() > 0 {
+        let replaying = self.is_up() && self.pending() > 0;
+        if replaying {
             self.replay_one(now, wall);
         }
         if !rows.is_empty() {
             self.take_live(rows, now, wall);
+        }
+        // A replay batch is the turn's DB work already; retention waits for
+        // a turn of its own (ARCHITECTURE.md, "Spool").
+        if !replaying && self.may_purge() {
+            self.purge_tick(now, wall);
         }
         self.log_drops(now, false);
         self.sync_bytes();
@@ -807,6 +897,14 @@ mod tests {
                 ..WriteReport::default()
             })
         }
+        fn purge_batch(&mut self, _: &db::PurgeRule, _: u32) -> Result<u64, DbError> {
+            Ok(0)
+        }
+
+        fn row_cap_threshold(&mut self, _: u64) -> Result<Option<i64>, DbError> {
+            Ok(None)
+        }
+
         fn describe(&self) -> String {
             "fake".into()
         }

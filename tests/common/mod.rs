@@ -902,6 +902,39 @@ impl TestDb {
         }
     }
 
+    /// The first column of the first row of `sql`, as an integer (a count,
+    /// an id); 0 when there is no row. Not for dbtext.
+    pub fn scalar(&self, sql: &str) -> i64 {
+        match self.kind {
+            DbKind::Sqlite => {
+                let c = rusqlite::Connection::open(&self.name).unwrap();
+                c.query_row(sql, [], |r| r.get::<_, Option<i64>>(0))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .unwrap_or(0)
+            }
+            DbKind::Postgres => {
+                let pg = self.pg.as_ref().unwrap();
+                let c = pg.connect_to(&self.name);
+                let rows = pg
+                    .rt
+                    .block_on(c.query(sql, &[]))
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"));
+                rows.first()
+                    .and_then(|r| r.get::<_, Option<i64>>(0))
+                    .unwrap_or(0)
+            }
+            DbKind::Mysql => {
+                use mysql::prelude::Queryable;
+                let mut c = self.my_conn();
+                c.query_first::<Option<i64>, _>(sql)
+                    .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                    .flatten()
+                    .unwrap_or(0)
+            }
+            DbKind::Text => panic!("no SQL on dbtext"),
+        }
+    }
+
     fn my_conn(&self) -> mysql::Conn {
         let o = mysql::OptsBuilder::from_opts(self.my.clone().unwrap())
             .db_name(Some(self.name.clone()));
