@@ -260,7 +260,7 @@ fn core_methods_with_our_values() {
                 rpc("siptrace.stats", ""),
                 "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t{\n\t\t\"rows_written\":\t0,\n\t\t\"rows_spooled\":\t0,\n\t\t\
                  \"rows_replayed\":\t0,\n\t\t\"rows_dropped\":\t0,\n\t\t\"spool_bytes\":\t0,\n\t\t\"msgs_escaped\":\t0,\n\t\t\
-                 \"copies_sent\":\t0,\n\t\t\"copies_dropped\":\t0,\n\t\t\"db_state\":\t\"up\",\n\t\t\"rows_purged\":\t0,\n\t\t\"last_purge_ms\":\t0\n\t},\n\t\"id\":\t7\n}",
+                 \"copies_sent\":\t0,\n\t\t\"copies_dropped\":\t0,\n\t\t\"db_state\":\t\"up\",\n\t\t\"msgs_masked\":\t0,\n\t\t\"rows_purged\":\t0,\n\t\t\"last_purge_ms\":\t0\n\t},\n\t\"id\":\t7\n}",
             ),
             // MI-only commands are not methods.
             FifoRow::reply(rpc("sip_trace", ""), error(500, "Method Not Found", "7")),

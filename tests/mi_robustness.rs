@@ -548,6 +548,7 @@ fn large_replies_and_clients_that_stop_reading() {
         "copies_dropped",
         "copies_sent",
         "msgs_escaped",
+        "msgs_masked",
         "rows_dropped",
         "rows_replayed",
         "rows_spooled",

@@ -57,7 +57,7 @@ const PARSE: &str = "400 parse error in command 'sip_trace'\n";
 
 fn stats_all(rows_written: u64) -> String {
     format!(
-        "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 0\nsiptrace:msgs_escaped = 0\n\
+        "200 OK\nsiptrace:copies_dropped = 0\nsiptrace:copies_sent = 0\nsiptrace:msgs_escaped = 0\nsiptrace:msgs_masked = 0\n\
          siptrace:rows_dropped = 0\nsiptrace:rows_replayed = 0\nsiptrace:rows_spooled = 0\n\
          siptrace:rows_written = {rows_written}\nsiptrace:spool_bytes = 0\n\
          siptrace:traced_replies = 0\nsiptrace:traced_requests = 0\n\n"
@@ -212,7 +212,7 @@ fn core_commands() {
         r"[A-Z][a-z]{2} [A-Z][a-z]{2} [ 1-3][0-9] [0-2][0-9]:[0-5][0-9]:[0-6][0-9] [0-9]{4}";
     let ps = format!("200 OK\nProcess::  ID=0 PID={pid} Type=main process - attendant\n\n");
     let zero_stats = "200 OK\nrows_written:: 0\nrows_spooled:: 0\nrows_replayed:: 0\nrows_dropped:: 0\n\
-                      spool_bytes:: 0\nmsgs_escaped:: 0\ncopies_sent:: 0\ncopies_dropped:: 0\ndb_state:: up\nrows_purged:: 0\nlast_purge_ms:: 0\n\n";
+                      spool_bytes:: 0\nmsgs_escaped:: 0\ncopies_sent:: 0\ncopies_dropped:: 0\ndb_state:: up\nmsgs_masked:: 0\nrows_purged:: 0\nlast_purge_ms:: 0\n\n";
     run(
         &d.fifo,
         vec![
