@@ -199,7 +199,7 @@ impl Odbc {
         DbError::Rejected {
             backend: "unixodbc",
             target: self.target(),
-            detail: "retention is not implemented over ODBC; purge with the \
+            detail: "retention is not available over ODBC; purge with the \
                      database's own tools, or use a native db_url"
                 .to_string(),
         }
