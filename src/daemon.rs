@@ -357,6 +357,9 @@ fn local_send_sock(
 /// duplicate_uri to an address, resolved once here (config.rs parsed
 /// it). A UDP copy leaves from a listener of the destination's family,
 /// so a name resolves to the first address of a family we listen on.
+/// This blocking lookup is a start-up step, like Kamailio's: it runs in
+/// `setup` before the reactor exists, never in the loop (names met in
+/// messages go to the resolver thread, transport/dns.rs).
 fn resolve_duplicate(t: &DupTarget, socks: &[LocalSock]) -> Result<MirrorDest, SetupError> {
     let found: Vec<SocketAddr> = match t.socket_addr() {
         Some(a) => vec![a],
@@ -485,7 +488,8 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
 }
 
 /// `*` means every address of the host (as Kamailio does); a name is
-/// resolved once here.
+/// resolved once here, at start-up before the reactor exists (binding
+/// needs the address; nothing in the loop calls this).
 fn expand_host(host: &str) -> Result<Vec<IpAddr>, SetupError> {
     if is_wildcard(host) {
         let mut ips = Vec::new();
