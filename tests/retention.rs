@@ -276,7 +276,7 @@ fn wait_ok(mut child: Child, what: &str) {
 
 #[test]
 fn purging_many_rows_under_sipp_load_fails_no_call() {
-    const OLD_ROWS: i64 = 200_000;
+    const OLD_ROWS: i64 = 1_000_000;
     const CALLS: u32 = 400;
     let db = TestDb::initialised(DbKind::Sqlite);
     insert(&db, OLD_ROWS as u32, OLD, "INVITE", "old");
@@ -312,7 +312,9 @@ fn purging_many_rows_under_sipp_load_fails_no_call() {
     wait_ok(uas, "uas");
     let left = count(&db, "callid LIKE 'old-%'");
     assert!(left < OLD_ROWS, "no purge during the calls");
-    wait_for("all old rows purged", Duration::from_secs(120), || {
+    // ~10k rows/s by design (5 ms of every 100 ms, ARCHITECTURE.md): a
+    // debug build on a busy machine needs a few minutes for a million.
+    wait_for("all old rows purged", Duration::from_secs(400), || {
         count(&db, "callid LIKE 'old-%'") == 0
     });
     // Every call's rows are there: INVITE, 100, 180, 200, ACK, BYE, 200, in and out.

@@ -54,6 +54,8 @@ mod odbc;
 mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
+#[cfg(feature = "sqlite")]
+mod sqlite_wal;
 #[cfg(feature = "dbtext")]
 pub mod text;
 

@@ -23,6 +23,7 @@ use rusqlite::{Connection, ErrorCode, ToSql, TransactionBehavior};
 
 use super::retention::{self, Dialect, PurgeRule, PurgeTarget};
 use super::schema::{self, Charset, ColumnInfo, ColumnKind};
+use super::sqlite_wal::{Checkpointer, JOURNAL_SIZE_LIMIT, WRITER_AUTOCHECKPOINT_PAGES};
 use super::store::{Counts, Engine, Fault, MarkCas, Run};
 use super::{DbError, Value, missing_table_hint};
 
@@ -44,6 +45,9 @@ pub(crate) struct Sqlite {
     path: PathBuf,
     /// INSERT text per table, built once from its layout.
     sql: HashMap<String, String>,
+    /// Runs while the connection lives; declared last, so it stops after
+    /// the writer's connection is closed.
+    _checkpointer: Option<Checkpointer>,
 }
 
 /// TEXT made of arbitrary bytes (rusqlite's `&str` would demand UTF-8).
@@ -97,7 +101,8 @@ impl Sqlite {
         let mode: String = conn
             .query_row("PRAGMA journal_mode=WAL", [], |r| r.get(0))
             .map_err(bad)?;
-        if !mode.eq_ignore_ascii_case("wal") {
+        let wal = mode.eq_ignore_ascii_case("wal");
+        if !wal {
             log::warn!(
                 "siptrace db: {} stays in journal mode {mode} (WAL refused); commits will be slower",
                 path.display()
@@ -105,6 +110,29 @@ impl Sqlite {
         }
         conn.pragma_update(None, "synchronous", "NORMAL")
             .map_err(bad)?;
+        // Checkpoints off the reactor's thread (sqlite_wal.rs); the writer's
+        // own threshold stays as a far safety net.
+        let checkpointer = if wal {
+            match Checkpointer::start(path) {
+                Ok(c) => {
+                    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT_PAGES)
+                        .map_err(bad)?;
+                    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+                        .map_err(bad)?;
+                    Some(c)
+                }
+                Err(e) => {
+                    log::warn!(
+                        "siptrace db: no checkpoint thread for {} ({e}): commits checkpoint \
+                         the log themselves, with stalls of tens of ms",
+                        path.display()
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
         conn.pragma_update(None, "cache_size", CACHE_SIZE)
             .map_err(bad)?;
         if create {
@@ -124,6 +152,7 @@ impl Sqlite {
             conn,
             path: path.to_path_buf(),
             sql: HashMap::new(),
+            _checkpointer: checkpointer,
         })
     }
 

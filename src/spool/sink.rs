@@ -35,6 +35,16 @@ use std::time::{Duration, Instant};
 /// Bytes of one replay batch at most, besides `db_batch_rows`: with 64 KiB
 /// messages 1000 rows would be 64 MiB in memory and a long stall.
 const REPLAY_MAX_BYTES: usize = 4 << 20;
+/// Database time one replay batch aims at: replay shares each turn with
+/// SIP, so a batch is sized to what the database took for the last one
+/// ([`next_replay_rows`]), not a fixed row count (1000 rows into a busy
+/// PostgreSQL measured 10-15 ms per turn, the stall probe's p99 while
+/// catching up).
+const REPLAY_BUDGET: Duration = Duration::from_millis(3);
+/// Rows of the first replay batch after the database comes back.
+const REPLAY_FIRST_ROWS: usize = 64;
+/// Never fewer rows per replay batch (a slow database still drains).
+const REPLAY_MIN_ROWS: usize = 16;
 /// Dropped rows are summarised in the log at most this often (each drop is
 /// counted at once and appears in the next summary).
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -145,6 +155,8 @@ pub struct TraceSink {
     last_now: Instant,
     /// Retention, when a limit is configured.
     purger: Option<Purger>,
+    /// Rows of the next replay batch ([`next_replay_rows`]).
+    replay_rows: usize,
 }
 
 impl TraceSink {
@@ -213,6 +225,7 @@ impl TraceSink {
             spool_error_logged: None,
             replay_hold: None,
             last_now: now,
+            replay_rows: REPLAY_FIRST_ROWS,
         }
     }
 
@@ -610,7 +623,10 @@ impl TraceSink {
             rows,
             records,
             undecodable,
-        } = match spool.peek(self.settings.batch_rows, REPLAY_MAX_BYTES) {
+        } = match spool.peek(
+            self.replay_rows.min(self.settings.batch_rows),
+            REPLAY_MAX_BYTES,
+        ) {
             Ok(b) => b,
             Err(e) => {
                 self.spool_error(&e, now);
@@ -625,7 +641,16 @@ impl TraceSink {
             self.start_drain(now);
         }
         let (seqs, rows): (Vec<u64>, Vec<Row>) = rows.into_iter().unzip();
+        // The one clock read of the replay path (like purge.rs's): how long
+        // the database took is what sizes the next batch.
+        let t0 = Instant::now();
         let rep = self.write(&rows, &seqs)?;
+        self.replay_rows = next_replay_rows(
+            self.replay_rows,
+            rows.len(),
+            t0.elapsed(),
+            self.settings.batch_rows,
+        );
         self.count(&rep);
         self.counters.rows_replayed += rep.written + rep.already + rep.refused;
         if undecodable > 0 {
@@ -806,6 +831,27 @@ impl TraceSink {
     }
 }
 
+
+/// Rows for the next replay batch, from the last one: `rows` written in
+/// `took`. Proportional to what fits in [`REPLAY_BUDGET`], at most doubling
+/// per batch (one fast batch may be luck), between [`REPLAY_MIN_ROWS`] and
+/// `db_batch_rows`. A short batch (the spool's tail) says nothing of the
+/// rate unless it was slow.
+fn next_replay_rows(current: usize, rows: usize, took: Duration, max: usize) -> usize {
+    let max = max.max(REPLAY_MIN_ROWS);
+    if rows == 0 {
+        return current.clamp(REPLAY_MIN_ROWS, max);
+    }
+    let took_us = took.as_micros().max(1);
+    let fit = (rows as u128 * REPLAY_BUDGET.as_micros() / took_us) as usize;
+    let next = if rows < current && took <= REPLAY_BUDGET {
+        current
+    } else {
+        fit.min(current.saturating_mul(2))
+    };
+    next.clamp(REPLAY_MIN_ROWS, max)
+}
+
 #[cfg(test)]
 mod tests {
     //! The sink against an in-memory database that keeps the marker
@@ -815,6 +861,22 @@ mod tests {
     use crate::spool::SpoolOptions;
     use std::cell::RefCell;
     use std::rc::Rc;
+
+    #[test]
+    fn replay_batches_follow_the_database_time_they_take() {
+        let ms = Duration::from_millis;
+        // Fast: grows, at most doubling, up to db_batch_rows.
+        assert_eq!(next_replay_rows(64, 64, ms(1), 1000), 128);
+        assert_eq!(next_replay_rows(800, 800, ms(1), 1000), 1000);
+        // Slow: shrinks to what fits the budget (1000 rows in 15 ms: 200).
+        assert_eq!(next_replay_rows(1000, 1000, ms(15), 1000), 200);
+        // A database far slower still gets its minimum.
+        assert_eq!(next_replay_rows(64, 64, Duration::from_secs(2), 1000), REPLAY_MIN_ROWS);
+        // The spool's short tail, fast: keeps the size it had.
+        assert_eq!(next_replay_rows(400, 10, ms(1), 1000), 400);
+        // A short tail that was slow still shrinks it.
+        assert_eq!(next_replay_rows(400, 10, ms(6), 1000), REPLAY_MIN_ROWS);
+    }
 
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     enum Mode {
