@@ -314,6 +314,13 @@ pub struct SiptraceParams {
     /// `retention`, `retention_rows`, `retention_method`,
     /// `retention_interval` (docs/decisions.md §14).
     pub retention: RetentionPolicy,
+    /// Runtime trace filters' state file (`filter_file`); None: beside
+    /// the spool (docs/decisions.md §15).
+    pub filter_file: Option<String>,
+    /// Longest TTL `sip_trace_filter add` accepts (`filter_max_ttl`).
+    pub filter_max_ttl: Duration,
+    /// Dialogs traced whole: `dialog_max`, `dialog_max_kb`, `dialog_lifetime`.
+    pub dialogs: crate::core::dialogs::Limits,
 }
 
 impl Default for SiptraceParams {
@@ -347,6 +354,9 @@ impl Default for SiptraceParams {
                 .unwrap_or(u32::MAX),
             mask: MaskSettings::default(),
             retention: RetentionPolicy::default(),
+            filter_file: None,
+            filter_max_ttl: Duration::from_secs(crate::trace::filter::DEFAULT_MAX_TTL),
+            dialogs: crate::core::dialogs::Limits::default(),
         }
     }
 }
@@ -1310,6 +1320,7 @@ impl Builder {
             || self.siptrace_spool_param(m)?
             || self.siptrace_mask_param(m)?
             || self.siptrace_retention_param(m)?
+            || self.siptrace_scope_param(m)?
         {
             return Ok(());
         }
@@ -1431,6 +1442,25 @@ impl Builder {
             }
             "spool_fsync" => t.spool_fsync = bool_of(v)?,
             "state_dir" => t.state_dir = Some(str_of(v)?),
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    /// Runtime filters and dialog tracking (docs/decisions.md §15);
+    /// false when `m` is none of them.
+    fn siptrace_scope_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        match m.param.as_str() {
+            "filter_file" => t.filter_file = Some(str_of(v)?),
+            "filter_max_ttl" => t.filter_max_ttl = age_of(v)?,
+            "dialog_lifetime" => t.dialogs.lifetime = age_of(v)?,
+            // Sanity bounds: up to 10 million dialogs, 4 GiB.
+            "dialog_max" => t.dialogs.max_entries = range_of(v, 1, 10_000_000)?,
+            "dialog_max_kb" => {
+                t.dialogs.max_bytes = range_of::<usize>(v, 1, 4 << 20)?.saturating_mul(1024)
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -1962,7 +1992,12 @@ modparam("siptrace", "db_connect_timeout_ms", 500)
 modparam("siptrace", "mirror_tcp_queue_kb", 64)
 modparam("siptrace", "trace_db_mode", 1)
 modparam("siptrace", "mask", "crypto")
-modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
+modparam("siptrace", "mask_headers", "X-Secret,P-Token")
+modparam("siptrace", "filter_file", "/var/lib/st/filters")
+modparam("siptrace", "filter_max_ttl", "2h")
+modparam("siptrace", "dialog_max", 50)
+modparam("siptrace", "dialog_max_kb", 64)
+modparam("siptrace", "dialog_lifetime", "1h"){ROUTE}"#
         ));
         let t = c.siptrace.unwrap();
         let want = SiptraceParams {
@@ -1999,6 +2034,13 @@ modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
                 headers: vec!["X-Secret".into(), "P-Token".into()],
             },
             retention: RetentionPolicy::default(),
+            filter_file: Some("/var/lib/st/filters".into()),
+            filter_max_ttl: Duration::from_secs(7200),
+            dialogs: crate::core::dialogs::Limits {
+                max_entries: 50,
+                max_bytes: 64 * 1024,
+                lifetime: Duration::from_secs(3600),
+            },
         };
         assert_eq!(t, want);
         assert_eq!(t.hep_version(), 2);

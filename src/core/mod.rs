@@ -18,6 +18,7 @@
 //! operations), memory.rs (stateless branches), resolve.rs (names: cache
 //! and lookups in flight), park.rs (requests waiting for a name).
 
+pub mod dialogs;
 mod host;
 pub mod memory;
 pub mod park;
@@ -69,6 +70,10 @@ pub struct CoreSettings {
     /// Requests waiting for DNS.
     pub park: ParkLimits,
     pub memory_bytes: usize,
+    /// Dialogs traced whole: bounds and lifetime (docs/decisions.md §15).
+    pub dialogs: dialogs::Limits,
+    /// Longest TTL a runtime filter may be given (`filter_max_ttl`).
+    pub filter_max_ttl: u64,
 }
 
 /// A datagram to send.
@@ -147,6 +152,48 @@ impl Core {
         self.s.limits_mut()
     }
 
+    /// `sip_trace_filter add` (docs/decisions.md §15).
+    pub(crate) fn filter_add(
+        &mut self,
+        kind: &str,
+        value: &str,
+        ttl: Option<&str>,
+        wall: WallTime,
+    ) -> Result<u64, crate::trace::filter::FilterError> {
+        self.s.filter_add(kind, value, ttl, wall)
+    }
+
+    /// `sip_trace_filter del ID|all`.
+    pub(crate) fn filter_del(
+        &mut self,
+        which: &str,
+    ) -> Result<usize, crate::trace::filter::FilterError> {
+        self.s.filter_del(which)
+    }
+
+    pub(crate) fn filter_list(&self, wall: WallTime) -> Vec<crate::trace::filter::Listed> {
+        self.s.filter_list(wall)
+    }
+
+    /// The filters' state-file text when they changed since last asked.
+    pub(crate) fn filters_to_save(&mut self) -> Option<String> {
+        self.s.filters_to_save()
+    }
+
+    pub(crate) fn filters_text(&self) -> String {
+        self.s.filters_text()
+    }
+
+    /// Filters of the previous run; returns the lines that did not parse.
+    pub(crate) fn restore_filters(&mut self, text: &str, wall: WallTime) -> Vec<String> {
+        self.s.restore_filters(text, wall)
+    }
+
+    /// Dialogs traced whole now, and their bytes.
+    pub(crate) fn dialogs_tracked(&self) -> (usize, usize) {
+        self.s.dialogs_tracked()
+    }
+
     pub(crate) fn take_sends(&mut self) -> Vec<Send> {
         self.s.take_sends()
     }
@@ -172,7 +219,8 @@ impl Core {
     }
 
     pub(crate) fn on_timer(&mut self, now: Instant, wall: WallTime) {
-        self.s.forget_expired(now);
+        self.s.set_clock(now, wall);
+        self.s.forget_expired(now, wall);
         for q in self.s.resolver_mut().expire(now) {
             self.finish_parked(&q, None, now, wall);
         }
@@ -273,6 +321,7 @@ impl Core {
         wall: WallTime,
     ) {
         self.s.stats_mut().received += 1;
+        self.s.set_clock(now, wall);
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,
             Err(e) => {
@@ -338,9 +387,25 @@ impl Core {
         let mut work = orig.clone();
         let _ = work.set_via_received(src.ip(), src.port());
         let mut st = MsgState::default();
+        // A filter or a dialog traced whole: the request is traced as it
+        // arrives, and its transaction as the flag would (docs/decisions.md §15).
+        let scope = self.s.scope_of_request(&orig, src, now, wall);
         let route = self.program.request_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
         ctx.msg = work;
+        match scope {
+            Some(dialogs::Scope::Filter) => {
+                st.trace_forced = true;
+                ctx.trace_received(Trigger::Forced, &st, None);
+                ctx.in_traced = true;
+            }
+            Some(dialogs::Scope::Script) => {
+                st.trace_scoped = true;
+                ctx.trace_received(Trigger::Script, &st, None);
+                ctx.in_traced = true;
+            }
+            None => {}
+        }
         self.program.run(route, &mut st, &mut self.vars, &mut ctx);
         tm::run_pending(self, now, wall);
     }
@@ -363,7 +428,8 @@ impl Core {
         // that one whose top Via is not ours cannot be relayed.
         let ours = self.s.is_local(via.host_unbracketed(), Some(via_port));
         let branch = via.branch().unwrap_or("").to_string();
-        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
+        let forced = self.s.reply_forced(&orig, src, now, wall);
+        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, forced, now, wall) {
             return;
         }
         let rem = if ours {
@@ -372,6 +438,7 @@ impl Core {
             None
         };
         let mut st = rem.as_ref().map(|r| r.state.clone()).unwrap_or_default();
+        st.trace_forced |= forced;
         let out_li = rem.as_ref().map(|r| r.listener);
         let route = self.program.onreply_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);

@@ -569,12 +569,12 @@ fn compile_errors() {
             "s.cfg:1:17: forward(): protocol 'sctp' is not served by siptraced (udp, tcp and tls are)",
         ),
         (
-            r#"route { sip_trace("", "", "d"); }"#,
-            "s.cfg:1:27: sip_trace(): dialog mode \"d\" needs the dialog module, which siptraced does not support",
+            r#"route { sip_trace("", "", "mt"); }"#,
+            "s.cfg:1:27: sip_trace(): invalid mode \"mt\": expected \"m\" (message), \"t\" (transaction) or \"d\" (dialog)",
         ),
         (
-            r#"route { sip_trace("", "", "mt"); }"#,
-            "s.cfg:1:27: sip_trace(): invalid mode \"mt\": expected \"m\" (message) or \"t\" (transaction)",
+            r#"route { sip_trace_mode("x"); }"#,
+            "s.cfg:1:24: sip_trace_mode(): invalid mode \"x\": expected \"m\" (message), \"t\" (transaction) or \"d\" (dialog)",
         ),
         (
             r#"route { is_method("INV ITE|"); }"#,

@@ -288,6 +288,11 @@ impl TraceSink {
         }
     }
 
+    /// The spool's directory, when there is a spool.
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.spool.as_ref().map(|s| s.dir())
+    }
+
     pub fn counters(&self) -> &DbCounters {
         &self.counters
     }
