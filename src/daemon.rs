@@ -287,6 +287,7 @@ fn build_core(
         park: crate::core::ParkLimits::default(),
         dialogs: st.dialogs,
         filter_max_ttl: st.filter_max_ttl.as_secs(),
+        trace_mode: if traced { st.trace_mode } else { 0 },
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },

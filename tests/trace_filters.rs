@@ -1,8 +1,10 @@
-//! Runtime trace filters and whole-dialog tracing (docs/decisions.md §15),
-//! through the real daemon: filters set with scripts/kamctl (MI) and
+//! Runtime trace filters, whole-dialog tracing and trace_mode with
+//! event_route[siptrace:msg] (docs/decisions.md §15), through the real
+//! daemon: filters set with scripts/kamctl (MI) and
 //! Debian's /usr/sbin/kamctl (JSON-RPC), calls made by sipp and by hand,
 //! rows read back from the SQLite table. trace_on is off in every filter
-//! test: what is stored is what the filters asked for.
+//! test: what is stored is what the filters asked for. The trace_mode
+//! scripts never call sip_trace() nor set a flag.
 //!
 //! scripts/test installs sipp and the `kamailio` package; without them
 //! these tests fail, they do not skip.
@@ -597,4 +599,135 @@ fn tracked_dialogs_stay_bounded_under_a_flood_of_dialogs_that_never_end() {
         40,
         "one in INVITE row per call"
     );
+}
+
+/// trace_mode=2: a script that never calls sip_trace() nor sets a flag.
+const TRACE_MODE_CFG: &str = r#"#!KAMAILIO
+listen=udp:127.0.0.1:@PORT@
+loadmodule "sl.so"
+loadmodule "tm.so"
+loadmodule "rr.so"
+loadmodule "siputils.so"
+loadmodule "textops.so"
+loadmodule "mi_fifo.so"
+loadmodule "siptrace.so"
+modparam("mi_fifo", "fifo_name", "@FIFO@")
+modparam("siptrace", "db_url", "sqlite://@DB@")
+modparam("siptrace", "trace_on", 1)
+modparam("siptrace", "trace_mode", 2)
+modparam("tm", "retr_timer1", 100)
+
+request_route {
+    if (is_method("OPTIONS")) {
+        sl_send_reply("200", "OK");
+        exit;
+    }
+    if (has_totag()) {
+        if (loose_route()) {
+            t_relay();
+            exit;
+        }
+        if (is_method("ACK") && t_check_trans()) {
+            exit;
+        }
+        sl_send_reply("404", "Not here");
+        exit;
+    }
+    record_route();
+    t_relay();
+}
+
+#!ifdef DROP_OPTIONS
+event_route[siptrace:msg] {
+    if (is_method("OPTIONS|NOTIFY")) {
+        drop();
+    }
+}
+#!endif
+"#;
+
+/// An OPTIONS answered by the script (Call-ID `<tag>-opt`), then a call
+/// with tm (`<tag>-call`): INVITE, 200, ACK, BYE, 200.
+fn options_then_call(d: &Daemon, tag: &str) {
+    let (uac, uas) = (Peer::new(), Peer::new());
+    let (a, p, u) = (uac.addr(), d.addr(), uas.addr());
+    let reply = send_options(&uac, p, &format!("{tag}-opt"));
+    assert!(first_line(&reply).starts_with("SIP/2.0 200"));
+    let cid = format!("{tag}-call");
+    let fwd = through(&uac, &uas, p, &sip_invite(a, p, u, &cid, "m"));
+    answer(
+        &uas,
+        &uac,
+        p,
+        &reply_to(&fwd, 200, "OK", &format!("tt-{cid}")),
+    );
+    through(
+        &uac,
+        &uas,
+        p,
+        &sip_in_dialog("ACK", 1, a, p, u, &cid, "m", "ack"),
+    );
+    let got = through(
+        &uac,
+        &uas,
+        p,
+        &sip_in_dialog("BYE", 2, a, p, u, &cid, "m", "bye"),
+    );
+    answer(&uas, &uac, p, &reply_to(&got, 200, "OK", ""));
+}
+
+/// Every message of the call, in and out, once each.
+const CALL_ALL: &[&str] = &[
+    "in INVITE",
+    "out INVITE 100",
+    "out INVITE",
+    "in INVITE 200",
+    "out INVITE 200",
+    "in ACK",
+    "out ACK",
+    "in BYE",
+    "out BYE",
+    "in BYE 200",
+    "out BYE 200",
+];
+
+fn sorted(v: &[&str]) -> Vec<String> {
+    let mut v: Vec<String> = v.iter().map(|s| s.to_string()).collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn trace_mode_stores_every_message_in_and_out_once() {
+    let d = Daemon::start("tmode", TRACE_MODE_CFG);
+    options_then_call(&d, "tm");
+    let mut want = CALL_ALL.to_vec();
+    want.extend(["in OPTIONS", "out OPTIONS 200"]);
+    let rows = d.wait_rows(want.len());
+    // Settled: an MI round trip comes after the last datagram's turn.
+    d.kamctl(&["fifo", "sip_trace"]);
+    let rows2 = d.rows();
+    assert_eq!(rows.len(), rows2.len());
+    let mut got: Vec<String> = rows2.iter().map(kind).collect();
+    got.sort();
+    assert_eq!(got, sorted(&want));
+    // Subject to trace_on.
+    d.kamctl(&["fifo", "sip_trace", "off"]);
+    options_then_call(&d, "off");
+    d.kamctl(&["fifo", "sip_trace"]);
+    assert_eq!(d.rows().len(), want.len());
+}
+
+#[test]
+fn trace_mode_event_route_drops_options() {
+    let d = Daemon::start_with("tmode-drop", TRACE_MODE_CFG, &["-A", "DROP_OPTIONS"]);
+    options_then_call(&d, "dr");
+    let rows = d.wait_rows(CALL_ALL.len());
+    d.kamctl(&["fifo", "sip_trace"]);
+    let rows2 = d.rows();
+    assert_eq!(rows.len(), rows2.len());
+    let mut got: Vec<String> = rows2.iter().map(kind).collect();
+    got.sort();
+    assert_eq!(got, sorted(CALL_ALL));
+    assert!(rows2.iter().all(|r| r.method != "OPTIONS"));
 }

@@ -74,6 +74,9 @@ pub struct CoreSettings {
     pub dialogs: dialogs::Limits,
     /// Longest TTL a runtime filter may be given (`filter_max_ttl`).
     pub filter_max_ttl: u64,
+    /// Kamailio 5's `trace_mode` bits: 2 rows, 1|4 copies to duplicate_uri
+    /// (docs/decisions.md §15). 0: off.
+    pub trace_mode: u8,
 }
 
 /// A datagram to send.
@@ -99,6 +102,8 @@ pub struct Core {
     program: Program,
     vars: Vars,
     s: State,
+    /// `event_route[siptrace:msg]`, run for each message trace_mode traces.
+    siptrace_msg: Option<crate::script::RouteId>,
 }
 
 impl Core {
@@ -110,10 +115,12 @@ impl Core {
         tm_config: crate::tsx::ValidTsxConfig,
         seed: u64,
     ) -> Core {
+        let siptrace_msg = program.route_id(crate::script::RouteKind::Event, "siptrace:msg");
         Core {
             program,
             vars: Vars::default(),
             s: State::new(settings, socks, tracer, tm_config, seed),
+            siptrace_msg,
         }
     }
 
@@ -194,8 +201,67 @@ impl Core {
         self.s.dialogs_tracked()
     }
 
+    /// The datagrams to send; with trace_mode, each is traced as sent
+    /// (at the time of the datagram or timer that made it).
     pub(crate) fn take_sends(&mut self) -> Vec<Send> {
-        self.s.take_sends()
+        let sends = self.s.take_sends();
+        if self.s.traces_all() && self.s.trace_on() != 0 {
+            if let Some((now, wall)) = self.s.clock() {
+                for snd in &sends {
+                    if let Ok(m) = SipMsg::parse(&snd.bytes) {
+                        let dir = crate::trace::Direction::Out;
+                        self.trace_all(snd.listener, snd.to, &snd.bytes, &m, dir, now, wall);
+                    }
+                }
+            }
+        }
+        sends
+    }
+
+    /// trace_mode: one message received or sent on any socket, traced
+    /// without script calls, subject to trace_on, unless
+    /// `event_route[siptrace:msg]` drops it (docs/decisions.md §15).
+    #[allow(clippy::too_many_arguments)]
+    fn trace_all(
+        &mut self,
+        li: usize,
+        peer: SocketAddr,
+        raw: &[u8],
+        msg: &SipMsg,
+        dir: crate::trace::Direction,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        if self.s.trace_on() == 0 {
+            return;
+        }
+        if let Some(route) = self.siptrace_msg {
+            let mut st = MsgState::default();
+            let mut ctx = host::Ctx::new(&mut self.s, li, peer, raw, msg, now, wall);
+            let outcome = self.program.run(route, &mut st, &mut self.vars, &mut ctx);
+            if outcome == crate::script::Outcome::Drop {
+                return;
+            }
+        }
+        let Some(f) = facts(msg) else { return };
+        let proto = self.s.sock_transport(li);
+        let (local, remote) = (
+            self.s.local_endpoint(li),
+            crate::trace::Endpoint::sock(proto, peer),
+        );
+        let (from, to) = match dir {
+            crate::trace::Direction::In => (remote, local),
+            crate::trace::Direction::Out => (local, remote),
+        };
+        let ev = crate::trace::Event {
+            bytes: raw,
+            facts: &f,
+            dir,
+            from,
+            to,
+            time: wall,
+        };
+        self.s.trace_all(&ev);
     }
 
     pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
@@ -356,6 +422,9 @@ impl Core {
                 host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
             }
             return;
+        }
+        if self.s.traces_all() {
+            self.trace_all(li, src, raw, &msg, crate::trace::Direction::In, now, wall);
         }
         if msg.is_request() {
             self.on_request(li, src, raw, msg, now, wall);

@@ -59,6 +59,8 @@ pub(crate) struct State {
     /// The reactor's clock as last handed in, both ways: turns a
     /// filter's wall-clock expiry into a timer deadline.
     anchor: Option<(Instant, WallTime)>,
+    /// `trace_mode` bits (docs/decisions.md §15).
+    trace_mode: u8,
 }
 
 impl State {
@@ -83,6 +85,7 @@ impl State {
             memory_bytes,
             dialogs: dialog_limits,
             filter_max_ttl,
+            trace_mode,
         } = settings;
         let memory_cap = memory_cap.max(1024);
         let mut limits = Limits::default();
@@ -117,6 +120,7 @@ impl State {
             filters: Filters::new(filter_max_ttl),
             dialogs: Dialogs::new(dialog_limits),
             anchor: None,
+            trace_mode,
         }
     }
 
@@ -182,6 +186,39 @@ impl State {
     /// seconds (filters).
     pub(crate) fn set_clock(&mut self, now: Instant, wall: WallTime) {
         self.anchor = Some((now, wall));
+    }
+
+    /// The clock last handed in.
+    pub(crate) fn clock(&self) -> Option<(Instant, WallTime)> {
+        self.anchor
+    }
+
+    /// Does trace_mode trace every message?
+    pub(crate) fn traces_all(&self) -> bool {
+        self.trace_mode != 0
+    }
+
+    /// A message trace_mode traces: the `''` row when trace_on (bit 2),
+    /// one copy to duplicate_uri (bits 1 and 4: the configured
+    /// encapsulation, which config.rs checked agrees with the bit).
+    pub(crate) fn trace_all(&mut self, ev: &Event<'_>) {
+        if !self.tracer.wants(Trigger::Script, 0) {
+            return;
+        }
+        let masked = self.tracer.mask(ev.bytes);
+        let ev = Event {
+            bytes: &masked,
+            ..ev.clone()
+        };
+        if self.trace_mode & 2 != 0 && self.tracer.to_database() {
+            self.tracer
+                .rows(&ev, Trigger::Script, &[], None, &mut self.rows);
+        }
+        if self.trace_mode & 5 != 0
+            && self.mirror.copy(&ev, MirrorReq::default()) == Copied::Dropped
+        {
+            self.stats.copies_dropped += 1;
+        }
     }
 
     pub(crate) fn forget_expired(&mut self, now: Instant, wall: WallTime) {
