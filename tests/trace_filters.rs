@@ -76,6 +76,18 @@ const WHOLE_CALL: &[&str] = &[
     "out BYE 200",
 ];
 
+/// Returns once the rows of every datagram sent before the call are
+/// written: a datagram is read in some turn N; an MI request sent after it
+/// is answered in turn N or later, but possibly before turn N's rows are
+/// written (they are written at the end of the turn); a second request,
+/// sent after that answer, is read in a later turn than N.
+fn settle(d: &Daemon) {
+    for _ in 0..2 {
+        let out = d.kamctl(&["fifo", "sip_trace"]);
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
 fn kind(r: &TraceRow) -> String {
     format!("{} {} {}", r.direction, r.method, r.status)
         .trim_end()
@@ -212,11 +224,10 @@ impl Bench {
         String::from_utf8_lossy(&out.stdout).into_owned()
     }
 
-    /// The rows stored once every earlier datagram was handled: an MI
-    /// round trip runs in a later turn than the calls' last message, and
-    /// each turn writes its rows before the next one starts.
+    /// The rows stored once every earlier datagram was handled (see
+    /// [`settle`]).
     fn settled_rows(&self) -> Vec<TraceRow> {
-        self.mi(&["list"]);
+        settle(&self.d);
         self.d.rows()
     }
 }
@@ -559,8 +570,8 @@ fn dialog_mode_stores_a_call_with_reinvite_and_bye_whole() {
     let stray = sip_in_dialog("BYE", 9, a, p, u, "other", "d", "stray");
     let got = through(&uac, &uas, p, &stray);
     answer(&uas, &uac, p, &reply_to(&got, 200, "OK", ""));
-    let n = d.wait_rows(want.len() + 1).len();
-    assert_eq!(n, want.len());
+    settle(&d);
+    assert_eq!(d.rows().len(), want.len());
 }
 
 #[test]
@@ -704,8 +715,7 @@ fn trace_mode_stores_every_message_in_and_out_once() {
     let mut want = CALL_ALL.to_vec();
     want.extend(["in OPTIONS", "out OPTIONS 200"]);
     let rows = d.wait_rows(want.len());
-    // Settled: an MI round trip comes after the last datagram's turn.
-    d.kamctl(&["fifo", "sip_trace"]);
+    settle(&d);
     let rows2 = d.rows();
     assert_eq!(rows.len(), rows2.len());
     let mut got: Vec<String> = rows2.iter().map(kind).collect();
@@ -714,7 +724,7 @@ fn trace_mode_stores_every_message_in_and_out_once() {
     // Subject to trace_on.
     d.kamctl(&["fifo", "sip_trace", "off"]);
     options_then_call(&d, "off");
-    d.kamctl(&["fifo", "sip_trace"]);
+    settle(&d);
     assert_eq!(d.rows().len(), want.len());
 }
 
@@ -723,11 +733,51 @@ fn trace_mode_event_route_drops_options() {
     let d = Daemon::start_with("tmode-drop", TRACE_MODE_CFG, &["-A", "DROP_OPTIONS"]);
     options_then_call(&d, "dr");
     let rows = d.wait_rows(CALL_ALL.len());
-    d.kamctl(&["fifo", "sip_trace"]);
+    settle(&d);
     let rows2 = d.rows();
     assert_eq!(rows.len(), rows2.len());
     let mut got: Vec<String> = rows2.iter().map(kind).collect();
     got.sort();
     assert_eq!(got, sorted(CALL_ALL));
     assert!(rows2.iter().all(|r| r.method != "OPTIONS"));
+}
+
+#[test]
+fn filtered_invite_rejected_is_stored_once_each_and_leaves_no_dialog() {
+    let b = Bench::start("flt-486");
+    let uas = Peer::bind(&format!("127.0.0.1:{}", b.uas_port));
+    let uac = Peer::new();
+    let (a, p, u) = (uac.addr(), b.d.addr(), uas.addr());
+    let cid = "busy-1";
+    assert_eq!(b.mi(&["add", "callid", cid]), "id:: 1\n");
+    let fwd = through(&uac, &uas, p, &sip_invite(a, p, u, cid, "b"));
+    answer(
+        &uas,
+        &uac,
+        p,
+        &reply_to(&fwd, 486, "Busy Here", &format!("tt-{cid}")),
+    );
+    // The ACK for the 486: tm absorbs it (and sent its own to the UAS).
+    let (ack, _) = uas.recv();
+    assert!(first_line(&ack).starts_with("ACK "), "{}", first_line(&ack));
+    uac.send(
+        p,
+        &sip_in_dialog("ACK", 1, a, p, u, cid, "b", &format!("inv-{cid}")),
+    );
+    let want = sorted(&[
+        "in INVITE",
+        "out INVITE 100",
+        "out INVITE",
+        "in INVITE 486",
+        "out INVITE 486",
+        "out ACK",
+        "in ACK",
+    ]);
+    b.d.wait_rows(want.len());
+    let rows = b.settled_rows();
+    let mut got: Vec<String> = rows.iter().map(kind).collect();
+    got.sort();
+    assert_eq!(got, want);
+    // A failed INVITE creates no dialog.
+    assert!(b.mi(&["dialogs"]).starts_with("dialogs:: 0\n"));
 }

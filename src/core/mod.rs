@@ -470,8 +470,12 @@ impl Core {
             }
             Some(dialogs::Scope::Script) => {
                 st.trace_scoped = true;
-                ctx.trace_received(Trigger::Script, &st, None);
-                ctx.in_traced = true;
+                // With trace_on off a sip_trace() in the script may still
+                // make its traced_user rows: leave the message to it.
+                if ctx.s.trace_on() != 0 {
+                    ctx.trace_received(Trigger::Script, &st, None);
+                    ctx.in_traced = true;
+                }
             }
             None => {}
         }

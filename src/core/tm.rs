@@ -223,7 +223,8 @@ fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
     if let Some(d) = ctx.s.tm().table.user(tx) {
         let st = d.st.clone();
         let flag_set = ctx.flag_set(&st);
-        if first {
+        // Traced already as it arrived when a filter matched it.
+        if first && !ctx.in_traced {
             ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
         }
     }
