@@ -778,3 +778,33 @@ fn filtered_invite_rejected_is_stored_once_each_and_leaves_no_dialog() {
     // A failed INVITE creates no dialog.
     assert!(b.mi(&["dialogs"]).starts_with("dialogs:: 0\n"));
 }
+
+#[test]
+fn trace_mode_4_sends_a_raw_copy_of_each_message_and_no_row() {
+    let capture = Peer::new();
+    let cfg = TRACE_MODE_CFG
+        .replace(
+            "modparam(\"siptrace\", \"trace_mode\", 2)",
+            &format!(
+                "modparam(\"siptrace\", \"trace_mode\", 4)\n\
+                 modparam(\"siptrace\", \"duplicate_uri\", \"sip:{}\")",
+                capture.addr()
+            ),
+        )
+        .replace("#!ifdef DROP_OPTIONS", "#!ifdef NEVER");
+    let d = Daemon::start("tmode-raw", &cfg);
+    let uac = Peer::new();
+    let reply = send_options(&uac, d.addr(), "raw-1");
+    // The request as received, then the reply as sent: byte for byte.
+    let (first, _) = capture.recv();
+    let (second, _) = capture.recv();
+    assert!(
+        first_line(&first).starts_with("OPTIONS sip:ping@"),
+        "{}",
+        first_line(&first)
+    );
+    assert_eq!(header(&first, "Call-ID").as_deref(), Some("raw-1"));
+    assert_eq!(second, reply);
+    settle(&d);
+    assert!(d.rows().is_empty(), "bit 2 is not set: no rows");
+}
