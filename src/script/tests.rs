@@ -328,6 +328,17 @@ fn interpreter_cases() {
                 "SipTrace { dest: None, correlation_id: None, mode: Some(Message) }",
             ],
         },
+        // dialog mode, and sip_trace_mode() (docs/decisions.md §15)
+        Case {
+            src: r#"route { sip_trace("", "", "d"); sip_trace_mode("D"); sip_trace_mode("t"); }"#,
+            rets: &[],
+            want: End,
+            log: &[
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Dialog) }",
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Dialog) }",
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Transaction) }",
+            ],
+        },
         // other builtins pass through typed
         Case {
             src: r#"route { mf_process_maxfwd_header("10"); record_route(); append_hf("X-Call: $ci\r\n"); remove_hf("Route"); is_present_hf("Via"); t_newtran(); t_reply(486, "Busy"); t_release(); sl_reply_error(); t_is_canceled(); }"#,
