@@ -314,6 +314,17 @@ pub struct SiptraceParams {
     /// `retention`, `retention_rows`, `retention_method`,
     /// `retention_interval` (docs/decisions.md §14).
     pub retention: RetentionPolicy,
+    /// Runtime trace filters' state file (`filter_file`); None: beside
+    /// the spool (docs/decisions.md §16).
+    pub filter_file: Option<String>,
+    /// Longest TTL `sip_trace_filter add` accepts (`filter_max_ttl`).
+    pub filter_max_ttl: Duration,
+    /// Dialogs traced whole: `dialog_max`, `dialog_max_kb`, `dialog_lifetime`.
+    pub dialogs: crate::core::dialogs::Limits,
+    /// Kamailio 5's `trace_mode` bit mask: every message received and sent
+    /// traced without script calls (1 HEP copy, 2 database, 4 raw copy;
+    /// docs/decisions.md §16). 0: off.
+    pub trace_mode: u8,
 }
 
 impl Default for SiptraceParams {
@@ -347,6 +358,10 @@ impl Default for SiptraceParams {
                 .unwrap_or(u32::MAX),
             mask: MaskSettings::default(),
             retention: RetentionPolicy::default(),
+            filter_file: None,
+            filter_max_ttl: Duration::from_secs(crate::trace::filter::DEFAULT_MAX_TTL),
+            dialogs: crate::core::dialogs::Limits::default(),
+            trace_mode: 0,
         }
     }
 }
@@ -422,6 +437,7 @@ pub struct SiptracePos {
     pub hep_mode_on: Option<Pos>,
     pub hep_version: Option<Pos>,
     pub hep_capture_id: Option<Pos>,
+    pub trace_mode: Option<Pos>,
 }
 
 /// rr modparams that change what record_route() writes.
@@ -1310,6 +1326,7 @@ impl Builder {
             || self.siptrace_spool_param(m)?
             || self.siptrace_mask_param(m)?
             || self.siptrace_retention_param(m)?
+            || self.siptrace_scope_param(m)?
         {
             return Ok(());
         }
@@ -1436,6 +1453,29 @@ impl Builder {
         Ok(true)
     }
 
+    /// Runtime filters and dialog tracking (docs/decisions.md §16);
+    /// false when `m` is none of them.
+    fn siptrace_scope_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
+        let v = &m.value;
+        let t = self.c.siptrace.get_or_insert_with(SiptraceParams::default);
+        match m.param.as_str() {
+            "filter_file" => t.filter_file = Some(str_of(v)?),
+            "filter_max_ttl" => t.filter_max_ttl = age_of(v)?,
+            "dialog_lifetime" => t.dialogs.lifetime = age_of(v)?,
+            "trace_mode" => {
+                t.trace_mode = range_of(v, 0, 7)?;
+                self.c.siptrace_pos.trace_mode = Some(m.value_pos.clone());
+            }
+            // Sanity bounds: up to 10 million dialogs, 4 GiB.
+            "dialog_max" => t.dialogs.max_entries = range_of(v, 1, 10_000_000)?,
+            "dialog_max_kb" => {
+                t.dialogs.max_bytes = range_of::<usize>(v, 1, 4 << 20)?.saturating_mul(1024)
+            }
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     /// The retention parameters; false when `m` is none of them.
     fn siptrace_retention_param(&mut self, m: &ast::ModParam) -> VResult<bool> {
         let v = &m.value;
@@ -1482,6 +1522,20 @@ impl Builder {
                 "hep_mode_on is set but duplicate_uri is not: only sip_trace(\"sip:host:port\") \
                  calls will send HEP",
             );
+        }
+        if let Some(pos) = &at.trace_mode {
+            let why = if t.trace_mode & 5 != 0 && t.duplicate_uri.is_none() {
+                Some("bits 1 and 4 send copies to duplicate_uri, which is not set")
+            } else if t.trace_mode & 1 != 0 && !t.hep_mode_on {
+                Some("bit 1 sends HEP copies: set hep_mode_on to 1 (or use bit 4 for raw copies)")
+            } else if t.trace_mode & 4 != 0 && t.hep_mode_on {
+                Some("bit 4 sends raw copies, but hep_mode_on asks for HEP: use bit 1")
+            } else {
+                None
+            };
+            if let Some(why) = why {
+                self.err(pos, format!("modparam siptrace.trace_mode: {why}"));
+            }
         }
         let tcp = t
             .duplicate_uri
@@ -1757,12 +1811,7 @@ fn refuse_unsupported_siptrace_param(p: &str) -> VResult<()> {
         "time_us_column",
         "totag_column",
     ];
-    const UNSUPPORTED: &[&str] = &[
-        "trace_mode",
-        "trace_init_mode",
-        "evcb_msg",
-        "send_sock_name",
-    ];
+    const UNSUPPORTED: &[&str] = &["trace_init_mode", "evcb_msg", "send_sock_name"];
     if COLUMN_PARAMS.contains(&p) {
         return Err(ValueError::ColumnOverride);
     }
@@ -1962,7 +2011,13 @@ modparam("siptrace", "db_connect_timeout_ms", 500)
 modparam("siptrace", "mirror_tcp_queue_kb", 64)
 modparam("siptrace", "trace_db_mode", 1)
 modparam("siptrace", "mask", "crypto")
-modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
+modparam("siptrace", "mask_headers", "X-Secret,P-Token")
+modparam("siptrace", "filter_file", "/var/lib/st/filters")
+modparam("siptrace", "filter_max_ttl", "2h")
+modparam("siptrace", "dialog_max", 50)
+modparam("siptrace", "dialog_max_kb", 64)
+modparam("siptrace", "dialog_lifetime", "1h")
+modparam("siptrace", "trace_mode", 3){ROUTE}"#
         ));
         let t = c.siptrace.unwrap();
         let want = SiptraceParams {
@@ -1999,6 +2054,14 @@ modparam("siptrace", "mask_headers", "X-Secret,P-Token"){ROUTE}"#
                 headers: vec!["X-Secret".into(), "P-Token".into()],
             },
             retention: RetentionPolicy::default(),
+            filter_file: Some("/var/lib/st/filters".into()),
+            filter_max_ttl: Duration::from_secs(7200),
+            dialogs: crate::core::dialogs::Limits {
+                max_entries: 50,
+                max_bytes: 64 * 1024,
+                lifetime: Duration::from_secs(3600),
+            },
+            trace_mode: 3,
         };
         assert_eq!(t, want);
         assert_eq!(t.hep_version(), 2);
@@ -2367,7 +2430,10 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"spool_full_policy\",\"wait\")".into(), "k.cfg:2:41: modparam siptrace.spool_full_policy: must be \"drop\" or \"stop\", got \"wait\"".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"nope\",1)".into(), "k.cfg:2:28: modparam siptrace.nope: unknown siptrace parameter".into()),
             ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"date_column\",\"d\")".into(), "k.cfg:2:35: modparam siptrace.date_column: column name overrides are not supported: the sip_trace columns are fixed".into()),
-            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_mode\",1)".into(), "k.cfg:2:34: modparam siptrace.trace_mode: not supported by siptraced".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_mode\",1)".into(), "k.cfg:2:34: modparam siptrace.trace_mode: bits 1 and 4 send copies to duplicate_uri, which is not set".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"duplicate_uri\",\"sip:10.0.0.1\")\nmodparam(\"siptrace\",\"trace_mode\",3)".into(), "k.cfg:3:34: modparam siptrace.trace_mode: bit 1 sends HEP copies: set hep_mode_on to 1 (or use bit 4 for raw copies)".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_mode\",8)".into(), "k.cfg:2:34: modparam siptrace.trace_mode: must be from 0 to 7, got 8".into()),
+            ("loadmodule \"siptrace.so\"\nmodparam(\"siptrace\",\"trace_init_mode\",1)".into(), "k.cfg:2:39: modparam siptrace.trace_init_mode: not supported by siptraced".into()),
             ("loadmodule \"mi_fifo.so\"\nmodparam(\"mi_fifo\",\"fifo_nmae\",\"x\")".into(), "k.cfg:2:32: modparam mi_fifo.fifo_nmae: unknown mi_fifo parameter (fifo_name, fifo_mode, fifo_user, fifo_group, reply_dir, reply_indent)".into()),
             ("loadmodule \"maxfwd.so\"\nmodparam(\"maxfwd\",\"max_limit\",300)".into(), "k.cfg:2:31: modparam maxfwd.max_limit: must be from 1 to 256, got 300".into()),
         ];

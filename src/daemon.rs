@@ -72,6 +72,8 @@ pub enum SetupError {
     #[error(transparent)]
     Spool(#[from] crate::spool::SpoolError),
     #[error(transparent)]
+    FilterFile(#[from] crate::reactor::filter_file::FilterFileError),
+    #[error(transparent)]
     Control(#[from] ControlError),
     #[error(transparent)]
     Process(#[from] process::ProcessError),
@@ -138,7 +140,7 @@ pub fn setup(
                 .map(|a| a.ip());
             (d.addr, bind)
         });
-    let core = build_core(&conf, &st, program, socks, mirror);
+    let mut core = build_core(&conf, &st, program, socks, mirror);
 
     let (uid, gid) = process::lookup_ids(
         args.user.as_deref().or(conf.user.as_deref()),
@@ -157,7 +159,15 @@ pub fn setup(
             return Err(e);
         }
     };
+    let filter_file = match restore_filters(&conf, &st, &sink, &mut core) {
+        Ok(p) => p,
+        Err(e) => {
+            control.remove_fifos();
+            return Err(e);
+        }
+    };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
+    reactor.set_filter_file(filter_file);
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
     reactor.start_dns(&conf.dns)?;
     reactor.set_turn_limits(
@@ -275,6 +285,9 @@ fn build_core(
             ..crate::core::DnsLimits::default()
         },
         park: crate::core::ParkLimits::default(),
+        dialogs: st.dialogs,
+        filter_max_ttl: st.filter_max_ttl.as_secs(),
+        trace_mode: if traced { st.trace_mode } else { 0 },
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },
@@ -323,6 +336,40 @@ fn open_sink(conf: &Config, st: &SiptraceParams) -> Result<TraceSink, SetupError
     );
     sink.set_retention(st.retention.clone(), Instant::now());
     Ok(sink)
+}
+
+/// The runtime trace filters' state file (docs/decisions.md §16):
+/// `filter_file`, else `trace-filters` in the spool directory (the
+/// daemon's own, checked like the spool); none without either, and then
+/// filters last until a restart (logged). Filters of the previous run are
+/// restored with their remaining TTL.
+fn restore_filters(
+    conf: &Config,
+    st: &SiptraceParams,
+    sink: &TraceSink,
+    core: &mut Core,
+) -> Result<Option<PathBuf>, SetupError> {
+    if conf.siptrace.is_none() {
+        return Ok(None);
+    }
+    let path = match (&st.filter_file, sink.spool_dir()) {
+        (Some(f), _) => PathBuf::from(f),
+        (None, Some(dir)) => dir.join("trace-filters"),
+        (None, None) => {
+            log::info!(
+                "trace filters are not kept across restarts: no spool directory \
+                 (set modparam(\"siptrace\", \"filter_file\", path) to keep them)"
+            );
+            return Ok(None);
+        }
+    };
+    if let Some(text) = crate::reactor::filter_file::load(&path)? {
+        for bad in core.restore_filters(&text, crate::clock::WallTime::now()) {
+            log::warn!("{}: unreadable filter {bad}: skipped", path.display());
+        }
+    }
+    log::info!("trace filters kept in {}", path.display());
+    Ok(Some(path))
 }
 
 /// send_sock_addr must be one of the sockets we listen on: copies leave

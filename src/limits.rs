@@ -30,10 +30,14 @@ pub enum Bound {
     PendingReplies,
     /// Bytes of those replies.
     PendingReplyBytes,
+    /// Dialogs traced whole (sip_trace "d", runtime filters), entries.
+    TracedDialogs,
+    /// Their bytes.
+    TracedDialogBytes,
 }
 
 impl Bound {
-    pub const ALL: [Bound; 8] = [
+    pub const ALL: [Bound; 10] = [
         Bound::Transactions,
         Bound::TransactionBytes,
         Bound::SlMemoryEntries,
@@ -42,6 +46,8 @@ impl Bound {
         Bound::TurnBytes,
         Bound::PendingReplies,
         Bound::PendingReplyBytes,
+        Bound::TracedDialogs,
+        Bound::TracedDialogBytes,
     ];
 
     /// The name `core_limits` prints (the setting's name where there is one).
@@ -55,6 +61,8 @@ impl Bound {
             Bound::TurnBytes => "udp_turn_bytes",
             Bound::PendingReplies => "mi_pending_replies",
             Bound::PendingReplyBytes => "mi_pending_reply_bytes",
+            Bound::TracedDialogs => "dialog_max",
+            Bound::TracedDialogBytes => "dialog_max_bytes",
         }
     }
 
@@ -71,6 +79,9 @@ impl Bound {
                 "socket read again next turn, after timers, FIFOs and the database"
             }
             Bound::PendingReplies | Bound::PendingReplyBytes => "MI/JSON-RPC reply dropped",
+            Bound::TracedDialogs | Bound::TracedDialogBytes => {
+                "new dialogs not traced whole (their INVITE transaction still is)"
+            }
         }
     }
 
@@ -92,10 +103,10 @@ pub struct LimitStat {
 
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
-    values: [u64; 8],
-    hits: [u64; 8],
+    values: [u64; Bound::ALL.len()],
+    hits: [u64; Bound::ALL.len()],
     /// `hits` as of the last summary line.
-    logged: [u64; 8],
+    logged: [u64; Bound::ALL.len()],
     next_summary: Option<Instant>,
 }
 

@@ -237,6 +237,7 @@ fn core_methods_with_our_values() {
             FifoRow::reply(
                 request("18-system-listMethods"),
                 "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \
+                 \"siptrace.filter_add\", \"siptrace.filter_del\", \"siptrace.filter_list\", \
                  \"siptrace.purge\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}",
             ),
             FifoRow::reply(request("19-stats-all"), stats(0)),

@@ -219,7 +219,7 @@ fn core_commands() {
             reply(
                 ":which:@R@\n\n",
                 "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\n\
-                 sip_trace\nsip_trace_stats\nsip_trace_purge\ntm_stats\ncore_limits\n\n",
+                 sip_trace\nsip_trace_stats\nsip_trace_purge\nsip_trace_filter\ntm_stats\ncore_limits\n\n",
             ),
             reply(":ps:@R@\n\n", &ps),
             // No-input commands read and drop their argument lines.

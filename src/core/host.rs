@@ -46,6 +46,9 @@ pub(crate) struct Ctx<'a> {
     pub in_failure_route: Option<crate::tsx::TxId>,
     /// t_relay()/t_reply() ran (failure_route: no automatic final reply).
     pub relayed: bool,
+    /// The received message was traced before the script ran (a filter,
+    /// a dialog traced whole): sip_trace() adds no second `in` row.
+    pub in_traced: bool,
 }
 
 impl<'a> Ctx<'a> {
@@ -74,6 +77,7 @@ impl<'a> Ctx<'a> {
             current_tx: None,
             in_failure_route: None,
             relayed: false,
+            in_traced: false,
         }
     }
 
@@ -100,7 +104,7 @@ impl<'a> Ctx<'a> {
         let toip = match trigger {
             // sip_trace() shows the receiving socket as is (docs/kamailio.md §4.3).
             Trigger::Script => local,
-            Trigger::Flag { .. } => self.s.local_endpoint(self.li),
+            Trigger::Flag { .. } | Trigger::Forced => self.s.local_endpoint(self.li),
         };
         let ev = Event {
             bytes: self.raw,
@@ -356,6 +360,21 @@ impl<'a> Ctx<'a> {
             // transaction is traced too — our trace flag does that.
             self.s.set_flag(st);
         }
+        if mode == Some(crate::script::TraceMode::Dialog) {
+            // Dialog mode: the transaction as the flag would (even with
+            // no trace_flag configured), and the later requests of the
+            // dialog an initial INVITE creates (docs/decisions.md §16).
+            st.trace_scoped = true;
+            if self.orig.method() == Some("INVITE") && self.orig.to_tag().is_none() {
+                let callid = String::from_utf8_lossy(self.orig.call_id().unwrap_or_default());
+                let tag = String::from_utf8_lossy(self.orig.from_tag().unwrap_or_default());
+                self.s
+                    .track_dialog(&callid, &tag, super::dialogs::Scope::Script, self.now);
+            }
+        }
+        if self.in_traced {
+            return Ret::True;
+        }
         let req = MirrorReq {
             dest: mirror,
             correlation_id,
@@ -579,6 +598,17 @@ pub(crate) fn forward_to(
     }
     let bytes = out.as_bytes().to_vec();
     let users = s.traced_users(st);
+    // A live ip filter naming the next hop: traced from here on.
+    let forced;
+    let st = if !st.trace_forced && s.filter_forces_dest(to.ip(), wall) {
+        forced = MsgState {
+            trace_forced: true,
+            ..st.clone()
+        };
+        &forced
+    } else {
+        st
+    };
     if s.flag_set(st) || !users.is_empty() {
         if let Some(f) = facts(&out) {
             s.trace_sent(&bytes, &f, out_li, to, st, wall);

@@ -18,6 +18,7 @@
 //! operations), memory.rs (stateless branches), resolve.rs (names: cache
 //! and lookups in flight), park.rs (requests waiting for a name).
 
+pub mod dialogs;
 mod host;
 pub mod memory;
 pub mod park;
@@ -69,6 +70,13 @@ pub struct CoreSettings {
     /// Requests waiting for DNS.
     pub park: ParkLimits,
     pub memory_bytes: usize,
+    /// Dialogs traced whole: bounds and lifetime (docs/decisions.md §16).
+    pub dialogs: dialogs::Limits,
+    /// Longest TTL a runtime filter may be given (`filter_max_ttl`).
+    pub filter_max_ttl: u64,
+    /// Kamailio 5's `trace_mode` bits: 2 rows, 1|4 copies to duplicate_uri
+    /// (docs/decisions.md §16). 0: off.
+    pub trace_mode: u8,
 }
 
 /// A datagram to send.
@@ -94,6 +102,8 @@ pub struct Core {
     program: Program,
     vars: Vars,
     s: State,
+    /// `event_route[siptrace:msg]`, run for each message trace_mode traces.
+    siptrace_msg: Option<crate::script::RouteId>,
 }
 
 impl Core {
@@ -105,10 +115,12 @@ impl Core {
         tm_config: crate::tsx::ValidTsxConfig,
         seed: u64,
     ) -> Core {
+        let siptrace_msg = program.route_id(crate::script::RouteKind::Event, "siptrace:msg");
         Core {
             program,
             vars: Vars::default(),
             s: State::new(settings, socks, tracer, tm_config, seed),
+            siptrace_msg,
         }
     }
 
@@ -147,8 +159,109 @@ impl Core {
         self.s.limits_mut()
     }
 
+    /// `sip_trace_filter add` (docs/decisions.md §16).
+    pub(crate) fn filter_add(
+        &mut self,
+        kind: &str,
+        value: &str,
+        ttl: Option<&str>,
+        wall: WallTime,
+    ) -> Result<u64, crate::trace::filter::FilterError> {
+        self.s.filter_add(kind, value, ttl, wall)
+    }
+
+    /// `sip_trace_filter del ID|all`.
+    pub(crate) fn filter_del(
+        &mut self,
+        which: &str,
+    ) -> Result<usize, crate::trace::filter::FilterError> {
+        self.s.filter_del(which)
+    }
+
+    pub(crate) fn filter_list(&self, wall: WallTime) -> Vec<crate::trace::filter::Listed> {
+        self.s.filter_list(wall)
+    }
+
+    /// The filters' state-file text when they changed since last asked.
+    pub(crate) fn filters_to_save(&mut self) -> Option<String> {
+        self.s.filters_to_save()
+    }
+
+    pub(crate) fn filters_text(&self) -> String {
+        self.s.filters_text()
+    }
+
+    /// Filters of the previous run; returns the lines that did not parse.
+    pub(crate) fn restore_filters(&mut self, text: &str, wall: WallTime) -> Vec<String> {
+        self.s.restore_filters(text, wall)
+    }
+
+    /// Dialogs traced whole now, and their bytes.
+    pub(crate) fn dialogs_tracked(&self) -> (usize, usize) {
+        self.s.dialogs_tracked()
+    }
+
+    /// The datagrams to send; with trace_mode, each is traced as sent
+    /// (at the time of the datagram or timer that made it).
     pub(crate) fn take_sends(&mut self) -> Vec<Send> {
-        self.s.take_sends()
+        let sends = self.s.take_sends();
+        if self.s.traces_all() && self.s.trace_on() != 0 {
+            if let Some((now, wall)) = self.s.clock() {
+                for snd in &sends {
+                    if let Ok(m) = SipMsg::parse(&snd.bytes) {
+                        let dir = crate::trace::Direction::Out;
+                        self.trace_all(snd.listener, snd.to, &snd.bytes, &m, dir, now, wall);
+                    }
+                }
+            }
+        }
+        sends
+    }
+
+    /// trace_mode: one message received or sent on any socket, traced
+    /// without script calls, subject to trace_on, unless
+    /// `event_route[siptrace:msg]` drops it (docs/decisions.md §16).
+    #[allow(clippy::too_many_arguments)]
+    fn trace_all(
+        &mut self,
+        li: usize,
+        peer: SocketAddr,
+        raw: &[u8],
+        msg: &SipMsg,
+        dir: crate::trace::Direction,
+        now: Instant,
+        wall: WallTime,
+    ) {
+        if self.s.trace_on() == 0 {
+            return;
+        }
+        if let Some(route) = self.siptrace_msg {
+            let mut st = MsgState::default();
+            let mut ctx = host::Ctx::new(&mut self.s, li, peer, raw, msg, now, wall);
+            let outcome = self.program.run(route, &mut st, &mut self.vars, &mut ctx);
+            if outcome == crate::script::Outcome::Drop {
+                return;
+            }
+        }
+        let Some(f) = facts(msg) else { return };
+        let proto = self.s.sock_transport(li);
+        let (local, remote) = (
+            self.s.local_endpoint(li),
+            crate::trace::Endpoint::sock(proto, peer),
+        );
+        let (from, to) = match dir {
+            crate::trace::Direction::In => (remote, local),
+            crate::trace::Direction::Out => (local, remote),
+        };
+        let ev = crate::trace::Event {
+            bytes: raw,
+            facts: &f,
+            dir,
+            from,
+            to,
+            time: wall,
+        };
+        self.s.trace_all(&ev);
     }
 
     pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
@@ -172,7 +285,8 @@ impl Core {
     }
 
     pub(crate) fn on_timer(&mut self, now: Instant, wall: WallTime) {
-        self.s.forget_expired(now);
+        self.s.set_clock(now, wall);
+        self.s.forget_expired(now, wall);
         for q in self.s.resolver_mut().expire(now) {
             self.finish_parked(&q, None, now, wall);
         }
@@ -273,6 +387,7 @@ impl Core {
         wall: WallTime,
     ) {
         self.s.stats_mut().received += 1;
+        self.s.set_clock(now, wall);
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,
             Err(e) => {
@@ -308,6 +423,9 @@ impl Core {
             }
             return;
         }
+        if self.s.traces_all() {
+            self.trace_all(li, src, raw, &msg, crate::trace::Direction::In, now, wall);
+        }
         if msg.is_request() {
             self.on_request(li, src, raw, msg, now, wall);
         } else {
@@ -338,9 +456,29 @@ impl Core {
         let mut work = orig.clone();
         let _ = work.set_via_received(src.ip(), src.port());
         let mut st = MsgState::default();
+        // A filter or a dialog traced whole: the request is traced as it
+        // arrives, and its transaction as the flag would (docs/decisions.md §16).
+        let scope = self.s.scope_of_request(&orig, src, now, wall);
         let route = self.program.request_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
         ctx.msg = work;
+        match scope {
+            Some(dialogs::Scope::Filter) => {
+                st.trace_forced = true;
+                ctx.trace_received(Trigger::Forced, &st, None);
+                ctx.in_traced = true;
+            }
+            Some(dialogs::Scope::Script) => {
+                st.trace_scoped = true;
+                // With trace_on off a sip_trace() in the script may still
+                // make its traced_user rows: leave the message to it.
+                if ctx.s.trace_on() != 0 {
+                    ctx.trace_received(Trigger::Script, &st, None);
+                    ctx.in_traced = true;
+                }
+            }
+            None => {}
+        }
         self.program.run(route, &mut st, &mut self.vars, &mut ctx);
         tm::run_pending(self, now, wall);
     }
@@ -363,7 +501,8 @@ impl Core {
         // that one whose top Via is not ours cannot be relayed.
         let ours = self.s.is_local(via.host_unbracketed(), Some(via_port));
         let branch = via.branch().unwrap_or("").to_string();
-        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
+        let forced = self.s.reply_forced(&orig, src, now, wall);
+        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, forced, now, wall) {
             return;
         }
         let rem = if ours {
@@ -372,6 +511,7 @@ impl Core {
             None
         };
         let mut st = rem.as_ref().map(|r| r.state.clone()).unwrap_or_default();
+        st.trace_forced |= forced;
         let out_li = rem.as_ref().map(|r| r.listener);
         let route = self.program.onreply_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);

@@ -8,6 +8,7 @@
 //! Depends on the same modules as the rest of core/ (sip/, script/,
 //! trace/, tsx/ through tm.rs) and on nothing that does I/O.
 
+use super::dialogs::{self, Dialogs, Scope};
 use super::memory::{Evicted, Memory, Remembered};
 use super::park::{Park, ParkFull, Parked};
 use super::resolve::{Lookup, Query, Resolver};
@@ -17,11 +18,12 @@ use crate::clock::WallTime;
 use crate::db::Row;
 use crate::limits::{Bound, Limits};
 use crate::script::{AvpName, MsgState, Value};
-use crate::sip::{SipMsg, Transport, build_reply};
+use crate::sip::{SipMsg, Transport, Uri, build_reply};
+use crate::trace::filter::{FilterError, Filters, Listed, Probe};
 use crate::trace::mirror::{Copied, Mirror, MirrorCopy, MirrorReq};
 use crate::trace::{Direction, Endpoint, Event, Facts, Tracer, Trigger};
-use std::net::SocketAddr;
-use std::time::Instant;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 /// Everything but the program and `$var`s, so a message context can borrow
 /// it mutably while the interpreter holds those.
@@ -50,6 +52,15 @@ pub(crate) struct State {
     sl_tag: String,
     tm: Tm,
     limits: Limits,
+    /// Runtime trace filters (docs/decisions.md §16).
+    filters: Filters,
+    /// Dialogs traced whole: sip_trace "d" and filter-matched INVITEs.
+    dialogs: Dialogs,
+    /// The reactor's clock as last handed in, both ways: turns a
+    /// filter's wall-clock expiry into a timer deadline.
+    anchor: Option<(Instant, WallTime)>,
+    /// `trace_mode` bits (docs/decisions.md §16).
+    trace_mode: u8,
 }
 
 impl State {
@@ -72,6 +83,9 @@ impl State {
             dns,
             park,
             memory_bytes,
+            dialogs: dialog_limits,
+            filter_max_ttl,
+            trace_mode,
         } = settings;
         let memory_cap = memory_cap.max(1024);
         let mut limits = Limits::default();
@@ -80,6 +94,8 @@ impl State {
         let tm_values: &crate::tsx::TsxConfig = &tm_config;
         limits.set_value(Bound::Transactions, tm_values.max_transactions as u64);
         limits.set_value(Bound::TransactionBytes, tm_values.max_bytes as u64);
+        limits.set_value(Bound::TracedDialogs, dialog_limits.max_entries as u64);
+        limits.set_value(Bound::TracedDialogBytes, dialog_limits.max_bytes as u64);
         let mirror = Mirror::new(mirror, socks.iter().map(|s| s.addr).collect());
         State {
             trace_flag,
@@ -101,6 +117,10 @@ impl State {
             sl_tag: format!("{seed:016x}"),
             tm: Tm::new(tm_config),
             limits,
+            filters: Filters::new(filter_max_ttl),
+            dialogs: Dialogs::new(dialog_limits),
+            anchor: None,
+            trace_mode,
         }
     }
 
@@ -145,14 +165,232 @@ impl State {
             self.memory.next_deadline(),
             self.tm.next_deadline(),
             self.resolver.next_deadline(),
+            self.dialogs.next_deadline(),
+            self.filter_deadline(),
         ]
         .into_iter()
         .flatten()
         .min()
     }
 
-    pub(crate) fn forget_expired(&mut self, now: Instant) {
+    /// When the next filter expires, on the reactor's clock.
+    fn filter_deadline(&self) -> Option<Instant> {
+        let exp = self.filters.next_expiry()?;
+        let (now, wall) = self.anchor?;
+        let secs = u64::try_from(exp - wall.sec).unwrap_or(0);
+        // Expiry is checked against the wall second: wake just after it.
+        Some(now + Duration::from_secs(secs) + Duration::from_millis(10))
+    }
+
+    /// The clock of this turn or datagram, for what is timed in wall
+    /// seconds (filters).
+    pub(crate) fn set_clock(&mut self, now: Instant, wall: WallTime) {
+        self.anchor = Some((now, wall));
+    }
+
+    /// The clock last handed in.
+    pub(crate) fn clock(&self) -> Option<(Instant, WallTime)> {
+        self.anchor
+    }
+
+    /// Does trace_mode trace every message?
+    pub(crate) fn traces_all(&self) -> bool {
+        self.trace_mode != 0
+    }
+
+    /// A message trace_mode traces: the `''` row when trace_on (bit 2),
+    /// one copy to duplicate_uri (bits 1 and 4: the configured
+    /// encapsulation, which config.rs checked agrees with the bit).
+    pub(crate) fn trace_all(&mut self, ev: &Event<'_>) {
+        if !self.tracer.wants(Trigger::Script, 0) {
+            return;
+        }
+        let masked = self.tracer.mask(ev.bytes);
+        let ev = Event {
+            bytes: &masked,
+            ..ev.clone()
+        };
+        if self.trace_mode & 2 != 0 && self.tracer.to_database() {
+            self.tracer
+                .rows(&ev, Trigger::Script, &[], None, &mut self.rows);
+        }
+        if self.trace_mode & 5 != 0
+            && self.mirror.copy(&ev, MirrorReq::default()) == Copied::Dropped
+        {
+            self.stats.copies_dropped += 1;
+        }
+    }
+
+    pub(crate) fn forget_expired(&mut self, now: Instant, wall: WallTime) {
         self.memory.expire(now);
+        self.dialogs.expire(now);
+        if self.filters.next_expiry().is_some_and(|e| e <= wall.sec) {
+            for f in self.filters.expire(wall.sec) {
+                log::info!(
+                    "trace filter {} ({} {}) expired after matching {} messages",
+                    f.id,
+                    f.kind,
+                    f.value,
+                    f.matched
+                );
+            }
+        }
+    }
+
+    /// `sip_trace_filter add`: the new filter's id.
+    pub(crate) fn filter_add(
+        &mut self,
+        kind: &str,
+        value: &str,
+        ttl: Option<&str>,
+        wall: WallTime,
+    ) -> Result<u64, FilterError> {
+        let id = self.filters.add(kind, value, ttl, wall.sec)?;
+        if let Some(f) = self.filters.list(wall.sec).iter().find(|f| f.id == id) {
+            log::info!(
+                "trace filter {id} added: {} {} for {} s",
+                f.kind,
+                f.value,
+                f.secs_left
+            );
+        }
+        Ok(id)
+    }
+
+    /// `sip_trace_filter del ID|all`: how many were deleted.
+    pub(crate) fn filter_del(&mut self, which: &str) -> Result<usize, FilterError> {
+        let n = self.filters.del(which)?;
+        log::info!("trace filter {which} deleted ({n})");
+        Ok(n)
+    }
+
+    pub(crate) fn filter_list(&self, wall: WallTime) -> Vec<Listed> {
+        self.filters.list(wall.sec)
+    }
+
+    /// The filters' state-file text when it changed since last asked.
+    pub(crate) fn filters_to_save(&mut self) -> Option<String> {
+        self.filters.take_dirty().then(|| self.filters.render())
+    }
+
+    /// The filters' state-file text, whatever changed (at exit: the
+    /// match counts).
+    pub(crate) fn filters_text(&self) -> String {
+        self.filters.render()
+    }
+
+    /// Filters of an earlier run, from the state file's text; the lines
+    /// that could not be read.
+    pub(crate) fn restore_filters(&mut self, text: &str, wall: WallTime) -> Vec<String> {
+        let bad = self.filters.restore(text, wall.sec);
+        for f in self.filters.list(wall.sec) {
+            log::info!(
+                "trace filter {} restored: {} {}, {} s left",
+                f.id,
+                f.kind,
+                f.value,
+                f.secs_left
+            );
+        }
+        bad
+    }
+
+    /// Dialogs traced whole now, and their bytes.
+    pub(crate) fn dialogs_tracked(&self) -> (usize, usize) {
+        (self.dialogs.len(), self.dialogs.bytes())
+    }
+
+    /// How the request `m` (from `src`) is to be traced beyond what the
+    /// script asks: a live filter matches it, or it belongs to a dialog
+    /// traced whole. An initial INVITE a filter matched starts such a
+    /// dialog (docs/decisions.md §16).
+    pub(crate) fn scope_of_request(
+        &mut self,
+        m: &SipMsg,
+        src: SocketAddr,
+        now: Instant,
+        wall: WallTime,
+    ) -> Option<Scope> {
+        if self.filters.is_empty() && self.dialogs.is_empty() {
+            return None;
+        }
+        let callid = String::from_utf8_lossy(m.call_id().unwrap_or_default()).into_owned();
+        let from_tag = String::from_utf8_lossy(m.from_tag().unwrap_or_default()).into_owned();
+        let to_tag = m.to_tag().map(|t| String::from_utf8_lossy(t).into_owned());
+        let method = m.method().unwrap_or("");
+        let mut scope = None;
+        if !self.filters.is_empty() && self.probe(m, src, &callid, wall) {
+            scope = Some(Scope::Filter);
+        }
+        if let Some(tt) = &to_tag {
+            let in_dialog =
+                self.dialogs
+                    .lookup_request(&callid, &from_tag, tt, method == "BYE", now);
+            scope = scope.or(in_dialog);
+        } else if method == "INVITE" && scope == Some(Scope::Filter) {
+            self.track_dialog(&callid, &from_tag, Scope::Filter, now);
+        }
+        scope
+    }
+
+    /// A reply: does a filter match it? A reply to a traced INVITE moves
+    /// its dialog on.
+    pub(crate) fn reply_forced(
+        &mut self,
+        m: &SipMsg,
+        src: SocketAddr,
+        now: Instant,
+        wall: WallTime,
+    ) -> bool {
+        if self.filters.is_empty() && self.dialogs.is_empty() {
+            return false;
+        }
+        let callid = String::from_utf8_lossy(m.call_id().unwrap_or_default()).into_owned();
+        if !self.dialogs.is_empty() && m.cseq_method() == Some("INVITE") {
+            let from_tag = String::from_utf8_lossy(m.from_tag().unwrap_or_default());
+            if let Some(code) = m.status() {
+                self.dialogs.on_invite_reply(&callid, &from_tag, code, now);
+            }
+        }
+        !self.filters.is_empty() && self.probe(m, src, &callid, wall)
+    }
+
+    fn probe(&mut self, m: &SipMsg, src: SocketAddr, callid: &str, wall: WallTime) -> bool {
+        let from = m.from().and_then(|n| n.uri_str().map(str::to_string));
+        let to = m.to().and_then(|n| n.uri_str().map(str::to_string));
+        let ruri = m.request_uri().map(str::to_string);
+        let uris: Vec<Uri> = [&from, &to, &ruri]
+            .into_iter()
+            .flatten()
+            .filter_map(|u| Uri::parse(u).ok())
+            .collect();
+        let probe = Probe {
+            users: uris.iter().filter_map(|u| u.user()).collect(),
+            ips: vec![src.ip()],
+            callid,
+        };
+        self.filters.matches(&probe, wall.sec)
+    }
+
+    /// Does a live ip filter name `to`, where a message is being sent?
+    pub(crate) fn filter_forces_dest(&mut self, to: IpAddr, wall: WallTime) -> bool {
+        self.filters.has_ip() && self.filters.matches_ip(to, wall.sec)
+    }
+
+    /// Traces the rest of this INVITE's dialog (sip_trace "d", a filter);
+    /// a full table is counted, and the INVITE is still traced.
+    pub(crate) fn track_dialog(
+        &mut self,
+        callid: &str,
+        from_tag: &str,
+        scope: Scope,
+        now: Instant,
+    ) {
+        match self.dialogs.track(callid, from_tag, scope, now) {
+            Ok(()) => {}
+            Err(dialogs::Full::Entries) => self.limits.hit(Bound::TracedDialogs),
+            Err(dialogs::Full::Bytes) => self.limits.hit(Bound::TracedDialogBytes),
+        }
     }
 
     /// MI/RPC view of the trace switch.
@@ -372,9 +610,10 @@ impl State {
         self.tracer.local(self.sock_endpoint(li))
     }
 
-    /// Is the trace flag set in `st`?
+    /// Is the trace flag set in `st`? A message of a dialog traced whole,
+    /// or one a filter matched, counts as flagged (docs/decisions.md §16).
     pub(crate) fn flag_set(&self, st: &MsgState) -> bool {
-        self.trace_flag.is_some_and(|f| st.flag(f))
+        st.trace_scoped || st.trace_forced || self.trace_flag.is_some_and(|f| st.flag(f))
     }
 
     /// Sets the trace flag in `st` (when one is configured).
@@ -387,6 +626,11 @@ impl State {
     /// Would an event with this trigger and script state be traced at all?
     /// Lets a caller skip building the event.
     pub(crate) fn wants_trace(&self, trigger: Trigger, st: &MsgState) -> bool {
+        let trigger = if st.trace_forced {
+            Trigger::Forced
+        } else {
+            trigger
+        };
         self.tracer.wants(trigger, self.traced_users(st).len())
     }
 
@@ -438,6 +682,11 @@ impl State {
         mirror: Option<MirrorReq<'_>>,
     ) {
         let users = self.traced_users(st);
+        let trigger = if st.trace_forced {
+            Trigger::Forced
+        } else {
+            trigger
+        };
         if !self.tracer.wants(trigger, users.len()) {
             return;
         }

@@ -223,7 +223,8 @@ fn ack_absorbed(ctx: &mut Ctx<'_>, tx: TxId, first: bool) {
     if let Some(d) = ctx.s.tm().table.user(tx) {
         let st = d.st.clone();
         let flag_set = ctx.flag_set(&st);
-        if first {
+        // Traced already as it arrived when a filter matched it.
+        if first && !ctx.in_traced {
             ctx.trace_received(Trigger::Flag { flag_set }, &st, None);
         }
     }
@@ -643,6 +644,17 @@ fn transmit(s: &mut State, t: Transmit<Hop>, wall: WallTime) {
 }
 
 fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime) {
+    // A live ip filter naming where this goes (docs/decisions.md §16).
+    let forced;
+    let st = if !st.trace_forced && s.filter_forces_dest(to.to.ip(), wall) {
+        forced = MsgState {
+            trace_forced: true,
+            ..st.clone()
+        };
+        &forced
+    } else {
+        st
+    };
     // Checked before parsing: most transmissions of a busy proxy are not
     // traced.
     let flag_set = s.flag_set(st);
@@ -665,6 +677,7 @@ pub(crate) fn on_reply(
     raw: &[u8],
     orig: &SipMsg,
     branch: &str,
+    forced: bool,
     now: Instant,
     wall: WallTime,
 ) -> bool {
@@ -700,6 +713,9 @@ pub(crate) fn on_reply(
         return true;
     };
     let mut st = st;
+    // A filter matching the reply itself: it is traced in (and its
+    // onreply_route sees it so); the transaction's state is unchanged.
+    st.trace_forced |= forced;
     let mut ctx = Ctx::new(&mut core.s, li, src, raw, orig, now, wall);
     ctx.current_tx = Some(m.tx);
     let flag_set = ctx.flag_set(&st);

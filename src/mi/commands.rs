@@ -14,6 +14,7 @@
 use std::fmt;
 
 use crate::limits::LimitStat;
+use crate::trace::filter::Listed;
 
 use super::json::Json;
 use super::jsonrpc::{self, Dispatch, JsonRpcOutcome, Params, RpcResult};
@@ -51,6 +52,14 @@ pub trait MiHost {
     /// Every bound on peer-driven state, its value and how often it was hit
     /// (`core_limits`, docs/decisions.md §11).
     fn limits(&self) -> Vec<LimitStat>;
+    /// Runtime trace filters (docs/decisions.md §16): a new one's id, or
+    /// why it was refused.
+    fn filter_add(&mut self, kind: &str, value: &str, ttl: Option<&str>) -> Result<u64, String>;
+    /// Deletes filter `which` (an id, or `all`): how many.
+    fn filter_del(&mut self, which: &str) -> Result<usize, String>;
+    fn filter_list(&self) -> Vec<Listed>;
+    /// Dialogs traced whole now, and their bytes.
+    fn dialogs_tracked(&self) -> (usize, usize);
 }
 
 /// Start and current time as `ctime(3)` text without its newline, and the difference.
@@ -301,6 +310,14 @@ pub(crate) static COMMANDS: &[Command] = &[
         json: Some(rpc_siptrace_purge),
     },
     Command {
+        mi: Some("sip_trace_filter"),
+        rpc: None,
+        no_input: false,
+        needs_tm: false,
+        text: Some(mi_sip_trace_filter),
+        json: None,
+    },
+    Command {
         mi: Some("tm_stats"),
         rpc: None,
         no_input: true,
@@ -315,6 +332,30 @@ pub(crate) static COMMANDS: &[Command] = &[
         needs_tm: false,
         text: Some(mi_core_limits),
         json: Some(rpc_core_limits),
+    },
+    Command {
+        mi: None,
+        rpc: Some("siptrace.filter_add"),
+        no_input: true,
+        needs_tm: false,
+        text: None,
+        json: Some(rpc_filter_add),
+    },
+    Command {
+        mi: None,
+        rpc: Some("siptrace.filter_list"),
+        no_input: true,
+        needs_tm: false,
+        text: None,
+        json: Some(rpc_filter_list),
+    },
+    Command {
+        mi: None,
+        rpc: Some("siptrace.filter_del"),
+        no_input: true,
+        needs_tm: false,
+        text: None,
+        json: Some(rpc_filter_del),
     },
     Command {
         mi: None,
@@ -559,6 +600,109 @@ fn mi_sip_trace_purge(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
     }
 }
 
+/// `sip_trace_filter add KIND VALUE [TTL]` | `list` | `del ID|all` |
+/// `dialogs` (docs/decisions.md §16).
+fn mi_sip_trace_filter(host: &mut dyn MiHost, args: &[Arg]) -> Option<MiReply> {
+    let vals: Vec<String> = args
+        .iter()
+        .map(|a| String::from_utf8_lossy(a.value.as_deref().unwrap_or_default()).into_owned())
+        .collect();
+    let v: Vec<&str> = vals.iter().map(String::as_str).collect();
+    let refused = |why: String| Some(MiReply::status(400, &why));
+    match v.as_slice() {
+        ["add", kind, value] | ["add", kind, value, _] => {
+            match host.filter_add(kind, value, v.get(3).copied()) {
+                Ok(id) => Some(MiReply::ok(vec![Node::named("id", id.to_string())])),
+                Err(why) => refused(why),
+            }
+        }
+        ["list"] => Some(MiReply::ok(
+            host.filter_list().iter().map(filter_node).collect(),
+        )),
+        ["del", which] => match host.filter_del(which) {
+            Ok(n) => Some(MiReply::ok(vec![Node::named("deleted", n.to_string())])),
+            Err(why) => refused(why),
+        },
+        ["dialogs"] => {
+            let (n, bytes) = host.dialogs_tracked();
+            Some(MiReply::ok(vec![
+                Node::named("dialogs", n.to_string()),
+                Node::named("bytes", bytes.to_string()),
+            ]))
+        }
+        _ => refused(
+            "usage: add KIND VALUE [TTL] | list | del ID|all | dialogs (KIND: user, ip, callid)"
+                .to_string(),
+        ),
+    }
+}
+
+/// `filter:: ID kind=K value=V ttl=S matched=N`
+fn filter_node(f: &Listed) -> Node {
+    Node {
+        name: Some("filter".to_string()),
+        value: Some(f.id.to_string()),
+        attrs: vec![
+            (Some("kind".to_string()), f.kind.to_string()),
+            (Some("value".to_string()), f.value.clone()),
+            (Some("ttl".to_string()), f.secs_left.to_string()),
+            (Some("matched".to_string()), f.matched.to_string()),
+        ],
+        kids: Vec::new(),
+    }
+}
+
+/// A parameter given as a string or a number, as text.
+fn param_text(p: Option<&Json>) -> Option<String> {
+    match p? {
+        Json::Int(n) => Some(n.to_string()),
+        j => j
+            .as_bytes()
+            .map(|b| String::from_utf8_lossy(b).into_owned()),
+    }
+}
+
+/// `siptrace.filter_add kind value [ttl]` → `{"id": N}`.
+fn rpc_filter_add(host: &mut dyn MiHost, params: &Params<'_>) -> RpcResult {
+    let (Some(kind), Some(value)) = (param_text(params.get(0)), param_text(params.get(1))) else {
+        return RpcResult::fault(500, "Not enough parameters (kind, value [, ttl])");
+    };
+    let ttl = param_text(params.get(2));
+    match host.filter_add(&kind, &value, ttl.as_deref()) {
+        Ok(id) => RpcResult::Ok(Json::obj(vec![("id", Json::uint(id))])),
+        Err(why) => RpcResult::fault(400, &why),
+    }
+}
+
+/// `siptrace.filter_list` → `[{"id", "kind", "value", "ttl", "matched"}, …]`.
+fn rpc_filter_list(host: &mut dyn MiHost, _: &Params<'_>) -> RpcResult {
+    let list = host
+        .filter_list()
+        .iter()
+        .map(|f| {
+            Json::obj(vec![
+                ("id", Json::uint(f.id)),
+                ("kind", Json::str(f.kind.as_str())),
+                ("value", Json::str(&f.value)),
+                ("ttl", Json::uint(f.secs_left)),
+                ("matched", Json::uint(f.matched)),
+            ])
+        })
+        .collect();
+    RpcResult::Ok(Json::Arr(list))
+}
+
+/// `siptrace.filter_del id|all` → `{"deleted": N}`.
+fn rpc_filter_del(host: &mut dyn MiHost, params: &Params<'_>) -> RpcResult {
+    let Some(which) = param_text(params.get(0)) else {
+        return RpcResult::fault(500, "Not enough parameters (id or all)");
+    };
+    match host.filter_del(&which) {
+        Ok(n) => RpcResult::Ok(Json::obj(vec![("deleted", Json::uint(n as u64))])),
+        Err(why) => RpcResult::fault(400, &why),
+    }
+}
+
 fn mi_tm_stats(host: &mut dyn MiHost, _: &[Arg]) -> Option<MiReply> {
     let lines = host.tm_stats()?;
     Some(MiReply::ok(
@@ -797,6 +941,7 @@ mod tests {
         tm: bool,
         cwd: Option<String>,
         stats: TraceStats,
+        filters: crate::trace::filter::Filters,
     }
 
     impl FakeHost {
@@ -807,6 +952,7 @@ mod tests {
                 killed: false,
                 tm: false,
                 cwd: Some("/".into()),
+                filters: crate::trace::filter::Filters::new(7200),
                 stats: TraceStats {
                     rows_written: 12,
                     rows_spooled: 3,
@@ -828,6 +974,26 @@ mod tests {
     }
 
     impl MiHost for FakeHost {
+        fn filter_add(
+            &mut self,
+            kind: &str,
+            value: &str,
+            ttl: Option<&str>,
+        ) -> Result<u64, String> {
+            self.filters
+                .add(kind, value, ttl, 1000)
+                .map_err(|e| e.to_string())
+        }
+        fn filter_del(&mut self, which: &str) -> Result<usize, String> {
+            self.filters.del(which).map_err(|e| e.to_string())
+        }
+        fn filter_list(&self) -> Vec<Listed> {
+            self.filters.list(1000)
+        }
+        fn dialogs_tracked(&self) -> (usize, usize) {
+            (2, 300)
+        }
+
         fn trace_on(&self) -> i32 {
             self.trace
         }
@@ -912,6 +1078,74 @@ mod tests {
     }
 
     #[test]
+    fn sip_trace_filter_mi_and_rpc() {
+        let mut host = FakeHost::new(0);
+        let cases: &[(&str, &str)] = &[
+            (
+                ":sip_trace_filter:r\nadd\nuser\nalice\n5\n\n",
+                "200 OK\nid:: 1\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\nadd\nip\n10.0.0.1\n\n",
+                "200 OK\nid:: 2\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\nadd\nuri\nx\n\n",
+                "400 unknown filter kind 'uri': use user, ip or callid\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\nadd\nuser\nx\n99999\n\n",
+                "400 bad TTL '99999': seconds, 1 to 7200\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\nlist\n\n",
+                "200 OK\nfilter:: 1 kind=user value=alice ttl=5 matched=0\n\
+                 filter:: 2 kind=ip value=10.0.0.1 ttl=3600 matched=0\n\n",
+            ),
+            (":sip_trace_filter:r\ndel\n1\n\n", "200 OK\ndeleted:: 1\n\n"),
+            (
+                ":sip_trace_filter:r\ndel\n1\n\n",
+                "400 no filter with id 1\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\ndialogs\n\n",
+                "200 OK\ndialogs:: 2\nbytes:: 300\n\n",
+            ),
+            (
+                ":sip_trace_filter:r\n\n",
+                "400 usage: add KIND VALUE [TTL] | list | del ID|all | dialogs (KIND: user, ip, callid)\n\n",
+            ),
+        ];
+        for (req, want) in cases {
+            let r = mi(&mut host, req.as_bytes());
+            assert_eq!(String::from_utf8_lossy(&r[0]), *want, "{req}");
+        }
+        let got = rpc_result(
+            &mut host,
+            "siptrace.filter_add",
+            "[\"callid\", \"c@h\", 60]",
+        );
+        assert_eq!(got, "{\"jsonrpc\":\"2.0\",\"result\":{\"id\":3},\"id\":1}");
+        let got = rpc_result(&mut host, "siptrace.filter_list", "[]");
+        assert_eq!(
+            got,
+            "{\"jsonrpc\":\"2.0\",\"result\":[{\"id\":2,\"kind\":\"ip\",\"value\":\"10.0.0.1\",\"ttl\":3600,\"matched\":0},\
+             {\"id\":3,\"kind\":\"callid\",\"value\":\"c@h\",\"ttl\":60,\"matched\":0}],\"id\":1}"
+        );
+        let got = rpc_result(&mut host, "siptrace.filter_add", "[\"ip\", \"nohost\"]");
+        assert!(
+            got.contains("\"code\":400") && got.contains("not an IP"),
+            "{got}"
+        );
+        let got = rpc_result(&mut host, "siptrace.filter_del", "[\"all\"]");
+        assert_eq!(
+            got,
+            "{\"jsonrpc\":\"2.0\",\"result\":{\"deleted\":2},\"id\":1}"
+        );
+        assert!(host.filter_list().is_empty());
+    }
+
+    #[test]
     fn core_limits_both_protocols() {
         let mut host = FakeHost::new(0);
         let r = mi(&mut host, b":core_limits:r\n\n");
@@ -920,7 +1154,8 @@ mod tests {
             "200 OK\nmax_transactions:: 100000 hits=0\nmax_tsx_bytes:: 268435456 hits=2\n\
              sl_memory_entries:: 0 hits=0\nsl_memory_bytes:: 0 hits=0\n\
              udp_turn_datagrams:: 0 hits=0\nudp_turn_bytes:: 0 hits=0\n\
-             mi_pending_replies:: 0 hits=0\nmi_pending_reply_bytes:: 0 hits=0\n\n"
+             mi_pending_replies:: 0 hits=0\nmi_pending_reply_bytes:: 0 hits=0\n\
+             dialog_max:: 0 hits=0\ndialog_max_bytes:: 0 hits=0\n\n"
         );
         let got = rpc_result(&mut host, "core.limits", "[]");
         assert!(
@@ -995,7 +1230,7 @@ mod tests {
         let cases: &[(&str, &str)] = &[
             (
                 ":which:r\n\n",
-                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\nsip_trace_purge\ncore_limits\n\n",
+                "200 OK\nuptime\nversion\npwd\narg\nwhich\nkill\nps\ndebug\nget_statistics\nsip_trace\nsip_trace_stats\nsip_trace_purge\nsip_trace_filter\ncore_limits\n\n",
             ),
             (
                 ":uptime:r\nignored\n\n",
@@ -1062,10 +1297,9 @@ mod tests {
             vec![b"200 OK\nCurrent:: 0 (0 waiting)\nTotal:: 5 (0 local)\n\n".to_vec()]
         );
         let which = mi(&mut host, b":which:r\n\n");
-        assert!(
-            String::from_utf8_lossy(&which[0])
-                .ends_with("sip_trace_stats\nsip_trace_purge\ntm_stats\ncore_limits\n\n")
-        );
+        assert!(String::from_utf8_lossy(&which[0]).ends_with(
+            "sip_trace_stats\nsip_trace_purge\nsip_trace_filter\ntm_stats\ncore_limits\n\n"
+        ));
 
         host.cwd = None;
         assert_eq!(
@@ -1407,7 +1641,7 @@ mod tests {
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"system.listMethods\", \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(
             show(out[0].reply.as_deref().unwrap_or_default()),
-            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.purge\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
+            "{\n\t\"jsonrpc\":\t\"2.0\",\n\t\"result\":\t[\"core.limits\", \"core.ps\", \"core.psx\", \"core.uptime\", \"core.version\", \"siptrace.filter_add\", \"siptrace.filter_del\", \"siptrace.filter_list\", \"siptrace.purge\", \"siptrace.stats\", \"siptrace.status\", \"stats.get_statistics\", \"system.listMethods\"],\n\t\"id\":\t4242\n}"
         );
         let out = rpc(&mut host, b"{\"jsonrpc\": \"2.0\", \"method\": \"stats.get_statistics\", \"params\": [\"all\"], \"reply_name\": \"kamailio_receiver_4242\", \"id\": 4242}\n");
         assert_eq!(

@@ -721,6 +721,24 @@ impl MiHost for Host<'_> {
         self.core.limits().stats()
     }
 
+    fn filter_add(&mut self, kind: &str, value: &str, ttl: Option<&str>) -> Result<u64, String> {
+        self.core
+            .filter_add(kind, value, ttl, self.now)
+            .map_err(|e| e.to_string())
+    }
+
+    fn filter_del(&mut self, which: &str) -> Result<usize, String> {
+        self.core.filter_del(which).map_err(|e| e.to_string())
+    }
+
+    fn filter_list(&self) -> Vec<crate::trace::filter::Listed> {
+        self.core.filter_list(self.now)
+    }
+
+    fn dialogs_tracked(&self) -> (usize, usize) {
+        self.core.dialogs_tracked()
+    }
+
     fn tm_stats(&self) -> Option<Vec<(String, String)>> {
         self.info.tm_loaded.then(|| {
             vec![

@@ -26,6 +26,7 @@
 
 pub mod control;
 pub mod fifo;
+pub mod filter_file;
 pub mod metrics;
 
 use crate::clock::WallTime;
@@ -103,6 +104,8 @@ pub struct Reactor {
     /// SIP messages received and sent, per transport (`Transport as usize`).
     sip_received: [u64; 3],
     sip_sent: [u64; 3],
+    /// The runtime trace filters' state file; None: not kept.
+    filter_file: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug)]
@@ -150,6 +153,7 @@ impl Reactor {
             turns: crate::metrics::TurnHistogram::default(),
             sip_received: [0; 3],
             sip_sent: [0; 3],
+            filter_file: None,
         };
         r.readable = vec![false; r.listeners.len()];
         let limits = r.core.limits_mut();
@@ -315,6 +319,7 @@ impl Reactor {
                 }
             }
             self.on_timers(now, wall);
+            self.save_filters(false);
             self.flush_sends();
             self.log_dns(now);
             self.flush_rows(now, wall);
@@ -329,9 +334,31 @@ impl Reactor {
             }
         }
         self.flush_sends();
+        self.save_filters(true);
         self.finish_rows();
         self.core.limits_mut().log_summary(Instant::now(), true);
         Ok(())
+    }
+
+    /// Where the runtime trace filters are kept (docs/decisions.md §16).
+    pub(crate) fn set_filter_file(&mut self, path: Option<std::path::PathBuf>) {
+        self.filter_file = path;
+    }
+
+    /// Writes the filters' state file when they changed (`all`: at exit,
+    /// whatever changed, for the match counts). A failed write is logged
+    /// and tried again at the next change.
+    fn save_filters(&mut self, all: bool) {
+        let text = match self.core.filters_to_save() {
+            Some(t) => t,
+            None if all => self.core.filters_text(),
+            None => return,
+        };
+        if let Some(path) = &self.filter_file {
+            if let Err(e) = filter_file::save(path, &text) {
+                log::warn!("{e}; the filters will not survive a restart until it can be written");
+            }
+        }
     }
 
     fn next_deadline(&self) -> Option<Instant> {

@@ -60,6 +60,7 @@ const TEXTOPS: Option<&str> = Some("textops");
 
 pub(crate) static FUNCS: &[FuncDef] = &[
     f("sip_trace", SIPTRACE, 0, 3, sip_trace),
+    f("sip_trace_mode", SIPTRACE, 1, 1, sip_trace_mode),
     f("is_method", TEXTOPS, 1, 1, is_method),
     f("has_totag", Some("siputils"), 0, 0, |_, _| {
         host(HostSpec::HasTotag)
@@ -208,23 +209,31 @@ fn sip_trace(c: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<CallKind, ArgErr> 
     host(HostSpec::SipTrace { dest, corr, mode })
 }
 
+/// `sip_trace_mode(mode)` (Kamailio 5): `sip_trace("", "", mode)`.
+fn sip_trace_mode(c: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<CallKind, ArgErr> {
+    let mode = match fmt_arg(c, a, 0)? {
+        StrArg::Const(m) => ModeArg::Const(trace_mode(&m).map_err(|e| bad(0, e))?),
+        dynamic => ModeArg::Dyn(dynamic),
+    };
+    host(HostSpec::SipTrace {
+        dest: None,
+        corr: None,
+        mode: Some(mode),
+    })
+}
+
 /// Why a sip_trace() mode is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum TraceModeError {
-    #[error("dialog mode \"d\" needs the dialog module, which siptraced does not support")]
-    Dialog,
     /// The mode as written.
-    #[error("invalid mode {0:?}: expected \"m\" (message) or \"t\" (transaction)")]
+    #[error("invalid mode {0:?}: expected \"m\" (message), \"t\" (transaction) or \"d\" (dialog)")]
     Invalid(String),
 }
 
-/// Checks a mode string: "m", "t" or "d" (and refuses "d": no dialog module).
+/// Checks a mode string: "m", "t" or "d" (dialog: siptraced's own
+/// tracking, no dialog module; docs/decisions.md §16).
 pub(crate) fn trace_mode(m: &str) -> Result<TraceMode, TraceModeError> {
-    match TraceMode::parse(m) {
-        Some(TraceMode::Dialog) => Err(TraceModeError::Dialog),
-        Some(t) => Ok(t),
-        None => Err(TraceModeError::Invalid(m.to_string())),
-    }
+    TraceMode::parse(m).ok_or_else(|| TraceModeError::Invalid(m.to_string()))
 }
 
 fn is_method(_: &mut Compiler<'_>, a: &[ast::Expr]) -> Result<CallKind, ArgErr> {

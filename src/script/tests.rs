@@ -328,6 +328,17 @@ fn interpreter_cases() {
                 "SipTrace { dest: None, correlation_id: None, mode: Some(Message) }",
             ],
         },
+        // dialog mode, and sip_trace_mode() (docs/decisions.md §16)
+        Case {
+            src: r#"route { sip_trace("", "", "d"); sip_trace_mode("D"); sip_trace_mode("t"); }"#,
+            rets: &[],
+            want: End,
+            log: &[
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Dialog) }",
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Dialog) }",
+                "SipTrace { dest: None, correlation_id: None, mode: Some(Transaction) }",
+            ],
+        },
         // other builtins pass through typed
         Case {
             src: r#"route { mf_process_maxfwd_header("10"); record_route(); append_hf("X-Call: $ci\r\n"); remove_hf("Route"); is_present_hf("Via"); t_newtran(); t_reply(486, "Busy"); t_release(); sl_reply_error(); t_is_canceled(); }"#,
@@ -569,12 +580,12 @@ fn compile_errors() {
             "s.cfg:1:17: forward(): protocol 'sctp' is not served by siptraced (udp, tcp and tls are)",
         ),
         (
-            r#"route { sip_trace("", "", "d"); }"#,
-            "s.cfg:1:27: sip_trace(): dialog mode \"d\" needs the dialog module, which siptraced does not support",
+            r#"route { sip_trace("", "", "mt"); }"#,
+            "s.cfg:1:27: sip_trace(): invalid mode \"mt\": expected \"m\" (message), \"t\" (transaction) or \"d\" (dialog)",
         ),
         (
-            r#"route { sip_trace("", "", "mt"); }"#,
-            "s.cfg:1:27: sip_trace(): invalid mode \"mt\": expected \"m\" (message) or \"t\" (transaction)",
+            r#"route { sip_trace_mode("x"); }"#,
+            "s.cfg:1:24: sip_trace_mode(): invalid mode \"x\": expected \"m\" (message), \"t\" (transaction) or \"d\" (dialog)",
         ),
         (
             r#"route { is_method("INV ITE|"); }"#,

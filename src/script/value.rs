@@ -196,6 +196,12 @@ pub struct MsgState {
     /// Message flags 0..31 (`setflag`).
     pub flags: u32,
     pub avps: Avps,
+    /// Traced as the trace flag would, without taking a script flag: a
+    /// request of a dialog `sip_trace("", "", "d")` traces (docs/decisions.md §16).
+    pub trace_scoped: bool,
+    /// Traced whatever trace_on and the flag say: a runtime filter
+    /// matched it, or its dialog (docs/decisions.md §16).
+    pub trace_forced: bool,
 }
 
 impl MsgState {

@@ -301,6 +301,11 @@ impl TraceSink {
         }
     }
 
+    /// The spool's directory, when there is a spool.
+    pub fn spool_dir(&self) -> Option<&std::path::Path> {
+        self.spool.as_ref().map(|s| s.dir())
+    }
+
     pub fn counters(&self) -> &DbCounters {
         &self.counters
     }
@@ -831,7 +836,6 @@ impl TraceSink {
     }
 }
 
-
 /// Rows for the next replay batch, from the last one: `rows` written in
 /// `took`. Proportional to what fits in [`REPLAY_BUDGET`], at most doubling
 /// per batch (one fast batch may be luck), between [`REPLAY_MIN_ROWS`] and
@@ -871,7 +875,10 @@ mod tests {
         // Slow: shrinks to what fits the budget (1000 rows in 15 ms: 200).
         assert_eq!(next_replay_rows(1000, 1000, ms(15), 1000), 200);
         // A database far slower still gets its minimum.
-        assert_eq!(next_replay_rows(64, 64, Duration::from_secs(2), 1000), REPLAY_MIN_ROWS);
+        assert_eq!(
+            next_replay_rows(64, 64, Duration::from_secs(2), 1000),
+            REPLAY_MIN_ROWS
+        );
         // The spool's short tail, fast: keeps the size it had.
         assert_eq!(next_replay_rows(400, 10, ms(1), 1000), 400);
         // A short tail that was slow still shrinks it.

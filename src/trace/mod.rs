@@ -13,6 +13,7 @@
 //! address grammar), db::Row and clock.
 
 pub mod dup;
+pub mod filter;
 pub mod hep;
 pub mod mask;
 pub mod mirror;
@@ -163,6 +164,9 @@ pub enum Trigger {
     /// A tm/sl/forward event of a message whose trace flag is (or is not) set:
     /// the '' row when trace_on AND the flag.
     Flag { flag_set: bool },
+    /// A runtime filter matched the message or its dialog: the '' row
+    /// whatever trace_on and the flag say (docs/decisions.md §16).
+    Forced,
 }
 
 /// The static part of the siptrace configuration that shapes rows.
@@ -219,11 +223,11 @@ impl Tracer {
     }
 
     fn no_user_row(&self, trigger: Trigger) -> bool {
-        self.on != 0
-            && match trigger {
-                Trigger::Script => true,
-                Trigger::Flag { flag_set } => flag_set,
-            }
+        match trigger {
+            Trigger::Forced => true,
+            Trigger::Script => self.on != 0,
+            Trigger::Flag { flag_set } => self.on != 0 && flag_set,
+        }
     }
 
     /// The local address as a row shows it: trace_local_ip, verbatim, when
@@ -345,6 +349,9 @@ mod tests {
             (1, noflag, u(&["a"]), &["a"]),
             (0, flag, u(&["a"]), &["a"]),
             (2, script, u(&[]), &[""]),
+            (0, Trigger::Forced, u(&[]), &[""]),
+            (0, Trigger::Forced, u(&["a"]), &["", "a"]),
+            (1, Trigger::Forced, u(&[]), &[""]),
         ];
         for (on, trig, users, want) in cases {
             let mut t = Tracer::new(*on, TraceSettings::default());
