@@ -304,6 +304,9 @@ pub struct SiptraceParams {
     /// None: chosen at start-up (docs/decisions.md §9).
     pub state_dir: Option<String>,
     pub db_batch_rows: u32,
+    /// How long a turn's rows may wait for later turns' to share one
+    /// transaction (ms; 0: every turn commits its own; docs/decisions.md §17).
+    pub db_flush_ms: u32,
     pub db_connect_timeout_ms: u32,
     /// Bytes (in KiB) of copies a TCP capture connection holds while its
     /// node is away or slow; more are dropped and counted.
@@ -352,6 +355,7 @@ impl Default for SiptraceParams {
             spool_fsync: true,
             state_dir: None,
             db_batch_rows: 1000,
+            db_flush_ms: 5,
             db_connect_timeout_ms: 2000,
             // The stream's own bound, where it is defined.
             mirror_tcp_queue_kb: u32::try_from(StreamConfig::default().max_queue_bytes / 1024)
@@ -1357,6 +1361,9 @@ impl Builder {
             // timeout above 10 minutes is a typo, not a setting.
             "db_batch_rows" => t.db_batch_rows = range_of(v, 1, 1_000_000)?,
             "db_connect_timeout_ms" => t.db_connect_timeout_ms = range_of(v, 1, 600_000)?,
+            // Above a second, rows would sit in memory longer than any
+            // database needs to amortise a commit.
+            "db_flush_ms" => t.db_flush_ms = range_of(v, 0, 1000)?,
             // Insert tuning knobs of Kamailio: our batching replaces them.
             "trace_delayed" | "trace_db_mode" => {
                 int_of(v)?;
@@ -1930,9 +1937,10 @@ mod tests {
                 t.hep_capture_id,
                 t.spool_max_mb,
                 t.db_batch_rows,
+                t.db_flush_ms,
                 t.db_connect_timeout_ms
             ),
-            (1, 256, 1000, 2000)
+            (1, 256, 1000, 5, 2000)
         );
         assert_eq!(t.spool_full_policy, SpoolFullPolicy::Drop);
         assert_eq!(t.mirror_tcp_queue_kb, 4096);
@@ -2008,6 +2016,7 @@ modparam("siptrace", "spool_fsync", 0)
 modparam("siptrace", "state_dir", "/var/lib/st")
 modparam("siptrace", "db_batch_rows", 50)
 modparam("siptrace", "db_connect_timeout_ms", 500)
+modparam("siptrace", "db_flush_ms", 0)
 modparam("siptrace", "mirror_tcp_queue_kb", 64)
 modparam("siptrace", "trace_db_mode", 1)
 modparam("siptrace", "mask", "crypto")
@@ -2046,6 +2055,7 @@ modparam("siptrace", "trace_mode", 3){ROUTE}"#
             spool_fsync: false,
             state_dir: Some("/var/lib/st".into()),
             db_batch_rows: 50,
+            db_flush_ms: 0,
             db_connect_timeout_ms: 500,
             mirror_tcp_queue_kb: 64,
             mask: MaskSettings {

@@ -325,6 +325,7 @@ fn open_sink(conf: &Config, st: &SiptraceParams) -> Result<TraceSink, SetupError
     let settings = SinkSettings {
         batch_rows: st.db_batch_rows as usize,
         policy: st.spool_full_policy,
+        flush_delay: Duration::from_millis(u64::from(st.db_flush_ms)),
     };
     let mut sink = TraceSink::new(
         db_target,

@@ -33,8 +33,14 @@ const MARKER_DDL: &str = include_str!(concat!(
     "/sql/sqlite/siptraced-spool-marker.sql"
 ));
 
-/// Page size for files we create (bytes), see `open`.
-const PAGE_SIZE: i64 = 16384;
+/// Page size for files we create (bytes), see `open`. SQLite's default:
+/// a traced row's Call-ID lands on a random page of `callid_idx`, and each
+/// page a commit touches is written whole to the log and checksummed, so
+/// small pages cost less per commit. Measured on a table of 200 000 rows
+/// with distinct Call-IDs, commits of 10, 100 and 400 rows: 4 KiB pages
+/// took 20-30% less time per row than 16 KiB ones (16 KiB pages only won
+/// batches of 1000 rows into an empty table).
+const PAGE_SIZE: i64 = 4096;
 /// Page cache, in KiB when negative (SQLite's convention): 16 MiB keeps the
 /// four indexes' hot pages in memory; the 2 MiB default re-reads them from
 /// the OS on every batch (measured: ~30% of insert time).
@@ -92,9 +98,7 @@ impl Sqlite {
             .map_err(bad)?;
         let create = tables == 0 && opts.create_sqlite_schema;
         if create {
-            // Only takes effect before the first write. 16 KiB pages hold
-            // ~15 trace rows of ~1 KB and split indexes less often: batched
-            // inserts measured ~1.5x faster than with the 4 KiB default.
+            // Only takes effect before the first write (see PAGE_SIZE).
             conn.pragma_update(None, "page_size", PAGE_SIZE)
                 .map_err(bad)?;
         }

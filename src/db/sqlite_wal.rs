@@ -20,10 +20,10 @@ use std::time::Duration;
 use rusqlite::Connection;
 
 /// The writer's own auto-checkpoint threshold while this thread runs (WAL
-/// pages; 16384 × 16 KiB = 256 MiB): only reached if checkpoints here stop
+/// pages; 65 536 × 4 KiB = 256 MiB for the files we create): only reached if checkpoints here stop
 /// keeping up (a reader holding an old snapshot for minutes, a failing
 /// disk), and it then bounds the log's size at the cost of one stall.
-pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: i64 = 16384;
+pub(crate) const WRITER_AUTOCHECKPOINT_PAGES: i64 = 65536;
 /// WAL file size kept after the log restarts (bytes): SQLite truncates a
 /// longer file to this, so a burst does not keep its disk space for ever.
 pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 64 << 20;

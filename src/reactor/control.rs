@@ -420,6 +420,8 @@ impl Control {
                     m.opening = Some(PendingReply::open(path, now))
                 }
                 Some(TextEvent::Request(req)) => {
+                    // What the command reports counts every message before it.
+                    host.sink.write_held(now, host.now);
                     let indent = host.info.indent.clone();
                     let bytes = commands::handle_text(&mut host, &req, &indent);
                     match m.opened.take() {
@@ -470,6 +472,7 @@ impl Control {
                         now: WallTime::now(),
                     };
                     let pretty = host.info.pretty;
+                    host.sink.write_held(now, host.now);
                     let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
                     if let Some(n) = &out.notice {
                         log::warn!("JSON-RPC: {n}");

@@ -45,6 +45,9 @@ const REPLAY_BUDGET: Duration = Duration::from_millis(3);
 const REPLAY_FIRST_ROWS: usize = 64;
 /// Never fewer rows per replay batch (a slow database still drains).
 const REPLAY_MIN_ROWS: usize = 16;
+/// Held rows are written at once past this many message bytes, whatever
+/// `db_flush_ms` says: the hold saves commits, it must not hold memory.
+const HOLD_MAX_BYTES: usize = 1 << 20;
 /// Dropped rows are summarised in the log at most this often (each drop is
 /// counted at once and appears in the next summary).
 const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
@@ -105,6 +108,9 @@ pub struct SinkSettings {
     /// Rows per transaction (`db_batch_rows`), live and replay.
     pub batch_rows: usize,
     pub policy: SpoolFullPolicy,
+    /// `db_flush_ms`: how long rows may be held for later turns' rows to
+    /// share their transaction (docs/decisions.md §17).
+    pub flush_delay: Duration,
 }
 
 enum MarkerState {
@@ -157,12 +163,27 @@ pub struct TraceSink {
     purger: Option<Purger>,
     /// Rows of the next replay batch ([`next_replay_rows`]).
     replay_rows: usize,
+    /// Rows of earlier turns waiting to share a transaction (`db_flush_ms`),
+    /// with the time the first of them arrived and their message bytes.
+    held: Vec<Row>,
+    held_since: Option<Instant>,
+    held_bytes: usize,
 }
 
 impl TraceSink {
     /// No database tracing: rows are discarded.
     pub(crate) fn disabled(now: Instant) -> TraceSink {
-        Self::build(None, None, None, 1, SpoolFullPolicy::Drop, now)
+        Self::build(
+            None,
+            None,
+            None,
+            SinkSettings {
+                batch_rows: 1,
+                policy: SpoolFullPolicy::Drop,
+                flush_delay: Duration::ZERO,
+            },
+            now,
+        )
     }
 
     /// `db` is None when the database was unreachable at start-up: the sink
@@ -176,14 +197,7 @@ impl TraceSink {
         wall: WallTime,
     ) -> TraceSink {
         let down = db.is_none();
-        let mut s = Self::build(
-            Some(target),
-            db,
-            spool,
-            settings.batch_rows,
-            settings.policy,
-            now,
-        );
+        let mut s = Self::build(Some(target), db, spool, settings, now);
         if down {
             s.down = Some(Backoff::start(now));
             s.counters.down_since = Some(wall.sec);
@@ -196,8 +210,7 @@ impl TraceSink {
         target: Option<DbTarget>,
         db: Option<Box<dyn Backend>>,
         spool: Option<Spool>,
-        batch_rows: usize,
-        policy: SpoolFullPolicy,
+        settings: SinkSettings,
         now: Instant,
     ) -> TraceSink {
         let marker = if spool.is_some() {
@@ -214,8 +227,8 @@ impl TraceSink {
             last_error: String::new(),
             counters: DbCounters::default(),
             settings: SinkSettings {
-                batch_rows: batch_rows.max(1),
-                policy,
+                batch_rows: settings.batch_rows.max(1),
+                ..settings
             },
             stopped: false,
             drops: DropLog::default(),
@@ -226,6 +239,9 @@ impl TraceSink {
             replay_hold: None,
             last_now: now,
             replay_rows: REPLAY_FIRST_ROWS,
+            held: Vec::new(),
+            held_since: None,
+            held_bytes: 0,
         }
     }
 
@@ -331,12 +347,13 @@ impl TraceSink {
             None => None,
         };
         let drops = self.drops.next_log.filter(|_| self.drops.unlogged > 0);
+        let held = self.held_since.map(|t| t + self.settings.flush_delay);
         let purge = self
             .purger
             .as_ref()
             .filter(|_| self.may_purge())
             .map(Purger::next_tick);
-        work.into_iter().chain(drops).chain(purge).min()
+        work.into_iter().chain(drops).chain(held).chain(purge).min()
     }
 
     /// The turn's DB step: maybe reconnect, replay one bounded batch, then
@@ -360,6 +377,7 @@ impl TraceSink {
         if replaying {
             self.replay_one(now, wall);
         }
+        let rows = self.hold(rows, now);
         if !rows.is_empty() {
             self.take_live(rows, now, wall);
         }
@@ -377,6 +395,9 @@ impl TraceSink {
     /// up and nothing is spooled, else spooled.
     pub fn finish(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
         self.last_now = now;
+        let mut all = self.take_held();
+        all.extend(rows);
+        let rows = all;
         if self.target.is_none() || rows.is_empty() {
             return;
         }
@@ -713,6 +734,48 @@ impl TraceSink {
         }
     }
 
+    /// Adds the turn's rows to those held; returns what is to be written
+    /// now: everything once the oldest has waited `db_flush_ms`, or the
+    /// held rows fill a batch or [`HOLD_MAX_BYTES`]. Otherwise nothing,
+    /// and [`TraceSink::next_deadline`] brings a turn when the wait ends.
+    fn hold(&mut self, rows: Vec<Row>, now: Instant) -> Vec<Row> {
+        if !rows.is_empty() {
+            self.held_bytes += rows.iter().map(|r| r.msg.len()).sum::<usize>();
+            if self.held.is_empty() {
+                self.held = rows;
+                self.held_since = Some(now);
+            } else {
+                self.held.extend(rows);
+            }
+        }
+        let due = self
+            .held_since
+            .is_some_and(|t| now >= t + self.settings.flush_delay);
+        if due || self.held.len() >= self.settings.batch_rows || self.held_bytes >= HOLD_MAX_BYTES {
+            self.take_held()
+        } else {
+            Vec::new()
+        }
+    }
+
+    /// Writes (or spools) the rows held for `db_flush_ms` now: an MI or
+    /// JSON-RPC command runs after it, so the counters it reports account
+    /// for every message received before it.
+    pub(crate) fn write_held(&mut self, now: Instant, wall: WallTime) {
+        self.last_now = now;
+        let rows = self.take_held();
+        if self.target.is_some() && !rows.is_empty() {
+            self.take_live(rows, now, wall);
+            self.sync_bytes();
+        }
+    }
+
+    fn take_held(&mut self) -> Vec<Row> {
+        self.held_since = None;
+        self.held_bytes = 0;
+        std::mem::take(&mut self.held)
+    }
+
     /// The turn's own rows.
     fn take_live(&mut self, rows: Vec<Row>, now: Instant, wall: WallTime) {
         let n = rows.len() as u64;
@@ -1023,6 +1086,15 @@ mod tests {
 
     impl Rig {
         fn new(tag: &str, batch_rows: usize, max_bytes: u64, policy: SpoolFullPolicy) -> Rig {
+            Self::with_delay(tag, batch_rows, max_bytes, policy, Duration::ZERO)
+        }
+        fn with_delay(
+            tag: &str,
+            batch_rows: usize,
+            max_bytes: u64,
+            policy: SpoolFullPolicy,
+            flush_delay: Duration,
+        ) -> Rig {
             let dir = std::env::temp_dir().join(format!("st-sink-{tag}-{}", std::process::id()));
             let _ = std::fs::remove_dir_all(&dir);
             let (spool, _) = Spool::open(&SpoolOptions {
@@ -1042,7 +1114,11 @@ mod tests {
                 },
                 Some(Box::new(FakeDb(db.clone()))),
                 Some(spool),
-                SinkSettings { batch_rows, policy },
+                SinkSettings {
+                    batch_rows,
+                    policy,
+                    flush_delay,
+                },
                 now,
                 WallTime::default(),
             );
@@ -1070,6 +1146,43 @@ mod tests {
         fn table(&self) -> Vec<String> {
             self.db.borrow().table.clone()
         }
+    }
+
+    #[test]
+    fn rows_of_close_turns_share_one_transaction() {
+        let ms5 = Duration::from_millis(5);
+        let mut r = Rig::with_delay("hold", 10, 1 << 20, SpoolFullPolicy::Drop, ms5);
+        r.turn(1, rows(0..2));
+        // Held: nothing written, a turn asked for when the wait ends.
+        assert!(r.table().is_empty());
+        assert_eq!(r.sink.next_deadline(), Some(r.now + ms5));
+        r.turn(2, rows(2..4));
+        r.turn(2, Vec::new());
+        assert!(r.table().is_empty());
+        assert_eq!(r.db.borrow().writes, 0);
+        // The first rows have waited 5 ms: all four go in one write.
+        r.turn(1, Vec::new());
+        assert_eq!(r.table(), names(0..4));
+        assert_eq!(r.db.borrow().writes, 1);
+        assert_eq!(r.sink.next_deadline(), None);
+        // A full batch does not wait.
+        r.turn(1, rows(4..14));
+        assert_eq!(r.table(), names(0..14));
+        // Held rows are not lost at exit.
+        r.turn(1, rows(14..15));
+        let (now, wall) = (r.now, WallTime::default());
+        r.sink.finish(rows(15..16), now, wall);
+        assert_eq!(r.table(), names(0..16));
+        // While the database is down, they are held for the spool the same
+        // way, and replayed in order once it is back.
+        r.mode(Mode::Down);
+        r.turn(1, rows(16..17));
+        r.turn(5, rows(17..18));
+        r.mode(Mode::Up);
+        for _ in 0..4 {
+            r.turn(2000, Vec::new());
+        }
+        assert_eq!(r.table(), names(0..18));
     }
 
     #[test]
