@@ -124,7 +124,7 @@ impl Masker {
     /// when nothing was masked. Bytes that do not scan as a SIP header
     /// block are returned as they are: masking never refuses to trace.
     pub fn mask<'a>(&self, msg: &'a [u8]) -> Cow<'a, [u8]> {
-        if self.is_off() || u32::try_from(msg.len()).is_err() {
+        if self.is_off() || u32::try_from(msg.len()).is_err() || !self.may_have_secrets(msg) {
             return Cow::Borrowed(msg);
         }
         let mut out = Blanker::new(msg);
@@ -164,6 +164,40 @@ impl Masker {
             body_crypto(msg, &msg[ct], start..end, &mut out);
         }
         out.finish()
+    }
+
+    /// A cheap look before the header scan, since most traced messages
+    /// carry no secret: false only when [`Masker::mask`] would find nothing
+    /// (no `a=crypto:` anywhere, no header line starting with a credentials
+    /// name). Configured headers always take the full scan.
+    fn may_have_secrets(&self, msg: &[u8]) -> bool {
+        if !self.headers.is_empty() {
+            return true;
+        }
+        if self.crypto && memchr::memmem::find(msg, b"a=crypto:").is_some() {
+            return true;
+        }
+        if !self.auth {
+            return false;
+        }
+        let skip = msg
+            .iter()
+            .take_while(|&&b| b == b'\r' || b == b'\n')
+            .count();
+        let msg = &msg[skip..];
+        for lf in memchr::memchr_iter(b'\n', msg) {
+            let line = &msg[lf + 1..];
+            if line.starts_with(b"\r\n") || line.starts_with(b"\n") {
+                break;
+            }
+            let starts = |name: &[u8]| {
+                line.len() >= name.len() && line[..name.len()].eq_ignore_ascii_case(name)
+            };
+            if starts(b"Authorization") || starts(b"Proxy-Authorization") {
+                return true;
+            }
+        }
+        false
     }
 
     fn masks_header(&self, kind: HeaderKind, name: &[u8]) -> bool {
@@ -504,6 +538,48 @@ mod tests {
     const SDP_TWO_CRYPTO: &str = "v=0\no=- 1 1 IN IP4 10.0.0.1\ns=-\nc=IN IP4 10.0.0.1\nt=0 0\nm=audio 4000 RTP/SAVP 0\n\
         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{PS1uQCVeeCFCanVmcjkpPywjNWhcYD0mXXtxaVBR}|2^20|1:32\n\
         a=crypto:2 AES_CM_128_HMAC_SHA1_32 inline:{NzB4d1BINUAvLEw6UzF3WSJ+PSdFcGdUJShpX1Zj};inline:{QUJjZGVmMTIzNDU2Nzg5QUJDREUwMTIzNDU2Nzg5}|2^20|2:4 KDR=1 UNENCRYPTED_SRTCP\n";
+
+    #[test]
+    fn the_precheck_never_skips_a_message_with_secrets() {
+        let m = Masker::new(&MaskSettings::default());
+        let (plain, _) = build(BASE, "v=0\na=rtpmap:0 PCMU/8000\n");
+        assert!(!m.may_have_secrets(&plain));
+        assert!(matches!(m.mask(&plain), Cow::Borrowed(_)));
+        for (what, headers, body) in [
+            (
+                "upper case",
+                format!("{BASE}PROXY-AUTHORIZATION: Digest response=\"{{ab}}\"\n"),
+                "",
+            ),
+            (
+                "space before the colon",
+                format!("{BASE}Authorization : Digest cnonce={{cd}}\n"),
+                "",
+            ),
+            (
+                "crypto only",
+                format!("{BASE}Content-Type: application/sdp\n"),
+                "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}\n",
+            ),
+        ] {
+            let (msg, want) = build(&headers, body);
+            assert!(m.may_have_secrets(&msg), "{what}");
+            assert_eq!(m.mask(&msg).as_ref(), &want[..], "{what}");
+        }
+        // CRLFs before the start line (RFC 3261 §7.5) do not hide a header.
+        let (msg, want) = build(
+            &format!("{BASE}Authorization: Digest response={{ef}}\n"),
+            "",
+        );
+        let lead = [b"\r\n\r\n".as_slice(), &msg].concat();
+        assert_eq!(
+            m.mask(&lead).as_ref(),
+            &[b"\r\n\r\n".as_slice(), &want].concat()[..]
+        );
+        // Credentials named only in the body are not a header: no scan.
+        let (body_only, _) = build(BASE, "Authorization: Digest response=1\n");
+        assert!(!m.may_have_secrets(&body_only));
+    }
 
     /// (what, settings, header lines, body); `{…}` in either is what must
     /// be masked.
