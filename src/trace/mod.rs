@@ -61,6 +61,22 @@ impl Endpoint {
         match self {
             // SocketAddr's Display already brackets IPv6 and drops the scope
             // only when absent; that is the form parsers of proto:ip:port need.
+            // By hand for IPv4, the common case: `format!` through
+            // SocketAddr's Display cost ~2 400 instructions per event.
+            Endpoint::Sock {
+                transport,
+                addr: SocketAddr::V4(a),
+            } => {
+                let mut s = String::with_capacity(26);
+                s.push_str(transport.as_str());
+                for (i, o) in a.ip().octets().into_iter().enumerate() {
+                    s.push(if i == 0 { ':' } else { '.' });
+                    push_decimal(&mut s, u32::from(o));
+                }
+                s.push(':');
+                push_decimal(&mut s, u32::from(a.port()));
+                s
+            }
             Endpoint::Sock { transport, addr } => format!("{transport}:{addr}"),
             Endpoint::Any => ANY_DEST.to_string(),
             Endpoint::Configured(l) => l.text.clone(),
@@ -76,6 +92,24 @@ impl Endpoint {
             Endpoint::Any => Some((Transport::Udp, ANY_ADDR)),
             Endpoint::Configured(l) => l.addr,
         }
+    }
+}
+
+/// `n` in decimal, without the formatting machinery.
+fn push_decimal(s: &mut String, n: u32) {
+    let mut digits = [0u8; 10];
+    let mut i = digits.len();
+    let mut n = n;
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    for &d in &digits[i..] {
+        s.push(char::from(d));
     }
 }
 
@@ -200,6 +234,9 @@ pub struct Tracer {
     to_database: bool,
     masker: mask::Masker,
     pub counters: TraceCounters,
+    /// The last `time_stamp` made and its second: every event of a second
+    /// shares the text (localtime_r and formatting once per second).
+    stamp: (i64, String),
 }
 
 impl Tracer {
@@ -213,6 +250,7 @@ impl Tracer {
             to_database: settings.trace_to_database,
             masker: mask::Masker::new(&settings.mask),
             counters: TraceCounters::default(),
+            stamp: (0, String::new()),
         }
     }
 
@@ -268,7 +306,10 @@ impl Tracer {
         if !self.wants(trigger, users.len()) {
             return 0;
         }
-        let stamp = local_datetime(ev.time.sec);
+        if self.stamp.1.is_empty() || self.stamp.0 != ev.time.sec {
+            self.stamp = (ev.time.sec, local_datetime(ev.time.sec));
+        }
+        let stamp = self.stamp.1.clone();
         let no_user = self.no_user_row(trigger).then_some("");
         let (fromip, toip) = (ev.from.render(), ev.to.render());
         let before = out.len();
@@ -424,6 +465,16 @@ mod tests {
                 Endpoint::sock(Transport::Udp, a("127.0.0.1:5060")),
                 "udp:127.0.0.1:5060",
                 Some((Transport::Udp, a("127.0.0.1:5060"))),
+            ),
+            (
+                Endpoint::sock(Transport::Tls, a("0.10.200.255:0")),
+                "tls:0.10.200.255:0",
+                Some((Transport::Tls, a("0.10.200.255:0"))),
+            ),
+            (
+                Endpoint::sock(Transport::Udp, a("255.255.255.9:65535")),
+                "udp:255.255.255.9:65535",
+                Some((Transport::Udp, a("255.255.255.9:65535"))),
             ),
             (
                 Endpoint::sock(Transport::Tcp, a("[2001:db8::1]:5070")),
