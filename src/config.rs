@@ -181,20 +181,8 @@ pub(crate) const IGNORED_SETTINGS: &[(&str, &str)] = &[
     ("workdir", "the working directory is not changed"),
     ("wdir", "the working directory is not changed"),
     (
-        "tcp_connection_lifetime",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
-        "tcp_max_connections",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
-        "tcp_connect_timeout",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
         "tcp_send_timeout",
-        "read when SIP over TCP is served; SIP is served over UDP only",
+        "a stalled connection is bounded by tcp_conn_wq_max and tcp_connection_lifetime instead",
     ),
     (
         "siptrace.xheaders_write",
@@ -470,6 +458,9 @@ pub struct Config {
     pub server_signature: bool,
     pub max_while_loops: u32,
     pub disable_tcp: bool,
+    /// SIP over TCP: tcp_max_connections, tcp_connection_lifetime,
+    /// tcp_connect_timeout, tcp_conn_wq_max (docs/decisions.md §15).
+    pub tcp: crate::transport::tcp::TcpConfig,
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,
     pub udp_turn_kb: u32,
@@ -590,6 +581,7 @@ impl Default for Config {
             // Kamailio's max_while_loops default.
             max_while_loops: 100,
             disable_tcp: false,
+            tcp: crate::transport::tcp::TcpConfig::default(),
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
             udp_turn_kb: DEFAULT_UDP_TURN_KB,
             metrics_listen: None,
@@ -1086,10 +1078,17 @@ impl Builder {
             "advertised_port" => {
                 port_of(int()?)?;
             }
-            "tcp_connection_lifetime"
-            | "tcp_max_connections"
-            | "tcp_connect_timeout"
-            | "tcp_send_timeout" => {
+            "tcp_connection_lifetime" => {
+                self.c.tcp.lifetime = Duration::from_secs(in_range::<u64>(int()?, 1, 1 << 31)?)
+            }
+            "tcp_max_connections" => {
+                self.c.tcp.max_connections = in_range::<usize>(int()?, 1, 1 << 20)?
+            }
+            "tcp_connect_timeout" => {
+                self.c.tcp.connect_timeout = Duration::from_secs(in_range::<u64>(int()?, 1, 3600)?)
+            }
+            "tcp_conn_wq_max" => self.c.tcp.wq_max = in_range::<usize>(int()?, 1024, 1 << 30)?,
+            "tcp_send_timeout" => {
                 u32_of(int()?)?;
             }
             "advertised_address" | "log_prefix" | "workdir" | "wdir" => {
@@ -2072,12 +2071,8 @@ udp_turn_kb=128{ROUTE}"#
         // docs/decisions.md §5: one info line, not a warning; a setting that
         // changes nothing here warns, once, at its place.
         let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
-        assert_eq!(
-            warnings,
-            [
-                "k.cfg:15:1: tcp_connection_lifetime is accepted but ignored: read when SIP over TCP is served; SIP is served over UDP only"
-            ]
-        );
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.tcp.lifetime, Duration::from_secs(3605));
         let info: Vec<String> = c
             .notes
             .iter()
@@ -2672,13 +2667,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             .collect();
         assert_eq!(
             ignored,
-            [
-                "log_prefix",
-                "auto_aliases",
-                "tcp_connection_lifetime",
-                "tcp_max_connections",
-                "sip_warning"
-            ],
+            ["log_prefix", "auto_aliases", "sip_warning"],
             "{:?}",
             c.warnings
         );

@@ -30,10 +30,16 @@ pub enum Bound {
     PendingReplies,
     /// Bytes of those replies.
     PendingReplyBytes,
+    /// core `tcp_max_connections`: SIP TCP connections, accepted and
+    /// outgoing together.
+    TcpConnections,
+    /// core `tcp_conn_wq_max`: bytes waiting to be written on one
+    /// connection.
+    TcpWriteQueue,
 }
 
 impl Bound {
-    pub const ALL: [Bound; 8] = [
+    pub const ALL: [Bound; 10] = [
         Bound::Transactions,
         Bound::TransactionBytes,
         Bound::SlMemoryEntries,
@@ -42,6 +48,8 @@ impl Bound {
         Bound::TurnBytes,
         Bound::PendingReplies,
         Bound::PendingReplyBytes,
+        Bound::TcpConnections,
+        Bound::TcpWriteQueue,
     ];
 
     /// The name `core_limits` prints (the setting's name where there is one).
@@ -55,6 +63,8 @@ impl Bound {
             Bound::TurnBytes => "udp_turn_bytes",
             Bound::PendingReplies => "mi_pending_replies",
             Bound::PendingReplyBytes => "mi_pending_reply_bytes",
+            Bound::TcpConnections => "tcp_max_connections",
+            Bound::TcpWriteQueue => "tcp_conn_wq_max",
         }
     }
 
@@ -71,6 +81,8 @@ impl Bound {
                 "socket read again next turn, after timers, FIFOs and the database"
             }
             Bound::PendingReplies | Bound::PendingReplyBytes => "MI/JSON-RPC reply dropped",
+            Bound::TcpConnections => "TCP connection refused (closed at accept, or not opened)",
+            Bound::TcpWriteQueue => "message for a TCP connection dropped",
         }
     }
 
@@ -92,10 +104,10 @@ pub struct LimitStat {
 
 #[derive(Debug, Clone, Default)]
 pub struct Limits {
-    values: [u64; 8],
-    hits: [u64; 8],
+    values: [u64; Bound::ALL.len()],
+    hits: [u64; Bound::ALL.len()],
     /// `hits` as of the last summary line.
-    logged: [u64; 8],
+    logged: [u64; Bound::ALL.len()],
     next_summary: Option<Instant>,
 }
 

@@ -71,12 +71,30 @@ pub struct CoreSettings {
     pub memory_bytes: usize,
 }
 
-/// A datagram to send.
+/// A message to send: a datagram from UDP socket `listener`, or on the
+/// stream connection to `to` (opened from stream socket `listener` when
+/// there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
     pub listener: usize,
+    pub proto: Transport,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+    /// The `out` event to trace once the reactor knows the connection's
+    /// local address ([`Core::trace_stream_sent`]); None on UDP, whose
+    /// events are traced when the send is queued.
+    pub trace: Option<Box<StreamTrace>>,
+}
+
+/// What tracing a message sent on a stream needs besides its bytes and
+/// addresses, decided when the core queued it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTrace {
+    pub(crate) facts: crate::trace::Facts,
+    pub(crate) trigger: Trigger,
+    pub(crate) users: Vec<String>,
+    pub(crate) table: Option<String>,
+    pub(crate) time: WallTime,
 }
 
 /// Counters of the SIP side.
@@ -151,6 +169,19 @@ impl Core {
         self.s.take_sends()
     }
 
+    /// The reactor sent `s` on a connection whose local address is
+    /// `local`: its `out` event is traced now, with that address.
+    pub(crate) fn trace_stream_sent(&mut self, s: &Send, local: SocketAddr) {
+        if let Some(t) = &s.trace {
+            self.s.trace_stream_sent(t, &s.bytes, s.proto, local, s.to);
+        }
+    }
+
+    /// The address of socket `li`.
+    pub(crate) fn socket_addr(&self, li: usize) -> Option<SocketAddr> {
+        self.s.socket(li).map(|s| s.addr)
+    }
+
     pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
         self.s.take_mirrors()
     }
@@ -214,8 +245,15 @@ impl Core {
             match p.work {
                 park::Work::Stateless { li, msg, st } => {
                     let refusal = match &addrs {
-                        Some(a) => match host::forward_to(&mut self.s, li, &msg, &st, a, now, wall)
-                        {
+                        Some(a) => match host::forward_to(
+                            &mut self.s,
+                            li,
+                            &msg,
+                            &st,
+                            (p.proto, a),
+                            now,
+                            wall,
+                        ) {
                             Ok(()) => continue,
                             Err(host::Refusal::Loop) => (482, "Loop Detected"),
                             Err(host::Refusal::NoRoute) => {
@@ -233,7 +271,8 @@ impl Core {
                     }
                     let refusal = match &addrs {
                         Some(a) => {
-                            match tm::relay_branch(&mut self.s, tx, li, &msg, a, now, wall) {
+                            let to = (p.proto, a.as_slice());
+                            match tm::relay_branch(&mut self.s, tx, li, &msg, to, now, wall) {
                                 Ok(()) => continue,
                                 Err(tm::BranchError::Route(host::Refusal::Loop)) => {
                                     (482, "Loop Detected")
@@ -272,6 +311,58 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
+        self.on_message(li, None, src, raw, now, wall);
+    }
+
+    /// One message framed on a stream connection of socket `li`, from
+    /// `src`, whose own local address is `local` (an outgoing
+    /// connection's ephemeral port).
+    pub(crate) fn on_stream_message(
+        &mut self,
+        li: usize,
+        local: SocketAddr,
+        src: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        wall: WallTime,
+    ) {
+        self.on_message(li, Some(local), src, raw, now, wall);
+    }
+
+    /// A message on a stream without Content-Length (`head` is its header
+    /// section): 400 on the same connection, which the reactor then
+    /// closes (RFC 3261 §18.3). Not traced, as no malformed message is.
+    pub(crate) fn on_unframed(&mut self, li: usize, src: SocketAddr, head: &[u8]) {
+        self.s.stats_mut().received += 1;
+        self.s.stats_mut().malformed += 1;
+        let Ok(mut m) = SipMsg::parse_to_answer(head) else {
+            return;
+        };
+        if m.is_request() && m.method() != Some("ACK") {
+            let _ = m.force_via_rport();
+            let _ = m.set_via_received(src.ip(), src.port());
+            host::send_stateless_reply(
+                &mut self.s,
+                li,
+                &m,
+                400,
+                "Missing Content-Length",
+                &[],
+                false,
+            );
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        li: usize,
+        local: Option<SocketAddr>,
+        src: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        wall: WallTime,
+    ) {
+        let stream = local.is_some();
         self.s.stats_mut().received += 1;
         let msg = match SipMsg::parse(raw) {
             Ok(m) => m,
@@ -282,6 +373,9 @@ impl Core {
                 // 400 when it can be addressed (RFC 4475 §3.1.2.2).
                 if let Ok(mut m) = SipMsg::parse_to_answer(raw) {
                     if m.is_request() && m.method() != Some("ACK") {
+                        if stream {
+                            let _ = m.force_via_rport();
+                        }
                         let _ = m.set_via_received(src.ip(), src.port());
                         host::send_stateless_reply(
                             &mut self.s,
@@ -303,21 +397,26 @@ impl Core {
             if msg.is_request() && msg.method() != Some("ACK") {
                 let (code, reason) = why.status();
                 let mut m = msg;
+                if stream {
+                    let _ = m.force_via_rport();
+                }
                 let _ = m.set_via_received(src.ip(), src.port());
                 host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
             }
             return;
         }
         if msg.is_request() {
-            self.on_request(li, src, raw, msg, now, wall);
+            self.on_request(li, local, src, raw, msg, now, wall);
         } else {
-            self.on_reply(li, src, raw, msg, now, wall);
+            self.on_reply(li, local, src, raw, msg, now, wall);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         li: usize,
+        local: Option<SocketAddr>,
         src: SocketAddr,
         raw: &[u8],
         orig: SipMsg,
@@ -327,6 +426,7 @@ impl Core {
         if orig.method() == Some("ACK") && self.s.is_sl_ack(&orig) {
             if self.s.traces_sl_acks() {
                 let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+                ctx.local = local;
                 ctx.trace_received(Trigger::Script, &MsgState::default(), None);
             }
             return;
@@ -336,18 +436,24 @@ impl Core {
         // tm does so itself (t_check_trans / t_relay); the script runs for
         // every request (docs/decisions.md §7).
         let mut work = orig.clone();
+        if local.is_some() {
+            let _ = work.force_via_rport();
+        }
         let _ = work.set_via_received(src.ip(), src.port());
         let mut st = MsgState::default();
         let route = self.program.request_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.local = local;
         ctx.msg = work;
         self.program.run(route, &mut st, &mut self.vars, &mut ctx);
         tm::run_pending(self, now, wall);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_reply(
         &mut self,
         li: usize,
+        local: Option<SocketAddr>,
         src: SocketAddr,
         raw: &[u8],
         orig: SipMsg,
@@ -363,7 +469,7 @@ impl Core {
         // that one whose top Via is not ours cannot be relayed.
         let ours = self.s.is_local(via.host_unbracketed(), Some(via_port));
         let branch = via.branch().unwrap_or("").to_string();
-        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, now, wall) {
+        if ours && tm::on_reply(self, li, local, src, raw, &orig, &branch, now, wall) {
             return;
         }
         let rem = if ours {
@@ -375,6 +481,7 @@ impl Core {
         let out_li = rem.as_ref().map(|r| r.listener);
         let route = self.program.onreply_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.local = local;
         ctx.msg = orig.clone();
         let outcome = match route {
             Some(r) => Some(self.program.run(r, &mut st, &mut self.vars, &mut ctx)),

@@ -255,7 +255,11 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
     // Replies need no DNS: received/rport of the top Via (RFC 3581).
     let to = via.response_addr().ok_or(Ret::False)?;
-    let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
+    let proto = super::host::via_transport(&via);
+    let li = ctx
+        .s
+        .pick_listener(to, proto, Some(ctx.li))
+        .ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE"))
         .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
     // The copies of the request kept until the final reply count against
@@ -347,7 +351,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         d.on_reply = ctx.on_reply.or(d.on_reply);
         d.on_failure = ctx.on_failure;
     }
-    let Some((host, port)) = ctx.next_hop_target(dest) else {
+    let Some((host, port, proto)) = ctx.next_hop_target(dest) else {
         log::warn!(
             "t_relay(): no usable destination for {}",
             ctx.msg.request_uri().unwrap_or("?")
@@ -358,7 +362,8 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
     // Kamailio's t_relay does (kill_transaction): 478, 482 or 503.
     match ctx.s.lookup(&host, port, ctx.now) {
         Lookup::Ready(addrs) => {
-            match relay_branch(ctx.s, tx, ctx.li, &ctx.msg, &addrs, ctx.now, ctx.wall) {
+            let to = (proto, addrs.as_slice());
+            match relay_branch(ctx.s, tx, ctx.li, &ctx.msg, to, ctx.now, ctx.wall) {
                 Ok(()) => {
                     ctx.relayed = true;
                     Ret::True
@@ -369,7 +374,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                     Ret::False
                 }
                 Err(BranchError::Route(Refusal::NoRoute)) => {
-                    log::warn!("t_relay(): no listening socket can reach {host}");
+                    log::warn!("t_relay(): no {proto} listening socket can reach {host}");
                     Ret::False
                 }
                 // In failure_route the transaction's best reply goes
@@ -408,7 +413,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                 li: ctx.li,
                 msg: ctx.msg.clone(),
             };
-            match ctx.s.park(q, Parked::new(port, work)) {
+            match ctx.s.park(q, Parked::new(port, proto, work)) {
                 // The branch is added when the resolver answers.
                 Ok(()) => Ret::True,
                 Err(_) => {
@@ -449,11 +454,12 @@ pub(crate) fn relay_branch(
     tx: TxId,
     li: usize,
     msg: &SipMsg,
-    addrs: &[SocketAddr],
+    (proto, addrs): (crate::sip::Transport, &[SocketAddr]),
     now: Instant,
     wall: WallTime,
 ) -> Result<(), BranchError> {
-    let (to, out_li) = pick_target(s, addrs, li).ok_or(BranchError::Route(Refusal::NoRoute))?;
+    let (to, out_li) =
+        pick_target(s, proto, addrs, li).ok_or(BranchError::Route(Refusal::NoRoute))?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("t_relay(): next hop {to} is this proxy and no Route is left: 482");
@@ -462,6 +468,7 @@ pub(crate) fn relay_branch(
     s.tm_mut().next_branch += 1;
     let branch = s.tagged("z9hG4bK", s.tm().next_branch);
     let mut out = msg.clone();
+    super::host::double_rr(s, li, out_li, &mut out);
     if s.via(out_li, &branch)
         .is_none_or(|via| out.push_via(&via).is_err())
     {
@@ -661,6 +668,7 @@ fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime
 pub(crate) fn on_reply(
     core: &mut Core,
     li: usize,
+    local: Option<SocketAddr>,
     src: SocketAddr,
     raw: &[u8],
     orig: &SipMsg,
@@ -701,6 +709,7 @@ pub(crate) fn on_reply(
     };
     let mut st = st;
     let mut ctx = Ctx::new(&mut core.s, li, src, raw, orig, now, wall);
+    ctx.local = local;
     ctx.current_tx = Some(m.tx);
     let flag_set = ctx.flag_set(&st);
     ctx.trace_received(Trigger::Flag { flag_set }, &st, None);

@@ -190,6 +190,55 @@ impl SipMsg {
         Ok(true)
     }
 
+    /// Adds a valueless `rport` to the top Via when it has none, so that
+    /// [`SipMsg::set_via_received`] records the source port: on a stream
+    /// the response must go back on the connection the request came on
+    /// (RFC 3261 §18.2.2), whose peer is exactly received:rport
+    /// (docs/decisions.md §15). Returns whether the message changed.
+    pub(crate) fn force_via_rport(&mut self) -> Result<bool, EditError> {
+        let h = self
+            .by_kind(HeaderKind::Via)
+            .next()
+            .copied()
+            .ok_or(EditError::NoVia)?;
+        let v = self.slice(h.value);
+        let first = lex::split_list(v).next().unwrap_or(0..0);
+        let end = h.value.start as usize + first.end;
+        let via = Via::parse_bytes(&v[first]).map_err(EditError::BadVia)?;
+        if via.rport().is_some() {
+            return Ok(false);
+        }
+        self.splice(vec![(end..end, b";rport".to_vec())])?;
+        Ok(true)
+    }
+
+    /// Replaces the first `name` header line, when its value is exactly
+    /// `expect`, by one line per value of `with` (double Record-Route).
+    /// False when the first such line is something else.
+    pub(crate) fn replace_first_header(
+        &mut self,
+        name: &str,
+        expect: &str,
+        with: &[&str],
+    ) -> Result<bool, EditError> {
+        check_name(name)?;
+        for w in with {
+            check_value(w)?;
+        }
+        let Some(h) = self.matching(name).next().copied() else {
+            return Ok(false);
+        };
+        if self.slice(h.value) != expect.as_bytes() {
+            return Ok(false);
+        }
+        let mut bytes = Vec::new();
+        for w in with {
+            bytes.extend(header_line(name, w));
+        }
+        self.splice(vec![(h.line.range(), bytes)])?;
+        Ok(true)
+    }
+
     /// Replaces the Request-URI, leaving the rest of the request line as is.
     pub(crate) fn set_request_uri(&mut self, uri: &str) -> Result<(), EditError> {
         let Start::Request { uri: span, .. } = self.start else {

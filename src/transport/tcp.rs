@@ -1,0 +1,623 @@
+//! SIP over TCP: the listening sockets, the accepted and outgoing
+//! connections (non-blocking connect), their reads and writes. The bytes
+//! of each connection are cut into messages by `sip::stream` (pure); this
+//! file owns only the descriptors, the slab of connections, their tokens
+//! and deadlines (handed `now` by the reactor). Knows nothing of SIP
+//! beyond that framing: messages go to the reactor as [`Received`], and
+//! what the core wants sent comes back through [`SipStreams::send`].
+//!
+//! Bounds (docs/decisions.md §15): at most `tcp_max_connections`
+//! connections (accepted and outgoing together; one accepted beyond is
+//! closed at once and counted), each with a read buffer of one maximal
+//! message plus one byte (`sip::stream::READ_BUFFER_MAX`), a write queue of
+//! `tcp_conn_wq_max` bytes (a message that does not fit is dropped and
+//! counted), at most [`TURN_BYTES`] read per connection per reactor turn
+//! (a connection left unread is read again next turn), closed after
+//! `tcp_connection_lifetime` without traffic and after
+//! `tcp_connect_timeout` still connecting.
+
+use crate::sip::Transport;
+use crate::sip::stream::{Framed, StreamError, StreamReader, WriteQueue};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Interest, Registry, Token};
+use std::collections::HashMap;
+use std::io::{self, Read, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+/// Bytes read from one connection in one reactor turn, at most.
+pub const TURN_BYTES: usize = 64 * 1024;
+
+/// How often idle and connect deadlines are swept (they need no finer
+/// grain than a second).
+const SWEEP_EVERY: Duration = Duration::from_secs(1);
+
+/// Accepts per listener per turn, so a connect flood cannot hold a turn.
+const ACCEPTS_PER_TURN: usize = 64;
+
+/// Kamailio's defaults, and siptraced's write-queue cap.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcpConfig {
+    /// core `tcp_max_connections` (Kamailio: 2048).
+    pub max_connections: usize,
+    /// core `tcp_connection_lifetime` (Kamailio: 120 s).
+    pub lifetime: Duration,
+    /// core `tcp_connect_timeout` (Kamailio: 10 s).
+    pub connect_timeout: Duration,
+    /// core `tcp_conn_wq_max`: bytes waiting per connection.
+    pub wq_max: usize,
+}
+
+pub const DEFAULT_MAX_CONNECTIONS: usize = 2048;
+pub const DEFAULT_LIFETIME: Duration = Duration::from_secs(120);
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Larger than Kamailio's 32 KiB: a connection still connecting holds
+/// everything for its peer, and one message may be 64 KiB.
+pub const DEFAULT_WQ_MAX: usize = 256 * 1024;
+
+impl Default for TcpConfig {
+    fn default() -> TcpConfig {
+        TcpConfig {
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            lifetime: DEFAULT_LIFETIME,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            wq_max: DEFAULT_WQ_MAX,
+        }
+    }
+}
+
+/// A bound socket waiting for connections; `li` is its index among the
+/// core's sockets.
+#[derive(Debug)]
+pub struct StreamListener {
+    pub proto: Transport,
+    pub local: SocketAddr,
+    pub advertise: Option<(String, u16)>,
+    sock: TcpListener,
+}
+
+impl StreamListener {
+    pub fn bind(
+        proto: Transport,
+        addr: SocketAddr,
+        advertise: Option<(String, u16)>,
+    ) -> io::Result<StreamListener> {
+        let sock = TcpListener::bind(addr)?;
+        let local = sock.local_addr()?;
+        Ok(StreamListener {
+            proto,
+            local,
+            advertise,
+            sock,
+        })
+    }
+}
+
+/// What a connection produced for the core.
+#[derive(Debug)]
+pub enum Received {
+    /// One framed message from `peer`, received at `local`.
+    Message {
+        li: usize,
+        local: SocketAddr,
+        peer: SocketAddr,
+        bytes: Vec<u8>,
+    },
+    /// A message without Content-Length: the core answers 400 from its
+    /// header section; the connection is closed once that is written.
+    Unframed {
+        li: usize,
+        local: SocketAddr,
+        peer: SocketAddr,
+        head: Vec<u8>,
+    },
+}
+
+/// Why a message could not be handed to a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum SendError {
+    #[error("tcp_max_connections ({0}) reached: no new connection")]
+    TooMany(usize),
+    #[error("connect to {to} failed: {err}")]
+    Connect { to: SocketAddr, err: io::Error },
+    #[error("write queue to {0} full (tcp_conn_wq_max)")]
+    QueueFull(SocketAddr),
+    #[error("no stream listener {0}")]
+    NoListener(usize),
+}
+
+#[derive(Debug)]
+struct Conn {
+    sock: TcpStream,
+    li: usize,
+    local: SocketAddr,
+    peer: SocketAddr,
+    /// Some(deadline) while the non-blocking connect is in progress.
+    connecting: Option<Instant>,
+    reader: StreamReader,
+    wq: WriteQueue,
+    idle_deadline: Instant,
+    /// Close once the write queue is empty; read no more.
+    closing: bool,
+    /// Ready to read and not read down to WouldBlock yet.
+    readable: bool,
+}
+
+/// Counters for `/metrics` and the log.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct TcpCounters {
+    pub accepted: u64,
+    pub connected: u64,
+    pub refused_max: u64,
+    pub queue_drops: u64,
+    pub idle_closed: u64,
+    pub connect_timeouts: u64,
+    pub framing_errors: u64,
+}
+
+pub struct SipStreams {
+    listeners: Vec<(usize, StreamListener)>,
+    conns: Vec<Option<Conn>>,
+    free: Vec<usize>,
+    live: usize,
+    /// The connection to use for a peer: the newest one.
+    by_peer: HashMap<SocketAddr, usize>,
+    cfg: TcpConfig,
+    listener_base: usize,
+    conn_base: usize,
+    next_sweep: Option<Instant>,
+    pub counters: TcpCounters,
+}
+
+impl SipStreams {
+    /// `listeners` with their core socket index; tokens from
+    /// `listener_base` and `conn_base` up.
+    pub fn new(
+        listeners: Vec<(usize, StreamListener)>,
+        cfg: TcpConfig,
+        listener_base: usize,
+        conn_base: usize,
+    ) -> SipStreams {
+        SipStreams {
+            listeners,
+            conns: Vec::new(),
+            free: Vec::new(),
+            live: 0,
+            by_peer: HashMap::new(),
+            cfg,
+            listener_base,
+            conn_base,
+            next_sweep: None,
+            counters: TcpCounters::default(),
+        }
+    }
+
+    pub fn set_config(&mut self, cfg: TcpConfig) {
+        self.cfg = cfg;
+    }
+
+    pub fn config(&self) -> TcpConfig {
+        self.cfg
+    }
+
+    pub fn register(&mut self, registry: &Registry) -> io::Result<()> {
+        for (i, (_, l)) in self.listeners.iter_mut().enumerate() {
+            registry.register(
+                &mut l.sock,
+                Token(self.listener_base + i),
+                Interest::READABLE,
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Is there a listening socket at all?
+    pub fn listening(&self) -> bool {
+        !self.listeners.is_empty()
+    }
+
+    pub fn connections(&self) -> usize {
+        self.live
+    }
+
+    pub fn owns(&self, t: Token) -> bool {
+        (t.0 >= self.listener_base && t.0 < self.listener_base + self.listeners.len())
+            || (t.0 >= self.conn_base && t.0 < self.conn_base + self.conns.len())
+    }
+
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.next_sweep
+    }
+
+    /// Any connection left with bytes to read (the poll must not wait).
+    pub fn has_readable(&self) -> bool {
+        self.conns
+            .iter()
+            .flatten()
+            .any(|c| c.readable && !c.closing)
+    }
+
+    /// Readiness of a listener (accept) or a connection (flush writes,
+    /// mark readable). Returns the connections refused for
+    /// `tcp_max_connections`.
+    pub fn on_event(&mut self, registry: &Registry, ev: &Event, now: Instant) -> u64 {
+        let t = ev.token().0;
+        if t >= self.listener_base && t < self.listener_base + self.listeners.len() {
+            return self.accept(registry, t - self.listener_base, now);
+        }
+        let id = t - self.conn_base;
+        let Some(Some(c)) = self.conns.get_mut(id) else {
+            return 0;
+        };
+        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+            c.readable = true;
+        }
+        if ev.is_writable() || ev.is_error() {
+            if c.connecting.is_some() {
+                match c.sock.take_error() {
+                    Ok(None) if c.sock.peer_addr().is_ok() => {
+                        c.connecting = None;
+                        self.counters.connected += 1;
+                    }
+                    Ok(None) => return 0,
+                    Ok(Some(e)) | Err(e) => {
+                        log::debug!("tcp connect to {} failed: {e}", c.peer);
+                        self.close(registry, id);
+                        return 0;
+                    }
+                }
+            }
+            self.flush(registry, id, now);
+        }
+        0
+    }
+
+    fn accept(&mut self, registry: &Registry, idx: usize, now: Instant) -> u64 {
+        let mut refused = 0;
+        for _ in 0..ACCEPTS_PER_TURN {
+            let (li, listener) = &self.listeners[idx];
+            let li = *li;
+            let local = listener.local;
+            let (sock, peer) = match listener.sock.accept() {
+                Ok(x) => x,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return refused,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::warn!("tcp accept on {local}: {e}");
+                    return refused;
+                }
+            };
+            if self.live >= self.cfg.max_connections {
+                self.counters.refused_max += 1;
+                refused += 1;
+                drop(sock);
+                continue;
+            }
+            // A wildcard listener: the connection's own local address.
+            let local = sock.local_addr().unwrap_or(local);
+            let _ = sock.set_nodelay(true);
+            self.counters.accepted += 1;
+            self.insert(registry, sock, li, local, peer, None, now);
+        }
+        refused
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn insert(
+        &mut self,
+        registry: &Registry,
+        mut sock: TcpStream,
+        li: usize,
+        local: SocketAddr,
+        peer: SocketAddr,
+        connecting: Option<Instant>,
+        now: Instant,
+    ) -> Option<usize> {
+        let id = match self.free.pop() {
+            Some(id) => id,
+            None => {
+                self.conns.push(None);
+                self.conns.len() - 1
+            }
+        };
+        if let Err(e) = registry.register(
+            &mut sock,
+            Token(self.conn_base + id),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            log::warn!("tcp connection with {peer}: cannot watch it: {e}");
+            self.free.push(id);
+            return None;
+        }
+        self.conns[id] = Some(Conn {
+            sock,
+            li,
+            local,
+            peer,
+            connecting,
+            reader: StreamReader::default(),
+            wq: WriteQueue::new(self.cfg.wq_max),
+            idle_deadline: now + self.cfg.lifetime,
+            closing: false,
+            readable: false,
+        });
+        self.live += 1;
+        self.by_peer.insert(peer, id);
+        if self.next_sweep.is_none() {
+            self.next_sweep = Some(now + SWEEP_EVERY);
+        }
+        Some(id)
+    }
+
+    fn close(&mut self, registry: &Registry, id: usize) {
+        if let Some(mut c) = self.conns.get_mut(id).and_then(Option::take) {
+            let _ = registry.deregister(&mut c.sock);
+            if self.by_peer.get(&c.peer) == Some(&id) {
+                self.by_peer.remove(&c.peer);
+            }
+            self.live -= 1;
+            self.free.push(id);
+            log::debug!("tcp connection {} <-> {} closed", c.local, c.peer);
+        }
+    }
+
+    /// Writes what waits on connection `id` until the socket would block;
+    /// closes it on error, or when it was closing and is now drained.
+    fn flush(&mut self, registry: &Registry, id: usize, now: Instant) {
+        let Some(Some(c)) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.connecting.is_some() {
+            return;
+        }
+        let mut failed = false;
+        while !c.wq.is_empty() {
+            match c.sock.write(c.wq.front()) {
+                Ok(0) => {
+                    failed = true;
+                    break;
+                }
+                Ok(n) => {
+                    c.wq.advance(n);
+                    c.idle_deadline = now + self.cfg.lifetime;
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => {
+                    log::debug!("tcp write to {}: {e}", c.peer);
+                    failed = true;
+                    break;
+                }
+            }
+        }
+        if failed || (c.closing && c.wq.is_empty()) {
+            self.close(registry, id);
+        }
+    }
+
+    /// Connections ready to read, by id (the reactor reads each in turn,
+    /// handling its messages before the next one's).
+    pub fn readable_ids(&self) -> Vec<usize> {
+        self.conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().filter(|c| c.readable).map(|_| i))
+            .collect()
+    }
+
+    /// Reads connection `id` up to [`TURN_BYTES`]; its messages in order.
+    /// Left marked readable when it may hold more.
+    pub fn read(&mut self, registry: &Registry, id: usize, now: Instant) -> Vec<Received> {
+        let mut out = Vec::new();
+        let mut eof = false;
+        let mut unframed = false;
+        let mut bad = false;
+        let mut pong = false;
+        {
+            let Some(Some(c)) = self.conns.get_mut(id) else {
+                return out;
+            };
+            if c.closing {
+                c.readable = false;
+                return out;
+            }
+            let mut total = 0;
+            let mut buf = [0u8; 16 * 1024];
+            loop {
+                if total >= TURN_BYTES {
+                    break;
+                }
+                let want = buf.len().min(c.reader.room()).min(TURN_BYTES - total);
+                if want == 0 {
+                    // Full without a frame: next_frame below says why.
+                    bad = true;
+                    break;
+                }
+                match c.sock.read(&mut buf[..want]) {
+                    Ok(0) => {
+                        eof = true;
+                        c.readable = false;
+                        break;
+                    }
+                    Ok(n) => {
+                        total += n;
+                        c.idle_deadline = now + self.cfg.lifetime;
+                        c.reader.push(&buf[..n]);
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                        c.readable = false;
+                        break;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::debug!("tcp read from {}: {e}", c.peer);
+                        eof = true;
+                        c.readable = false;
+                        break;
+                    }
+                }
+                // Frames as they complete, so the buffer makes room.
+                if !drain_frames(c, &mut out, &mut pong, &mut unframed) {
+                    bad = true;
+                    break;
+                }
+                if unframed {
+                    break;
+                }
+            }
+            if !bad && !unframed && !drain_frames(c, &mut out, &mut pong, &mut unframed) {
+                bad = true;
+            }
+            if pong {
+                let _ = c.wq.push(b"\r\n".to_vec());
+            }
+            if unframed {
+                c.closing = true;
+                c.readable = false;
+            }
+            if bad && !unframed {
+                eof = true;
+            }
+        }
+        if bad || unframed {
+            self.counters.framing_errors += 1;
+        }
+        if eof {
+            if let Some(Some(c)) = self.conns.get(id) {
+                if bad {
+                    log::debug!("tcp stream from {} cannot be framed: closed", c.peer);
+                }
+            }
+            self.close(registry, id);
+        } else if pong {
+            self.flush(registry, id, now);
+        }
+        out
+    }
+
+    /// After the core answered an unframed message: close once written.
+    pub fn flush_closing(&mut self, registry: &Registry, now: Instant) {
+        let ids: Vec<usize> = self
+            .conns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.as_ref().filter(|c| c.closing).map(|_| i))
+            .collect();
+        for id in ids {
+            self.flush(registry, id, now);
+        }
+    }
+
+    /// Queues `bytes` for `to` on the connection to it, opening one from
+    /// stream listener `li` when there is none. Returns the local address
+    /// of the connection used (the ephemeral one for an outgoing
+    /// connection), for the trace row.
+    pub fn send(
+        &mut self,
+        registry: &Registry,
+        li: usize,
+        to: SocketAddr,
+        bytes: Vec<u8>,
+        now: Instant,
+    ) -> Result<SocketAddr, SendError> {
+        let id = match self.by_peer.get(&to) {
+            Some(&id) => id,
+            None => {
+                if !self.listeners.iter().any(|(l, _)| *l == li) {
+                    return Err(SendError::NoListener(li));
+                }
+                if self.live >= self.cfg.max_connections {
+                    self.counters.refused_max += 1;
+                    return Err(SendError::TooMany(self.cfg.max_connections));
+                }
+                let sock = TcpStream::connect(to).map_err(|err| SendError::Connect { to, err })?;
+                let _ = sock.set_nodelay(true);
+                let local = sock
+                    .local_addr()
+                    .map_err(|err| SendError::Connect { to, err })?;
+                let deadline = now + self.cfg.connect_timeout;
+                self.insert(registry, sock, li, local, to, Some(deadline), now)
+                    .ok_or(SendError::Connect {
+                        to,
+                        err: io::Error::other("cannot register the connection"),
+                    })?
+            }
+        };
+        let Some(Some(c)) = self.conns.get_mut(id) else {
+            return Err(SendError::NoListener(li));
+        };
+        let local = c.local;
+        if c.wq.push(bytes).is_err() {
+            self.counters.queue_drops += 1;
+            return Err(SendError::QueueFull(to));
+        }
+        self.flush(registry, id, now);
+        Ok(local)
+    }
+
+    /// Closes connections idle for `tcp_connection_lifetime` and connects
+    /// pending past `tcp_connect_timeout`.
+    pub fn on_timer(&mut self, registry: &Registry, now: Instant) {
+        let Some(due) = self.next_sweep else { return };
+        if now < due {
+            return;
+        }
+        let mut expired = Vec::new();
+        for (i, c) in self.conns.iter().enumerate() {
+            let Some(c) = c else { continue };
+            match c.connecting {
+                Some(d) if now >= d => {
+                    self.counters.connect_timeouts += 1;
+                    log::debug!("tcp connect to {} timed out", c.peer);
+                    expired.push(i);
+                }
+                _ if now >= c.idle_deadline => {
+                    self.counters.idle_closed += 1;
+                    expired.push(i);
+                }
+                _ => {}
+            }
+        }
+        for id in expired {
+            self.close(registry, id);
+        }
+        self.next_sweep = (self.live > 0).then(|| now + SWEEP_EVERY);
+    }
+}
+
+/// Moves every complete frame of `c` into `out`; false on a framing error
+/// other than a missing Content-Length (which sets `unframed`).
+fn drain_frames(
+    c: &mut Conn,
+    out: &mut Vec<Received>,
+    pong: &mut bool,
+    unframed: &mut bool,
+) -> bool {
+    loop {
+        match c.reader.next_frame() {
+            Ok(None) => return true,
+            Ok(Some(Framed::Ping)) => *pong = true,
+            Ok(Some(Framed::Message(bytes))) => out.push(Received::Message {
+                li: c.li,
+                local: c.local,
+                peer: c.peer,
+                bytes,
+            }),
+            Err(StreamError::Unframed { head }) => {
+                out.push(Received::Unframed {
+                    li: c.li,
+                    local: c.local,
+                    peer: c.peer,
+                    head,
+                });
+                *unframed = true;
+                return true;
+            }
+            Err(StreamError::Bad(e)) => {
+                log::debug!("tcp stream from {}: {e}", c.peer);
+                return false;
+            }
+        }
+    }
+}
