@@ -222,12 +222,12 @@ fn ss_local_ports_to(dport: u16) -> BTreeSet<u16> {
 /// sipp UAC over `uac_t` → siptraced → sipp UAS over `uas_t`, `calls`
 /// calls; checks the rows per call and their addresses. Returns the rows.
 fn tcp_calls(uac_t: &str, uas_t: &str, calls: u32) -> Vec<TraceRow> {
-    let uas_port = free_udp_port();
+    let uas_port = free_port();
     let uas_proto = if uas_t.starts_with('t') { "tcp" } else { "udp" };
     let next = format!("sip:service@127.0.0.1:{uas_port};transport={uas_proto}");
     let d = Daemon::start("tcp-sipp", &config(LISTEN_V4, &next, ""));
     let uas = Uas::start(uas_t, "127.0.0.1", uas_port);
-    let uac_port = free_udp_port();
+    let uac_port = free_port();
     uac(
         uac_t,
         "127.0.0.1",
@@ -499,7 +499,7 @@ fn rss_bytes(pid: u32) -> u64 {
 fn idle_connections_and_a_slowloris_never_stall_udp_calls_and_stay_bounded() {
     const MAX: usize = 1000;
     const IDLE: usize = 1500;
-    let uas_port = free_udp_port();
+    let uas_port = free_port();
     let next = format!("sip:service@127.0.0.1:{uas_port}");
     let d = Daemon::start(
         "tcp-flood",
@@ -559,7 +559,7 @@ fn idle_connections_and_a_slowloris_never_stall_udp_calls_and_stay_bounded() {
         "u1",
         "127.0.0.1",
         &d.addr().to_string(),
-        free_udp_port(),
+        free_port(),
         100,
         50,
     );
@@ -585,7 +585,7 @@ fn ipv6_tcp_calls_on_loopback_and_mixed_v4_to_v6() {
     let listen = "listen=udp:127.0.0.1:@PORT@\nlisten=tcp:127.0.0.1:@PORT@\n\
                   listen=udp:[::1]:@PORT@\nlisten=tcp:[::1]:@PORT@";
     for (uac_ip, calls) in [("::1", 20u32), ("127.0.0.1", 20)] {
-        let uas_port = free_udp_port();
+        let uas_port = free_port();
         let next = format!("sip:service@[::1]:{uas_port};transport=tcp");
         let d = Daemon::start("tcp-v6", &config(listen, &next, ""));
         let uas = Uas::start("t1", "::1", uas_port);
@@ -594,7 +594,7 @@ fn ipv6_tcp_calls_on_loopback_and_mixed_v4_to_v6() {
         } else {
             d.addr().to_string()
         };
-        let uac_port = free_udp_port();
+        let uac_port = free_port();
         uac("t1", uac_ip, &target, uac_port, calls, 50);
         let rows = d.wait_rows(calls as usize * CALL_ROWS.len());
         let by = calls_of(&rows, calls as usize);

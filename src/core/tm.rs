@@ -27,11 +27,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Where a transaction sends: out of listener `li`, to `to`.
+/// Where a transaction sends: out of listener `li`, to `to`; `reliable`
+/// when that socket is a stream (no retransmissions, no absorbing waits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hop {
     pub li: usize,
     pub to: SocketAddr,
+    pub reliable: bool,
+}
+
+impl crate::tsx::Destination for Hop {
+    fn reliable(&self) -> bool {
+        self.reliable
+    }
 }
 
 /// The request a transaction was made from, kept until its final reply
@@ -273,12 +281,18 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
         on_reply: ctx.on_reply,
         on_failure: ctx.on_failure,
     };
-    match ctx
-        .s
-        .tm_mut()
-        .table
-        .create_holding(key, Hop { li, to }, data, held, trying, ctx.now)
-    {
+    match ctx.s.tm_mut().table.create_holding(
+        key,
+        Hop {
+            li,
+            to,
+            reliable: proto != crate::sip::Transport::Udp,
+        },
+        data,
+        held,
+        trying,
+        ctx.now,
+    ) {
         Ok(tx) => {
             ctx.s.tm_mut().created += 1;
             ctx.current_tx = Some(tx);
@@ -479,7 +493,11 @@ pub(crate) fn relay_branch(
     match s.tm_mut().table.add_branch(
         tx,
         key,
-        Hop { li: out_li, to },
+        Hop {
+            li: out_li,
+            to,
+            reliable: proto != crate::sip::Transport::Udp,
+        },
         Payload::from(out.into_bytes()),
         now,
     ) {

@@ -141,10 +141,18 @@ impl ServerInvite {
         }
         self.last = Some((code, bytes.clone()));
         if code >= 200 {
+            let h_at = now + timers.h();
+            // No Timer G over a reliable transport (§17.2.1): due with H,
+            // which fires first.
+            let g_at = if timers.reliable {
+                h_at
+            } else {
+                now + timers.g_initial()
+            };
             self.state = State::Completed {
-                g_at: now + timers.g_initial(),
+                g_at,
                 g_interval: timers.g_initial(),
-                h_at: now + timers.h(),
+                h_at,
             };
         }
         Ok(())
