@@ -461,6 +461,10 @@ pub struct Config {
     /// SIP over TCP: tcp_max_connections, tcp_connection_lifetime,
     /// tcp_connect_timeout, tcp_conn_wq_max (docs/decisions.md §15).
     pub tcp: crate::transport::tcp::TcpConfig,
+    /// `udp_mtu` (0: off) and `udp_mtu_try_proto`: a request larger than
+    /// the MTU that would leave over UDP leaves over that transport.
+    pub udp_mtu: u32,
+    pub udp_mtu_try_proto: Transport,
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,
     pub udp_turn_kb: u32,
@@ -582,6 +586,8 @@ impl Default for Config {
             max_while_loops: 100,
             disable_tcp: false,
             tcp: crate::transport::tcp::TcpConfig::default(),
+            udp_mtu: 0,
+            udp_mtu_try_proto: Transport::Udp,
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
             udp_turn_kb: DEFAULT_UDP_TURN_KB,
             metrics_listen: None,
@@ -774,6 +780,8 @@ pub enum ValueError {
     ColumnOverride,
     #[error("not supported by siptraced")]
     Unsupported,
+    #[error("\"{0}\" is not a transport: use UDP, TCP or TLS")]
+    BadTransport(String),
     #[error(
         "\"{0}\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\""
     )]
@@ -1090,6 +1098,24 @@ impl Builder {
             "tcp_conn_wq_max" => self.c.tcp.wq_max = in_range::<usize>(int()?, 1024, 1 << 30)?,
             "tcp_send_timeout" => {
                 u32_of(int()?)?;
+            }
+            "udp_mtu" => self.c.udp_mtu = in_range(int()?, 0, 65_535)?,
+            "udp_mtu_try_proto" => {
+                let t = text()?;
+                self.c.udp_mtu_try_proto = match Transport::parse(&t) {
+                    Ok(p) => p,
+                    // Kamailio accepts SCTP here; siptraced has none.
+                    Err(TransportError::Unserved(_)) => {
+                        self.warn(
+                            &g.pos,
+                            format!(
+                                "udp_mtu_try_proto={t}: not served; large requests stay on UDP"
+                            ),
+                        );
+                        Transport::Udp
+                    }
+                    Err(_) => return Err(ValueError::BadTransport(t)),
+                };
             }
             "advertised_address" | "log_prefix" | "workdir" | "wdir" => {
                 text()?;
@@ -2073,6 +2099,19 @@ udp_turn_kb=128{ROUTE}"#
         let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
         assert!(warnings.is_empty(), "{warnings:?}");
         assert_eq!(c.tcp.lifetime, Duration::from_secs(3605));
+        let t = config(&format!(
+            "udp_mtu=1300\nudp_mtu_try_proto=TCP\ntcp_max_connections=10\ntcp_connect_timeout=3\ntcp_conn_wq_max=65536{ROUTE}"
+        ));
+        assert_eq!((t.udp_mtu, t.udp_mtu_try_proto), (1300, Transport::Tcp));
+        assert_eq!(
+            t.tcp,
+            crate::transport::tcp::TcpConfig {
+                max_connections: 10,
+                lifetime: crate::transport::tcp::DEFAULT_LIFETIME,
+                connect_timeout: Duration::from_secs(3),
+                wq_max: 65536,
+            }
+        );
         let info: Vec<String> = c
             .notes
             .iter()
@@ -2332,6 +2371,8 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
             ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
             ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
+            ("udp_mtu_try_proto=\"QUIC\"".into(), "k.cfg:1:19: udp_mtu_try_proto: \"QUIC\" is not a transport: use UDP, TCP or TLS".into()),
+            ("tcp_max_connections=0".into(), "k.cfg:1:21: tcp_max_connections: must be from 1 to 1048576, got 0".into()),
             ("metrics_listen=\"localhost:9464\"".into(), "k.cfg:1:16: metrics_listen: \"localhost:9464\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),

@@ -321,6 +321,8 @@ fn build_core(
             ..crate::core::DnsLimits::default()
         },
         park: crate::core::ParkLimits::default(),
+        udp_mtu: (conf.udp_mtu > 0 && conf.udp_mtu_try_proto != Transport::Udp)
+            .then_some((conf.udp_mtu as usize, conf.udp_mtu_try_proto)),
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },

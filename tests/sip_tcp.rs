@@ -623,3 +623,47 @@ fn ipv6_tcp_calls_on_loopback_and_mixed_v4_to_v6() {
         drop(uas);
     }
 }
+
+// ---- the size rule ----
+
+#[test]
+fn a_request_over_udp_mtu_leaves_over_tcp_a_small_one_over_udp() {
+    // The next hop listens on one port for both transports.
+    let port = free_port();
+    let udp = std::net::UdpSocket::bind(("127.0.0.1", port)).unwrap();
+    udp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let tcp = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let cfg = format!(
+        "#!KAMAILIO\n{LISTEN_V4}\nudp_mtu=1300\nudp_mtu_try_proto=TCP\n\
+         loadmodule \"siptrace.so\"\n\
+         modparam(\"siptrace\", \"db_url\", \"sqlite://@DB@\")\n\
+         modparam(\"siptrace\", \"trace_on\", 1)\n\
+         request_route {{\n    sip_trace();\n    $du = \"sip:127.0.0.1:{port}\";\n    forward();\n}}\n"
+    );
+    let d = Daemon::start("tcp-mtu", &cfg);
+    let peer = Peer::new();
+    let small = sip_invite(peer.addr(), d.addr(), d.addr(), "mtu-small", "x");
+    peer.send(d.addr(), &small);
+    let mut buf = vec![0u8; 65535];
+    let (n, _) = udp.recv_from(&mut buf).expect("small request over UDP");
+    assert_eq!(header(&buf[..n], "Call-ID").as_deref(), Some("mtu-small"));
+    let big = String::from_utf8(sip_invite(peer.addr(), d.addr(), d.addr(), "mtu-big", "x"))
+        .unwrap()
+        .replace(
+            "Content-Length: 0\r\n\r\n",
+            &format!("Content-Length: 1500\r\n\r\n{}", "b".repeat(1500)),
+        );
+    peer.send(d.addr(), big.as_bytes());
+    let (mut conn, _) = tcp.accept().expect("big request over TCP");
+    conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    let mut got = Vec::new();
+    while !got.ends_with(&b"b".repeat(1500)) {
+        let n = conn.read(&mut buf).unwrap();
+        assert!(n > 0, "closed before the whole request");
+        got.extend_from_slice(&buf[..n]);
+    }
+    assert_eq!(header(&got, "Call-ID").as_deref(), Some("mtu-big"));
+    assert!(String::from_utf8_lossy(&got).contains("Via: SIP/2.0/TCP "));
+    let rows = d.wait_rows_where(1, |r| r.callid == "mtu-big");
+    assert_eq!(rows[0].fromip, format!("udp:{}", peer.addr()));
+}

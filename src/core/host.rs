@@ -569,16 +569,25 @@ pub(crate) enum Refusal {
     NoRoute,
 }
 
-/// The first of `addrs` some socket of `proto` can reach, and that socket.
+/// The first of `addrs` some socket of `proto` can reach, and that socket;
+/// a request too large for UDP (`udp_mtu`) moves to `udp_mtu_try_proto`
+/// when a socket of it can reach the same address.
 pub(crate) fn pick_target(
     s: &State,
     proto: Transport,
     addrs: &[SocketAddr],
     li: usize,
+    msg: &SipMsg,
 ) -> Option<(SocketAddr, usize)> {
-    addrs
+    let (to, out_li) = addrs
         .iter()
-        .find_map(|&a| s.pick_listener(a, proto, Some(li)).map(|l| (a, l)))
+        .find_map(|&a| s.pick_listener(a, proto, Some(li)).map(|l| (a, l)))?;
+    if let Some(p) = s.over_mtu(out_li, msg) {
+        if let Some(bigger) = s.pick_listener(to, p, Some(li)) {
+            return Some((to, bigger));
+        }
+    }
+    Some((to, out_li))
 }
 
 /// The transport a Via's sent-protocol names (UDP when unknown).
@@ -651,7 +660,7 @@ pub(crate) fn forward_to(
     now: Instant,
     wall: WallTime,
 ) -> Result<(), Refusal> {
-    let (to, out_li) = pick_target(s, proto, addrs, li).ok_or(Refusal::NoRoute)?;
+    let (to, out_li) = pick_target(s, proto, addrs, li, msg).ok_or(Refusal::NoRoute)?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("forward(): next hop {to} is this proxy and no Route is left: 482");

@@ -69,6 +69,8 @@ pub struct CoreSettings {
     /// Requests waiting for DNS.
     pub park: ParkLimits,
     pub memory_bytes: usize,
+    /// `udp_mtu` and `udp_mtu_try_proto`: None when off.
+    pub udp_mtu: Option<(usize, Transport)>,
 }
 
 /// A message to send: a datagram from UDP socket `listener`, or on the

@@ -51,6 +51,7 @@ pub(crate) struct State {
     /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
     /// it answers one of our stateless replies and is absorbed (sl module).
     sl_tag: String,
+    udp_mtu: Option<(usize, Transport)>,
     tm: Tm,
     limits: Limits,
 }
@@ -75,6 +76,7 @@ impl State {
             dns,
             park,
             memory_bytes,
+            udp_mtu,
         } = settings;
         let memory_cap = memory_cap.max(1024);
         let mut limits = Limits::default();
@@ -110,6 +112,7 @@ impl State {
             park: Park::new(park),
             loops: 0,
             sl_tag: format!("{seed:016x}"),
+            udp_mtu,
             tm: Tm::new(tm_config),
             limits,
         }
@@ -393,6 +396,21 @@ impl State {
             }
         }
         self.socks.iter().position(fits)
+    }
+
+    /// Kamailio's size rule: `msg`, about to leave UDP socket `li`, is
+    /// larger than `udp_mtu` once our Via is on it — the transport to try
+    /// instead (`udp_mtu_try_proto`), as RFC 3261 §18.1.1 asks for
+    /// requests near the path MTU.
+    pub(crate) fn over_mtu(&self, li: usize, msg: &SipMsg) -> Option<Transport> {
+        let (mtu, try_proto) = self.udp_mtu?;
+        if self.sock_transport(li) != Transport::Udp {
+            return None;
+        }
+        // Our Via: "Via: " + its value + CRLF, with a branch as long as
+        // the ones we write.
+        let via = self.via(li, &"z".repeat(40))?.len() + 7;
+        (msg.as_bytes().len() + via > mtu).then_some(try_proto)
     }
 
     /// The transport of listener `li` (UDP when there is none: the only

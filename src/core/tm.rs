@@ -473,7 +473,7 @@ pub(crate) fn relay_branch(
     wall: WallTime,
 ) -> Result<(), BranchError> {
     let (to, out_li) =
-        pick_target(s, proto, addrs, li).ok_or(BranchError::Route(Refusal::NoRoute))?;
+        pick_target(s, proto, addrs, li, msg).ok_or(BranchError::Route(Refusal::NoRoute))?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("t_relay(): next hop {to} is this proxy and no Route is left: 482");
@@ -490,13 +490,14 @@ pub(crate) fn relay_branch(
     }
     let method = Method::from_token(msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
+    let reliable = s.sock_transport(out_li) != crate::sip::Transport::Udp;
     match s.tm_mut().table.add_branch(
         tx,
         key,
         Hop {
             li: out_li,
             to,
-            reliable: proto != crate::sip::Transport::Udp,
+            reliable,
         },
         Payload::from(out.into_bytes()),
         now,
