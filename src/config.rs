@@ -60,6 +60,7 @@ pub(crate) const SUPPORTED_MODULES: &[&str] = &[
     "sl",
     "textops",
     "textopsx",
+    "tls",
     "tm",
     "tmx",
     "xlog",
@@ -465,6 +466,11 @@ pub struct Config {
     /// the MTU that would leave over UDP leaves over that transport.
     pub udp_mtu: u32,
     pub udp_mtu_try_proto: Transport,
+    /// `enable_tls=yes`: `listen=tls:` sockets are opened (with the tls
+    /// module loaded), as in Kamailio.
+    pub enable_tls: bool,
+    /// `modparam("tls", …)` (docs/decisions.md §16).
+    pub tls: crate::transport::tls::TlsParams,
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,
     pub udp_turn_kb: u32,
@@ -588,6 +594,8 @@ impl Default for Config {
             tcp: crate::transport::tcp::TcpConfig::default(),
             udp_mtu: 0,
             udp_mtu_try_proto: Transport::Udp,
+            enable_tls: false,
+            tls: crate::transport::tls::TlsParams::default(),
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
             udp_turn_kb: DEFAULT_UDP_TURN_KB,
             metrics_listen: None,
@@ -782,6 +790,10 @@ pub enum ValueError {
     Unsupported,
     #[error("\"{0}\" is not a transport: use UDP, TCP or TLS")]
     BadTransport(String),
+    #[error(
+        "\"{0}\" is not a tls_method siptraced can speak: use TLSv1.2+, TLSv1.2 or TLSv1.3 (rustls has nothing older)"
+    )]
+    BadTlsMethod(String),
     #[error(
         "\"{0}\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\""
     )]
@@ -1120,10 +1132,12 @@ impl Builder {
             "advertised_address" | "log_prefix" | "workdir" | "wdir" => {
                 text()?;
             }
-            "enable_tls" | "tls_enable" | "enable_sctp" if boolean().unwrap_or(false) => {
+            "enable_tls" | "tls_enable" => self.c.enable_tls = boolean()?,
+            "disable_tls" | "tls_disable" => self.c.enable_tls = !boolean()?,
+            "enable_sctp" if boolean().unwrap_or(false) => {
                 self.warn(
                     &g.pos,
-                    format!("{name}: siptraced speaks SIP over UDP and TCP only; ignored"),
+                    format!("{name}: siptraced speaks SIP over UDP, TCP and TLS only; ignored"),
                 );
             }
             "chroot" => self.warn(&g.pos, "chroot is not supported; ignored"),
@@ -1201,7 +1215,7 @@ impl Builder {
                     Err(TransportError::Unserved(_)) => {
                         self.warn(
                             &s.pos,
-                            format!("listen={s}: only UDP is served; this socket is not opened"),
+                            format!("listen={s}: only UDP, TCP and TLS are served; this socket is not opened"),
                         );
                         unserved.get_or_insert(s.pos.clone());
                         continue;
@@ -1212,8 +1226,24 @@ impl Builder {
                     }
                 },
             };
+            if proto == Some(Transport::Tls) && !(self.c.enable_tls && self.c.module_loaded("tls"))
+            {
+                self.warn(
+                    &s.pos,
+                    format!(
+                        "listen={s}: TLS needs enable_tls=yes and loadmodule \"tls.so\"; this socket is not opened"
+                    ),
+                );
+                unserved.get_or_insert(s.pos.clone());
+                continue;
+            }
+            // A TLS socket without a port takes Kamailio's tls_port_no (5061).
+            let default_port = match proto {
+                Some(Transport::Tls) => crate::sip::DEFAULT_TLS_PORT,
+                _ => self.c.port,
+            };
             let port = match s.port.map(|p| port_of(p.into())).transpose() {
-                Ok(p) => p.unwrap_or(self.c.port),
+                Ok(p) => p.unwrap_or(default_port),
                 Err(m) => {
                     self.err(&s.pos, format!("listen: {m}"));
                     continue;
@@ -1313,6 +1343,7 @@ impl Builder {
             "tm" => self.tm_param(m),
             "rr" => self.rr_param(m),
             "maxfwd" => self.maxfwd_param(m),
+            "tls" => self.tls_param(m),
             _ => {
                 self.note(
                     log::Level::Debug,
@@ -1746,6 +1777,31 @@ impl Builder {
                 log::Level::Debug,
                 &m.pos,
                 format!("rr {p} accepted and ignored"),
+            ),
+        }
+        Ok(())
+    }
+
+    /// Kamailio's tls module parameters for the default server and client
+    /// profile (a `tls.cfg` with per-domain profiles is not read).
+    fn tls_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        let t = &mut self.c.tls;
+        match m.param.as_str() {
+            "certificate" => t.certificate = Some(str_of(v)?.into()),
+            "private_key" => t.private_key = Some(str_of(v)?.into()),
+            "ca_list" => t.ca_list = Some(str_of(v)?.into()),
+            "verify_certificate" => t.verify_certificate = bool_of(v)?,
+            "require_certificate" => t.require_certificate = bool_of(v)?,
+            "tls_method" => {
+                let s = str_of(v)?;
+                t.versions = crate::transport::tls::TlsVersions::parse(&s)
+                    .ok_or(ValueError::BadTlsMethod(s))?;
+            }
+            p => self.note(
+                log::Level::Debug,
+                &m.pos,
+                format!("tls {p} accepted and ignored"),
             ),
         }
         Ok(())

@@ -50,10 +50,13 @@ pub enum SetupError {
     ListenNoAddress { host: String },
     #[error("no UDP or TCP socket to listen on: add listen=udp:IP:PORT")]
     NoUdpListen,
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
     #[error(
-        "cannot listen on tcp:{addr}: {err} (is another process on that port, or is the address not on this host?)"
+        "cannot listen on {proto}:{addr}: {err} (is another process on that port, or is the address not on this host?)"
     )]
     BindStream {
+        proto: Transport,
         addr: SocketAddr,
         #[source]
         err: std::io::Error,
@@ -134,6 +137,16 @@ pub fn setup(
     };
     let listeners = bind_listeners(&conf)?;
     let streams = bind_stream_listeners(&conf, listeners.len())?;
+    // TLS certificates are read here, before privileges are dropped (a
+    // key readable by root only, as Kamailio allows).
+    let serve_tls = streams.iter().any(|(_, l)| l.proto == Transport::Tls);
+    let tls = if conf.enable_tls && conf.module_loaded("tls") {
+        Some(crate::transport::tls::TlsContext::load(
+            &conf.tls, serve_tls,
+        )?)
+    } else {
+        None
+    };
     if listeners.is_empty() && streams.is_empty() {
         return Err(SetupError::NoUdpListen);
     }
@@ -176,7 +189,7 @@ pub fn setup(
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor
-        .serve_streams(streams, conf.tcp)
+        .serve_streams(streams, conf.tcp, tls)
         .map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
     reactor.start_dns(&conf.dns)?;
@@ -323,6 +336,7 @@ fn build_core(
         park: crate::core::ParkLimits::default(),
         udp_mtu: (conf.udp_mtu > 0 && conf.udp_mtu_try_proto != Transport::Udp)
             .then_some((conf.udp_mtu as usize, conf.udp_mtu_try_proto)),
+        double_rr: conf.rr.enable_double_rr,
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },
@@ -509,20 +523,26 @@ fn open_spool(st: &SiptraceParams) -> Result<Spool, SetupError> {
     Ok(spool)
 }
 
-/// Binds the TCP listens, numbered after the `first` UDP sockets.
+/// Binds the TCP and TLS listens, numbered after the `first` UDP sockets.
 fn bind_stream_listeners(
     conf: &Config,
     first: usize,
 ) -> Result<Vec<(usize, StreamListener)>, SetupError> {
     let mut out = Vec::new();
     for spec in &conf.listen {
-        if spec.proto != Transport::Tcp {
+        if spec.proto == Transport::Udp {
             continue;
         }
         for ip in expand_host(&spec.host)? {
             let addr = SocketAddr::new(ip, spec.port);
-            let l = StreamListener::bind(spec.proto, addr, spec.advertise.clone())
-                .map_err(|err| SetupError::BindStream { addr, err })?;
+            let l =
+                StreamListener::bind(spec.proto, addr, spec.advertise.clone()).map_err(|err| {
+                    SetupError::BindStream {
+                        proto: spec.proto,
+                        addr,
+                        err,
+                    }
+                })?;
             out.push((first + out.len(), l));
         }
     }
@@ -534,16 +554,7 @@ fn bind_stream_listeners(
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
     let mut out = Vec::new();
     for spec in &conf.listen {
-        if spec.proto == Transport::Tcp {
-            continue;
-        }
         if spec.proto != Transport::Udp {
-            log::warn!(
-                "listen={}:{}:{}: TLS is not served yet; this socket is not opened",
-                spec.proto.as_str(),
-                spec.host,
-                spec.port
-            );
             continue;
         }
         for ip in expand_host(&spec.host)? {

@@ -629,6 +629,9 @@ pub(crate) fn double_rr(s: &State, li: usize, out_li: usize, msg: &mut SipMsg) {
     let (Some(a), Some(b)) = (s.socket(li), s.socket(out_li)) else {
         return;
     };
+    if !s.double_rr() {
+        return;
+    }
     if a.proto == b.proto && a.addr.is_ipv4() == b.addr.is_ipv4() {
         return;
     }

@@ -71,6 +71,8 @@ pub struct CoreSettings {
     pub memory_bytes: usize,
     /// `udp_mtu` and `udp_mtu_try_proto`: None when off.
     pub udp_mtu: Option<(usize, Transport)>,
+    /// rr `enable_double_rr` (Kamailio's default: on).
+    pub double_rr: bool,
 }
 
 /// A message to send: a datagram from UDP socket `listener`, or on the
@@ -177,6 +179,11 @@ impl Core {
         if let Some(t) = &s.trace {
             self.s.trace_stream_sent(t, &s.bytes, s.proto, local, s.to);
         }
+    }
+
+    /// The transport of socket `li`.
+    pub(crate) fn socket_proto(&self, li: usize) -> Transport {
+        self.s.sock_transport(li)
     }
 
     /// The address of socket `li`.

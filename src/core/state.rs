@@ -52,6 +52,7 @@ pub(crate) struct State {
     /// it answers one of our stateless replies and is absorbed (sl module).
     sl_tag: String,
     udp_mtu: Option<(usize, Transport)>,
+    double_rr: bool,
     tm: Tm,
     limits: Limits,
 }
@@ -77,6 +78,7 @@ impl State {
             park,
             memory_bytes,
             udp_mtu,
+            double_rr,
         } = settings;
         let memory_cap = memory_cap.max(1024);
         let mut limits = Limits::default();
@@ -113,6 +115,7 @@ impl State {
             loops: 0,
             sl_tag: format!("{seed:016x}"),
             udp_mtu,
+            double_rr,
             tm: Tm::new(tm_config),
             limits,
         }
@@ -396,6 +399,11 @@ impl State {
             }
         }
         self.socks.iter().position(fits)
+    }
+
+    /// rr `enable_double_rr`.
+    pub(crate) fn double_rr(&self) -> bool {
+        self.double_rr
     }
 
     /// Kamailio's size rule: `msg`, about to leave UDP socket `li`, is

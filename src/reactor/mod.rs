@@ -197,6 +197,7 @@ impl Reactor {
         &mut self,
         listeners: Vec<(usize, StreamListener)>,
         cfg: TcpConfig,
+        tls: Option<crate::transport::tls::TlsContext>,
     ) -> Result<(), ReactorError> {
         self.sip_tcp = SipStreams::new(
             listeners,
@@ -204,6 +205,7 @@ impl Reactor {
             TOKEN_SIP_TCP_LISTENER_BASE,
             TOKEN_SIP_TCP_CONN_BASE,
         );
+        self.sip_tcp.set_tls(tls);
         self.sip_tcp
             .register(self.poll.registry())
             .map_err(ReactorError::Poll)?;
@@ -448,7 +450,8 @@ impl Reactor {
                         peer,
                         bytes,
                     } => {
-                        self.sip_received[Transport::Tcp as usize] += 1;
+                        let proto = self.core.socket_proto(li);
+                        self.sip_received[proto as usize] += 1;
                         self.core
                             .on_stream_message(li, local, peer, &bytes, now, WallTime::now());
                     }
@@ -644,8 +647,10 @@ impl Reactor {
                 protos.push(l.proto);
             }
         }
-        if self.sip_tcp.listening() && !protos.contains(&Transport::Tcp) {
-            protos.push(Transport::Tcp);
+        for p in self.sip_tcp.protos() {
+            if !protos.contains(&p) {
+                protos.push(p);
+            }
         }
         let http = self
             .metrics

@@ -18,6 +18,7 @@
 
 use crate::sip::Transport;
 use crate::sip::stream::{Framed, StreamError, StreamReader, WriteQueue};
+use crate::transport::tls::TlsContext;
 use mio::event::Event;
 use mio::net::{TcpListener, TcpStream};
 use mio::{Interest, Registry, Token};
@@ -125,6 +126,10 @@ pub enum SendError {
     QueueFull(SocketAddr),
     #[error("no stream listener {0}")]
     NoListener(usize),
+    #[error("TLS is not configured")]
+    NoTls,
+    #[error("TLS session: {0}")]
+    Tls(String),
 }
 
 #[derive(Debug)]
@@ -142,6 +147,10 @@ struct Conn {
     closing: bool,
     /// Ready to read and not read down to WouldBlock yet.
     readable: bool,
+    /// The TLS session of a `tls:` connection.
+    tls: Option<Box<rustls::Connection>>,
+    /// Some while a TLS handshake is not done: closed at this instant.
+    handshake_deadline: Option<Instant>,
 }
 
 /// Counters for `/metrics` and the log.
@@ -154,6 +163,9 @@ pub struct TcpCounters {
     pub idle_closed: u64,
     pub connect_timeouts: u64,
     pub framing_errors: u64,
+    /// TLS handshakes or sessions that failed (bad certificate, protocol
+    /// error) or did not finish within `tcp_connect_timeout`.
+    pub tls_failures: u64,
 }
 
 pub struct SipStreams {
@@ -167,6 +179,8 @@ pub struct SipStreams {
     listener_base: usize,
     conn_base: usize,
     next_sweep: Option<Instant>,
+    /// The TLS configurations, when TLS is served or used.
+    tls: Option<TlsContext>,
     pub counters: TcpCounters,
 }
 
@@ -189,12 +203,18 @@ impl SipStreams {
             listener_base,
             conn_base,
             next_sweep: None,
+            tls: None,
             counters: TcpCounters::default(),
         }
     }
 
     pub fn set_config(&mut self, cfg: TcpConfig) {
         self.cfg = cfg;
+    }
+
+    /// TLS for `tls:` listeners and outgoing TLS connections.
+    pub fn set_tls(&mut self, tls: Option<TlsContext>) {
+        self.tls = tls;
     }
 
     pub fn config(&self) -> TcpConfig {
@@ -212,9 +232,11 @@ impl SipStreams {
         Ok(())
     }
 
-    /// Is there a listening socket at all?
-    pub fn listening(&self) -> bool {
-        !self.listeners.is_empty()
+    /// The transports of the listening sockets.
+    pub fn protos(&self) -> Vec<Transport> {
+        let mut v: Vec<Transport> = self.listeners.iter().map(|(_, l)| l.proto).collect();
+        v.dedup();
+        v
     }
 
     pub fn connections(&self) -> usize {
@@ -279,6 +301,7 @@ impl SipStreams {
             let (li, listener) = &self.listeners[idx];
             let li = *li;
             let local = listener.local;
+            let proto = listener.proto;
             let (sock, peer) = match listener.sock.accept() {
                 Ok(x) => x,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return refused,
@@ -294,11 +317,21 @@ impl SipStreams {
                 drop(sock);
                 continue;
             }
+            let tls = match proto {
+                Transport::Tls => match self.tls.as_ref().and_then(TlsContext::accept) {
+                    Some(t) => Some(Box::new(t)),
+                    None => {
+                        self.counters.tls_failures += 1;
+                        continue;
+                    }
+                },
+                _ => None,
+            };
             // A wildcard listener: the connection's own local address.
             let local = sock.local_addr().unwrap_or(local);
             let _ = sock.set_nodelay(true);
             self.counters.accepted += 1;
-            self.insert(registry, sock, li, local, peer, None, now);
+            self.insert(registry, sock, li, (local, peer), None, tls, now);
         }
         refused
     }
@@ -309,9 +342,9 @@ impl SipStreams {
         registry: &Registry,
         mut sock: TcpStream,
         li: usize,
-        local: SocketAddr,
-        peer: SocketAddr,
+        (local, peer): (SocketAddr, SocketAddr),
         connecting: Option<Instant>,
+        tls: Option<Box<rustls::Connection>>,
         now: Instant,
     ) -> Option<usize> {
         let id = match self.free.pop() {
@@ -341,6 +374,8 @@ impl SipStreams {
             idle_deadline: now + self.cfg.lifetime,
             closing: false,
             readable: false,
+            handshake_deadline: tls.as_ref().map(|_| now + self.cfg.connect_timeout),
+            tls,
         });
         self.live += 1;
         self.by_peer.insert(peer, id);
@@ -362,8 +397,11 @@ impl SipStreams {
         }
     }
 
-    /// Writes what waits on connection `id` until the socket would block;
-    /// closes it on error, or when it was closing and is now drained.
+    /// Writes what waits on connection `id` until the socket would block
+    /// (on TLS: the session's records first, then one queued message at a
+    /// time into the session, so the session never holds more than one
+    /// message's records beyond the bounded queue); closes it on error, or
+    /// when it was closing and is now drained.
     fn flush(&mut self, registry: &Registry, id: usize, now: Instant) {
         let Some(Some(c)) = self.conns.get_mut(id) else {
             return;
@@ -372,26 +410,64 @@ impl SipStreams {
             return;
         }
         let mut failed = false;
-        while !c.wq.is_empty() {
-            match c.sock.write(c.wq.front()) {
-                Ok(0) => {
-                    failed = true;
+        let mut pending_records = false;
+        if let Some(tls) = c.tls.as_mut() {
+            'out: loop {
+                while tls.wants_write() {
+                    match tls.write_tls(&mut c.sock) {
+                        Ok(0) => {
+                            failed = true;
+                            break 'out;
+                        }
+                        Ok(_) => c.idle_deadline = now + self.cfg.lifetime,
+                        Err(e) if e.kind() == io::ErrorKind::WouldBlock => break 'out,
+                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                        Err(e) => {
+                            log::debug!("tls write to {}: {e}", c.peer);
+                            failed = true;
+                            break 'out;
+                        }
+                    }
+                }
+                if tls.is_handshaking() || c.wq.is_empty() {
                     break;
                 }
-                Ok(n) => {
-                    c.wq.advance(n);
-                    c.idle_deadline = now + self.cfg.lifetime;
+                match tls.writer().write(c.wq.front()) {
+                    Ok(0) => break,
+                    Ok(n) => c.wq.advance(n),
+                    Err(e) => {
+                        log::debug!("tls session to {}: {e}", c.peer);
+                        failed = true;
+                        break;
+                    }
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => {
-                    log::debug!("tcp write to {}: {e}", c.peer);
-                    failed = true;
-                    break;
+            }
+            if !tls.is_handshaking() {
+                c.handshake_deadline = None;
+            }
+            pending_records = tls.wants_write();
+        } else {
+            while !c.wq.is_empty() {
+                match c.sock.write(c.wq.front()) {
+                    Ok(0) => {
+                        failed = true;
+                        break;
+                    }
+                    Ok(n) => {
+                        c.wq.advance(n);
+                        c.idle_deadline = now + self.cfg.lifetime;
+                    }
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                    Err(e) => {
+                        log::debug!("tcp write to {}: {e}", c.peer);
+                        failed = true;
+                        break;
+                    }
                 }
             }
         }
-        if failed || (c.closing && c.wq.is_empty()) {
+        if failed || (c.closing && c.wq.is_empty() && !pending_records) {
             self.close(registry, id);
         }
     }
@@ -406,14 +482,13 @@ impl SipStreams {
             .collect()
     }
 
-    /// Reads connection `id` up to [`TURN_BYTES`]; its messages in order.
-    /// Left marked readable when it may hold more.
+    /// Reads connection `id` up to [`TURN_BYTES`]; its messages in order
+    /// (decrypted first on a TLS connection). Left marked readable when it
+    /// may hold more.
     pub fn read(&mut self, registry: &Registry, id: usize, now: Instant) -> Vec<Received> {
         let mut out = Vec::new();
-        let mut eof = false;
-        let mut unframed = false;
-        let mut bad = false;
-        let mut pong = false;
+        let mut st = ReadState::default();
+        let tls;
         {
             let Some(Some(c)) = self.conns.get_mut(id) else {
                 return out;
@@ -422,28 +497,34 @@ impl SipStreams {
                 c.readable = false;
                 return out;
             }
+            tls = c.tls.is_some();
             let mut total = 0;
             let mut buf = [0u8; 16 * 1024];
             loop {
                 if total >= TURN_BYTES {
                     break;
                 }
-                let want = buf.len().min(c.reader.room()).min(TURN_BYTES - total);
-                if want == 0 {
-                    // Full without a frame: next_frame below says why.
-                    bad = true;
-                    break;
+                let mut want = buf.len().min(TURN_BYTES - total);
+                if !tls {
+                    want = want.min(c.reader.room());
+                    if want == 0 {
+                        // Full without a frame: a framing error.
+                        st.bad = true;
+                        break;
+                    }
                 }
                 match c.sock.read(&mut buf[..want]) {
                     Ok(0) => {
-                        eof = true;
+                        st.eof = true;
                         c.readable = false;
                         break;
                     }
                     Ok(n) => {
                         total += n;
                         c.idle_deadline = now + self.cfg.lifetime;
-                        c.reader.push(&buf[..n]);
+                        if !c.ingest(&buf[..n], &mut out, &mut st) {
+                            break;
+                        }
                     }
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
                         c.readable = false;
@@ -452,45 +533,38 @@ impl SipStreams {
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                     Err(e) => {
                         log::debug!("tcp read from {}: {e}", c.peer);
-                        eof = true;
+                        st.eof = true;
                         c.readable = false;
                         break;
                     }
                 }
-                // Frames as they complete, so the buffer makes room.
-                if !drain_frames(c, &mut out, &mut pong, &mut unframed) {
-                    bad = true;
-                    break;
-                }
-                if unframed {
-                    break;
-                }
             }
-            if !bad && !unframed && !drain_frames(c, &mut out, &mut pong, &mut unframed) {
-                bad = true;
-            }
-            if pong {
+            if st.pong {
                 let _ = c.wq.push(b"\r\n".to_vec());
             }
-            if unframed {
+            if st.unframed {
                 c.closing = true;
                 c.readable = false;
             }
-            if bad && !unframed {
-                eof = true;
+            if st.bad && !st.unframed {
+                st.eof = true;
             }
         }
-        if bad || unframed {
+        if st.bad || st.unframed {
             self.counters.framing_errors += 1;
         }
-        if eof {
+        if st.tls_failed {
+            self.counters.tls_failures += 1;
+        }
+        if st.eof {
             if let Some(Some(c)) = self.conns.get(id) {
-                if bad {
+                if st.bad {
                     log::debug!("tcp stream from {} cannot be framed: closed", c.peer);
                 }
             }
             self.close(registry, id);
-        } else if pong {
+        } else if st.pong || tls {
+            // A TLS session may have handshake records to send.
             self.flush(registry, id, now);
         }
         out
@@ -524,9 +598,24 @@ impl SipStreams {
         let id = match self.by_peer.get(&to) {
             Some(&id) => id,
             None => {
-                if !self.listeners.iter().any(|(l, _)| *l == li) {
+                let Some(proto) = self
+                    .listeners
+                    .iter()
+                    .find(|(l, _)| *l == li)
+                    .map(|(_, l)| l.proto)
+                else {
                     return Err(SendError::NoListener(li));
-                }
+                };
+                let tls = match proto {
+                    Transport::Tls => {
+                        let ctx = self.tls.as_ref().ok_or(SendError::NoTls)?;
+                        let t = ctx
+                            .connect(to.ip())
+                            .map_err(|e| SendError::Tls(e.to_string()))?;
+                        Some(Box::new(t))
+                    }
+                    _ => None,
+                };
                 if self.live >= self.cfg.max_connections {
                     self.counters.refused_max += 1;
                     return Err(SendError::TooMany(self.cfg.max_connections));
@@ -537,7 +626,7 @@ impl SipStreams {
                     .local_addr()
                     .map_err(|err| SendError::Connect { to, err })?;
                 let deadline = now + self.cfg.connect_timeout;
-                self.insert(registry, sock, li, local, to, Some(deadline), now)
+                self.insert(registry, sock, li, (local, to), Some(deadline), tls, now)
                     .ok_or(SendError::Connect {
                         to,
                         err: io::Error::other("cannot register the connection"),
@@ -566,10 +655,15 @@ impl SipStreams {
         let mut expired = Vec::new();
         for (i, c) in self.conns.iter().enumerate() {
             let Some(c) = c else { continue };
-            match c.connecting {
-                Some(d) if now >= d => {
+            match (c.connecting, c.handshake_deadline) {
+                (Some(d), _) if now >= d => {
                     self.counters.connect_timeouts += 1;
                     log::debug!("tcp connect to {} timed out", c.peer);
+                    expired.push(i);
+                }
+                (_, Some(d)) if now >= d => {
+                    self.counters.tls_failures += 1;
+                    log::debug!("tls handshake with {} not done in time: closed", c.peer);
                     expired.push(i);
                 }
                 _ if now >= c.idle_deadline => {
@@ -586,37 +680,111 @@ impl SipStreams {
     }
 }
 
-/// Moves every complete frame of `c` into `out`; false on a framing error
-/// other than a missing Content-Length (which sets `unframed`).
+/// What one read of a connection found.
+#[derive(Debug, Default)]
+struct ReadState {
+    eof: bool,
+    unframed: bool,
+    bad: bool,
+    pong: bool,
+    tls_failed: bool,
+}
+
+impl Conn {
+    /// Bytes read from the socket: framed (after decryption on TLS).
+    /// False when the connection cannot be read on (`st` says why).
+    fn ingest(&mut self, data: &[u8], out: &mut Vec<Received>, st: &mut ReadState) -> bool {
+        let Some(tls) = self.tls.as_mut() else {
+            self.reader.push(data);
+            drain_frames(&mut self.reader, (self.li, self.local, self.peer), out, st);
+            return !(st.bad || st.unframed);
+        };
+        let mut rd = data;
+        while !rd.is_empty() {
+            if let Err(e) = tls.read_tls(&mut rd) {
+                log::debug!("tls from {}: {e}", self.peer);
+                st.tls_failed = true;
+                st.eof = true;
+                return false;
+            }
+            if let Err(e) = tls.process_new_packets() {
+                // A bad certificate, a protocol error: the alert is lost
+                // with the connection, which is closed.
+                log::debug!("tls from {}: {e}", self.peer);
+                st.tls_failed = true;
+                st.eof = true;
+                return false;
+            }
+            let mut plain = [0u8; 16 * 1024];
+            loop {
+                let room = self.reader.room().min(plain.len());
+                if room == 0 {
+                    break;
+                }
+                match tls.reader().read(&mut plain[..room]) {
+                    // close_notify: the peer is done.
+                    Ok(0) => {
+                        st.eof = true;
+                        return false;
+                    }
+                    Ok(n) => self.reader.push(&plain[..n]),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                    Err(e) => {
+                        log::debug!("tls from {}: {e}", self.peer);
+                        st.eof = true;
+                        return false;
+                    }
+                }
+                drain_frames(&mut self.reader, (self.li, self.local, self.peer), out, st);
+                if st.bad || st.unframed {
+                    return false;
+                }
+            }
+            drain_frames(&mut self.reader, (self.li, self.local, self.peer), out, st);
+            if st.bad || st.unframed {
+                return false;
+            }
+        }
+        if !tls.is_handshaking() {
+            self.handshake_deadline = None;
+        }
+        true
+    }
+}
+
+/// Moves every complete frame of `reader` into `out`; sets `st.bad` on a
+/// framing error other than a missing Content-Length (which sets
+/// `st.unframed`).
 fn drain_frames(
-    c: &mut Conn,
+    reader: &mut StreamReader,
+    (li, local, peer): (usize, SocketAddr, SocketAddr),
     out: &mut Vec<Received>,
-    pong: &mut bool,
-    unframed: &mut bool,
-) -> bool {
+    st: &mut ReadState,
+) {
     loop {
-        match c.reader.next_frame() {
-            Ok(None) => return true,
-            Ok(Some(Framed::Ping)) => *pong = true,
+        match reader.next_frame() {
+            Ok(None) => return,
+            Ok(Some(Framed::Ping)) => st.pong = true,
             Ok(Some(Framed::Message(bytes))) => out.push(Received::Message {
-                li: c.li,
-                local: c.local,
-                peer: c.peer,
+                li,
+                local,
+                peer,
                 bytes,
             }),
             Err(StreamError::Unframed { head }) => {
                 out.push(Received::Unframed {
-                    li: c.li,
-                    local: c.local,
-                    peer: c.peer,
+                    li,
+                    local,
+                    peer,
                     head,
                 });
-                *unframed = true;
-                return true;
+                st.unframed = true;
+                return;
             }
             Err(StreamError::Bad(e)) => {
-                log::debug!("tcp stream from {}: {e}", c.peer);
-                return false;
+                log::debug!("stream from {peer}: {e}");
+                st.bad = true;
+                return;
             }
         }
     }
