@@ -175,6 +175,9 @@ pub struct SipStreams {
     live: usize,
     /// The connection to use for a peer: the newest one.
     by_peer: HashMap<SocketAddr, usize>,
+    /// Connections marked readable, so a turn visits only those (not
+    /// every slot of thousands of idle connections).
+    ready: Vec<usize>,
     cfg: TcpConfig,
     listener_base: usize,
     conn_base: usize,
@@ -199,6 +202,7 @@ impl SipStreams {
             free: Vec::new(),
             live: 0,
             by_peer: HashMap::new(),
+            ready: Vec::new(),
             cfg,
             listener_base,
             conn_base,
@@ -254,10 +258,7 @@ impl SipStreams {
 
     /// Any connection left with bytes to read (the poll must not wait).
     pub fn has_readable(&self) -> bool {
-        self.conns
-            .iter()
-            .flatten()
-            .any(|c| c.readable && !c.closing)
+        !self.ready.is_empty()
     }
 
     /// Readiness of a listener (accept) or a connection (flush writes,
@@ -272,9 +273,13 @@ impl SipStreams {
         let Some(Some(c)) = self.conns.get_mut(id) else {
             return 0;
         };
-        if ev.is_readable() || ev.is_read_closed() || ev.is_error() {
+        if (ev.is_readable() || ev.is_read_closed() || ev.is_error()) && !c.readable {
             c.readable = true;
+            self.ready.push(id);
         }
+        let Some(Some(c)) = self.conns.get_mut(id) else {
+            return 0;
+        };
         if ev.is_writable() || ev.is_error() {
             if c.connecting.is_some() {
                 match c.sock.take_error() {
@@ -473,13 +478,10 @@ impl SipStreams {
     }
 
     /// Connections ready to read, by id (the reactor reads each in turn,
-    /// handling its messages before the next one's).
-    pub fn readable_ids(&self) -> Vec<usize> {
-        self.conns
-            .iter()
-            .enumerate()
-            .filter_map(|(i, c)| c.as_ref().filter(|c| c.readable).map(|_| i))
-            .collect()
+    /// handling its messages before the next one's; one left with more to
+    /// read is listed again by [`SipStreams::read`]).
+    pub fn readable_ids(&mut self) -> Vec<usize> {
+        std::mem::take(&mut self.ready)
     }
 
     /// Reads connection `id` up to [`TURN_BYTES`]; its messages in order
@@ -563,7 +565,16 @@ impl SipStreams {
                 }
             }
             self.close(registry, id);
-        } else if st.pong || tls {
+            return out;
+        }
+        if self
+            .conns
+            .get(id)
+            .is_some_and(|c| c.as_ref().is_some_and(|c| c.readable))
+        {
+            self.ready.push(id);
+        }
+        if st.pong || tls {
             // A TLS session may have handshake records to send.
             self.flush(registry, id, now);
         }
