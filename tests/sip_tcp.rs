@@ -667,3 +667,85 @@ fn a_request_over_udp_mtu_leaves_over_tcp_a_small_one_over_udp() {
     let rows = d.wait_rows_where(1, |r| r.callid == "mtu-big");
     assert_eq!(rows[0].fromip, format!("udp:{}", peer.addr()));
 }
+
+// ---- HEP copies of TCP events ----
+
+/// HEPv3 chunks (type → payload) of one packet.
+fn hep3_chunks(p: &[u8]) -> HashMap<u16, Vec<u8>> {
+    assert_eq!(&p[..4], b"HEP3");
+    let total = u16::from_be_bytes([p[4], p[5]]) as usize;
+    assert_eq!(total, p.len());
+    let mut out = HashMap::new();
+    let mut i = 6;
+    while i + 6 <= p.len() {
+        let kind = u16::from_be_bytes([p[i + 2], p[i + 3]]);
+        let len = u16::from_be_bytes([p[i + 4], p[i + 5]]) as usize;
+        out.insert(kind, p[i + 6..i + len].to_vec());
+        i += len;
+    }
+    out
+}
+
+#[test]
+fn hep_copies_of_tcp_events_say_tcp_and_carry_the_real_ports() {
+    let peer = Peer::new();
+    let node = Peer::new();
+    let extra = format!(
+        "modparam(\"siptrace\", \"hep_mode_on\", 1)\n\
+         modparam(\"siptrace\", \"duplicate_uri\", \"sip:127.0.0.1:{}\")",
+        node.port()
+    );
+    let d = forwarding_daemon(&peer, &extra);
+    let mut c = connect(&d);
+    let local = c.local_addr().unwrap();
+    c.write_all(&request("OPTIONS", "hep-tcp", local, ""))
+        .unwrap();
+    let (copy, _) = node.recv();
+    let ch = hep3_chunks(&copy);
+    assert_eq!(ch[&0x0001], [2], "AF_INET");
+    assert_eq!(ch[&0x0002], [6], "IPPROTO_TCP");
+    assert_eq!(ch[&0x0003], [127, 0, 0, 1]);
+    assert_eq!(
+        ch[&0x0007],
+        local.port().to_be_bytes(),
+        "the client's own port"
+    );
+    assert_eq!(ch[&0x0008], d.port.to_be_bytes(), "our listening port");
+    assert_eq!(
+        header(&ch[&0x000f], "Call-ID").as_deref(),
+        Some("hep-tcp"),
+        "the message"
+    );
+}
+
+#[test]
+fn metrics_count_tcp_messages_received_and_sent() {
+    let peer = Peer::new();
+    let d = forwarding_daemon(&peer, "metrics_listen=\"127.0.0.1:0\"");
+    let mut c = connect(&d);
+    let local = c.local_addr().unwrap();
+    for n in 0..2 {
+        c.write_all(&request("OPTIONS", &format!("m-{n}"), local, ""))
+            .unwrap();
+        peer.recv();
+    }
+    let log = d.log_text();
+    let addr: SocketAddr = log
+        .lines()
+        .find_map(|l| l.split_once("metrics: serving GET /metrics on "))
+        .map(|(_, a)| a.trim().parse().unwrap())
+        .expect("metrics address in the log");
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+        .unwrap();
+    let mut body = String::new();
+    s.read_to_string(&mut body).unwrap();
+    assert!(
+        body.contains("siptraced_messages_received_total{transport=\"tcp\"} 2\n"),
+        "{body}"
+    );
+    assert!(
+        body.contains("siptraced_messages_sent_total{transport=\"udp\"} 2\n"),
+        "{body}"
+    );
+}

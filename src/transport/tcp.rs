@@ -173,8 +173,9 @@ pub struct SipStreams {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     live: usize,
-    /// The connection to use for a peer: the newest one.
-    by_peer: HashMap<SocketAddr, usize>,
+    /// The connection to use for a peer over a transport (TCP or TLS):
+    /// the newest one.
+    by_peer: HashMap<(bool, SocketAddr), usize>,
     /// Connections marked readable, so a turn visits only those (not
     /// every slot of thousands of idle connections).
     ready: Vec<usize>,
@@ -368,6 +369,7 @@ impl SipStreams {
             self.free.push(id);
             return None;
         }
+        let is_tls = tls.is_some();
         self.conns[id] = Some(Conn {
             sock,
             li,
@@ -383,7 +385,7 @@ impl SipStreams {
             tls,
         });
         self.live += 1;
-        self.by_peer.insert(peer, id);
+        self.by_peer.insert((is_tls, peer), id);
         if self.next_sweep.is_none() {
             self.next_sweep = Some(now + SWEEP_EVERY);
         }
@@ -393,8 +395,9 @@ impl SipStreams {
     fn close(&mut self, registry: &Registry, id: usize) {
         if let Some(mut c) = self.conns.get_mut(id).and_then(Option::take) {
             let _ = registry.deregister(&mut c.sock);
-            if self.by_peer.get(&c.peer) == Some(&id) {
-                self.by_peer.remove(&c.peer);
+            let key = (c.tls.is_some(), c.peer);
+            if self.by_peer.get(&key) == Some(&id) {
+                self.by_peer.remove(&key);
             }
             self.live -= 1;
             self.free.push(id);
@@ -606,17 +609,17 @@ impl SipStreams {
         bytes: Vec<u8>,
         now: Instant,
     ) -> Result<SocketAddr, SendError> {
-        let id = match self.by_peer.get(&to) {
+        let Some(proto) = self
+            .listeners
+            .iter()
+            .find(|(l, _)| *l == li)
+            .map(|(_, l)| l.proto)
+        else {
+            return Err(SendError::NoListener(li));
+        };
+        let id = match self.by_peer.get(&(proto == Transport::Tls, to)) {
             Some(&id) => id,
             None => {
-                let Some(proto) = self
-                    .listeners
-                    .iter()
-                    .find(|(l, _)| *l == li)
-                    .map(|(_, l)| l.proto)
-                else {
-                    return Err(SendError::NoListener(li));
-                };
                 let tls = match proto {
                     Transport::Tls => {
                         let ctx = self.tls.as_ref().ok_or(SendError::NoTls)?;
