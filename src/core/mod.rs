@@ -1,5 +1,6 @@
-//! The proxy core: one received datagram in, datagrams to send and trace
-//! rows out. It runs the routing script for each message and implements
+//! The proxy core: one received message in (a datagram, or a message
+//! framed on a TCP/TLS connection, with that connection's own local
+//! address), messages to send and trace rows out. It runs the routing script for each message and implements
 //! the script's `Host` (pseudo-variables, sip_trace(), forward(),
 //! sl_send_reply(), record_route(), loose_route()…), deciding which trace
 //! events happen (docs/decisions.md §1, §7).

@@ -19,6 +19,12 @@
 //! in `readable` and read again next turn without a new event, the poll
 //! not waiting while any is.
 //!
+//! Invariant: one turn reads at most 64 KiB from each SIP TCP/TLS
+//! connection (transport/tcp.rs), handling each connection's messages
+//! before the next one's, so a peer that streams cannot starve the others;
+//! a connection left with more is read again next turn, the poll not
+//! waiting (docs/decisions.md §15).
+//!
 //! Invariant: the `/metrics` endpoint (`metrics_listen`) never blocks a
 //! turn: its connections are non-blocking, bounded in number and buffers,
 //! and closed at their deadline (reactor/metrics.rs); its body is rendered
