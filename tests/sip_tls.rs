@@ -12,7 +12,7 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -486,5 +486,78 @@ fn listen_tls_without_enable_tls_is_a_warning_not_a_socket() {
         ),
         "{err}"
     );
-    let _ = Path::new(&path);
+}
+
+#[test]
+fn require_certificate_refuses_a_client_without_one_and_serves_one_with_it() {
+    let pki = Pki::new("tls-mutual");
+    let peer = Peer::new();
+    let tls_port = free_port();
+    let cfg = CFG
+        .replace("@TLSPORT@", &tls_port.to_string())
+        .replace("@CERT@", &pki.path("host.pem").display().to_string())
+        .replace("@KEY@", &pki.path("host.key").display().to_string())
+        .replace("@CA@", &pki.path("ca.pem").display().to_string())
+        .replace(
+            "modparam(\"tls\", \"verify_certificate\", 1)",
+            "modparam(\"tls\", \"verify_certificate\", 1)\nmodparam(\"tls\", \"require_certificate\", 1)",
+        )
+        .replace("@NEXT@", &format!("sip:bob@127.0.0.1:{}", peer.port()));
+    let d = Daemon::start("tls-mutual", &cfg);
+    let roots = {
+        let mut r = rustls::RootCertStore::empty();
+        for c in pki.certs("ca.pem") {
+            r.add(c).unwrap();
+        }
+        r
+    };
+    let builder = || {
+        rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+    };
+    let open = |cfg: rustls::ClientConfig| {
+        let sock = TcpStream::connect(("127.0.0.1", tls_port)).unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let local = sock.local_addr().unwrap();
+        let conn = rustls::ClientConnection::new(
+            Arc::new(cfg),
+            ServerName::try_from("127.0.0.1").unwrap(),
+        )
+        .unwrap();
+        let c: Tls<rustls::ClientConnection> = rustls::StreamOwned::new(conn, sock);
+        (c, local)
+    };
+    // Without a certificate: the server refuses it (TLS 1.3: its alert
+    // comes after the client's first flight).
+    let (mut c, local) = open(builder().with_no_client_auth());
+    let r = c
+        .write_all(&request("OPTIONS", 1, local, "no-cert", "nc"))
+        .and_then(|_| c.flush())
+        .and_then(|_| c.read(&mut [0u8; 1]));
+    match r {
+        Ok(0) => {}
+        Err(e) => assert!(
+            !matches!(
+                e.kind(),
+                std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+            ),
+            "{e}"
+        ),
+        Ok(n) => panic!("{n} bytes answered to a client without a certificate"),
+    }
+    // With one the CA signed: relayed.
+    let with = builder()
+        .with_client_auth_cert(pki.certs("host.pem"), pki.key())
+        .unwrap();
+    let (mut c, local) = open(with);
+    c.write_all(&request("OPTIONS", 1, local, "with-cert", "wc"))
+        .unwrap();
+    c.flush().unwrap();
+    let (got, _) = peer.recv();
+    assert_eq!(header(&got, "Call-ID").as_deref(), Some("with-cert"));
+    let rows = d.wait_rows_where(1, |r| r.callid == "with-cert");
+    assert_eq!(rows.len(), 1);
+    assert!(d.rows().iter().all(|r| r.callid != "no-cert"));
 }
