@@ -367,6 +367,12 @@ impl Reactor {
                     self.readable[idx] = !self.on_listener(idx, &mut buf, now);
                 }
             }
+            let refused = self.sip_tcp.accept_pending(self.poll.registry(), now);
+            for _ in 0..refused {
+                self.core
+                    .limits_mut()
+                    .hit(crate::limits::Bound::TcpConnections);
+            }
             self.on_tcp_reads(now);
             self.on_timers(now, wall);
             self.flush_sends();

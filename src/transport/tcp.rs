@@ -179,6 +179,8 @@ pub struct SipStreams {
     /// Connections marked readable, so a turn visits only those (not
     /// every slot of thousands of idle connections).
     ready: Vec<usize>,
+    /// Listeners whose accept queue was not drained last turn.
+    accept_ready: Vec<usize>,
     cfg: TcpConfig,
     listener_base: usize,
     conn_base: usize,
@@ -204,6 +206,7 @@ impl SipStreams {
             live: 0,
             by_peer: HashMap::new(),
             ready: Vec::new(),
+            accept_ready: Vec::new(),
             cfg,
             listener_base,
             conn_base,
@@ -259,7 +262,7 @@ impl SipStreams {
 
     /// Any connection left with bytes to read (the poll must not wait).
     pub fn has_readable(&self) -> bool {
-        !self.ready.is_empty()
+        !self.ready.is_empty() || !self.accept_ready.is_empty()
     }
 
     /// Readiness of a listener (accept) or a connection (flush writes,
@@ -301,8 +304,13 @@ impl SipStreams {
         0
     }
 
+    /// Accepts on listener `idx` until it would block or the turn's
+    /// share is taken; then it is listed to be accepted on next turn (mio
+    /// is edge-triggered: no new event would come for connections already
+    /// waiting). Returns the connections refused.
     fn accept(&mut self, registry: &Registry, idx: usize, now: Instant) -> u64 {
         let mut refused = 0;
+        self.accept_ready.retain(|&i| i != idx);
         for _ in 0..ACCEPTS_PER_TURN {
             let (li, listener) = &self.listeners[idx];
             let li = *li;
@@ -338,6 +346,17 @@ impl SipStreams {
             let _ = sock.set_nodelay(true);
             self.counters.accepted += 1;
             self.insert(registry, sock, li, (local, peer), None, tls, now);
+        }
+        self.accept_ready.push(idx);
+        refused
+    }
+
+    /// Listeners left with connections to accept last turn: accepted on
+    /// now. Returns the connections refused.
+    pub fn accept_pending(&mut self, registry: &Registry, now: Instant) -> u64 {
+        let mut refused = 0;
+        for idx in std::mem::take(&mut self.accept_ready) {
+            refused += self.accept(registry, idx, now);
         }
         refused
     }
