@@ -256,7 +256,13 @@ impl<'a> Ctx<'a> {
             log::debug!("reply's next Via has no address to send to (no received): dropped");
             return;
         };
-        let proto = via_transport(&next);
+        // Back over the transport its request came in on when we know it
+        // (Kamailio's tm does so), else the one the Via names (its
+        // forward_reply).
+        let proto = match out_li {
+            Some(l) => self.s.sock_transport(l),
+            None => via_transport(&next),
+        };
         let Some(li) = self.s.pick_listener(to, proto, out_li.or(Some(self.li))) else {
             log::debug!("reply to {proto}:{to}: no {proto} socket of that family: dropped");
             return;
@@ -519,7 +525,9 @@ pub(crate) fn send_stateless_reply(
 ) -> Option<(Vec<u8>, usize, SocketAddr)> {
     let via = req.top_via()?.ok()?;
     let to = via.response_addr()?;
-    let out_li = s.pick_listener(to, via_transport(&via), Some(li))?;
+    // Over the transport the request came in on, whatever its Via says
+    // (Kamailio's sl: reply_to_via=0).
+    let out_li = s.pick_listener(to, s.sock_transport(li), Some(li))?;
     let tag = with_tag.then(|| {
         let h = fnv1a(&[
             req.call_id().unwrap_or_default(),

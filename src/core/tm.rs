@@ -263,7 +263,8 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
     // Replies need no DNS: received/rport of the top Via (RFC 3581).
     let to = via.response_addr().ok_or(Ret::False)?;
-    let proto = super::host::via_transport(&via);
+    // Replies go back over the transport the request came in on.
+    let proto = ctx.proto();
     let li = ctx
         .s
         .pick_listener(to, proto, Some(ctx.li))
