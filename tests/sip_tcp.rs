@@ -581,45 +581,51 @@ fn idle_connections_and_a_slowloris_never_stall_udp_calls_and_stay_bounded() {
 // ---- IPv6 ----
 
 #[test]
-fn ipv6_tcp_calls_on_loopback_and_mixed_v4_to_v6() {
+fn ipv6_tcp_calls_on_loopback_and_mixed_families_both_ways() {
     let listen = "listen=udp:127.0.0.1:@PORT@\nlisten=tcp:127.0.0.1:@PORT@\n\
                   listen=udp:[::1]:@PORT@\nlisten=tcp:[::1]:@PORT@";
-    for (uac_ip, calls) in [("::1", 20u32), ("127.0.0.1", 20)] {
-        let uas_port = free_port();
-        let next = format!("sip:service@[::1]:{uas_port};transport=tcp");
-        let d = Daemon::start("tcp-v6", &config(listen, &next, ""));
-        let uas = Uas::start("t1", "::1", uas_port);
-        let target = if uac_ip == "::1" {
-            format!("[::1]:{}", d.port)
+    // The address as a URI host and as `proto:ip:port` writes it.
+    let host = |ip: &str| {
+        if ip.contains(':') {
+            format!("[{ip}]")
         } else {
-            d.addr().to_string()
-        };
+            ip.to_string()
+        }
+    };
+    let calls = 20u32;
+    for (uac_ip, uas_ip) in [("::1", "::1"), ("127.0.0.1", "::1"), ("::1", "127.0.0.1")] {
+        let uas_port = free_port();
+        let next = format!("sip:service@{}:{uas_port};transport=tcp", host(uas_ip));
+        let d = Daemon::start("tcp-v6", &config(listen, &next, ""));
+        let uas = Uas::start("t1", uas_ip, uas_port);
+        let target = format!("{}:{}", host(uac_ip), d.port);
         let uac_port = free_port();
         uac("t1", uac_ip, &target, uac_port, calls, 50);
         let rows = d.wait_rows(calls as usize * CALL_ROWS.len());
         let by = calls_of(&rows, calls as usize);
         let to_uas = ss_local_ports_to(uas_port);
-        let caller = if uac_ip == "::1" {
-            format!("tcp:[::1]:{uac_port}")
-        } else {
-            format!("tcp:127.0.0.1:{uac_port}")
-        };
+        let caller = format!("tcp:{}:{uac_port}", host(uac_ip));
+        let me_out = format!("tcp:{}:", host(uas_ip));
         for rs in by.values() {
-            assert_eq!(one(rs, "in INVITE").fromip, caller);
+            let inv = one(rs, "in INVITE");
+            assert_eq!(inv.fromip, caller);
+            assert_eq!(inv.toip, format!("tcp:{}:{}", host(uac_ip), d.port));
             let out = one(rs, "out INVITE");
-            assert_eq!(out.toip, format!("tcp:[::1]:{uas_port}"));
-            assert!(out.fromip.starts_with("tcp:[::1]:"), "{}", out.fromip);
+            assert_eq!(out.toip, format!("tcp:{}:{uas_port}", host(uas_ip)));
+            assert!(out.fromip.starts_with(&me_out), "{}", out.fromip);
             assert!(to_uas.contains(&port_of(&out.fromip)), "{to_uas:?}");
         }
-        if uac_ip == "127.0.0.1" {
-            // The family changes between the legs: two Record-Routes.
-            let out = rows.iter().find(|r| kind(r) == "out INVITE").unwrap();
-            let n = String::from_utf8_lossy(&out.msg)
-                .lines()
-                .filter(|l| l.starts_with("Record-Route:"))
-                .count();
-            assert_eq!(n, 2);
-        }
+        // Two Record-Routes exactly when the family changes between legs.
+        let out = rows.iter().find(|r| kind(r) == "out INVITE").unwrap();
+        let n = String::from_utf8_lossy(&out.msg)
+            .lines()
+            .filter(|l| l.starts_with("Record-Route:"))
+            .count();
+        assert_eq!(
+            n,
+            if uac_ip == uas_ip { 1 } else { 2 },
+            "{uac_ip} -> {uas_ip}"
+        );
         drop(uas);
     }
 }

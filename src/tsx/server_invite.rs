@@ -313,6 +313,17 @@ mod tests {
     }
 
     #[test]
+    fn no_timer_g_over_a_reliable_transport_and_i_is_zero() {
+        let base = Instant::now();
+        let t = timers().over(true);
+        let mut m = ServerInvite::new();
+        m.send(486, &bytes("486"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 32_000)), "only H is pending");
+        assert_eq!(m.on_ack(ms(base, 100), &t), Some(true));
+        assert_eq!(m.deadline(), Some(ms(base, 100)), "Timer I is 0");
+    }
+
+    #[test]
     fn timers_i_and_l_capped_by_wt_timer() {
         let base = Instant::now();
         let t = crate::tsx::timers::Timers {
