@@ -413,10 +413,46 @@ x\r\n";
                 },
                 vec![("branch=z9hG4bK1,", "branch=z9hG4bK1;received=192.0.2.1,")],
             ),
+            (
+                |m| {
+                    m.force_via_rport()?;
+                    m.set_via_received(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40123)
+                        .map(|_| ())
+                },
+                vec![(
+                    "branch=z9hG4bK1,",
+                    "branch=z9hG4bK1;rport=40123;received=192.0.2.1,",
+                )],
+            ),
+            (
+                |m| {
+                    let done = m.replace_first_header(
+                        "Route",
+                        "<sip:p1.example;lr>,\r\n <sip:p2.example;lr>",
+                        &["<sip:a;r2=on;lr>", "<sip:b;r2=on;lr>"],
+                    )?;
+                    assert!(done);
+                    Ok(())
+                },
+                vec![(
+                    "Route: <sip:p1.example;lr>,\r\n <sip:p2.example;lr>\r\n",
+                    "Route: <sip:a;r2=on;lr>\r\nRoute: <sip:b;r2=on;lr>\r\n",
+                )],
+            ),
         ];
         for (edit, replace) in cases {
             check(edit, &replace);
         }
+        // Not the expected value, or an rport already there: unchanged.
+        let mut m = SipMsg::parse(REQ.as_bytes()).unwrap();
+        assert_eq!(
+            m.replace_first_header("Route", "<sip:other;lr>", &["<sip:x;lr>"]),
+            Ok(false)
+        );
+        let with_rport = REQ.replace("branch=z9hG4bK1,", "branch=z9hG4bK1;rport,");
+        let mut m = SipMsg::parse(with_rport.as_bytes()).unwrap();
+        assert_eq!(m.force_via_rport(), Ok(false));
+        assert_eq!(m.as_bytes(), with_rport.as_bytes());
     }
 
     /// (top Via, source, expected top Via after set_via_received)

@@ -1,6 +1,8 @@
-//! SIP over TCP: the listening sockets, the accepted and outgoing
-//! connections (non-blocking connect), their reads and writes. The bytes
-//! of each connection are cut into messages by `sip::stream` (pure); this
+//! SIP over TCP and TLS: the listening sockets, the accepted and outgoing
+//! connections (non-blocking connect), their reads and writes; a TLS
+//! connection's rustls session (configured by tls.rs) is fed the bytes
+//! read and drained into the socket here. The (plaintext) bytes of each
+//! connection are cut into messages by `sip::stream` (pure); this
 //! file owns only the descriptors, the slab of connections, their tokens
 //! and deadlines (handed `now` by the reactor). Knows nothing of SIP
 //! beyond that framing: messages go to the reactor as [`Received`], and
@@ -14,7 +16,7 @@
 //! counted), at most [`TURN_BYTES`] read per connection per reactor turn
 //! (a connection left unread is read again next turn), closed after
 //! `tcp_connection_lifetime` without traffic and after
-//! `tcp_connect_timeout` still connecting.
+//! `tcp_connect_timeout` still connecting (or, on TLS, still handshaking).
 
 use crate::sip::Transport;
 use crate::sip::stream::{Framed, StreamError, StreamReader, WriteQueue};
