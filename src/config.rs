@@ -460,7 +460,7 @@ pub struct Config {
     pub max_while_loops: u32,
     pub disable_tcp: bool,
     /// SIP over TCP: tcp_max_connections, tcp_connection_lifetime,
-    /// tcp_connect_timeout, tcp_conn_wq_max (docs/decisions.md §15).
+    /// tcp_connect_timeout, tcp_conn_wq_max (docs/decisions.md §18).
     pub tcp: crate::transport::tcp::TcpConfig,
     /// `udp_mtu` (0: off) and `udp_mtu_try_proto`: a request larger than
     /// the MTU that would leave over UDP leaves over that transport.
@@ -469,7 +469,7 @@ pub struct Config {
     /// `enable_tls=yes`: `listen=tls:` sockets are opened (with the tls
     /// module loaded), as in Kamailio.
     pub enable_tls: bool,
-    /// `modparam("tls", …)` (docs/decisions.md §16).
+    /// `modparam("tls", …)` (docs/decisions.md §19).
     pub tls: crate::transport::tls::TlsParams,
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,

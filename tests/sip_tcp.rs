@@ -1,4 +1,4 @@
-//! SIP over TCP through the real daemon (docs/decisions.md §15): sipp
+//! SIP over TCP through the real daemon (docs/decisions.md §18): sipp
 //! `-t t1` and `-t tn` calls, UDP↔TCP legs, stream framing from a client
 //! of the test's own, an idle-connection flood with a slowloris sender
 //! while UDP calls flow, and IPv6. Every call must complete and leave

@@ -1,4 +1,4 @@
-//! SIP over TLS through the real daemon (docs/decisions.md §16), with a
+//! SIP over TLS through the real daemon (docs/decisions.md §19), with a
 //! TLS client and a TLS UAS of the test's own (rustls; sipp here has no
 //! TLS) and certificates made at test time with the openssl CLI: a call
 //! through `listen=tls` over TLS 1.2 and 1.3 whose rows hold the

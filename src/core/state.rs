@@ -37,7 +37,7 @@ pub(crate) struct State {
     memory: Memory,
     sends: Vec<Send>,
     /// An `out` event on a stream socket traced before its send was
-    /// queued: attached to that send (docs/decisions.md §15).
+    /// queued: attached to that send (docs/decisions.md §18).
     stream_trace: Option<(usize, SocketAddr, usize, Box<StreamTrace>)>,
     /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
     mirror: Mirror,

@@ -23,7 +23,7 @@
 //! connection (transport/tcp.rs), handling each connection's messages
 //! before the next one's, so a peer that streams cannot starve the others;
 //! a connection left with more is read again next turn, the poll not
-//! waiting (docs/decisions.md §15).
+//! waiting (docs/decisions.md §18).
 //!
 //! Invariant: the `/metrics` endpoint (`metrics_listen`) never blocks a
 //! turn: its connections are non-blocking, bounded in number and buffers,

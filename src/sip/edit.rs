@@ -194,7 +194,7 @@ impl SipMsg {
     /// [`SipMsg::set_via_received`] records the source port: on a stream
     /// the response must go back on the connection the request came on
     /// (RFC 3261 §18.2.2), whose peer is exactly received:rport
-    /// (docs/decisions.md §15). Returns whether the message changed.
+    /// (docs/decisions.md §18). Returns whether the message changed.
     pub(crate) fn force_via_rport(&mut self) -> Result<bool, EditError> {
         let h = self
             .by_kind(HeaderKind::Via)

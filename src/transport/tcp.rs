@@ -8,7 +8,7 @@
 //! beyond that framing: messages go to the reactor as [`Received`], and
 //! what the core wants sent comes back through [`SipStreams::send`].
 //!
-//! Bounds (docs/decisions.md §15): at most `tcp_max_connections`
+//! Bounds (docs/decisions.md §18): at most `tcp_max_connections`
 //! connections (accepted and outgoing together; one accepted beyond is
 //! closed at once and counted), each with a read buffer of one maximal
 //! message plus one byte (`sip::stream::READ_BUFFER_MAX`), a write queue of

@@ -3,7 +3,7 @@
 //! verification, protocol versions), with ring as the crypto provider.
 //! rustls is sans-IO: tcp.rs feeds each TLS connection the bytes its
 //! socket gave and writes what it has to send, so a handshake never
-//! blocks the reactor (docs/decisions.md §16). This file reads the PEM
+//! blocks the reactor (docs/decisions.md §19). This file reads the PEM
 //! files (a start-up step, in `setup` before the reactor exists) and
 //! knows nothing of SIP.
 
