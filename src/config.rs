@@ -60,6 +60,7 @@ pub(crate) const SUPPORTED_MODULES: &[&str] = &[
     "sl",
     "textops",
     "textopsx",
+    "tls",
     "tm",
     "tmx",
     "xlog",
@@ -181,20 +182,8 @@ pub(crate) const IGNORED_SETTINGS: &[(&str, &str)] = &[
     ("workdir", "the working directory is not changed"),
     ("wdir", "the working directory is not changed"),
     (
-        "tcp_connection_lifetime",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
-        "tcp_max_connections",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
-        "tcp_connect_timeout",
-        "read when SIP over TCP is served; SIP is served over UDP only",
-    ),
-    (
         "tcp_send_timeout",
-        "read when SIP over TCP is served; SIP is served over UDP only",
+        "a stalled connection is bounded by tcp_conn_wq_max and tcp_connection_lifetime instead",
     ),
     (
         "siptrace.xheaders_write",
@@ -490,6 +479,18 @@ pub struct Config {
     pub server_signature: bool,
     pub max_while_loops: u32,
     pub disable_tcp: bool,
+    /// SIP over TCP: tcp_max_connections, tcp_connection_lifetime,
+    /// tcp_connect_timeout, tcp_conn_wq_max (docs/decisions.md §18).
+    pub tcp: crate::transport::tcp::TcpConfig,
+    /// `udp_mtu` (0: off) and `udp_mtu_try_proto`: a request larger than
+    /// the MTU that would leave over UDP leaves over that transport.
+    pub udp_mtu: u32,
+    pub udp_mtu_try_proto: Transport,
+    /// `enable_tls=yes`: `listen=tls:` sockets are opened (with the tls
+    /// module loaded), as in Kamailio.
+    pub enable_tls: bool,
+    /// `modparam("tls", …)` (docs/decisions.md §19).
+    pub tls: crate::transport::tls::TlsParams,
     /// Datagrams and KiB read from one UDP socket per reactor turn.
     pub udp_turn_datagrams: u32,
     pub udp_turn_kb: u32,
@@ -610,6 +611,11 @@ impl Default for Config {
             // Kamailio's max_while_loops default.
             max_while_loops: 100,
             disable_tcp: false,
+            tcp: crate::transport::tcp::TcpConfig::default(),
+            udp_mtu: 0,
+            udp_mtu_try_proto: Transport::Udp,
+            enable_tls: false,
+            tls: crate::transport::tls::TlsParams::default(),
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
             udp_turn_kb: DEFAULT_UDP_TURN_KB,
             metrics_listen: None,
@@ -802,6 +808,12 @@ pub enum ValueError {
     ColumnOverride,
     #[error("not supported by siptraced")]
     Unsupported,
+    #[error("\"{0}\" is not a transport: use UDP, TCP or TLS")]
+    BadTransport(String),
+    #[error(
+        "\"{0}\" is not a tls_method siptraced can speak: use TLSv1.2+, TLSv1.2 or TLSv1.3 (rustls has nothing older)"
+    )]
+    BadTlsMethod(String),
     #[error(
         "\"{0}\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\""
     )]
@@ -1106,19 +1118,46 @@ impl Builder {
             "advertised_port" => {
                 port_of(int()?)?;
             }
-            "tcp_connection_lifetime"
-            | "tcp_max_connections"
-            | "tcp_connect_timeout"
-            | "tcp_send_timeout" => {
+            "tcp_connection_lifetime" => {
+                self.c.tcp.lifetime = Duration::from_secs(in_range::<u64>(int()?, 1, 1 << 31)?)
+            }
+            "tcp_max_connections" => {
+                self.c.tcp.max_connections = in_range::<usize>(int()?, 1, 1 << 20)?
+            }
+            "tcp_connect_timeout" => {
+                self.c.tcp.connect_timeout = Duration::from_secs(in_range::<u64>(int()?, 1, 3600)?)
+            }
+            "tcp_conn_wq_max" => self.c.tcp.wq_max = in_range::<usize>(int()?, 1024, 1 << 30)?,
+            "tcp_send_timeout" => {
                 u32_of(int()?)?;
+            }
+            "udp_mtu" => self.c.udp_mtu = in_range(int()?, 0, 65_535)?,
+            "udp_mtu_try_proto" => {
+                let t = text()?;
+                self.c.udp_mtu_try_proto = match Transport::parse(&t) {
+                    Ok(p) => p,
+                    // Kamailio accepts SCTP here; siptraced has none.
+                    Err(TransportError::Unserved(_)) => {
+                        self.warn(
+                            &g.pos,
+                            format!(
+                                "udp_mtu_try_proto={t}: not served; large requests stay on UDP"
+                            ),
+                        );
+                        Transport::Udp
+                    }
+                    Err(_) => return Err(ValueError::BadTransport(t)),
+                };
             }
             "advertised_address" | "log_prefix" | "workdir" | "wdir" => {
                 text()?;
             }
-            "enable_tls" | "tls_enable" | "enable_sctp" if boolean().unwrap_or(false) => {
+            "enable_tls" | "tls_enable" => self.c.enable_tls = boolean()?,
+            "disable_tls" | "tls_disable" => self.c.enable_tls = !boolean()?,
+            "enable_sctp" if boolean().unwrap_or(false) => {
                 self.warn(
                     &g.pos,
-                    format!("{name}: siptraced speaks SIP over UDP and TCP only; ignored"),
+                    format!("{name}: siptraced speaks SIP over UDP, TCP and TLS only; ignored"),
                 );
             }
             "chroot" => self.warn(&g.pos, "chroot is not supported; ignored"),
@@ -1196,7 +1235,7 @@ impl Builder {
                     Err(TransportError::Unserved(_)) => {
                         self.warn(
                             &s.pos,
-                            format!("listen={s}: only UDP is served; this socket is not opened"),
+                            format!("listen={s}: only UDP, TCP and TLS are served; this socket is not opened"),
                         );
                         unserved.get_or_insert(s.pos.clone());
                         continue;
@@ -1207,8 +1246,24 @@ impl Builder {
                     }
                 },
             };
+            if proto == Some(Transport::Tls) && !(self.c.enable_tls && self.c.module_loaded("tls"))
+            {
+                self.warn(
+                    &s.pos,
+                    format!(
+                        "listen={s}: TLS needs enable_tls=yes and loadmodule \"tls.so\"; this socket is not opened"
+                    ),
+                );
+                unserved.get_or_insert(s.pos.clone());
+                continue;
+            }
+            // A TLS socket without a port takes Kamailio's tls_port_no (5061).
+            let default_port = match proto {
+                Some(Transport::Tls) => crate::sip::DEFAULT_TLS_PORT,
+                _ => self.c.port,
+            };
             let port = match s.port.map(|p| port_of(p.into())).transpose() {
-                Ok(p) => p.unwrap_or(self.c.port),
+                Ok(p) => p.unwrap_or(default_port),
                 Err(m) => {
                     self.err(&s.pos, format!("listen: {m}"));
                     continue;
@@ -1308,6 +1363,7 @@ impl Builder {
             "tm" => self.tm_param(m),
             "rr" => self.rr_param(m),
             "maxfwd" => self.maxfwd_param(m),
+            "tls" => self.tls_param(m),
             _ => {
                 self.note(
                     log::Level::Debug,
@@ -1787,6 +1843,31 @@ impl Builder {
         Ok(())
     }
 
+    /// Kamailio's tls module parameters for the default server and client
+    /// profile (a `tls.cfg` with per-domain profiles is not read).
+    fn tls_param(&mut self, m: &ast::ModParam) -> VResult<()> {
+        let v = &m.value;
+        let t = &mut self.c.tls;
+        match m.param.as_str() {
+            "certificate" => t.certificate = Some(str_of(v)?.into()),
+            "private_key" => t.private_key = Some(str_of(v)?.into()),
+            "ca_list" => t.ca_list = Some(str_of(v)?.into()),
+            "verify_certificate" => t.verify_certificate = bool_of(v)?,
+            "require_certificate" => t.require_certificate = bool_of(v)?,
+            "tls_method" => {
+                let s = str_of(v)?;
+                t.versions = crate::transport::tls::TlsVersions::parse(&s)
+                    .ok_or(ValueError::BadTlsMethod(s))?;
+            }
+            p => self.note(
+                log::Level::Debug,
+                &m.pos,
+                format!("tls {p} accepted and ignored"),
+            ),
+        }
+        Ok(())
+    }
+
     fn maxfwd_param(&mut self, m: &ast::ModParam) -> VResult<()> {
         match m.param.as_str() {
             // maxfwd's MAXFWD_UPPER_LIMIT bounds max_limit.
@@ -2145,11 +2226,20 @@ udp_turn_kb=128{ROUTE}"#
         // docs/decisions.md §5: one info line, not a warning; a setting that
         // changes nothing here warns, once, at its place.
         let warnings: Vec<String> = c.warnings.iter().map(|w| w.to_string()).collect();
+        assert!(warnings.is_empty(), "{warnings:?}");
+        assert_eq!(c.tcp.lifetime, Duration::from_secs(3605));
+        let t = config(&format!(
+            "udp_mtu=1300\nudp_mtu_try_proto=TCP\ntcp_max_connections=10\ntcp_connect_timeout=3\ntcp_conn_wq_max=65536{ROUTE}"
+        ));
+        assert_eq!((t.udp_mtu, t.udp_mtu_try_proto), (1300, Transport::Tcp));
         assert_eq!(
-            warnings,
-            [
-                "k.cfg:15:1: tcp_connection_lifetime is accepted but ignored: read when SIP over TCP is served; SIP is served over UDP only"
-            ]
+            t.tcp,
+            crate::transport::tcp::TcpConfig {
+                max_connections: 10,
+                lifetime: crate::transport::tcp::DEFAULT_LIFETIME,
+                connect_timeout: Duration::from_secs(3),
+                wq_max: 65536,
+            }
         );
         let info: Vec<String> = c
             .notes
@@ -2410,6 +2500,8 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("fork=maybe".into(), "k.cfg:1:6: fork: expects yes/no or a number, got maybe".into()),
             ("port=70000".into(), "k.cfg:1:6: port: port 70000 out of range 1..65535".into()),
             ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
+            ("udp_mtu_try_proto=\"QUIC\"".into(), "k.cfg:1:19: udp_mtu_try_proto: \"QUIC\" is not a transport: use UDP, TCP or TLS".into()),
+            ("tcp_max_connections=0".into(), "k.cfg:1:21: tcp_max_connections: must be from 1 to 1048576, got 0".into()),
             ("metrics_listen=\"localhost:9464\"".into(), "k.cfg:1:16: metrics_listen: \"localhost:9464\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),
@@ -2748,13 +2840,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             .collect();
         assert_eq!(
             ignored,
-            [
-                "log_prefix",
-                "auto_aliases",
-                "tcp_connection_lifetime",
-                "tcp_max_connections",
-                "sip_warning"
-            ],
+            ["log_prefix", "auto_aliases", "sip_warning"],
             "{:?}",
             c.warnings
         );

@@ -26,6 +26,7 @@ use crate::spool::{DbTarget, SinkSettings, Spool, SpoolOptions, TraceSink};
 use crate::trace::dup::DupTarget;
 use crate::trace::mirror::{HepSettings, MirrorDest, MirrorSettings};
 use crate::trace::{TraceSettings, Tracer};
+use crate::transport::tcp::StreamListener;
 use crate::transport::{Listener, TransportError};
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::path::PathBuf;
@@ -47,8 +48,19 @@ pub enum SetupError {
     },
     #[error("listen={host}: no address")]
     ListenNoAddress { host: String },
-    #[error("no UDP socket to listen on: add listen=udp:IP:PORT")]
+    #[error("no UDP or TCP socket to listen on: add listen=udp:IP:PORT")]
     NoUdpListen,
+    #[error(transparent)]
+    Tls(#[from] crate::transport::tls::TlsError),
+    #[error(
+        "cannot listen on {proto}:{addr}: {err} (is another process on that port, or is the address not on this host?)"
+    )]
+    BindStream {
+        proto: Transport,
+        addr: SocketAddr,
+        #[source]
+        err: std::io::Error,
+    },
     #[error("duplicate_uri {uri}: cannot resolve '{}': {err}", uri.host)]
     DuplicateResolve {
         uri: DupTarget,
@@ -126,9 +138,27 @@ pub fn setup(
         None
     };
     let listeners = bind_listeners(&conf)?;
-    let socks = local_socks(&listeners);
+    let streams = bind_stream_listeners(&conf, listeners.len())?;
+    // TLS certificates are read here, before privileges are dropped (a
+    // key readable by root only, as Kamailio allows).
+    let serve_tls = streams.iter().any(|(_, l)| l.proto == Transport::Tls);
+    let tls = if conf.enable_tls && conf.module_loaded("tls") {
+        Some(crate::transport::tls::TlsContext::load(
+            &conf.tls, serve_tls,
+        )?)
+    } else {
+        None
+    };
+    if listeners.is_empty() && streams.is_empty() {
+        return Err(SetupError::NoUdpListen);
+    }
+    // The core's socket list: the UDP sockets first (their indices are the
+    // reactor's), then the stream ones.
+    let udp_socks = local_socks(&listeners);
+    let mut socks = udp_socks.clone();
+    socks.extend(stream_socks(&streams));
     let st = conf.siptrace.clone().unwrap_or_default();
-    let mirror = mirror_settings(&conf, &st, &socks)?;
+    let mirror = mirror_settings(&conf, &st, &udp_socks)?;
     // A TCP duplicate_uri is one kept connection, which the reactor opens.
     let mirror_stream = mirror
         .duplicate
@@ -168,6 +198,9 @@ pub fn setup(
     };
     let mut reactor = Reactor::new(listeners, core, control, sink).map_err(SetupError::Reactor)?;
     reactor.set_filter_file(filter_file);
+    reactor
+        .serve_streams(streams, conf.tcp, tls)
+        .map_err(SetupError::Reactor)?;
     reactor.set_mirror_queue_bytes(st.mirror_tcp_queue_kb as usize * 1024);
     reactor.start_dns(&conf.dns)?;
     reactor.set_turn_limits(
@@ -205,6 +238,32 @@ fn finish(
         d.ready();
     }
     Ok(Runtime { reactor, _pid: pid })
+}
+
+/// The stream sockets as the core sees them (their index follows the UDP
+/// sockets').
+fn stream_socks(streams: &[(usize, StreamListener)]) -> Vec<LocalSock> {
+    streams
+        .iter()
+        .map(|(_, l)| {
+            let (h, p) = match &l.advertise {
+                Some((h, p)) => (h.clone(), *p),
+                None => (l.local.ip().to_string(), l.local.port()),
+            };
+            let sip_host = if h.contains(':') && !h.starts_with('[') {
+                format!("[{h}]")
+            } else {
+                h
+            };
+            log::info!("listening on {}:{}", l.proto.as_str(), l.local);
+            LocalSock {
+                proto: l.proto,
+                addr: l.local,
+                sip_host,
+                sip_port: p,
+            }
+        })
+        .collect()
 }
 
 fn local_socks(listeners: &[Listener]) -> Vec<LocalSock> {
@@ -288,6 +347,9 @@ fn build_core(
         dialogs: st.dialogs,
         filter_max_ttl: st.filter_max_ttl.as_secs(),
         trace_mode: if traced { st.trace_mode } else { 0 },
+        udp_mtu: (conf.udp_mtu > 0 && conf.udp_mtu_try_proto != Transport::Udp)
+            .then_some((conf.udp_mtu as usize, conf.udp_mtu_try_proto)),
+        double_rr: conf.rr.enable_double_rr,
     };
     let tracer = Tracer::new(
         if traced { st.trace_on } else { 0 },
@@ -509,18 +571,38 @@ fn open_spool(st: &SiptraceParams) -> Result<Spool, SetupError> {
     Ok(spool)
 }
 
+/// Binds the TCP and TLS listens, numbered after the `first` UDP sockets.
+fn bind_stream_listeners(
+    conf: &Config,
+    first: usize,
+) -> Result<Vec<(usize, StreamListener)>, SetupError> {
+    let mut out = Vec::new();
+    for spec in &conf.listen {
+        if spec.proto == Transport::Udp {
+            continue;
+        }
+        for ip in expand_host(&spec.host)? {
+            let addr = SocketAddr::new(ip, spec.port);
+            let l =
+                StreamListener::bind(spec.proto, addr, spec.advertise.clone()).map_err(|err| {
+                    SetupError::BindStream {
+                        proto: spec.proto,
+                        addr,
+                        err,
+                    }
+                })?;
+            out.push((first + out.len(), l));
+        }
+    }
+    Ok(out)
+}
+
 /// Binds the UDP listens; config.rs made the default listen (`*` on
 /// `port`) when the config has none.
 fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
     let mut out = Vec::new();
     for spec in &conf.listen {
         if spec.proto != Transport::Udp {
-            log::warn!(
-                "listen={}:{}:{}: only UDP is served; this socket is not opened",
-                spec.proto.as_str(),
-                spec.host,
-                spec.port
-            );
             continue;
         }
         for ip in expand_host(&spec.host)? {
@@ -528,9 +610,6 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
             let l = Listener::bind_udp(addr, spec.advertise.clone()).map_err(SetupError::Bind)?;
             out.push(l);
         }
-    }
-    if out.is_empty() {
-        return Err(SetupError::NoUdpListen);
     }
     Ok(out)
 }

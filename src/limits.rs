@@ -34,10 +34,16 @@ pub enum Bound {
     TracedDialogs,
     /// Their bytes.
     TracedDialogBytes,
+    /// core `tcp_max_connections`: SIP TCP connections, accepted and
+    /// outgoing together.
+    TcpConnections,
+    /// core `tcp_conn_wq_max`: bytes waiting to be written on one
+    /// connection.
+    TcpWriteQueue,
 }
 
 impl Bound {
-    pub const ALL: [Bound; 10] = [
+    pub const ALL: [Bound; 12] = [
         Bound::Transactions,
         Bound::TransactionBytes,
         Bound::SlMemoryEntries,
@@ -48,6 +54,8 @@ impl Bound {
         Bound::PendingReplyBytes,
         Bound::TracedDialogs,
         Bound::TracedDialogBytes,
+        Bound::TcpConnections,
+        Bound::TcpWriteQueue,
     ];
 
     /// The name `core_limits` prints (the setting's name where there is one).
@@ -63,6 +71,8 @@ impl Bound {
             Bound::PendingReplyBytes => "mi_pending_reply_bytes",
             Bound::TracedDialogs => "dialog_max",
             Bound::TracedDialogBytes => "dialog_max_bytes",
+            Bound::TcpConnections => "tcp_max_connections",
+            Bound::TcpWriteQueue => "tcp_conn_wq_max",
         }
     }
 
@@ -82,6 +92,8 @@ impl Bound {
             Bound::TracedDialogs | Bound::TracedDialogBytes => {
                 "new dialogs not traced whole (their INVITE transaction still is)"
             }
+            Bound::TcpConnections => "TCP connection refused (closed at accept, or not opened)",
+            Bound::TcpWriteQueue => "message for a TCP connection dropped",
         }
     }
 

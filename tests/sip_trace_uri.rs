@@ -97,7 +97,7 @@ fn unserved_listen_protocols_warn_and_the_config_still_loads() {
         (":4:8:", "ws:127.0.0.1:8080"),
     ] {
         let want = format!(
-            "{}{pos} listen={sock}: only UDP is served; this socket is not opened",
+            "{}{pos} listen={sock}: only UDP, TCP and TLS are served; this socket is not opened",
             path.display()
         );
         assert!(

@@ -14,7 +14,7 @@ use super::resolve::Lookup;
 use super::state::State;
 use crate::clock::WallTime;
 use crate::script::{Dest, Host, HostCall, MsgPv, MsgState, Ret, RouteId, Value};
-use crate::sip::{MaxForwards, NameAddr, SipMsg, Uri, stateless_branch};
+use crate::sip::{MaxForwards, NameAddr, SipMsg, Transport, Uri, stateless_branch};
 use crate::trace::dup::DupTarget;
 use crate::trace::mirror::{MirrorDest, MirrorReq};
 use crate::trace::{Direction, Endpoint, Event, Trigger};
@@ -26,6 +26,9 @@ pub(crate) struct Ctx<'a> {
     pub s: &'a mut State,
     pub li: usize,
     pub src: SocketAddr,
+    /// The stream connection's own local address the message came in on
+    /// (None: the socket `li` itself, as for UDP).
+    pub local: Option<SocketAddr>,
     pub raw: &'a [u8],
     pub orig: &'a SipMsg,
     pub msg: SipMsg,
@@ -65,6 +68,7 @@ impl<'a> Ctx<'a> {
             s,
             li,
             src,
+            local: None,
             raw,
             orig,
             msg: orig.clone(),
@@ -100,11 +104,14 @@ impl<'a> Ctx<'a> {
             log::debug!("not traced: message without Call-ID, CSeq, From or To");
             return;
         };
-        let local = self.s.sock_endpoint(self.li);
-        let toip = match trigger {
+        let toip = match (trigger, self.local) {
             // sip_trace() shows the receiving socket as is (docs/kamailio.md §4.3).
-            Trigger::Script => local,
-            Trigger::Flag { .. } | Trigger::Forced => self.s.local_endpoint(self.li),
+            (Trigger::Script, None) => self.s.sock_endpoint(self.li),
+            (Trigger::Script, Some(a)) => Endpoint::sock(self.proto(), a),
+            (Trigger::Flag { .. } | Trigger::Forced, None) => self.s.local_endpoint(self.li),
+            (Trigger::Flag { .. } | Trigger::Forced, Some(a)) => {
+                self.s.conn_endpoint(self.proto(), a)
+            }
         };
         let ev = Event {
             bytes: self.raw,
@@ -130,20 +137,33 @@ impl<'a> Ctx<'a> {
     }
 
     /// Where a request goes: `$du`, else the R-URI (maddr-less): host
-    /// and port as written. No port on a name means RFC 3263 (SRV), on an
-    /// IP literal 5060 (resolve.rs).
-    pub(crate) fn next_hop_target(&self, dest: Option<&Dest<'_>>) -> Option<(String, Option<u16>)> {
-        match dest {
-            Some(d) => Some((d.host.to_string(), d.port)),
+    /// and port as written, and the transport (`;transport=`, else TLS
+    /// for `sips:`, else UDP; a script destination's own). No port on a
+    /// name means RFC 3263 (SRV), on an IP literal 5060 (5061 for TLS)
+    /// (resolve.rs).
+    pub(crate) fn next_hop_target(
+        &self,
+        dest: Option<&Dest<'_>>,
+    ) -> Option<(String, Option<u16>, Transport)> {
+        let (host, port, proto) = match dest {
+            Some(d) => (d.host.to_string(), d.port, d.proto.unwrap_or_default()),
             None => {
                 let uri = match &self.du {
                     Some(du) => du.clone(),
                     None => self.msg.request_uri()?.to_string(),
                 };
                 let u = Uri::parse(&uri).ok()?;
-                Some((u.host_unbracketed().to_string(), u.port()))
+                let proto = uri_transport(&u);
+                (u.host_unbracketed().to_string(), u.port(), proto)
             }
-        }
+        };
+        let port = match port {
+            None if proto == Transport::Tls && host.parse::<std::net::IpAddr>().is_ok() => {
+                Some(crate::sip::DEFAULT_TLS_PORT)
+            }
+            p => p,
+        };
+        Some((host, port, proto))
     }
 
     /// Routing by the R-URI when its scheme is neither sip, sips nor tel
@@ -172,7 +192,7 @@ impl<'a> Ctx<'a> {
         if self.refuse_unknown_scheme(dest, st) {
             return Ret::False;
         }
-        let Some((host, port)) = self.next_hop_target(dest) else {
+        let Some((host, port, proto)) = self.next_hop_target(dest) else {
             log::warn!(
                 "forward(): no usable destination for {}",
                 self.msg.request_uri().unwrap_or("?")
@@ -181,14 +201,15 @@ impl<'a> Ctx<'a> {
         };
         match self.s.lookup(&host, port, self.now) {
             Lookup::Ready(addrs) => {
-                match forward_to(self.s, self.li, &self.msg, st, &addrs, self.now, self.wall) {
+                let to = (proto, addrs.as_slice());
+                match forward_to(self.s, self.li, &self.msg, st, to, self.now, self.wall) {
                     Ok(()) => Ret::True,
                     Err(Refusal::Loop) => {
                         self.sl_reply(482, "Loop Detected", st);
                         Ret::False
                     }
                     Err(Refusal::NoRoute) => {
-                        log::warn!("forward(): no listening socket can reach {host}");
+                        log::warn!("forward(): no {proto} listening socket can reach {host}");
                         Ret::False
                     }
                 }
@@ -208,7 +229,7 @@ impl<'a> Ctx<'a> {
                     msg: self.msg.clone(),
                     st: st.clone(),
                 };
-                match self.s.park(q, Parked::new(port, work)) {
+                match self.s.park(q, Parked::new(port, proto, work)) {
                     // Sent (or answered) when the resolver answers.
                     Ok(()) => Ret::True,
                     Err(_) => {
@@ -241,7 +262,15 @@ impl<'a> Ctx<'a> {
             log::debug!("reply's next Via has no address to send to (no received): dropped");
             return;
         };
-        let Some(li) = self.s.pick_listener(to, out_li.or(Some(self.li))) else {
+        // Back over the transport its request came in on when we know it
+        // (Kamailio's tm does so), else the one the Via names (its
+        // forward_reply).
+        let proto = match out_li {
+            Some(l) => self.s.sock_transport(l),
+            None => via_transport(&next),
+        };
+        let Some(li) = self.s.pick_listener(to, proto, out_li.or(Some(self.li))) else {
+            log::debug!("reply to {proto}:{to}: no {proto} socket of that family: dropped");
             return;
         };
         let bytes = out.as_bytes().to_vec();
@@ -260,10 +289,9 @@ impl<'a> Ctx<'a> {
     }
 
     fn record_route(&mut self) -> Ret {
-        let Some(sock) = self.s.socket(self.li) else {
+        let Some(value) = rr_value(self.s, self.li, false) else {
             return Ret::False;
         };
-        let value = format!("<sip:{}:{};lr>", sock.sip_host, sock.sip_port);
         match self.msg.insert_header_top("Record-Route", &value) {
             Ok(()) => Ret::True,
             Err(_) => Ret::False,
@@ -285,14 +313,29 @@ impl<'a> Ctx<'a> {
         let Some(first) = routes.first() else {
             return Ret::False;
         };
-        let ours = Uri::parse(first).is_ok_and(|u| self.s.is_local(u.host_unbracketed(), u.port()));
-        let next = if ours {
-            if self.msg.remove_first_route().is_err() {
-                return Ret::False;
+        let is_ours = |r: &str| -> Option<bool> {
+            let u = Uri::parse(r).ok()?;
+            self.s
+                .is_local(u.host_unbracketed(), u.port())
+                .then(|| u.param("r2").is_some())
+        };
+        let next = match is_ours(first) {
+            Some(r2) => {
+                if self.msg.remove_first_route().is_err() {
+                    return Ret::False;
+                }
+                // Double Record-Route (`r2=on`): both entries are ours.
+                let second = routes.get(1);
+                if r2 && second.is_some_and(|r| is_ours(r).is_some()) {
+                    if self.msg.remove_first_route().is_err() {
+                        return Ret::False;
+                    }
+                    routes.get(2)
+                } else {
+                    second
+                }
             }
-            routes.get(1)
-        } else {
-            Some(first)
+            None => Some(first),
         };
         if let Some(n) = next {
             self.du = Some(n.clone());
@@ -503,7 +546,9 @@ pub(crate) fn send_stateless_reply(
 ) -> Option<(Vec<u8>, usize, SocketAddr)> {
     let via = req.top_via()?.ok()?;
     let to = via.response_addr()?;
-    let out_li = s.pick_listener(to, Some(li))?;
+    // Over the transport the request came in on, whatever its Via says
+    // (Kamailio's sl: reply_to_via=0).
+    let out_li = s.pick_listener(to, s.sock_transport(li), Some(li))?;
     let tag = with_tag.then(|| {
         let h = fnv1a(&[
             req.call_id().unwrap_or_default(),
@@ -553,15 +598,80 @@ pub(crate) enum Refusal {
     NoRoute,
 }
 
-/// The first of `addrs` some listener can reach, and that listener.
+/// The first of `addrs` some socket of `proto` can reach, and that socket;
+/// a request too large for UDP (`udp_mtu`) moves to `udp_mtu_try_proto`
+/// when a socket of it can reach the same address.
 pub(crate) fn pick_target(
     s: &State,
+    proto: Transport,
     addrs: &[SocketAddr],
     li: usize,
+    msg: &SipMsg,
 ) -> Option<(SocketAddr, usize)> {
-    addrs
+    let (to, out_li) = addrs
         .iter()
-        .find_map(|&a| s.pick_listener(a, Some(li)).map(|l| (a, l)))
+        .find_map(|&a| s.pick_listener(a, proto, Some(li)).map(|l| (a, l)))?;
+    if let Some(p) = s.over_mtu(out_li, msg) {
+        if let Some(bigger) = s.pick_listener(to, p, Some(li)) {
+            return Some((to, bigger));
+        }
+    }
+    Some((to, out_li))
+}
+
+/// The transport a Via's sent-protocol names (UDP when unknown).
+pub(crate) fn via_transport(v: &crate::sip::Via<'_>) -> Transport {
+    Transport::parse(v.transport).unwrap_or_default()
+}
+
+/// The transport a URI asks for: `;transport=`, else TLS for `sips:`,
+/// else UDP (RFC 3263 §4.1 without NAPTR).
+pub(crate) fn uri_transport(u: &Uri) -> Transport {
+    match u.param("transport").flatten().map(Transport::parse) {
+        Some(Ok(t)) => t,
+        _ if matches!(u.scheme(), crate::sip::Scheme::Sips) => Transport::Tls,
+        _ => Transport::Udp,
+    }
+}
+
+/// Our Record-Route value for socket `li`: its transport named unless
+/// UDP; `r2` when it is one of a double Record-Route (rr's
+/// enable_double_rr: the transport or family changes between the legs).
+pub(crate) fn rr_value(s: &State, li: usize, r2: bool) -> Option<String> {
+    let sock = s.socket(li)?;
+    let transport = match sock.proto {
+        Transport::Udp => String::new(),
+        t => format!(";transport={t}"),
+    };
+    let r2 = if r2 { ";r2=on" } else { "" };
+    Some(format!(
+        "<sip:{}:{}{transport}{r2};lr>",
+        sock.sip_host, sock.sip_port
+    ))
+}
+
+/// When the request carries our Record-Route for `li` and leaves from
+/// `out_li` of another transport or family, that entry becomes two: the
+/// outgoing socket's on top, the incoming one's below (each `r2=on`), so
+/// each side routes back to the socket it can reach.
+pub(crate) fn double_rr(s: &State, li: usize, out_li: usize, msg: &mut SipMsg) {
+    let (Some(a), Some(b)) = (s.socket(li), s.socket(out_li)) else {
+        return;
+    };
+    if !s.double_rr() {
+        return;
+    }
+    if a.proto == b.proto && a.addr.is_ipv4() == b.addr.is_ipv4() {
+        return;
+    }
+    let (Some(single), Some(inner), Some(outer)) = (
+        rr_value(s, li, false),
+        rr_value(s, li, true),
+        rr_value(s, out_li, true),
+    ) else {
+        return;
+    };
+    let _ = msg.replace_first_header("Record-Route", &single, &[&outer, &inner]);
 }
 
 /// A request we would send to ourselves with nothing left to route it
@@ -578,11 +688,11 @@ pub(crate) fn forward_to(
     li: usize,
     msg: &SipMsg,
     st: &MsgState,
-    addrs: &[SocketAddr],
+    (proto, addrs): (Transport, &[SocketAddr]),
     now: Instant,
     wall: WallTime,
 ) -> Result<(), Refusal> {
-    let (to, out_li) = pick_target(s, addrs, li).ok_or(Refusal::NoRoute)?;
+    let (to, out_li) = pick_target(s, proto, addrs, li, msg).ok_or(Refusal::NoRoute)?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("forward(): next hop {to} is this proxy and no Route is left: 482");
@@ -592,6 +702,7 @@ pub(crate) fn forward_to(
     let branch = stateless_branch(msg, sock.addr.to_string().as_bytes());
     let via = s.via(out_li, &branch);
     let mut out = msg.clone();
+    double_rr(s, li, out_li, &mut out);
     if via.is_none_or(|v| out.push_via(&v).is_err()) {
         log::warn!("forward(): cannot add our Via");
         return Err(Refusal::NoRoute);
@@ -661,14 +772,14 @@ impl Host for Ctx<'_> {
             MsgPv::SrcIp => Value::Str(self.src.ip().to_string()),
             MsgPv::SrcPort => Value::Int(i64::from(self.src.port())),
             MsgPv::RcvIp => self
-                .s
-                .socket(self.li)
-                .map(|l| Value::Str(l.addr.ip().to_string()))
+                .local
+                .or_else(|| self.s.socket(self.li).map(|l| l.addr))
+                .map(|a| Value::Str(a.ip().to_string()))
                 .unwrap_or(Value::Null),
             MsgPv::RcvPort => self
-                .s
-                .socket(self.li)
-                .map(|l| Value::Int(i64::from(l.addr.port())))
+                .local
+                .or_else(|| self.s.socket(self.li).map(|l| l.addr))
+                .map(|a| Value::Int(i64::from(a.port())))
                 .unwrap_or(Value::Null),
             MsgPv::Proto => Value::Str(self.proto().as_str().to_string()),
             MsgPv::Status => m

@@ -1,5 +1,6 @@
-//! The proxy core: one received datagram in, datagrams to send and trace
-//! rows out. It runs the routing script for each message and implements
+//! The proxy core: one received message in (a datagram, or a message
+//! framed on a TCP/TLS connection, with that connection's own local
+//! address), messages to send and trace rows out. It runs the routing script for each message and implements
 //! the script's `Host` (pseudo-variables, sip_trace(), forward(),
 //! sl_send_reply(), record_route(), loose_route()…), deciding which trace
 //! events happen (docs/decisions.md §1, §7).
@@ -77,14 +78,36 @@ pub struct CoreSettings {
     /// Kamailio 5's `trace_mode` bits: 2 rows, 1|4 copies to duplicate_uri
     /// (docs/decisions.md §16). 0: off.
     pub trace_mode: u8,
+    /// `udp_mtu` and `udp_mtu_try_proto`: None when off.
+    pub udp_mtu: Option<(usize, Transport)>,
+    /// rr `enable_double_rr` (Kamailio's default: on).
+    pub double_rr: bool,
 }
 
-/// A datagram to send.
+/// A message to send: a datagram from UDP socket `listener`, or on the
+/// stream connection to `to` (opened from stream socket `listener` when
+/// there is none).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Send {
     pub listener: usize,
+    pub proto: Transport,
     pub to: SocketAddr,
     pub bytes: Vec<u8>,
+    /// The `out` event to trace once the reactor knows the connection's
+    /// local address ([`Core::trace_stream_sent`]); None on UDP, whose
+    /// events are traced when the send is queued.
+    pub trace: Option<Box<StreamTrace>>,
+}
+
+/// What tracing a message sent on a stream needs besides its bytes and
+/// addresses, decided when the core queued it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StreamTrace {
+    pub(crate) facts: crate::trace::Facts,
+    pub(crate) trigger: Trigger,
+    pub(crate) users: Vec<String>,
+    pub(crate) table: Option<String>,
+    pub(crate) time: WallTime,
 }
 
 /// Counters of the SIP side.
@@ -207,10 +230,13 @@ impl Core {
         let sends = self.s.take_sends();
         if self.s.traces_all() && self.s.trace_on() != 0 {
             if let Some((now, wall)) = self.s.clock() {
-                for snd in &sends {
+                // Stream sends wait for their connection's local address
+                // ([`Core::trace_stream_sent`]).
+                for snd in sends.iter().filter(|s| s.proto == Transport::Udp) {
                     if let Ok(m) = SipMsg::parse(&snd.bytes) {
                         let dir = crate::trace::Direction::Out;
-                        self.trace_all(snd.listener, snd.to, &snd.bytes, &m, dir, now, wall);
+                        let at = (snd.listener, None, snd.to);
+                        self.trace_all(at, &snd.bytes, &m, dir, now, wall);
                     }
                 }
             }
@@ -224,8 +250,7 @@ impl Core {
     #[allow(clippy::too_many_arguments)]
     fn trace_all(
         &mut self,
-        li: usize,
-        peer: SocketAddr,
+        (li, conn_local, peer): (usize, Option<SocketAddr>, SocketAddr),
         raw: &[u8],
         msg: &SipMsg,
         dir: crate::trace::Direction,
@@ -245,10 +270,11 @@ impl Core {
         }
         let Some(f) = facts(msg) else { return };
         let proto = self.s.sock_transport(li);
-        let (local, remote) = (
-            self.s.local_endpoint(li),
-            crate::trace::Endpoint::sock(proto, peer),
-        );
+        let local = match conn_local {
+            Some(a) => self.s.conn_endpoint(proto, a),
+            None => self.s.local_endpoint(li),
+        };
+        let remote = crate::trace::Endpoint::sock(proto, peer);
         let (from, to) = match dir {
             crate::trace::Direction::In => (remote, local),
             crate::trace::Direction::Out => (local, remote),
@@ -262,6 +288,32 @@ impl Core {
             time: wall,
         };
         self.s.trace_all(&ev);
+    }
+
+    /// The reactor sent `s` on a connection whose local address is
+    /// `local`: its `out` event is traced now, with that address.
+    pub(crate) fn trace_stream_sent(&mut self, s: &Send, local: SocketAddr) {
+        if let Some(t) = &s.trace {
+            self.s.trace_stream_sent(t, &s.bytes, s.proto, local, s.to);
+        }
+        if self.s.traces_all()
+            && self.s.trace_on() != 0
+            && let Some((now, wall)) = self.s.clock()
+            && let Ok(m) = SipMsg::parse(&s.bytes)
+        {
+            let at = (s.listener, Some(local), s.to);
+            self.trace_all(at, &s.bytes, &m, crate::trace::Direction::Out, now, wall);
+        }
+    }
+
+    /// The transport of socket `li`.
+    pub(crate) fn socket_proto(&self, li: usize) -> Transport {
+        self.s.sock_transport(li)
+    }
+
+    /// The address of socket `li`.
+    pub(crate) fn socket_addr(&self, li: usize) -> Option<SocketAddr> {
+        self.s.socket(li).map(|s| s.addr)
     }
 
     pub(crate) fn take_mirrors(&mut self) -> Vec<MirrorCopy> {
@@ -328,8 +380,15 @@ impl Core {
             match p.work {
                 park::Work::Stateless { li, msg, st } => {
                     let refusal = match &addrs {
-                        Some(a) => match host::forward_to(&mut self.s, li, &msg, &st, a, now, wall)
-                        {
+                        Some(a) => match host::forward_to(
+                            &mut self.s,
+                            li,
+                            &msg,
+                            &st,
+                            (p.proto, a),
+                            now,
+                            wall,
+                        ) {
                             Ok(()) => continue,
                             Err(host::Refusal::Loop) => (482, "Loop Detected"),
                             Err(host::Refusal::NoRoute) => {
@@ -347,7 +406,8 @@ impl Core {
                     }
                     let refusal = match &addrs {
                         Some(a) => {
-                            match tm::relay_branch(&mut self.s, tx, li, &msg, a, now, wall) {
+                            let to = (p.proto, a.as_slice());
+                            match tm::relay_branch(&mut self.s, tx, li, &msg, to, now, wall) {
                                 Ok(()) => continue,
                                 Err(tm::BranchError::Route(host::Refusal::Loop)) => {
                                     (482, "Loop Detected")
@@ -386,6 +446,58 @@ impl Core {
         now: Instant,
         wall: WallTime,
     ) {
+        self.on_message(li, None, src, raw, now, wall);
+    }
+
+    /// One message framed on a stream connection of socket `li`, from
+    /// `src`, whose own local address is `local` (an outgoing
+    /// connection's ephemeral port).
+    pub(crate) fn on_stream_message(
+        &mut self,
+        li: usize,
+        local: SocketAddr,
+        src: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        wall: WallTime,
+    ) {
+        self.on_message(li, Some(local), src, raw, now, wall);
+    }
+
+    /// A message on a stream without Content-Length (`head` is its header
+    /// section): 400 on the same connection, which the reactor then
+    /// closes (RFC 3261 §18.3). Not traced, as no malformed message is.
+    pub(crate) fn on_unframed(&mut self, li: usize, src: SocketAddr, head: &[u8]) {
+        self.s.stats_mut().received += 1;
+        self.s.stats_mut().malformed += 1;
+        let Ok(mut m) = SipMsg::parse_to_answer(head) else {
+            return;
+        };
+        if m.is_request() && m.method() != Some("ACK") {
+            let _ = m.force_via_rport();
+            let _ = m.set_via_received(src.ip(), src.port());
+            host::send_stateless_reply(
+                &mut self.s,
+                li,
+                &m,
+                400,
+                "Missing Content-Length",
+                &[],
+                false,
+            );
+        }
+    }
+
+    fn on_message(
+        &mut self,
+        li: usize,
+        local: Option<SocketAddr>,
+        src: SocketAddr,
+        raw: &[u8],
+        now: Instant,
+        wall: WallTime,
+    ) {
+        let stream = local.is_some();
         self.s.stats_mut().received += 1;
         self.s.set_clock(now, wall);
         let msg = match SipMsg::parse(raw) {
@@ -397,6 +509,9 @@ impl Core {
                 // 400 when it can be addressed (RFC 4475 §3.1.2.2).
                 if let Ok(mut m) = SipMsg::parse_to_answer(raw) {
                     if m.is_request() && m.method() != Some("ACK") {
+                        if stream {
+                            let _ = m.force_via_rport();
+                        }
                         let _ = m.set_via_received(src.ip(), src.port());
                         host::send_stateless_reply(
                             &mut self.s,
@@ -418,24 +533,30 @@ impl Core {
             if msg.is_request() && msg.method() != Some("ACK") {
                 let (code, reason) = why.status();
                 let mut m = msg;
+                if stream {
+                    let _ = m.force_via_rport();
+                }
                 let _ = m.set_via_received(src.ip(), src.port());
                 host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
             }
             return;
         }
         if self.s.traces_all() {
-            self.trace_all(li, src, raw, &msg, crate::trace::Direction::In, now, wall);
+            let at = (li, local, src);
+            self.trace_all(at, raw, &msg, crate::trace::Direction::In, now, wall);
         }
         if msg.is_request() {
-            self.on_request(li, src, raw, msg, now, wall);
+            self.on_request(li, local, src, raw, msg, now, wall);
         } else {
-            self.on_reply(li, src, raw, msg, now, wall);
+            self.on_reply(li, local, src, raw, msg, now, wall);
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_request(
         &mut self,
         li: usize,
+        local: Option<SocketAddr>,
         src: SocketAddr,
         raw: &[u8],
         orig: SipMsg,
@@ -445,6 +566,7 @@ impl Core {
         if orig.method() == Some("ACK") && self.s.is_sl_ack(&orig) {
             if self.s.traces_sl_acks() {
                 let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+                ctx.local = local;
                 ctx.trace_received(Trigger::Script, &MsgState::default(), None);
             }
             return;
@@ -454,6 +576,9 @@ impl Core {
         // tm does so itself (t_check_trans / t_relay); the script runs for
         // every request (docs/decisions.md §7).
         let mut work = orig.clone();
+        if local.is_some() {
+            let _ = work.force_via_rport();
+        }
         let _ = work.set_via_received(src.ip(), src.port());
         let mut st = MsgState::default();
         // A filter or a dialog traced whole: the request is traced as it
@@ -461,6 +586,7 @@ impl Core {
         let scope = self.s.scope_of_request(&orig, src, now, wall);
         let route = self.program.request_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.local = local;
         ctx.msg = work;
         match scope {
             Some(dialogs::Scope::Filter) => {
@@ -483,9 +609,11 @@ impl Core {
         tm::run_pending(self, now, wall);
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn on_reply(
         &mut self,
         li: usize,
+        local: Option<SocketAddr>,
         src: SocketAddr,
         raw: &[u8],
         orig: SipMsg,
@@ -502,7 +630,7 @@ impl Core {
         let ours = self.s.is_local(via.host_unbracketed(), Some(via_port));
         let branch = via.branch().unwrap_or("").to_string();
         let forced = self.s.reply_forced(&orig, src, now, wall);
-        if ours && tm::on_reply(self, li, src, raw, &orig, &branch, forced, now, wall) {
+        if ours && tm::on_reply(self, li, local, src, raw, &orig, &branch, forced, now, wall) {
             return;
         }
         let rem = if ours {
@@ -515,6 +643,7 @@ impl Core {
         let out_li = rem.as_ref().map(|r| r.listener);
         let route = self.program.onreply_route();
         let mut ctx = host::Ctx::new(&mut self.s, li, src, raw, &orig, now, wall);
+        ctx.local = local;
         ctx.msg = orig.clone();
         let outcome = match route {
             Some(r) => Some(self.program.run(r, &mut st, &mut self.vars, &mut ctx)),

@@ -50,17 +50,24 @@ pub(crate) struct Parked {
     /// The port of the next hop, when it had one (an A/AAAA query's
     /// answer carries none).
     pub port: Option<u16>,
+    /// The transport the next hop is reached over.
+    pub proto: crate::sip::Transport,
     pub work: Work,
     bytes: usize,
 }
 
 impl Parked {
-    pub fn new(port: Option<u16>, work: Work) -> Parked {
+    pub fn new(port: Option<u16>, proto: crate::sip::Transport, work: Work) -> Parked {
         let bytes = match &work {
             Work::Stateless { msg, st, .. } => msg.as_bytes().len() + st.approx_bytes(),
             Work::Branch { msg, .. } => msg.as_bytes().len(),
         } + 256;
-        Parked { port, work, bytes }
+        Parked {
+            port,
+            proto,
+            work,
+            bytes,
+        }
     }
 }
 
@@ -124,6 +131,7 @@ mod tests {
         );
         Parked::new(
             Some(5060),
+            crate::sip::Transport::Udp,
             Work::Stateless {
                 li: 0,
                 msg: SipMsg::parse(raw.as_bytes()).unwrap(),

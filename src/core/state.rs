@@ -13,7 +13,7 @@ use super::memory::{Evicted, Memory, Remembered};
 use super::park::{Park, ParkFull, Parked};
 use super::resolve::{Lookup, Query, Resolver};
 use super::tm::Tm;
-use super::{CoreSettings, CoreStats, LocalSock, Send};
+use super::{CoreSettings, CoreStats, LocalSock, Send, StreamTrace};
 use crate::clock::WallTime;
 use crate::db::Row;
 use crate::limits::{Bound, Limits};
@@ -38,6 +38,9 @@ pub(crate) struct State {
     tracer: Tracer,
     memory: Memory,
     sends: Vec<Send>,
+    /// An `out` event on a stream socket traced before its send was
+    /// queued: attached to that send (docs/decisions.md §18).
+    stream_trace: Option<(usize, SocketAddr, usize, Box<StreamTrace>)>,
     /// Copies for duplicate_uri / sip_trace(uri) / HEP, in event order.
     mirror: Mirror,
     rows: Vec<Row>,
@@ -50,6 +53,8 @@ pub(crate) struct State {
     /// Prefix of the To-tags sl_send_reply writes: an ACK whose To-tag has
     /// it answers one of our stateless replies and is absorbed (sl module).
     sl_tag: String,
+    udp_mtu: Option<(usize, Transport)>,
+    double_rr: bool,
     tm: Tm,
     limits: Limits,
     /// Runtime trace filters (docs/decisions.md §16).
@@ -86,6 +91,8 @@ impl State {
             dialogs: dialog_limits,
             filter_max_ttl,
             trace_mode,
+            udp_mtu,
+            double_rr,
         } = settings;
         let memory_cap = memory_cap.max(1024);
         let mut limits = Limits::default();
@@ -96,7 +103,14 @@ impl State {
         limits.set_value(Bound::TransactionBytes, tm_values.max_bytes as u64);
         limits.set_value(Bound::TracedDialogs, dialog_limits.max_entries as u64);
         limits.set_value(Bound::TracedDialogBytes, dialog_limits.max_bytes as u64);
-        let mirror = Mirror::new(mirror, socks.iter().map(|s| s.addr).collect());
+        // UDP sockets come first (daemon.rs): a copy's listener index is
+        // the reactor's UDP socket index.
+        let udp: Vec<SocketAddr> = socks
+            .iter()
+            .take_while(|s| s.proto == Transport::Udp)
+            .map(|s| s.addr)
+            .collect();
+        let mirror = Mirror::new(mirror, udp);
         State {
             trace_flag,
             traced_user_avp,
@@ -108,6 +122,7 @@ impl State {
             tracer,
             memory: Memory::new(memory_cap, memory_bytes),
             sends: Vec::new(),
+            stream_trace: None,
             mirror,
             rows: Vec::new(),
             stats: CoreStats::default(),
@@ -115,6 +130,8 @@ impl State {
             park: Park::new(park),
             loops: 0,
             sl_tag: format!("{seed:016x}"),
+            udp_mtu,
+            double_rr,
             tm: Tm::new(tm_config),
             limits,
             filters: Filters::new(filter_max_ttl),
@@ -443,11 +460,42 @@ impl State {
     }
 
     pub fn send(&mut self, listener: usize, to: SocketAddr, bytes: Vec<u8>) {
+        let trace = match self.stream_trace.take() {
+            Some((l, t, n, tr)) if l == listener && t == to && n == bytes.len() => Some(tr),
+            other => {
+                self.stream_trace = other;
+                None
+            }
+        };
         self.sends.push(Send {
             listener,
+            proto: self.sock_transport(listener),
             to,
             bytes,
+            trace,
         });
+    }
+
+    /// The `out` event of a message sent on a stream connection whose
+    /// local address the reactor knows only now (an outgoing
+    /// connection's ephemeral port).
+    pub(crate) fn trace_stream_sent(
+        &mut self,
+        t: &StreamTrace,
+        bytes: &[u8],
+        proto: Transport,
+        local: SocketAddr,
+        to: SocketAddr,
+    ) {
+        let ev = Event {
+            bytes,
+            facts: &t.facts,
+            dir: Direction::Out,
+            from: self.tracer.local(Endpoint::sock(proto, local)),
+            to: Endpoint::sock(proto, to),
+            time: t.time,
+        };
+        self.trace_with(&ev, t.trigger, t.users.clone(), t.table.clone(), None);
     }
 
     /// `host` with `port` (none: RFC 3263 SRV for a name, 5060 for an IP
@@ -573,21 +621,42 @@ impl State {
         self.socks.iter().any(|s| s.addr.ip() == ip)
     }
 
-    /// The listener to send to `to` from: the preferred one when its
-    /// address family fits, else the first that fits.
-    pub(crate) fn pick_listener(&self, to: SocketAddr, preferred: Option<usize>) -> Option<usize> {
+    /// The socket to send to `to` over `proto` from: the preferred one
+    /// when its transport and address family fit, else the first that
+    /// fits.
+    pub(crate) fn pick_listener(
+        &self,
+        to: SocketAddr,
+        proto: Transport,
+        preferred: Option<usize>,
+    ) -> Option<usize> {
+        let fits = |s: &LocalSock| s.proto == proto && s.addr.is_ipv4() == to.is_ipv4();
         if let Some(p) = preferred {
-            if self
-                .socks
-                .get(p)
-                .is_some_and(|s| s.addr.is_ipv4() == to.is_ipv4())
-            {
+            if self.socks.get(p).is_some_and(fits) {
                 return Some(p);
             }
         }
-        self.socks
-            .iter()
-            .position(|s| s.addr.is_ipv4() == to.is_ipv4())
+        self.socks.iter().position(fits)
+    }
+
+    /// rr `enable_double_rr`.
+    pub(crate) fn double_rr(&self) -> bool {
+        self.double_rr
+    }
+
+    /// Kamailio's size rule: `msg`, about to leave UDP socket `li`, is
+    /// larger than `udp_mtu` once our Via is on it — the transport to try
+    /// instead (`udp_mtu_try_proto`), as RFC 3261 §18.1.1 asks for
+    /// requests near the path MTU.
+    pub(crate) fn over_mtu(&self, li: usize, msg: &SipMsg) -> Option<Transport> {
+        let (mtu, try_proto) = self.udp_mtu?;
+        if self.sock_transport(li) != Transport::Udp {
+            return None;
+        }
+        // Our Via: "Via: " + its value + CRLF, with a branch as long as
+        // the ones we write.
+        let via = self.via(li, &"z".repeat(40))?.len() + 7;
+        (msg.as_bytes().len() + via > mtu).then_some(try_proto)
     }
 
     /// The transport of listener `li` (UDP when there is none: the only
@@ -608,6 +677,12 @@ impl State {
     /// (docs/decisions.md §1).
     pub(crate) fn local_endpoint(&self, li: usize) -> Endpoint {
         self.tracer.local(self.sock_endpoint(li))
+    }
+
+    /// A connection's own local address as a trace event's end, or
+    /// trace_local_ip.
+    pub(crate) fn conn_endpoint(&self, proto: Transport, local: SocketAddr) -> Endpoint {
+        self.tracer.local(Endpoint::sock(proto, local))
     }
 
     /// Is the trace flag set in `st`? A message of a dialog traced whole,
@@ -661,6 +736,30 @@ impl State {
         wall: WallTime,
     ) {
         let flag_set = self.flag_set(st);
+        let proto = self.sock_transport(li);
+        if proto != Transport::Udp {
+            let trigger = Trigger::Flag { flag_set };
+            if !self.wants_trace(trigger, st) {
+                return;
+            }
+            let t = Box::new(StreamTrace {
+                facts: f.clone(),
+                trigger,
+                users: self.traced_users(st),
+                table: self.trace_table(st),
+                time: wall,
+            });
+            // Replies are queued before they are traced, requests after.
+            let queued =
+                self.sends.iter_mut().rev().find(|s| {
+                    s.listener == li && s.to == to && s.trace.is_none() && s.bytes == bytes
+                });
+            match queued {
+                Some(s) => s.trace = Some(t),
+                None => self.stream_trace = Some((li, to, bytes.len(), t)),
+            }
+            return;
+        }
         let ev = Event {
             bytes,
             facts: f,
@@ -691,6 +790,20 @@ impl State {
             return;
         }
         let table = self.trace_table(st);
+        self.trace_with(ev, trigger, users, table, mirror);
+    }
+
+    fn trace_with(
+        &mut self,
+        ev: &Event<'_>,
+        trigger: Trigger,
+        users: Vec<String>,
+        table: Option<String>,
+        mirror: Option<MirrorReq<'_>>,
+    ) {
+        if !self.tracer.wants(trigger, users.len()) {
+            return;
+        }
         // Once per event: every row and the copy carry the same masked bytes.
         let masked = self.tracer.mask(ev.bytes);
         let masked_ev;

@@ -27,11 +27,19 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Where a transaction sends: out of listener `li`, to `to`.
+/// Where a transaction sends: out of listener `li`, to `to`; `reliable`
+/// when that socket is a stream (no retransmissions, no absorbing waits).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Hop {
     pub li: usize,
     pub to: SocketAddr,
+    pub reliable: bool,
+}
+
+impl crate::tsx::Destination for Hop {
+    fn reliable(&self) -> bool {
+        self.reliable
+    }
 }
 
 /// The request a transaction was made from, kept until its final reply
@@ -256,7 +264,12 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
     let via = ctx.msg.top_via().and_then(Result::ok).ok_or(Ret::False)?;
     // Replies need no DNS: received/rport of the top Via (RFC 3581).
     let to = via.response_addr().ok_or(Ret::False)?;
-    let li = ctx.s.pick_listener(to, Some(ctx.li)).ok_or(Ret::False)?;
+    // Replies go back over the transport the request came in on.
+    let proto = ctx.proto();
+    let li = ctx
+        .s
+        .pick_listener(to, proto, Some(ctx.li))
+        .ok_or(Ret::False)?;
     let trying = (ctx.msg.method() == Some("INVITE"))
         .then(|| Payload::from(ctx.s.reply_bytes(&ctx.msg, 100, "Trying", None, &[])));
     // The copies of the request kept until the final reply count against
@@ -270,12 +283,18 @@ fn ensure_tx(ctx: &mut Ctx<'_>, st: &MsgState) -> Result<TxId, Ret> {
         on_reply: ctx.on_reply,
         on_failure: ctx.on_failure,
     };
-    match ctx
-        .s
-        .tm_mut()
-        .table
-        .create_holding(key, Hop { li, to }, data, held, trying, ctx.now)
-    {
+    match ctx.s.tm_mut().table.create_holding(
+        key,
+        Hop {
+            li,
+            to,
+            reliable: proto != crate::sip::Transport::Udp,
+        },
+        data,
+        held,
+        trying,
+        ctx.now,
+    ) {
         Ok(tx) => {
             ctx.s.tm_mut().created += 1;
             ctx.current_tx = Some(tx);
@@ -348,7 +367,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
         d.on_reply = ctx.on_reply.or(d.on_reply);
         d.on_failure = ctx.on_failure;
     }
-    let Some((host, port)) = ctx.next_hop_target(dest) else {
+    let Some((host, port, proto)) = ctx.next_hop_target(dest) else {
         log::warn!(
             "t_relay(): no usable destination for {}",
             ctx.msg.request_uri().unwrap_or("?")
@@ -359,7 +378,8 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
     // Kamailio's t_relay does (kill_transaction): 478, 482 or 503.
     match ctx.s.lookup(&host, port, ctx.now) {
         Lookup::Ready(addrs) => {
-            match relay_branch(ctx.s, tx, ctx.li, &ctx.msg, &addrs, ctx.now, ctx.wall) {
+            let to = (proto, addrs.as_slice());
+            match relay_branch(ctx.s, tx, ctx.li, &ctx.msg, to, ctx.now, ctx.wall) {
                 Ok(()) => {
                     ctx.relayed = true;
                     Ret::True
@@ -370,7 +390,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                     Ret::False
                 }
                 Err(BranchError::Route(Refusal::NoRoute)) => {
-                    log::warn!("t_relay(): no listening socket can reach {host}");
+                    log::warn!("t_relay(): no {proto} listening socket can reach {host}");
                     Ret::False
                 }
                 // In failure_route the transaction's best reply goes
@@ -409,7 +429,7 @@ fn relay(ctx: &mut Ctx<'_>, dest: Option<&crate::script::Dest<'_>>, st: &mut Msg
                 li: ctx.li,
                 msg: ctx.msg.clone(),
             };
-            match ctx.s.park(q, Parked::new(port, work)) {
+            match ctx.s.park(q, Parked::new(port, proto, work)) {
                 // The branch is added when the resolver answers.
                 Ok(()) => Ret::True,
                 Err(_) => {
@@ -450,11 +470,12 @@ pub(crate) fn relay_branch(
     tx: TxId,
     li: usize,
     msg: &SipMsg,
-    addrs: &[SocketAddr],
+    (proto, addrs): (crate::sip::Transport, &[SocketAddr]),
     now: Instant,
     wall: WallTime,
 ) -> Result<(), BranchError> {
-    let (to, out_li) = pick_target(s, addrs, li).ok_or(BranchError::Route(Refusal::NoRoute))?;
+    let (to, out_li) =
+        pick_target(s, proto, addrs, li, msg).ok_or(BranchError::Route(Refusal::NoRoute))?;
     if is_loop(s, to, msg) {
         s.count_loop();
         log::info!("t_relay(): next hop {to} is this proxy and no Route is left: 482");
@@ -463,6 +484,7 @@ pub(crate) fn relay_branch(
     s.tm_mut().next_branch += 1;
     let branch = s.tagged("z9hG4bK", s.tm().next_branch);
     let mut out = msg.clone();
+    super::host::double_rr(s, li, out_li, &mut out);
     if s.via(out_li, &branch)
         .is_none_or(|via| out.push_via(&via).is_err())
     {
@@ -470,10 +492,15 @@ pub(crate) fn relay_branch(
     }
     let method = Method::from_token(msg.method().unwrap_or(""));
     let key = ClientKey { branch, method };
+    let reliable = s.sock_transport(out_li) != crate::sip::Transport::Udp;
     match s.tm_mut().table.add_branch(
         tx,
         key,
-        Hop { li: out_li, to },
+        Hop {
+            li: out_li,
+            to,
+            reliable,
+        },
         Payload::from(out.into_bytes()),
         now,
     ) {
@@ -673,6 +700,7 @@ fn trace_out(s: &mut State, bytes: &[u8], to: Hop, st: &MsgState, wall: WallTime
 pub(crate) fn on_reply(
     core: &mut Core,
     li: usize,
+    local: Option<SocketAddr>,
     src: SocketAddr,
     raw: &[u8],
     orig: &SipMsg,
@@ -717,6 +745,7 @@ pub(crate) fn on_reply(
     // onreply_route sees it so); the transaction's state is unchanged.
     st.trace_forced |= forced;
     let mut ctx = Ctx::new(&mut core.s, li, src, raw, orig, now, wall);
+    ctx.local = local;
     ctx.current_tx = Some(m.tx);
     let flag_set = ctx.flag_set(&st);
     ctx.trace_received(Trigger::Flag { flag_set }, &st, None);

@@ -1155,7 +1155,8 @@ mod tests {
              sl_memory_entries:: 0 hits=0\nsl_memory_bytes:: 0 hits=0\n\
              udp_turn_datagrams:: 0 hits=0\nudp_turn_bytes:: 0 hits=0\n\
              mi_pending_replies:: 0 hits=0\nmi_pending_reply_bytes:: 0 hits=0\n\
-             dialog_max:: 0 hits=0\ndialog_max_bytes:: 0 hits=0\n\n"
+             dialog_max:: 0 hits=0\ndialog_max_bytes:: 0 hits=0\n\
+             tcp_max_connections:: 0 hits=0\ntcp_conn_wq_max:: 0 hits=0\n\n"
         );
         let got = rpc_result(&mut host, "core.limits", "[]");
         assert!(

@@ -19,6 +19,12 @@
 //! in `readable` and read again next turn without a new event, the poll
 //! not waiting while any is.
 //!
+//! Invariant: one turn reads at most 64 KiB from each SIP TCP/TLS
+//! connection (transport/tcp.rs), handling each connection's messages
+//! before the next one's, so a peer that streams cannot starve the others;
+//! a connection left with more is read again next turn, the poll not
+//! waiting (docs/decisions.md §18).
+//!
 //! Invariant: the `/metrics` endpoint (`metrics_listen`) never blocks a
 //! turn: its connections are non-blocking, bounded in number and buffers,
 //! and closed at their deadline (reactor/metrics.rs); its body is rendered
@@ -32,11 +38,13 @@ pub mod metrics;
 use crate::clock::WallTime;
 use crate::config::DnsConfig;
 use crate::core::Core;
+use crate::sip::Transport;
 use crate::spool::TraceSink;
 use crate::trace::mirror::CopyVia;
 use crate::trace::stream::StreamConfig;
 use crate::transport::dns::{DnsError, DnsThread};
 use crate::transport::stream::Streams;
+use crate::transport::tcp::{Received, SipStreams, StreamListener, TcpConfig};
 use crate::transport::{Listener, MAX_DATAGRAM};
 use mio::net::UnixStream;
 use mio::unix::SourceFd;
@@ -59,6 +67,10 @@ const TOKEN_LISTENER_BASE: usize = 16;
 const TOKEN_STREAM_BASE: usize = 1 << 20;
 /// `/metrics` connections: `metrics::MAX_CONNS` tokens below the streams'.
 const TOKEN_METRICS_CONN_BASE: usize = 1 << 19;
+/// SIP over TCP: the listening sockets, then one token per connection
+/// slot (at most `tcp_max_connections`, below 2^20 slots).
+const TOKEN_SIP_TCP_LISTENER_BASE: usize = 1 << 18;
+const TOKEN_SIP_TCP_CONN_BASE: usize = 1 << 21;
 
 /// How often the FIFO paths are checked for deletion/replacement.
 const FIFO_CHECK_EVERY: Duration = Duration::from_secs(1);
@@ -80,6 +92,8 @@ pub struct Reactor {
     pub control: control::Control,
     /// Kept TCP connections for mirrored copies (`;transport=tcp`).
     streams: Streams,
+    /// SIP over TCP: listeners and connections (transport/tcp.rs).
+    sip_tcp: SipStreams,
     sink: TraceSink,
     /// Read ends of the signal pipes: SIGTERM/SIGINT on one, SIGHUP on the
     /// other, so which one woke us needs no global flag.
@@ -138,6 +152,12 @@ impl Reactor {
             core,
             control,
             streams: Streams::new(TOKEN_STREAM_BASE, StreamConfig::default()),
+            sip_tcp: SipStreams::new(
+                Vec::new(),
+                TcpConfig::default(),
+                TOKEN_SIP_TCP_LISTENER_BASE,
+                TOKEN_SIP_TCP_CONN_BASE,
+            ),
             sink,
             term_pipe,
             hup_pipe,
@@ -179,6 +199,31 @@ impl Reactor {
         }
         r.register_fifos().map_err(ReactorError::Poll)?;
         Ok(r)
+    }
+
+    /// Serves SIP over the bound TCP `listeners` (with their core socket
+    /// index), bounded as `cfg` says.
+    pub(crate) fn serve_streams(
+        &mut self,
+        listeners: Vec<(usize, StreamListener)>,
+        cfg: TcpConfig,
+        tls: Option<crate::transport::tls::TlsContext>,
+    ) -> Result<(), ReactorError> {
+        self.sip_tcp = SipStreams::new(
+            listeners,
+            cfg,
+            TOKEN_SIP_TCP_LISTENER_BASE,
+            TOKEN_SIP_TCP_CONN_BASE,
+        );
+        self.sip_tcp.set_tls(tls);
+        self.sip_tcp
+            .register(self.poll.registry())
+            .map_err(ReactorError::Poll)?;
+        use crate::limits::Bound;
+        let limits = self.core.limits_mut();
+        limits.set_value(Bound::TcpConnections, cfg.max_connections as u64);
+        limits.set_value(Bound::TcpWriteQueue, cfg.wq_max as u64);
+        Ok(())
     }
 
     /// Bytes of copies each TCP capture connection may hold while its node
@@ -264,7 +309,7 @@ impl Reactor {
         let mut events = Events::with_capacity(256);
         let mut buf = vec![0u8; MAX_DATAGRAM];
         while !self.stop {
-            let timeout = if self.readable.contains(&true) {
+            let timeout = if self.readable.contains(&true) || self.sip_tcp.has_readable() {
                 Some(Duration::ZERO)
             } else {
                 self.next_deadline()
@@ -305,6 +350,14 @@ impl Reactor {
                     t if self.streams.owns(t) => {
                         self.streams.on_event(self.poll.registry(), ev, now)
                     }
+                    t if self.sip_tcp.owns(t) => {
+                        let refused = self.sip_tcp.on_event(self.poll.registry(), ev, now);
+                        for _ in 0..refused {
+                            self.core
+                                .limits_mut()
+                                .hit(crate::limits::Bound::TcpConnections);
+                        }
+                    }
                     Token(t) if t >= TOKEN_LISTENER_BASE => {
                         if let Some(r) = self.readable.get_mut(t - TOKEN_LISTENER_BASE) {
                             *r = true;
@@ -318,6 +371,13 @@ impl Reactor {
                     self.readable[idx] = !self.on_listener(idx, &mut buf, now);
                 }
             }
+            let refused = self.sip_tcp.accept_pending(self.poll.registry(), now);
+            for _ in 0..refused {
+                self.core
+                    .limits_mut()
+                    .hit(crate::limits::Bound::TcpConnections);
+            }
+            self.on_tcp_reads(now);
             self.on_timers(now, wall);
             self.save_filters(false);
             self.flush_sends();
@@ -366,6 +426,7 @@ impl Reactor {
             self.core.next_deadline(),
             self.control.next_deadline(),
             self.streams.next_deadline(),
+            self.sip_tcp.next_deadline(),
             self.sink.next_deadline(),
             self.metrics.as_ref().and_then(|m| m.next_deadline()),
             Some(self.next_fifo_check),
@@ -414,9 +475,42 @@ impl Reactor {
         }
     }
 
+    /// Each TCP connection ready to read, up to its turn's bound; its
+    /// messages handled (and their sends made) before the next one's.
+    fn on_tcp_reads(&mut self, now: Instant) {
+        for id in self.sip_tcp.readable_ids() {
+            let got = self.sip_tcp.read(self.poll.registry(), id, now);
+            let mut unframed = false;
+            for r in got {
+                match r {
+                    Received::Message {
+                        li,
+                        local,
+                        peer,
+                        bytes,
+                    } => {
+                        let proto = self.core.socket_proto(li);
+                        self.sip_received[proto as usize] += 1;
+                        self.core
+                            .on_stream_message(li, local, peer, &bytes, now, WallTime::now());
+                    }
+                    Received::Unframed { li, peer, head, .. } => {
+                        self.core.on_unframed(li, peer, &head);
+                        unframed = true;
+                    }
+                }
+                self.flush_sends();
+            }
+            if unframed {
+                self.sip_tcp.flush_closing(self.poll.registry(), now);
+            }
+        }
+    }
+
     fn on_timers(&mut self, now: Instant, wall: WallTime) {
         self.core.on_timer(now, wall);
         self.streams.on_timer(self.poll.registry(), now);
+        self.sip_tcp.on_timer(self.poll.registry(), now);
         if let Some(m) = &mut self.metrics {
             m.on_timer(self.poll.registry(), now);
         }
@@ -488,6 +582,10 @@ impl Reactor {
     fn flush_sends(&mut self) {
         self.flush_queries();
         for s in self.core.take_sends() {
+            if s.proto != Transport::Udp {
+                self.send_stream(s);
+                continue;
+            }
             match self.listeners.get_mut(s.listener) {
                 Some(l) => {
                     if l.send(&s.bytes, s.to) {
@@ -498,6 +596,41 @@ impl Reactor {
             }
         }
         self.flush_mirrors();
+    }
+
+    /// One message for a stream connection: queued on the connection to
+    /// its peer (opened now when there is none), then its `out` event
+    /// traced with the connection's real local address. A message that
+    /// cannot be queued is dropped (counted) and traced from the
+    /// listening socket, as a refused UDP datagram is traced.
+    fn send_stream(&mut self, s: crate::core::Send) {
+        use crate::transport::tcp::SendError;
+        let now = Instant::now();
+        let proto = s.proto;
+        let local =
+            match self
+                .sip_tcp
+                .send(self.poll.registry(), s.listener, s.to, s.bytes.clone(), now)
+            {
+                Ok(local) => {
+                    self.sip_sent[proto as usize] += 1;
+                    local
+                }
+                Err(e) => {
+                    use crate::limits::Bound;
+                    match e {
+                        SendError::TooMany(_) => self.core.limits_mut().hit(Bound::TcpConnections),
+                        SendError::QueueFull(_) => self.core.limits_mut().hit(Bound::TcpWriteQueue),
+                        _ => {}
+                    }
+                    log::debug!("{proto} send to {}: {e}", s.to);
+                    match self.core.socket_addr(s.listener) {
+                        Some(a) => a,
+                        None => return,
+                    }
+                }
+            };
+        self.core.trace_stream_sent(&s, local);
     }
 
     /// Copies for capture nodes, after the SIP sends of the same turn:
@@ -543,7 +676,6 @@ impl Reactor {
 
     /// The counters as `/metrics` shows them.
     fn metrics_snapshot(&self) -> crate::metrics::Snapshot {
-        use crate::sip::Transport;
         let db = self.sink.counters();
         let core = self.core.stats();
         let trace = self.core.trace_counters();
@@ -552,6 +684,11 @@ impl Reactor {
         for l in &self.listeners {
             if !protos.contains(&l.proto) {
                 protos.push(l.proto);
+            }
+        }
+        for p in self.sip_tcp.protos() {
+            if !protos.contains(&p) {
+                protos.push(p);
             }
         }
         let http = self

@@ -77,6 +77,9 @@ pub(crate) static FUNCS: &[FuncDef] = &[
     f("forward_tcp", CORE, 0, 2, |c, a| {
         dest(c, a, Some(Transport::Tcp), false).map(|d| CallKind::Host(HostSpec::Forward(d)))
     }),
+    f("forward_tls", CORE, 0, 2, |c, a| {
+        dest(c, a, Some(Transport::Tls), false).map(|d| CallKind::Host(HostSpec::Forward(d)))
+    }),
     f("sl_send_reply", SL, 2, 2, |c, a| {
         reply(c, a).map(|(k, r)| CallKind::Host(HostSpec::SlSendReply(k, r)))
     }),
@@ -91,6 +94,9 @@ pub(crate) static FUNCS: &[FuncDef] = &[
     }),
     f("t_relay_to_tcp", TM, 0, 2, |c, a| {
         dest(c, a, Some(Transport::Tcp), true).map(|d| CallKind::Host(HostSpec::TRelay(d)))
+    }),
+    f("t_relay_to_tls", TM, 0, 2, |c, a| {
+        dest(c, a, Some(Transport::Tls), true).map(|d| CallKind::Host(HostSpec::TRelay(d)))
     }),
     f("t_on_reply", TM, 1, 1, |c, a| {
         on_route(c, a, RouteKind::OnReply)

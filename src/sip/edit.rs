@@ -190,6 +190,55 @@ impl SipMsg {
         Ok(true)
     }
 
+    /// Adds a valueless `rport` to the top Via when it has none, so that
+    /// [`SipMsg::set_via_received`] records the source port: on a stream
+    /// the response must go back on the connection the request came on
+    /// (RFC 3261 §18.2.2), whose peer is exactly received:rport
+    /// (docs/decisions.md §18). Returns whether the message changed.
+    pub(crate) fn force_via_rport(&mut self) -> Result<bool, EditError> {
+        let h = self
+            .by_kind(HeaderKind::Via)
+            .next()
+            .copied()
+            .ok_or(EditError::NoVia)?;
+        let v = self.slice(h.value);
+        let first = lex::split_list(v).next().unwrap_or(0..0);
+        let end = h.value.start as usize + first.end;
+        let via = Via::parse_bytes(&v[first]).map_err(EditError::BadVia)?;
+        if via.rport().is_some() {
+            return Ok(false);
+        }
+        self.splice(vec![(end..end, b";rport".to_vec())])?;
+        Ok(true)
+    }
+
+    /// Replaces the first `name` header line, when its value is exactly
+    /// `expect`, by one line per value of `with` (double Record-Route).
+    /// False when the first such line is something else.
+    pub(crate) fn replace_first_header(
+        &mut self,
+        name: &str,
+        expect: &str,
+        with: &[&str],
+    ) -> Result<bool, EditError> {
+        check_name(name)?;
+        for w in with {
+            check_value(w)?;
+        }
+        let Some(h) = self.matching(name).next().copied() else {
+            return Ok(false);
+        };
+        if self.slice(h.value) != expect.as_bytes() {
+            return Ok(false);
+        }
+        let mut bytes = Vec::new();
+        for w in with {
+            bytes.extend(header_line(name, w));
+        }
+        self.splice(vec![(h.line.range(), bytes)])?;
+        Ok(true)
+    }
+
     /// Replaces the Request-URI, leaving the rest of the request line as is.
     pub(crate) fn set_request_uri(&mut self, uri: &str) -> Result<(), EditError> {
         let Start::Request { uri: span, .. } = self.start else {
@@ -364,10 +413,46 @@ x\r\n";
                 },
                 vec![("branch=z9hG4bK1,", "branch=z9hG4bK1;received=192.0.2.1,")],
             ),
+            (
+                |m| {
+                    m.force_via_rport()?;
+                    m.set_via_received(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1)), 40123)
+                        .map(|_| ())
+                },
+                vec![(
+                    "branch=z9hG4bK1,",
+                    "branch=z9hG4bK1;rport=40123;received=192.0.2.1,",
+                )],
+            ),
+            (
+                |m| {
+                    let done = m.replace_first_header(
+                        "Route",
+                        "<sip:p1.example;lr>,\r\n <sip:p2.example;lr>",
+                        &["<sip:a;r2=on;lr>", "<sip:b;r2=on;lr>"],
+                    )?;
+                    assert!(done);
+                    Ok(())
+                },
+                vec![(
+                    "Route: <sip:p1.example;lr>,\r\n <sip:p2.example;lr>\r\n",
+                    "Route: <sip:a;r2=on;lr>\r\nRoute: <sip:b;r2=on;lr>\r\n",
+                )],
+            ),
         ];
         for (edit, replace) in cases {
             check(edit, &replace);
         }
+        // Not the expected value, or an rport already there: unchanged.
+        let mut m = SipMsg::parse(REQ.as_bytes()).unwrap();
+        assert_eq!(
+            m.replace_first_header("Route", "<sip:other;lr>", &["<sip:x;lr>"]),
+            Ok(false)
+        );
+        let with_rport = REQ.replace("branch=z9hG4bK1,", "branch=z9hG4bK1;rport,");
+        let mut m = SipMsg::parse(with_rport.as_bytes()).unwrap();
+        assert_eq!(m.force_via_rport(), Ok(false));
+        assert_eq!(m.as_bytes(), with_rport.as_bytes());
     }
 
     /// (top Via, source, expected top Via after set_via_received)

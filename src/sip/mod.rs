@@ -11,7 +11,8 @@
 //!
 //! Files: `msg` (scanner, index, accessors), `lex` (character classes,
 //! lists, params), `uri`, `via`, `nameaddr`, `check` (validate), `edit`,
-//! `reply`, `branch`, `frame`, `transport`, `hostport` (addresses people
+//! `reply`, `branch`, `frame`, `stream` (one connection's read
+//! buffer and write queue), `transport`, `hostport` (addresses people
 //! write: config, script arguments, URLs).
 
 mod branch;
@@ -23,6 +24,7 @@ mod lex;
 mod msg;
 mod nameaddr;
 mod reply;
+pub mod stream;
 mod transport;
 mod uri;
 mod via;

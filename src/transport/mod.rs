@@ -2,7 +2,8 @@
 //! decides how many per turn), send without blocking. Knows nothing of SIP
 //! beyond "a datagram is one message".
 //! stream.rs adds the TCP connections that carry mirrored copies to
-//! capture nodes. dns.rs is the resolver thread (DNS off the reactor's
+//! capture nodes; tcp.rs the SIP listeners and connections over TCP (and
+//! TLS, configured by tls.rs). dns.rs is the resolver thread (DNS off the reactor's
 //! thread).
 //!
 //! Invariant: a send never blocks the reactor; a full socket buffer drops
@@ -11,6 +12,8 @@
 
 pub mod dns;
 pub mod stream;
+pub mod tcp;
+pub mod tls;
 
 use mio::net::UdpSocket;
 use std::io;

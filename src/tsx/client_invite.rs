@@ -81,7 +81,9 @@ impl ClientInvite {
     pub(crate) fn new(request: Payload, now: Instant, timers: &Timers) -> Self {
         ClientInvite {
             state: State::Calling {
-                retransmit: Some((now + timers.a_initial(), timers.a_initial())),
+                // No Timer A over a reliable transport (§17.1.1.2).
+                retransmit: (!timers.reliable)
+                    .then(|| (now + timers.a_initial(), timers.a_initial())),
                 b_at: Some(now + timers.b()),
             },
             request: Some(request),
@@ -317,6 +319,13 @@ mod tests {
         assert_eq!(fired, want);
         assert!(m.is_calling(), "B stops retransmissions; the owner decides");
         assert_eq!(m.deadline(), None);
+    }
+
+    #[test]
+    fn no_timer_a_over_a_reliable_transport() {
+        let base = Instant::now();
+        let mut m = ClientInvite::new(bytes("INVITE"), base, &timers().over(true));
+        assert_eq!(run(&mut m, base, 40_000), vec![(32_000, Fired::TimerB)]);
     }
 
     #[test]

@@ -52,11 +52,19 @@ pub(crate) struct ClientNonInvite {
 impl ClientNonInvite {
     /// A new transaction whose request the owner transmits now.
     pub(crate) fn new(request: Payload, now: Instant, timers: &Timers) -> Self {
+        let f_at = now + timers.f();
+        // No Timer E over a reliable transport (§17.1.2.2): it is due with
+        // F, which fires first.
+        let e_at = if timers.reliable {
+            f_at
+        } else {
+            now + timers.e_initial()
+        };
         ClientNonInvite {
             state: State::Trying {
-                e_at: now + timers.e_initial(),
+                e_at,
                 e_interval: timers.e_initial(),
-                f_at: now + timers.f(),
+                f_at,
             },
             request: Some(request),
             last_provisional: None,
@@ -214,6 +222,17 @@ mod tests {
         );
         assert_eq!(fired.last(), Some(&(32_000, Fired::TimerF)));
         assert!(m.is_terminated());
+    }
+
+    #[test]
+    fn no_timer_e_over_a_reliable_transport_and_k_is_zero() {
+        let base = Instant::now();
+        let t = timers().over(true);
+        let mut m = ClientNonInvite::new(bytes("OPTIONS"), base, &t);
+        assert_eq!(run(&mut m, base, 0, 40_000), vec![(32_000, Fired::TimerF)]);
+        let mut m = ClientNonInvite::new(bytes("OPTIONS"), base, &t);
+        m.on_reply(200, &bytes("200"), ms(base, 10), &t);
+        assert_eq!(m.deadline(), Some(ms(base, 10)), "Timer K is 0");
     }
 
     #[test]

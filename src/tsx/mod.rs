@@ -135,6 +135,18 @@ pub use timers::{
     DEFAULT_T1, DEFAULT_T2, DEFAULT_T4, DEFAULT_WT_TIMER, TimerKind,
 };
 
+/// Where a transaction sends (its caller's address type): the table asks
+/// only whether its transport is reliable, which turns timers A, E, G off
+/// and D, I, J, K to 0 for the machines that send there (timers.rs).
+pub trait Destination: Clone {
+    fn reliable(&self) -> bool {
+        false
+    }
+}
+
+#[cfg(test)]
+impl Destination for &'static str {}
+
 /// Message bytes, shared between the table (for retransmission) and the
 /// outputs it hands back without copying.
 pub type Payload = Arc<[u8]>;
@@ -292,6 +304,7 @@ impl TsxConfig {
             t2: self.t2,
             t4: self.t4,
             wt: self.wt_timer,
+            reliable: false,
         }
     }
 }

@@ -17,8 +17,8 @@ use super::server_invite::{self, ServerInvite};
 use super::server_non_invite::{self, ServerNonInvite};
 use super::timers::{TimerKind, Timers};
 use super::{
-    BestReply, BranchId, CancelOutcome, ClientKey, Disposition, Event, MatchedReply, Method,
-    Payload, Received, RequestKey, Sent, Transmit, TsxConfig, TsxError, TxId,
+    BestReply, BranchId, CancelOutcome, ClientKey, Destination, Disposition, Event, MatchedReply,
+    Method, Payload, Received, RequestKey, Sent, Transmit, TsxConfig, TsxError, TxId,
 };
 
 /// RFC 3261 §21.4.9: the code of the reply a proxy generates for a branch
@@ -240,7 +240,7 @@ pub(crate) struct ProxyTx<U, A> {
     pub(crate) held: usize,
 }
 
-impl<U, A: Clone> ProxyTx<U, A> {
+impl<U, A: Destination> ProxyTx<U, A> {
     pub(crate) fn new(
         id: TxId,
         key: RequestKey,
@@ -366,7 +366,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
     /// An ACK matched the INVITE: `Some(first)` when absorbed.
     pub(crate) fn on_ack(&mut self, now: Instant, cx: &mut Ctx<'_, A>) -> Option<bool> {
         match &mut self.server {
-            ServerSide::Invite(m) => m.on_ack(now, &cx.timers),
+            ServerSide::Invite(m) => m.on_ack(now, &cx.timers.over(self.reply_to.reliable())),
             ServerSide::NonInvite(_) => None,
         }
     }
@@ -383,10 +383,10 @@ impl<U, A: Clone> ProxyTx<U, A> {
         }
         let sent = match &mut self.server {
             ServerSide::Invite(m) => m
-                .send(code, &bytes, now, &cx.timers)
+                .send(code, &bytes, now, &cx.timers.over(self.reply_to.reliable()))
                 .map_err(|server_invite::Refused::AlreadyFinal { sent }| sent),
             ServerSide::NonInvite(m) => m
-                .send(code, &bytes, now, &cx.timers)
+                .send(code, &bytes, now, &cx.timers.over(self.reply_to.reliable()))
                 .map_err(|server_non_invite::Refused::AlreadyFinal { sent }| sent),
         };
         sent.map_err(|sent| TsxError::AlreadyFinal { sent })?;
@@ -443,9 +443,17 @@ impl<U, A: Clone> ProxyTx<U, A> {
         };
         let branch = BranchId(index);
         let machine = if self.is_invite() {
-            ClientSide::Invite(ClientInvite::new(request.clone(), now, &cx.timers))
+            ClientSide::Invite(ClientInvite::new(
+                request.clone(),
+                now,
+                &cx.timers.over(dest.reliable()),
+            ))
         } else {
-            ClientSide::NonInvite(ClientNonInvite::new(request.clone(), now, &cx.timers))
+            ClientSide::NonInvite(ClientNonInvite::new(
+                request.clone(),
+                now,
+                &cx.timers.over(dest.reliable()),
+            ))
         };
         cx.q.transmits.push_back(Transmit {
             tx: self.id,
@@ -490,10 +498,12 @@ impl<U, A: Clone> ProxyTx<U, A> {
         match leg {
             Leg::Cancel(branch) => {
                 let b = self.branches.get_mut(usize::from(branch.0))?;
-                let received = b
-                    .cancel_machine
-                    .as_mut()?
-                    .on_reply(code, &bytes, now, &cx.timers);
+                let received = b.cancel_machine.as_mut()?.on_reply(
+                    code,
+                    &bytes,
+                    now,
+                    &cx.timers.over(b.dest.reliable()),
+                );
                 Some(MatchedReply {
                     tx: self.id,
                     branch,
@@ -536,8 +546,16 @@ impl<U, A: Clone> ProxyTx<U, A> {
         let id = self.id;
         let b = self.branches.get_mut(i)?;
         let received: Received = match &mut b.machine {
-            ClientSide::Invite(m) => m.on_reply(code, &bytes, now, &cx.timers, make_ack),
-            ClientSide::NonInvite(m) => m.on_reply(code, &bytes, now, &cx.timers),
+            ClientSide::Invite(m) => m.on_reply(
+                code,
+                &bytes,
+                now,
+                &cx.timers.over(b.dest.reliable()),
+                make_ack,
+            ),
+            ClientSide::NonInvite(m) => {
+                m.on_reply(code, &bytes, now, &cx.timers.over(b.dest.reliable()))
+            }
         };
         if let Some((ack, again)) = received.ack {
             cx.q.transmits.push_back(Transmit {
@@ -653,8 +671,12 @@ impl<U, A: Clone> ProxyTx<U, A> {
             return Ok(false);
         }
         // §9.1: the INVITE transaction is given 64·T1 from the CANCEL.
-        m.give_up(now, &cx.timers);
-        b.cancel_machine = Some(ClientNonInvite::new(bytes.clone(), now, &cx.timers));
+        m.give_up(now, &cx.timers.over(b.dest.reliable()));
+        b.cancel_machine = Some(ClientNonInvite::new(
+            bytes.clone(),
+            now,
+            &cx.timers.over(b.dest.reliable()),
+        ));
         b.cancel = CancelState::Sent;
         cx.q.transmits.push_back(Transmit {
             tx: id,
@@ -704,7 +726,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
                 continue;
             };
             if m.is_calling() {
-                m.give_up(now, &cx.timers);
+                m.give_up(now, &cx.timers.over(b.dest.reliable()));
                 b.fr = None;
                 b.outcome = Some(Outcome {
                     code: REQUEST_TERMINATED,
@@ -777,7 +799,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
                     if m.deadline().is_none_or(|d| d > now) {
                         return;
                     }
-                    m.on_timeout(now, &cx.timers)
+                    m.on_timeout(now, &cx.timers.over(self.reply_to.reliable()))
                 }
                 ServerSide::NonInvite(m) => {
                     m.on_timeout(now);
@@ -805,7 +827,10 @@ impl<U, A: Clone> ProxyTx<U, A> {
             if b.machine.deadline().is_none_or(|d| d > now) {
                 break;
             }
-            match b.machine.on_timeout(now, &cx.timers) {
+            match b
+                .machine
+                .on_timeout(now, &cx.timers.over(b.dest.reliable()))
+            {
                 None => break,
                 Some(BranchFired::Retransmit(bytes)) => cx.q.transmits.push_back(Transmit {
                     tx: id,
@@ -832,7 +857,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
             if m.deadline().is_none_or(|d| d > now) {
                 break;
             }
-            match m.on_timeout(now, &cx.timers) {
+            match m.on_timeout(now, &cx.timers.over(b.dest.reliable())) {
                 None => break,
                 Some(client_non_invite::Fired::Retransmit(bytes)) => {
                     cx.q.transmits.push_back(Transmit {
@@ -884,7 +909,7 @@ impl<U, A: Clone> ProxyTx<U, A> {
         match &mut b.machine {
             ClientSide::Invite(m) => {
                 let cancellable = m.cancellable().cloned();
-                m.give_up(now, &cx.timers);
+                m.give_up(now, &cx.timers.over(b.dest.reliable()));
                 if b.cancel == CancelState::NotCancelled {
                     if let Some(request) = cancellable {
                         b.cancel = CancelState::Requested;

@@ -141,10 +141,18 @@ impl ServerInvite {
         }
         self.last = Some((code, bytes.clone()));
         if code >= 200 {
+            let h_at = now + timers.h();
+            // No Timer G over a reliable transport (§17.2.1): due with H,
+            // which fires first.
+            let g_at = if timers.reliable {
+                h_at
+            } else {
+                now + timers.g_initial()
+            };
             self.state = State::Completed {
-                g_at: now + timers.g_initial(),
+                g_at,
                 g_interval: timers.g_initial(),
-                h_at: now + timers.h(),
+                h_at,
             };
         }
         Ok(())
@@ -302,6 +310,17 @@ mod tests {
             Err(Refused::AlreadyFinal { sent: 200 })
         );
         assert_eq!(run(&mut m, base, 40_000), vec![(32_000, Fired::Ended)]);
+    }
+
+    #[test]
+    fn no_timer_g_over_a_reliable_transport_and_i_is_zero() {
+        let base = Instant::now();
+        let t = timers().over(true);
+        let mut m = ServerInvite::new();
+        m.send(486, &bytes("486"), base, &t).unwrap();
+        assert_eq!(m.deadline(), Some(ms(base, 32_000)), "only H is pending");
+        assert_eq!(m.on_ack(ms(base, 100), &t), Some(true));
+        assert_eq!(m.deadline(), Some(ms(base, 100)), "Timer I is 0");
     }
 
     #[test]

@@ -45,7 +45,7 @@ struct Slot<U, A> {
     tx: Option<Box<ProxyTx<U, A>>>,
 }
 
-impl<U, A: Clone> Table<U, A> {
+impl<U, A: super::Destination> Table<U, A> {
     pub fn new(cfg: TsxConfig) -> Result<Self, TsxError> {
         Ok(Table::with_config(cfg.validated()?))
     }

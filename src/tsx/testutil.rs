@@ -14,6 +14,7 @@ pub(crate) fn timers() -> Timers {
         t2: Duration::from_secs(4),
         t4: Duration::from_secs(5),
         wt: Duration::from_secs(32),
+        reliable: false,
     }
 }
 

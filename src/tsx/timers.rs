@@ -5,9 +5,10 @@
 //! after completion ([`Timers::wait`]).
 //!
 //! Pure values and arithmetic: no clock, no state. The machines ask this file
-//! for a duration and add it to the `now` they were handed. Only the UDP
-//! (unreliable transport) values exist: siptraced proxies over UDP, so the
-//! "0 s for reliable transports" variants of timers D, I, J and K never apply.
+//! for a duration and add it to the `now` they were handed. Over a reliable
+//! transport (TCP, TLS: [`Timers::over`]) timers A, E and G never fire (a
+//! stream does not lose a message) and D, I, J and K are 0 s (RFC 3261
+//! §17.1.1.2, §17.1.2.2, §17.2.1, §17.2.2).
 
 use std::time::Duration;
 
@@ -93,6 +94,8 @@ pub struct Timers {
     pub t2: Duration,
     pub t4: Duration,
     pub wt: Duration,
+    /// The machine's transport is reliable (TCP, TLS).
+    pub reliable: bool,
 }
 
 impl Timers {
@@ -104,6 +107,22 @@ impl Timers {
     /// through here.
     pub fn wait(&self, rfc: Duration) -> Duration {
         rfc.min(self.wt)
+    }
+
+    /// These timers for a machine whose messages go over a reliable
+    /// transport (`true`) or not.
+    pub(crate) fn over(self, reliable: bool) -> Timers {
+        Timers { reliable, ..self }
+    }
+
+    /// The waits that absorb retransmissions (D, I, J, K): none over a
+    /// reliable transport.
+    fn absorb(&self, rfc: Duration) -> Duration {
+        if self.reliable {
+            Duration::ZERO
+        } else {
+            self.wait(rfc)
+        }
     }
 
     fn sixty_four_t1(&self) -> Duration {
@@ -129,7 +148,7 @@ impl Timers {
     /// Timer D, RFC 3261 §17.1.1.2: at least 32 s over UDP; capped by
     /// [`Timers::wait`].
     pub fn d(&self) -> Duration {
-        self.wait(TIMER_D_UNRELIABLE)
+        self.absorb(TIMER_D_UNRELIABLE)
     }
 
     /// Timer E's first interval, RFC 3261 §17.1.2.2: T1.
@@ -169,18 +188,18 @@ impl Timers {
 
     /// Timer I, RFC 3261 §17.2.1: T4 over UDP; capped by [`Timers::wait`].
     pub fn i(&self) -> Duration {
-        self.wait(self.t4)
+        self.absorb(self.t4)
     }
 
     /// Timer J, RFC 3261 §17.2.2: 64·T1 over UDP; capped by
     /// [`Timers::wait`].
     pub fn j(&self) -> Duration {
-        self.wait(self.sixty_four_t1())
+        self.absorb(self.sixty_four_t1())
     }
 
     /// Timer K, RFC 3261 §17.1.2.2: T4 over UDP; capped by [`Timers::wait`].
     pub fn k(&self) -> Duration {
-        self.wait(self.t4)
+        self.absorb(self.t4)
     }
 
     /// Timer L, RFC 6026 §8.7: 64·T1; capped by [`Timers::wait`].
@@ -223,6 +242,7 @@ mod tests {
             t2: DEFAULT_T2,
             t4: DEFAULT_T4,
             wt: Duration::from_secs(32),
+            reliable: false,
         }
     }
 
@@ -282,6 +302,17 @@ mod tests {
         }
         let short = Timers { wt: ms(1_000), ..t };
         assert_eq!(short.i(), ms(1_000), "T4 above wt_timer is capped too");
+    }
+
+    #[test]
+    fn reliable_transports_absorb_nothing() {
+        let t = rfc().over(true);
+        for (name, got) in [("D", t.d()), ("I", t.i()), ("J", t.j()), ("K", t.k())] {
+            assert_eq!(got, Duration::ZERO, "timer {name}");
+        }
+        assert_eq!(t.b(), ms(32_000));
+        assert_eq!(t.h(), ms(32_000));
+        assert_eq!(t.l(), ms(32_000), "L is not a retransmission wait");
     }
 
     #[test]

@@ -56,6 +56,28 @@ pub fn free_udp_port() -> u16 {
         .port()
 }
 
+/// A port free right now for UDP and TCP on 127.0.0.1 and ::1 (when the
+/// host has IPv6): a daemon may listen on all four (`listen=tcp:` beside
+/// `listen=udp:`), and other tests' TCP clients take ephemeral ports.
+pub fn free_port() -> u16 {
+    use std::net::TcpListener;
+    for _ in 0..100 {
+        let udp = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let port = udp.local_addr().unwrap().port();
+        let v6_ok = |r: std::io::Result<()>| match r {
+            Ok(()) => true,
+            Err(e) => e.kind() == std::io::ErrorKind::AddrNotAvailable,
+        };
+        if TcpListener::bind(("127.0.0.1", port)).is_ok()
+            && v6_ok(TcpListener::bind(("::1", port)).map(drop))
+            && v6_ok(UdpSocket::bind(("::1", port)).map(drop))
+        {
+            return port;
+        }
+    }
+    panic!("no port free for UDP and TCP");
+}
+
 /// A running siptraced. Stopped with SIGTERM (and waited for) on drop.
 pub struct Daemon {
     pub child: Option<Child>,
@@ -82,7 +104,7 @@ impl Daemon {
 
     pub fn start_with(tag: &str, cfg: &str, extra: &[&str]) -> Daemon {
         let dir = TempDir::new(tag);
-        let port = free_udp_port();
+        let port = free_port();
         let fifo = dir.join("mi.fifo");
         let rpc_fifo = dir.join("rpc.fifo");
         let db = dir.join("trace.db");
