@@ -7,7 +7,7 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::Child;
 use std::time::{Duration, Instant};
 
 const CFG: &str = r#"#!KAMAILIO
@@ -64,6 +64,14 @@ fn insert(db: &TestDb, n: u32, ts: &str, method: &str, tag: &str) {
 
 fn count(db: &TestDb, cond: &str) -> i64 {
     db.scalar(&format!("SELECT count(*) FROM sip_trace WHERE {cond}"))
+}
+
+/// A sipp on 127.0.0.1, started.
+fn sipp_local(args: &[&str]) -> Child {
+    sipp(args)
+        .args(["-i", "127.0.0.1"])
+        .spawn()
+        .expect("sipp installed (apt-get install sip-tester)")
 }
 
 fn wait_for(what: &str, limit: Duration, mut ok: impl FnMut() -> bool) {
@@ -241,39 +249,6 @@ request_route {
 }
 "#;
 
-fn sipp(args: &[&str]) -> Child {
-    Command::new("sipp")
-        .args(args)
-        .args(["-nostdin", "-i", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("sipp installed (apt-get install sip-tester)")
-}
-
-/// sipp exits 0 only when no call failed.
-fn wait_ok(mut child: Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                st.success(),
-                "sipp {what} failed ({st}):\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp {what} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 fn purging_many_rows_under_sipp_load_fails_no_call() {
     const OLD_ROWS: i64 = 1_000_000;
@@ -288,11 +263,11 @@ fn purging_many_rows_under_sipp_load_fails_no_call() {
         &["-A", &format!("UAS_PORT={uas_port}")],
     );
     let m = CALLS.to_string();
-    let uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", &m]);
+    let uas = sipp_local(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", &m]);
     std::thread::sleep(Duration::from_millis(300));
     let uac_port = free_udp_port().to_string();
     let target = d.addr().to_string();
-    let uac = sipp(&[
+    let uac = sipp_local(&[
         "-sn",
         "uac",
         &target,
@@ -308,8 +283,8 @@ fn purging_many_rows_under_sipp_load_fails_no_call() {
     ]);
     // The purge runs while the calls go through: some old rows are gone
     // before the last call ends.
-    wait_ok(uac, "uac");
-    wait_ok(uas, "uas");
+    wait_sipp_ok(uac, "uac");
+    wait_sipp_ok(uas, "uas");
     let left = count(&db, "callid LIKE 'old-%'");
     assert!(left < OLD_ROWS, "no purge during the calls");
     // ~10k rows/s by design (5 ms of every 100 ms, ARCHITECTURE.md): a

@@ -10,7 +10,7 @@ use common::*;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// A stateful proxy: sip_trace() on initial requests, the trace flag on
@@ -61,46 +61,13 @@ fn config(listen: &str, next: &str, extra: &str) -> String {
 /// UDP and TCP on 127.0.0.1:@PORT@.
 const LISTEN_V4: &str = "listen=udp:127.0.0.1:@PORT@\nlisten=tcp:127.0.0.1:@PORT@";
 
-fn sipp(args: &[&str]) -> Command {
-    let mut c = Command::new("sipp");
-    c.args(args)
-        .args(["-nostdin", "-max_socket", "2000"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-/// Waits for sipp to exit successfully (0 failed calls: sipp's exit code
-/// is non-zero when any call failed).
-fn wait_ok(mut child: Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                st.success(),
-                "sipp {what} failed ({st}):\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp {what} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A sipp UAS that runs until dropped (so its connections stay open for
 /// `ss` to see).
 struct Uas(Child);
 
 impl Uas {
     fn start(transport: &str, ip: &str, port: u16) -> Uas {
-        let child = sipp(&[
+        let child = sipp_at(&[
             "-sn",
             "uas",
             "-t",
@@ -125,7 +92,7 @@ impl Drop for Uas {
 }
 
 fn uac(transport: &str, ip: &str, target: &str, port: u16, calls: u32, rate: u32) {
-    let child = sipp(&[
+    let child = sipp_at(&[
         "-sn",
         "uac",
         target,
@@ -145,7 +112,7 @@ fn uac(transport: &str, ip: &str, target: &str, port: u16, calls: u32, rate: u32
     ])
     .spawn()
     .unwrap();
-    wait_ok(child, &format!("uac -t {transport}"));
+    wait_sipp_ok(child, &format!("uac -t {transport}"));
 }
 
 /// The rows a stateful relay of sipp's default call leaves, per call.
@@ -304,6 +271,13 @@ fn tcp_calls(uac_t: &str, uas_t: &str, calls: u32) -> Vec<TraceRow> {
     }
     drop(uas);
     rows
+}
+
+/// sipp with this file's address options.
+fn sipp_at(args: &[&str]) -> Command {
+    let mut c = sipp(args);
+    c.args(["-max_socket", "2000"]);
+    c
 }
 
 #[test]

@@ -5,7 +5,7 @@
 
 mod common;
 use common::*;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 const CFG: &str = r#"#!KAMAILIO
@@ -53,37 +53,6 @@ route[RELAY] {
 }
 "#;
 
-fn sipp(args: &[&str]) -> Command {
-    let mut c = Command::new("sipp");
-    c.args(args)
-        .args(["-nostdin", "-i", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-fn wait_ok(mut child: Child, what: &str) {
-    let deadline = std::time::Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                st.success(),
-                "sipp {what} failed ({st}):\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        if std::time::Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp {what} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// `calls` sipp calls through siptraced; returns the daemon for checks.
 fn run(stateful: bool, calls: u32) -> Daemon {
     let uas_port = free_udp_port();
@@ -94,13 +63,13 @@ fn run(stateful: bool, calls: u32) -> Daemon {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let d = Daemon::start_with("sipp", CFG, &args);
     let m = calls.to_string();
-    let uas = sipp(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", &m])
+    let uas = sipp_at(&["-sn", "uas", "-p", &uas_port.to_string(), "-m", &m])
         .spawn()
         .expect("sipp installed (apt-get install sip-tester)");
     std::thread::sleep(Duration::from_millis(300));
     let uac_port = free_udp_port().to_string();
     let target = d.addr().to_string();
-    let uac = sipp(&[
+    let uac = sipp_at(&[
         "-sn",
         "uac",
         &target,
@@ -116,8 +85,8 @@ fn run(stateful: bool, calls: u32) -> Daemon {
     ])
     .spawn()
     .unwrap();
-    wait_ok(uac, "uac");
-    wait_ok(uas, "uas");
+    wait_sipp_ok(uac, "uac");
+    wait_sipp_ok(uas, "uas");
     d
 }
 
@@ -138,6 +107,13 @@ fn expect(kinds: &[&str], calls: usize) -> Vec<(String, usize)> {
     let mut v: Vec<(String, usize)> = kinds.iter().map(|k| (k.to_string(), calls)).collect();
     v.sort();
     v
+}
+
+/// sipp with this file's address options.
+fn sipp_at(args: &[&str]) -> Command {
+    let mut c = sipp(args);
+    c.args(["-i", "127.0.0.1"]);
+    c
 }
 
 #[test]

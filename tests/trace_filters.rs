@@ -13,7 +13,7 @@ mod common;
 use common::*;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::time::{Duration, Instant};
 
 /// The stateful proxy of tests/sipp.rs, with tracing switched off: the
@@ -121,37 +121,6 @@ fn whole_call() -> Vec<String> {
     v
 }
 
-fn sipp(args: &[&str]) -> Command {
-    let mut c = Command::new("sipp");
-    c.args(args)
-        .args(["-nostdin", "-i", "127.0.0.1"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    c
-}
-
-fn wait_ok(mut child: Child, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            let out = child.wait_with_output().unwrap();
-            assert!(
-                st.success(),
-                "sipp {what} failed ({st}):\n{}\n{}",
-                String::from_utf8_lossy(&out.stdout),
-                String::from_utf8_lossy(&out.stderr)
-            );
-            return;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            panic!("sipp {what} did not finish");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 /// A sipp UAS and the daemon in front of it.
 struct Bench {
     d: Daemon,
@@ -168,7 +137,7 @@ impl Bench {
 
     /// A sipp UAS answering `n` calls.
     fn uas(&self, n: usize) -> Child {
-        let uas = sipp(&[
+        let uas = sipp_at(&[
             "-sn",
             "uas",
             "-p",
@@ -185,7 +154,7 @@ impl Bench {
     /// `n` calls to user `user`, call ids `<cid>-<n>`, as a child.
     fn uac(&self, user: &str, cid: &str, n: usize) -> Child {
         let target = self.d.addr().to_string();
-        sipp(&[
+        sipp_at(&[
             "-sn",
             "uac",
             &target,
@@ -210,8 +179,8 @@ impl Bench {
     /// `n` calls to `user`, waited for, with their own UAS.
     fn calls(&self, user: &str, cid: &str, n: usize) {
         let uas = self.uas(n);
-        wait_ok(self.uac(user, cid, n), "uac");
-        wait_ok(uas, "uas");
+        wait_sipp_ok(self.uac(user, cid, n), "uac");
+        wait_sipp_ok(uas, "uas");
     }
 
     /// scripts/kamctl fifo sip_trace_filter …; its stdout (kamctl drops
@@ -230,6 +199,13 @@ impl Bench {
         settle(&self.d);
         self.d.rows()
     }
+}
+
+/// sipp with this file's address options.
+fn sipp_at(args: &[&str]) -> Command {
+    let mut c = sipp(args);
+    c.args(["-i", "127.0.0.1"]);
+    c
 }
 
 #[test]
@@ -255,9 +231,9 @@ fn user_filter_traces_only_that_users_calls_whole_until_it_expires() {
         t0.elapsed()
     );
     for u in uacs {
-        wait_ok(u, "uac");
+        wait_sipp_ok(u, "uac");
     }
-    wait_ok(uas, "uas");
+    wait_sipp_ok(uas, "uas");
     assert_eq!(rows.len(), 10 * WHOLE_CALL.len());
     // Everything stored, once the load is over: alice's calls only.
     let rows = b.settled_rows();

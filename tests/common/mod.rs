@@ -1618,3 +1618,38 @@ pub fn shipped_for_test(rel: &str) -> String {
     }
     out
 }
+
+/// A sipp command with `args`, no stdin and its output kept for a
+/// failure message; callers add the address options (`-i`, `-max_socket`).
+pub fn sipp(args: &[&str]) -> Command {
+    let mut c = Command::new("sipp");
+    c.args(args)
+        .arg("-nostdin")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    c
+}
+
+/// Waits (at most two minutes) for a sipp to exit 0: sipp's exit code is
+/// non-zero when any call failed. Its output is in the failure message.
+pub fn wait_sipp_ok(mut child: Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            let out = child.wait_with_output().unwrap();
+            assert!(
+                st.success(),
+                "sipp {what} failed ({st}):\n{}\n{}",
+                String::from_utf8_lossy(&out.stdout),
+                String::from_utf8_lossy(&out.stderr)
+            );
+            return;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("sipp {what} did not finish");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
