@@ -59,7 +59,9 @@ const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Counters of the DB edge, reported by `sip_trace_stats` (docs/decisions.md §9).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DbCounters {
-    /// Rows inserted into the database (live and replayed).
+    /// Rows in the database because of this daemon (live and replayed),
+    /// including spooled rows that a commit whose answer was lost had
+    /// stored already: the counter always matches the table.
     pub rows_written: u64,
     /// Rows appended to the spool.
     pub rows_spooled: u64,
@@ -612,7 +614,8 @@ impl TraceSink {
     }
 
     fn count(&mut self, rep: &WriteReport) {
-        self.counters.rows_written += rep.written;
+        // Rows an unanswered commit stored are in the table: written.
+        self.counters.rows_written += rep.written + rep.already;
         self.counters.msgs_escaped += rep.escaped;
         self.counters.rows_rerouted += rep.rerouted;
         if rep.already > 0 {
@@ -1248,7 +1251,8 @@ mod tests {
         r.turn(600, Vec::new());
         assert_eq!(r.table(), names(0..6));
         let c = r.sink.counters();
-        assert_eq!((c.rows_written, c.rows_spooled, c.rows_replayed), (3, 4, 4));
+        // Written counts what the table holds, whichever commit stored it.
+        assert_eq!((c.rows_written, c.rows_spooled, c.rows_replayed), (6, 4, 4));
     }
 
     #[test]
