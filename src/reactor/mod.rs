@@ -34,6 +34,7 @@ pub mod control;
 pub mod fifo;
 pub mod filter_file;
 pub mod metrics;
+mod slow;
 
 use crate::clock::WallTime;
 use crate::config::DnsConfig;
@@ -115,6 +116,8 @@ pub struct Reactor {
     metrics: Option<metrics::MetricsServer>,
     /// How long each turn took, for `/metrics`.
     turns: crate::metrics::TurnHistogram,
+    /// Turns over [`slow::SLOW_TURN`], logged with where their time went.
+    slow: slow::SlowTurns,
     /// SIP messages received and sent, per transport (`Transport as usize`).
     sip_received: [u64; 3],
     sip_sent: [u64; 3],
@@ -171,6 +174,7 @@ impl Reactor {
             turn_bytes: 0,
             metrics: None,
             turns: crate::metrics::TurnHistogram::default(),
+            slow: slow::SlowTurns::default(),
             sip_received: [0; 3],
             sip_sent: [0; 3],
             filter_file: None,
@@ -322,6 +326,8 @@ impl Reactor {
             }
             let now = Instant::now();
             let wall = WallTime::now();
+            let mut marks = slow::TurnMarks::new(now);
+            let received_before: u64 = self.sip_received.iter().sum();
             for ev in events.iter() {
                 match ev.token() {
                     TOKEN_TERM => {
@@ -366,11 +372,13 @@ impl Reactor {
                     Token(_) => {}
                 }
             }
+            marks.mark(slow::Step::Events, Instant::now());
             for idx in 0..self.readable.len() {
                 if self.readable[idx] {
                     self.readable[idx] = !self.on_listener(idx, &mut buf, now);
                 }
             }
+            marks.mark(slow::Step::Udp, Instant::now());
             let refused = self.sip_tcp.accept_pending(self.poll.registry(), now);
             for _ in 0..refused {
                 self.core
@@ -378,16 +386,26 @@ impl Reactor {
                     .hit(crate::limits::Bound::TcpConnections);
             }
             self.on_tcp_reads(now);
+            marks.mark(slow::Step::Tcp, Instant::now());
             self.on_timers(now, wall);
+            marks.mark(slow::Step::Timers, Instant::now());
             self.save_filters(false);
             self.flush_sends();
             self.log_dns(now);
-            self.flush_rows(now, wall);
+            marks.mark(slow::Step::Sends, Instant::now());
+            marks.rows = self.flush_rows(now, wall);
+            marks.mark(slow::Step::Rows, Instant::now());
             self.core.limits_mut().log_summary(now, false);
             self.serve_metrics();
+            let end = Instant::now();
+            marks.mark(slow::Step::Tail, end);
+            marks.messages = self.sip_received.iter().sum::<u64>() - received_before;
             // The turn's work, not its wait: `now` was read when the poll
             // returned.
-            self.turns.observe(now.elapsed());
+            self.turns.observe(end.saturating_duration_since(now));
+            if let Some(line) = self.slow.finish(&marks, end) {
+                log::warn!("{line}");
+            }
             if self.control.kill_requested() {
                 log::info!("MI kill: stopping");
                 self.stop = true;
@@ -740,9 +758,12 @@ impl Reactor {
 
     /// The turn's one blocking step: the rows, in order, to the database
     /// (or the spool), plus one bounded batch of replay when due.
-    fn flush_rows(&mut self, now: Instant, wall: WallTime) {
+    /// Hands the turn's rows to the sink; returns how many there were.
+    fn flush_rows(&mut self, now: Instant, wall: WallTime) -> usize {
         let rows = self.core.take_rows();
+        let n = rows.len();
         self.sink.flush(rows, now, wall);
+        n
     }
 
     /// At exit: the last rows are written or spooled, then replay goes on
