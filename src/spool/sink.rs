@@ -59,9 +59,9 @@ const PROGRESS_LOG_EVERY: Duration = Duration::from_secs(5);
 /// Counters of the DB edge, reported by `sip_trace_stats` (docs/decisions.md §9).
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct DbCounters {
-    /// Rows in the database because of this daemon (live and replayed),
-    /// including spooled rows that a commit whose answer was lost had
-    /// stored already: the counter always matches the table.
+    /// Rows this process put in the database (live and replayed),
+    /// including spooled rows that one of its commits whose answer was
+    /// lost had stored already (not those an earlier run had stored).
     pub rows_written: u64,
     /// Rows appended to the spool.
     pub rows_spooled: u64,
@@ -165,6 +165,10 @@ pub struct TraceSink {
     purger: Option<Purger>,
     /// Rows of the next replay batch ([`next_replay_rows`]).
     replay_rows: usize,
+    /// The first sequence number this process gave a row: spooled rows
+    /// found already written with a number at least this were stored by
+    /// one of our own commits whose answer was lost.
+    first_own_seq: Option<u64>,
     /// Rows of earlier turns waiting to share a transaction (`db_flush_ms`),
     /// with the time the first of them arrived and their message bytes.
     held: Vec<Row>,
@@ -241,6 +245,7 @@ impl TraceSink {
             replay_hold: None,
             last_now: now,
             replay_rows: REPLAY_FIRST_ROWS,
+            first_own_seq: None,
             held: Vec::new(),
             held_since: None,
             held_bytes: 0,
@@ -613,9 +618,10 @@ impl TraceSink {
         }
     }
 
-    fn count(&mut self, rep: &WriteReport) {
-        // Rows an unanswered commit stored are in the table: written.
-        self.counters.rows_written += rep.written + rep.already;
+    /// `own_already`: how many of `rep.already` this process had sent in
+    /// a commit whose answer was lost: they are in the table, written.
+    fn count(&mut self, rep: &WriteReport, own_already: u64) {
+        self.counters.rows_written += rep.written + own_already;
         self.counters.msgs_escaped += rep.escaped;
         self.counters.rows_rerouted += rep.rerouted;
         if rep.already > 0 {
@@ -680,7 +686,17 @@ impl TraceSink {
             t0.elapsed(),
             self.settings.batch_rows,
         );
-        self.count(&rep);
+        // Rows found already written are the batch's first ones (numbers
+        // up to the marker).
+        let own_already = match self.first_own_seq {
+            Some(first) => seqs
+                .iter()
+                .take(rep.already as usize)
+                .filter(|&&q| q >= first)
+                .count() as u64,
+            None => 0,
+        };
+        self.count(&rep, own_already);
         self.counters.rows_replayed += rep.written + rep.already + rep.refused;
         if undecodable > 0 {
             log::warn!("siptrace: {undecodable} spooled records could not be decoded; lost");
@@ -784,7 +800,10 @@ impl TraceSink {
         let n = rows.len() as u64;
         let seqs: Option<Vec<u64>> = match self.spool.as_mut().map(|s| s.alloc_seqs(n)) {
             None => None,
-            Some(Ok(first)) => Some((first..first + n).collect()),
+            Some(Ok(first)) => {
+                self.first_own_seq.get_or_insert(first);
+                Some((first..first + n).collect())
+            }
             Some(Err(e)) => {
                 self.spool_error(&e, now);
                 None
@@ -800,7 +819,7 @@ impl TraceSink {
             let end = (start + batch).min(rows.len());
             let chunk_seqs = seqs.as_deref().map_or(&[][..], |s| &s[start..end]);
             match self.write(&rows[start..end], chunk_seqs) {
-                Ok(rep) => self.count(&rep),
+                Ok(rep) => self.count(&rep, 0),
                 Err(e) => {
                     self.go_down(&e, now, wall);
                     let rest = seqs.as_deref().map(|s| &s[start..]);
