@@ -55,6 +55,8 @@ mod postgres;
 #[cfg(feature = "sqlite")]
 mod sqlite;
 #[cfg(feature = "sqlite")]
+mod sqlite_insert;
+#[cfg(feature = "sqlite")]
 mod sqlite_wal;
 #[cfg(feature = "dbtext")]
 pub mod text;

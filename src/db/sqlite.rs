@@ -18,14 +18,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
-use rusqlite::types::{ToSqlOutput, ValueRef};
-use rusqlite::{Connection, ErrorCode, ToSql, TransactionBehavior};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 use super::retention::{self, Dialect, PurgeRule, PurgeTarget};
 use super::schema::{self, Charset, ColumnInfo, ColumnKind};
+use super::sqlite_insert::Insert;
 use super::sqlite_wal::{Checkpointer, JOURNAL_SIZE_LIMIT, WRITER_AUTOCHECKPOINT_PAGES};
 use super::store::{Counts, Engine, Fault, MarkCas, Run};
-use super::{DbError, Value, missing_table_hint};
+use super::{DbError, missing_table_hint};
 
 /// sql/sqlite/siptraced-spool-marker.sql, run when the table is missing.
 const MARKER_DDL: &str = include_str!(concat!(
@@ -47,6 +47,9 @@ const PAGE_SIZE: i64 = 4096;
 const CACHE_SIZE: i64 = -16384;
 
 pub(crate) struct Sqlite {
+    /// The INSERT per table, prepared once (sqlite_insert.rs). Declared
+    /// before `conn`: statements are finalised before it closes.
+    inserts: HashMap<String, Insert>,
     conn: Connection,
     path: PathBuf,
     /// INSERT text per table, built once from its layout.
@@ -54,15 +57,6 @@ pub(crate) struct Sqlite {
     /// Runs while the connection lives; declared last, so it stops after
     /// the writer's connection is closed.
     _checkpointer: Option<Checkpointer>,
-}
-
-/// TEXT made of arbitrary bytes (rusqlite's `&str` would demand UTF-8).
-struct RawText<'a>(&'a [u8]);
-
-impl ToSql for RawText<'_> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::Borrowed(ValueRef::Text(self.0)))
-    }
 }
 
 impl Sqlite {
@@ -153,6 +147,7 @@ impl Sqlite {
             );
         }
         Ok(Sqlite {
+            inserts: HashMap::new(),
             conn,
             path: path.to_path_buf(),
             sql: HashMap::new(),
@@ -273,7 +268,11 @@ impl Engine for Sqlite {
     fn insert(&mut self, runs: &[Run<'_>], mark: Option<&MarkCas<'_>>) -> Result<Counts, Fault> {
         let target = self.target();
         for run in runs {
-            self.insert_sql(&run.layout);
+            if !self.inserts.contains_key(&run.layout.table) {
+                let sql = self.insert_sql(&run.layout).to_string();
+                let ins = Insert::prepare(&self.conn, &sql).map_err(|e| fault(e, &target))?;
+                self.inserts.insert(run.layout.table.clone(), ins);
+            }
         }
         let tx = self
             .conn
@@ -294,17 +293,12 @@ impl Engine for Sqlite {
             }
         }
         for run in runs {
-            let sql = &self.sql[&run.layout.table];
-            let mut stmt = tx.prepare_cached(sql).map_err(|e| fault(e, &target))?;
+            let Some(ins) = self.inserts.get_mut(&run.layout.table) else {
+                continue;
+            };
             for row in &run.rows {
-                for (i, t) in run.layout.targets.iter().enumerate() {
-                    let r = match row.value_for(t) {
-                        Value::Text(b) => stmt.raw_bind_parameter(i + 1, RawText(b)),
-                        Value::Int(n) => stmt.raw_bind_parameter(i + 1, n),
-                    };
-                    r.map_err(|e| fault(e, &target))?;
-                }
-                stmt.raw_execute().map_err(|e| fault(e, &target))?;
+                let values = run.layout.targets.iter().map(|t| row.value_for(t));
+                ins.row(&tx, values).map_err(|e| fault(e, &target))?;
             }
         }
         // Dropping `tx` on an error above rolls the whole batch back.
@@ -413,6 +407,7 @@ impl Engine for Sqlite {
     }
 
     fn forget_statements(&mut self) {
+        self.inserts.clear();
         self.sql.clear();
         self.conn.flush_prepared_statement_cache();
     }
