@@ -42,21 +42,22 @@ fn sample(n: usize) -> Row {
     msg.extend_from_slice(b"\r\n");
     Row {
         table: None,
-        msg,
+        msg: msg.into(),
         callid: format!(
             "{:016x}@example.com",
             (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15)
-        ),
+        )
+        .into(),
         method: "INVITE".into(),
-        status: String::new(),
+        status: "".into(),
         fromip: "udp:192.0.2.1:5060".into(),
         toip: "udp:192.0.2.2:5060".into(),
         time_sec: 1_790_000_000,
         time_us: (n % 1_000_000) as u32,
         time_stamp: "2026-09-21 10:20:30".into(),
         direction: "in",
-        fromtag: format!("ft{n}"),
-        totag: String::new(),
+        fromtag: format!("ft{n}").into(),
+        totag: "".into(),
         traced_user: String::new(),
     }
 }
@@ -202,17 +203,17 @@ fn pg_per_row(rt: &tokio::runtime::Runtime, c: &tokio_postgres::Client) -> Resul
                     &stmt,
                     &[
                         &msg,
-                        &r.callid,
-                        &r.method,
-                        &r.status,
-                        &r.fromip,
-                        &r.toip,
-                        &r.time_stamp,
+                        &&*r.callid,
+                        &&*r.method,
+                        &&*r.status,
+                        &&*r.fromip,
+                        &&*r.toip,
+                        &&*r.time_stamp,
                         &r.direction,
-                        &r.fromtag,
+                        &&*r.fromtag,
                         &r.traced_user,
                         &us,
-                        &r.totag,
+                        &&*r.totag,
                     ],
                 )
                 .await

@@ -81,18 +81,18 @@ fn fill(url: &str, n: usize) -> Result<(String, String, i64), String> {
             };
             batch.push(Row {
                 table: None,
-                msg: m,
-                callid: format!("bench-{c}@example.com"),
+                msg: m.into(),
+                callid: format!("bench-{c}@example.com").into(),
                 method: method.into(),
                 status: status.into(),
                 fromip: from.into(),
                 toip: to.into(),
                 time_sec: sec + (k as i64) / 3,
                 time_us: (k as u32) * 1000,
-                time_stamp: local_datetime(sec + (k as i64) / 3),
+                time_stamp: local_datetime(sec + (k as i64) / 3).into(),
                 direction: if k % 2 == 0 { "in" } else { "out" },
-                fromtag: format!("ft{c}"),
-                totag: String::new(),
+                fromtag: format!("ft{c}").into(),
+                totag: "".into(),
                 traced_user: String::new(),
             });
             if batch.len() == BATCH {

@@ -680,22 +680,23 @@ impl Core {
 /// The columns of a message, or None when Call-ID, CSeq, From or To is
 /// missing (Kamailio stores no row for such a message, docs/kamailio.md §7.1).
 pub(crate) fn facts(m: &SipMsg) -> Option<Facts> {
-    let callid = m.call_id_str()?.into_owned();
+    let callid: crate::db::Shared<str> = (&*m.call_id_str()?).into();
     let (_, cseq_method) = m.cseq()?;
     m.from()?;
     m.to()?;
-    let lossy = |b: Option<&[u8]>| {
-        b.map(|b| String::from_utf8_lossy(b).into_owned())
-            .unwrap_or_default()
+    let lossy = |b: Option<&[u8]>| -> crate::db::Shared<str> {
+        b.map_or_else(|| "".into(), |b| String::from_utf8_lossy(b).into())
     };
     Some(Facts {
         callid,
         method: if m.is_request() {
-            m.method().unwrap_or(cseq_method).to_string()
+            m.method().unwrap_or(cseq_method).into()
         } else {
-            cseq_method.to_string()
+            cseq_method.into()
         },
-        status: m.status().map(|c| c.to_string()).unwrap_or_default(),
+        status: m
+            .status()
+            .map_or_else(|| "".into(), |c| c.to_string().into()),
         fromtag: lossy(m.from_tag()),
         totag: lossy(m.to_tag()),
     })

@@ -49,18 +49,18 @@ fn opts() -> OpenOptions {
 fn row(n: u32, msg: Vec<u8>) -> Row {
     Row {
         table: None,
-        msg,
-        callid: format!("call-{n}@example.com"),
+        msg: msg.into(),
+        callid: format!("call-{n}@example.com").into(),
         method: "INVITE".into(),
-        status: String::new(),
+        status: "".into(),
         fromip: "udp:192.0.2.1:5060".into(),
         toip: "udp:192.0.2.2:5060".into(),
         time_sec: 1_790_000_000 + i64::from(n),
         time_us: 123_456 + n,
-        time_stamp: format!("2026-09-21 10:20:{:02}", n % 60),
+        time_stamp: format!("2026-09-21 10:20:{:02}", n % 60).into(),
         direction: "in",
-        fromtag: format!("ft{n}"),
-        totag: String::new(),
+        fromtag: format!("ft{n}").into(),
+        totag: "".into(),
         traced_user: String::new(),
     }
 }
@@ -89,7 +89,7 @@ fn sample_rows() -> Vec<Row> {
     r3.method = "MESSAGE".into();
     r3.fromip = "any:255.255.255.255:5060".into();
     let mut r4 = row(4, b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec());
-    r4.callid = "c".repeat(300);
+    r4.callid = "c".repeat(300).into();
     vec![r1, r2, r3, r4]
 }
 
@@ -153,20 +153,20 @@ fn expected(r: &Row, version: u8, style: Style) -> HashMap<String, Vec<u8>> {
                     .into_owned()
                     .into_bytes()
             }
-            "msg" => r.msg.clone(),
+            "msg" => r.msg.to_vec(),
             "callid" if style.limits => r.callid.chars().take(255).collect::<String>().into(),
-            "callid" => r.callid.clone().into(),
-            "method" => r.method.clone().into(),
-            "status" => r.status.clone().into(),
-            "fromip" => r.fromip.clone().into(),
-            "toip" => r.toip.clone().into(),
+            "callid" => r.callid.as_bytes().to_vec(),
+            "method" => r.method.as_bytes().to_vec(),
+            "status" => r.status.as_bytes().to_vec(),
+            "fromip" => r.fromip.as_bytes().to_vec(),
+            "toip" => r.toip.as_bytes().to_vec(),
             "date" | "time_stamp" if style.int_time => r.time_sec.to_string().into(),
-            "date" | "time_stamp" => r.time_stamp.clone().into(),
+            "date" | "time_stamp" => r.time_stamp.as_bytes().to_vec(),
             "direction" => r.direction.into(),
-            "fromtag" => r.fromtag.clone().into(),
-            "traced_user" => r.traced_user.clone().into(),
+            "fromtag" => r.fromtag.as_bytes().to_vec(),
+            "traced_user" => r.traced_user.as_bytes().to_vec(),
             "time_us" => r.time_us.to_string().into(),
-            "totag" => r.totag.clone().into(),
+            "totag" => r.totag.as_bytes().to_vec(),
             _ => unreachable!("column list is fixed above"),
         };
         m.insert(c.to_string(), v);
@@ -593,7 +593,7 @@ fn marker_protocol(
     assert_eq!(store.open_marker("s1").unwrap(), MarkerOpen::Ready(16));
     // Another spool's marker is its own.
     assert_eq!(store.open_marker("s2").unwrap(), MarkerOpen::Ready(0));
-    let want: Vec<String> = rows[..7].iter().map(|r| r.callid.clone()).collect();
+    let want: Vec<String> = rows[..7].iter().map(|r| r.callid.to_string()).collect();
     assert_eq!(callids("sip_trace"), want);
     // Two tables: one transaction with the marker; moved first.
     exec(table_b);
@@ -604,7 +604,7 @@ fn marker_protocol(
         .write_batch_marked(&two, &[17, 18, 19], &mut m)
         .unwrap();
     assert_eq!((rep.written, rep.already, m.last), (2, 1, 19));
-    assert_eq!(callids("trace_b"), [rows[7].callid.clone()]);
+    assert_eq!(callids("trace_b"), [rows[7].callid.to_string()]);
     assert_eq!(callids("sip_trace").len(), 8);
     // A marker row deleted meanwhile is put back, not a reason to rewrite.
     exec("DELETE FROM siptraced_spool_marker WHERE spool_id = 's1'");

@@ -75,28 +75,35 @@ pub use schema::{LayoutProblem, valid_table_name};
 pub use url::{DbUrl, UrlError};
 
 /// One `sip_trace` row; values already decided by the trace layer.
+///
+/// Values an event's rows have in common are shared, not copied: a message
+/// traced for two users is one `msg`, and every row of a second one
+/// `time_stamp` (callgrind: each copy cost a malloc, a memcpy and a free).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
     /// From `trace_table_avp`; `None` = the configured default table.
     pub table: Option<String>,
     /// Exact message bytes; may contain NUL or invalid UTF-8.
-    pub msg: Vec<u8>,
-    pub callid: String,
-    pub method: String,
-    pub status: String,
-    pub fromip: String,
-    pub toip: String,
+    pub msg: Shared<[u8]>,
+    pub callid: Shared<str>,
+    pub method: Shared<str>,
+    pub status: Shared<str>,
+    pub fromip: Shared<str>,
+    pub toip: Shared<str>,
     /// Unix seconds (what dbtext stores).
     pub time_sec: i64,
     pub time_us: u32,
     /// Local time `YYYY-MM-DD HH:MM:SS`, formatted by the caller (SQL backends).
-    pub time_stamp: String,
+    pub time_stamp: Shared<str>,
     /// `"in"` or `"out"`.
     pub direction: &'static str,
-    pub fromtag: String,
-    pub totag: String,
+    pub fromtag: Shared<str>,
+    pub totag: Shared<str>,
     pub traced_user: String,
 }
+
+/// A value several rows hold: cloning it counts a reference.
+pub type Shared<T> = std::sync::Arc<T>;
 
 /// A row value as the backends see it.
 #[cfg(any(

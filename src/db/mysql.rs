@@ -753,18 +753,18 @@ mod tests {
     fn row(msg_len: usize) -> Row {
         Row {
             table: None,
-            msg: vec![b'x'; msg_len],
-            callid: String::new(),
-            method: String::new(),
-            status: String::new(),
-            fromip: String::new(),
-            toip: String::new(),
+            msg: vec![b'x'; msg_len].into(),
+            callid: "".into(),
+            method: "".into(),
+            status: "".into(),
+            fromip: "".into(),
+            toip: "".into(),
             time_sec: 0,
             time_us: 0,
-            time_stamp: String::new(),
+            time_stamp: "".into(),
             direction: "in",
-            fromtag: String::new(),
-            totag: String::new(),
+            fromtag: "".into(),
+            totag: "".into(),
             traced_user: String::new(),
         }
     }

@@ -947,18 +947,18 @@ mod tests {
     fn row(n: usize, size: usize) -> Row {
         Row {
             table: None,
-            msg: vec![b'a' + (n % 26) as u8; size],
-            callid: format!("c{n}"),
+            msg: vec![b'a' + (n % 26) as u8; size].into(),
+            callid: format!("c{n}").into(),
             method: "INVITE".into(),
-            status: String::new(),
+            status: "".into(),
             fromip: "udp:127.0.0.1:1".into(),
             toip: "udp:127.0.0.1:2".into(),
             time_sec: n as i64,
             time_us: 0,
             time_stamp: "2024-01-01 00:00:00".into(),
             direction: "in",
-            fromtag: String::new(),
-            totag: String::new(),
+            fromtag: "".into(),
+            totag: "".into(),
             traced_user: String::new(),
         }
     }
@@ -979,7 +979,7 @@ mod tests {
             if b.records == 0 {
                 return out;
             }
-            out.extend(b.rows.iter().map(|(_, r)| r.callid.clone()));
+            out.extend(b.rows.iter().map(|(_, r)| r.callid.to_string()));
             s.consume(b.records).unwrap();
         }
     }

@@ -292,18 +292,18 @@ pub(crate) fn decode(payload: &[u8]) -> Result<(u64, Row), Flaw> {
     };
     let row = Row {
         table,
-        msg: r.bytes()?.to_vec(),
-        callid: r.text()?,
-        method: r.text()?,
-        status: r.text()?,
-        fromip: r.text()?,
-        toip: r.text()?,
+        msg: r.bytes()?.into(),
+        callid: r.text()?.into(),
+        method: r.text()?.into(),
+        status: r.text()?.into(),
+        fromip: r.text()?.into(),
+        toip: r.text()?.into(),
         time_sec,
         time_us,
-        time_stamp: r.text()?,
+        time_stamp: r.text()?.into(),
         direction,
-        fromtag: r.text()?,
-        totag: r.text()?,
+        fromtag: r.text()?.into(),
+        totag: r.text()?.into(),
         traced_user: r.text()?,
     };
     if r.at != payload.len() {
@@ -378,13 +378,9 @@ mod tests {
                 .into_iter()
                 .chain([0xff, 0xfe, 0x00])
                 .collect(),
-            callid: format!("call-{n}"),
+            callid: format!("call-{n}").into(),
             method: "INVITE".into(),
-            status: if n % 2 == 0 {
-                "200".into()
-            } else {
-                String::new()
-            },
+            status: if n % 2 == 0 { "200".into() } else { "".into() },
             fromip: "udp:127.0.0.1:5060".into(),
             toip: "udp:[::1]:5070".into(),
             time_sec: 1_700_000_000 + i64::from(n),
@@ -392,7 +388,7 @@ mod tests {
             time_stamp: "2023-11-14 22:13:20".into(),
             direction: if n % 2 == 0 { "out" } else { "in" },
             fromtag: "é€😀".into(),
-            totag: String::new(),
+            totag: "".into(),
             traced_user: "alice".into(),
         }
     }

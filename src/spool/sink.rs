@@ -1005,7 +1005,7 @@ mod tests {
             if s.mode == Some(Mode::Down) {
                 return Err(refused());
             }
-            s.table.extend(rows.iter().map(|r| r.callid.clone()));
+            s.table.extend(rows.iter().map(|r| r.callid.to_string()));
             Ok(WriteReport {
                 written: rows.len() as u64,
                 ..WriteReport::default()
@@ -1036,7 +1036,7 @@ mod tests {
             m.last = m.last.max(found);
             let skip = seqs.partition_point(|&q| q <= m.last);
             s.table
-                .extend(rows[skip..].iter().map(|r| r.callid.clone()));
+                .extend(rows[skip..].iter().map(|r| r.callid.to_string()));
             if let Some(&last) = seqs[skip..].last() {
                 s.marker = Some(last);
                 m.last = last;
@@ -1074,18 +1074,18 @@ mod tests {
     fn row(n: usize) -> Row {
         Row {
             table: None,
-            msg: b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec(),
-            callid: format!("c{n}"),
+            msg: b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec().into(),
+            callid: format!("c{n}").into(),
             method: "OPTIONS".into(),
-            status: String::new(),
-            fromip: String::new(),
-            toip: String::new(),
+            status: "".into(),
+            fromip: "".into(),
+            toip: "".into(),
             time_sec: 0,
             time_us: 0,
-            time_stamp: String::new(),
+            time_stamp: "".into(),
             direction: "in",
-            fromtag: String::new(),
-            totag: String::new(),
+            fromtag: "".into(),
+            totag: "".into(),
             traced_user: String::new(),
         }
     }

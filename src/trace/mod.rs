@@ -20,7 +20,7 @@ pub mod mirror;
 pub mod stream;
 
 use crate::clock::{WallTime, local_datetime};
-use crate::db::Row;
+use crate::db::{Row, Shared};
 use crate::sip::Transport;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -169,13 +169,13 @@ impl Direction {
 /// The columns a message contributes, pulled out of it by the caller.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Facts {
-    pub callid: String,
+    pub callid: Shared<str>,
     /// Request method, or for replies the CSeq method (docs/decisions.md §2).
-    pub method: String,
+    pub method: Shared<str>,
     /// '' for requests, the decimal code for replies.
-    pub status: String,
-    pub fromtag: String,
-    pub totag: String,
+    pub status: Shared<str>,
+    pub fromtag: Shared<str>,
+    pub totag: Shared<str>,
 }
 
 /// One traced wire event: the bytes and where they went.
@@ -236,7 +236,7 @@ pub struct Tracer {
     pub counters: TraceCounters,
     /// The last `time_stamp` made and its second: every event of a second
     /// shares the text (localtime_r and formatting once per second).
-    stamp: (i64, String),
+    stamp: (i64, Shared<str>),
 }
 
 impl Tracer {
@@ -250,7 +250,7 @@ impl Tracer {
             to_database: settings.trace_to_database,
             masker: mask::Masker::new(&settings.mask),
             counters: TraceCounters::default(),
-            stamp: (0, String::new()),
+            stamp: (0, Shared::from("")),
         }
     }
 
@@ -307,16 +307,19 @@ impl Tracer {
             return 0;
         }
         if self.stamp.1.is_empty() || self.stamp.0 != ev.time.sec {
-            self.stamp = (ev.time.sec, local_datetime(ev.time.sec));
+            self.stamp = (ev.time.sec, local_datetime(ev.time.sec).into());
         }
         let stamp = self.stamp.1.clone();
         let no_user = self.no_user_row(trigger).then_some("");
-        let (fromip, toip) = (ev.from.render(), ev.to.render());
+        let (fromip, toip): (Shared<str>, Shared<str>) =
+            (ev.from.render().into(), ev.to.render().into());
+        // One copy of the message for all the event's rows.
+        let mut msg: Option<Shared<[u8]>> = None;
         let before = out.len();
         for user in no_user.into_iter().chain(users.iter().map(String::as_str)) {
             out.push(Row {
                 table: table.map(str::to_string),
-                msg: ev.bytes.to_vec(),
+                msg: msg.get_or_insert_with(|| ev.bytes.into()).clone(),
                 callid: ev.facts.callid.clone(),
                 method: ev.facts.method.clone(),
                 status: ev.facts.status.clone(),
@@ -353,9 +356,9 @@ mod tests {
         Facts {
             callid: "c1".into(),
             method: "INVITE".into(),
-            status: String::new(),
+            status: "".into(),
             fromtag: "ft".into(),
-            totag: String::new(),
+            totag: "".into(),
         }
     }
 
@@ -419,14 +422,14 @@ mod tests {
             &mut out,
         );
         let r = &out[1];
-        assert_eq!(r.msg, ev(&f).bytes);
-        assert_eq!(r.fromip, "udp:10.0.0.1:5060");
-        assert_eq!(r.toip, "udp:[2001:db8::1]:5070");
+        assert_eq!(r.msg, ev(&f).bytes.into());
+        assert_eq!(r.fromip, "udp:10.0.0.1:5060".into());
+        assert_eq!(r.toip, "udp:[2001:db8::1]:5070".into());
         assert_eq!((r.time_sec, r.time_us), (1_700_000_000, 42));
         assert_eq!(r.time_stamp, out[0].time_stamp);
-        assert_eq!(r.time_stamp, local_datetime(1_700_000_000));
-        assert_eq!((r.direction, r.method.as_str()), ("in", "INVITE"));
-        assert_eq!((r.fromtag.as_str(), r.callid.as_str()), ("ft", "c1"));
+        assert_eq!(r.time_stamp, local_datetime(1_700_000_000).into());
+        assert_eq!((r.direction, &*r.method), ("in", "INVITE"));
+        assert_eq!((&*r.fromtag, &*r.callid), ("ft", "c1"));
         assert_eq!(r.table.as_deref(), Some("t2"));
         assert_eq!(
             t.counters,
