@@ -79,6 +79,10 @@ const MODULE_ALIASES: &[(&str, &str)] = &[
 /// 16 datagrams of 64 KB.
 pub(crate) const DEFAULT_UDP_TURN_DATAGRAMS: u32 = 256;
 pub(crate) const DEFAULT_UDP_TURN_KB: u32 = 1024;
+/// Core `maxbuffer` (bytes): the receive buffer asked for each UDP socket
+/// (docs/decisions.md §20). Kamailio probes up to 256 KiB; one reactor
+/// thread that pauses for a database commit needs more room for a burst.
+pub(crate) const DEFAULT_MAXBUFFER: usize = 4 << 20;
 
 /// Every core parameter name of Kamailio (3.x–5.x `cfg.lex`, plus the
 /// OpenSER 1.x/Kamailio 1.5 names that later disappeared), aliases included.
@@ -486,6 +490,9 @@ pub struct Config {
     /// the MTU that would leave over UDP leaves over that transport.
     pub udp_mtu: u32,
     pub udp_mtu_try_proto: Transport,
+    /// `maxbuffer`: SO_RCVBUF asked for each UDP listener (0: the OS
+    /// default), docs/decisions.md §20.
+    pub maxbuffer: usize,
     /// `enable_tls=yes`: `listen=tls:` sockets are opened (with the tls
     /// module loaded), as in Kamailio.
     pub enable_tls: bool,
@@ -614,6 +621,7 @@ impl Default for Config {
             tcp: crate::transport::tcp::TcpConfig::default(),
             udp_mtu: 0,
             udp_mtu_try_proto: Transport::Udp,
+            maxbuffer: DEFAULT_MAXBUFFER,
             enable_tls: false,
             tls: crate::transport::tls::TlsParams::default(),
             udp_turn_datagrams: DEFAULT_UDP_TURN_DATAGRAMS,
@@ -1132,6 +1140,7 @@ impl Builder {
                 u32_of(int()?)?;
             }
             "udp_mtu" => self.c.udp_mtu = in_range(int()?, 0, 65_535)?,
+            "maxbuffer" => self.c.maxbuffer = in_range::<usize>(int()?, 0, 1 << 30)?,
             "udp_mtu_try_proto" => {
                 let t = text()?;
                 self.c.udp_mtu_try_proto = match Transport::parse(&t) {
@@ -2232,6 +2241,13 @@ udp_turn_kb=128{ROUTE}"#
             "udp_mtu=1300\nudp_mtu_try_proto=TCP\ntcp_max_connections=10\ntcp_connect_timeout=3\ntcp_conn_wq_max=65536{ROUTE}"
         ));
         assert_eq!((t.udp_mtu, t.udp_mtu_try_proto), (1300, Transport::Tcp));
+        // docs/decisions.md §20: 4 MiB unless set; 0 keeps the OS default.
+        assert_eq!(t.maxbuffer, DEFAULT_MAXBUFFER);
+        assert_eq!(config(&format!("maxbuffer=0{ROUTE}")).maxbuffer, 0);
+        assert_eq!(
+            config(&format!("maxbuffer=262144{ROUTE}")).maxbuffer,
+            262_144
+        );
         assert_eq!(
             t.tcp,
             crate::transport::tcp::TcpConfig {
@@ -2502,6 +2518,7 @@ modparam("mysql", "ping_interval", 10){ROUTE}"#
             ("udp_turn_datagrams=0".into(), "k.cfg:1:20: udp_turn_datagrams: must be from 1 to 65536, got 0".into()),
             ("udp_mtu_try_proto=\"QUIC\"".into(), "k.cfg:1:19: udp_mtu_try_proto: \"QUIC\" is not a transport: use UDP, TCP or TLS".into()),
             ("tcp_max_connections=0".into(), "k.cfg:1:21: tcp_max_connections: must be from 1 to 1048576, got 0".into()),
+            ("maxbuffer=-1".into(), "k.cfg:1:11: maxbuffer: must be from 0 to 1073741824, got -1".into()),
             ("metrics_listen=\"localhost:9464\"".into(), "k.cfg:1:16: metrics_listen: \"localhost:9464\" is not an address to serve metrics on: write IP:PORT, e.g. \"127.0.0.1:9464\" or \"[::1]:9464\"".into()),
             ("listen=udp:1.2.3.4:0".into(), "k.cfg:1:8: listen: port 0 out of range 1..65535".into()),
             ("loadmodule \"usrloc.so\"".into(), format!("k.cfg:1:12: unknown module \"usrloc\" (loadmodule \"usrloc.so\"); siptraced supports: {supported}")),

@@ -607,7 +607,8 @@ fn bind_listeners(conf: &Config) -> Result<Vec<Listener>, SetupError> {
         }
         for ip in expand_host(&spec.host)? {
             let addr = SocketAddr::new(ip, spec.port);
-            let l = Listener::bind_udp(addr, spec.advertise.clone()).map_err(SetupError::Bind)?;
+            let l = Listener::bind_udp(addr, spec.advertise.clone(), conf.maxbuffer)
+                .map_err(SetupError::Bind)?;
             out.push(l);
         }
     }

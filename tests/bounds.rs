@@ -510,3 +510,75 @@ request_route {
     );
     drop(readers);
 }
+
+/// Answers to a burst of `n` OPTIONS sent while the daemon is stopped
+/// (SIGSTOP): what its socket's receive buffer held is answered once it
+/// runs again, what did not fit was dropped by the kernel.
+fn answered_after_a_stopped_burst(maxbuffer: usize, n: u64) -> u64 {
+    let cfg = format!(
+        r#"listen=udp:127.0.0.1:@PORT@
+maxbuffer={maxbuffer}
+loadmodule "sl.so"
+loadmodule "mi_fifo.so"
+modparam("mi_fifo", "fifo_name", "@FIFO@")
+request_route {{
+    sl_send_reply("200", "OK");
+    exit;
+}}
+"#
+    );
+    let d = Daemon::start("rcvbuf", &cfg);
+    let peer = Peer::new();
+    // The replies arrive faster than this test reads them: room for all.
+    {
+        use nix::sys::socket::{setsockopt, sockopt};
+        let want = 8usize << 20;
+        if setsockopt(&peer.sock, sockopt::RcvBufForce, &want).is_err() {
+            setsockopt(&peer.sock, sockopt::RcvBuf, &want).unwrap();
+        }
+    }
+    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
+    use nix::sys::signal::{Signal, kill};
+    kill(pid, Signal::SIGSTOP).unwrap();
+    for i in 0..n {
+        peer.send(d.addr(), &options(d.addr(), peer.addr(), i));
+    }
+    kill(pid, Signal::SIGCONT).unwrap();
+    let mut answered = 0;
+    while let Some(r) = peer.try_recv(Duration::from_secs(2)) {
+        assert!(
+            first_line(&r).starts_with("SIP/2.0 200"),
+            "{}",
+            first_line(&r)
+        );
+        answered += 1;
+        if answered == n {
+            break;
+        }
+    }
+    answered
+}
+
+/// Core `maxbuffer` (docs/decisions.md §20): the UDP listener asks for a
+/// receive buffer that holds a burst arriving while the reactor cannot
+/// read; with the OS default (maxbuffer=0) the kernel drops most of it.
+#[test]
+fn maxbuffer_holds_a_burst_the_default_receive_buffer_drops() {
+    const BURST: u64 = 1500;
+    assert_eq!(answered_after_a_stopped_burst(4 << 20, BURST), BURST);
+    // The contrast, where the OS default is Linux's usual ~208 KiB.
+    let default: usize = std::fs::read_to_string("/proc/sys/net/core/rmem_default")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(usize::MAX);
+    if default <= 1 << 20 {
+        let got = answered_after_a_stopped_burst(0, BURST);
+        assert!(
+            got < BURST,
+            "{got} of {BURST} answered with a {default}-byte buffer"
+        );
+        println!("maxbuffer=0 (rmem_default {default}): {got} of {BURST} answered");
+    } else {
+        println!("rmem_default is {default}: the contrast is not checked");
+    }
+}

@@ -51,14 +51,20 @@ impl std::fmt::Display for TransportError {
 }
 
 impl Listener {
+    /// `rcvbuf`: the receive buffer to ask for (core `maxbuffer`; 0 keeps
+    /// the OS default).
     pub(crate) fn bind_udp(
         addr: SocketAddr,
         advertise: Option<(String, u16)>,
+        rcvbuf: usize,
     ) -> Result<Listener, TransportError> {
         let sock = UdpSocket::bind(addr).map_err(|err| TransportError::Bind { addr, err })?;
         let local = sock
             .local_addr()
             .map_err(|err| TransportError::Bind { addr, err })?;
+        if rcvbuf > 0 {
+            grow_receive_buffer(&sock, local, rcvbuf);
+        }
         Ok(Listener {
             proto: Transport::Udp,
             local,
@@ -66,6 +72,13 @@ impl Listener {
             sock,
             send_drops: 0,
         })
+    }
+
+    /// The receive buffer the kernel gave this socket (bytes it may hold,
+    /// Linux's doubled figure halved back).
+    pub fn receive_buffer(&self) -> Option<usize> {
+        use nix::sys::socket::{getsockopt, sockopt};
+        getsockopt(&self.sock, sockopt::RcvBuf).ok().map(|n| n / 2)
     }
 
     /// The host and port that name this socket in SIP headers.
@@ -105,5 +118,35 @@ impl Listener {
                 }
             }
         }
+    }
+}
+
+/// Asks for a receive buffer of `want` bytes, so that datagrams arriving
+/// while the reactor is busy (a database commit, a burst) wait in the
+/// kernel instead of being dropped there (docs/decisions.md §20). An
+/// unprivileged process gets at most net.core.rmem_max; with CAP_NET_ADMIN
+/// (root before dropping privileges) SO_RCVBUFFORCE passes that cap, as
+/// Kamailio's probe does. Falling short is logged, never fatal.
+fn grow_receive_buffer(sock: &UdpSocket, local: SocketAddr, want: usize) {
+    use nix::sys::socket::{getsockopt, setsockopt, sockopt};
+    // Linux doubles the value set (for its own bookkeeping) and reports
+    // the doubled figure.
+    let got = |s: &UdpSocket| getsockopt(s, sockopt::RcvBuf).map_or(0, |n| n / 2);
+    if got(sock) >= want {
+        return;
+    }
+    if setsockopt(sock, sockopt::RcvBufForce, &want).is_err() {
+        let _ = setsockopt(sock, sockopt::RcvBuf, &want);
+    }
+    let have = got(sock);
+    if have < want {
+        log::warn!(
+            "udp:{local}: receive buffer is {} KiB, less than maxbuffer ({} KiB): raise \
+             net.core.rmem_max (sysctl) so that bursts are not dropped by the kernel",
+            have / 1024,
+            want / 1024
+        );
+    } else {
+        log::debug!("udp:{local}: receive buffer {} KiB", have / 1024);
     }
 }
