@@ -7,42 +7,12 @@
 
 mod common;
 use common::*;
-use std::collections::HashMap;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 const MIB: u64 = 1 << 20;
-
-/// The daemon's resident set, from /proc/PID/status.
-fn rss(pid: u32) -> u64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS in /proc/PID/status");
-    kb * 1024
-}
-
-/// MI `core_limits`: bound name → (value, hits).
-fn core_limits(d: &Daemon) -> HashMap<String, (u64, u64)> {
-    let name = unique_name("limits");
-    let req = format!(":core_limits:{name}\n\n");
-    let reply = d
-        .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
-        .expect("no reply to core_limits");
-    let text = String::from_utf8_lossy(&reply).into_owned();
-    assert!(text.starts_with("200 OK\n"), "{text}");
-    text.lines()
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(":: ")?;
-            let (value, hits) = rest.split_once(" hits=")?;
-            Some((name.to_string(), (value.parse().ok()?, hits.parse().ok()?)))
-        })
-        .collect()
-}
 
 /// A UDP socket nobody reads: the next hop that never answers.
 fn black_hole() -> UdpSocket {
@@ -136,7 +106,7 @@ request_route {{
     let d = Daemon::start("flood", &cfg);
     let pid = d.pid();
     let to = d.addr();
-    let base = rss(pid);
+    let base = rss_bytes(pid);
 
     let stop = Arc::new(AtomicBool::new(false));
     let sent = Arc::new(AtomicU64::new(0));
@@ -194,7 +164,7 @@ request_route {{
         if probe(&ops, to, &format!("probe-{probes}")) {
             answered += 1;
         }
-        max_rss = max_rss.max(rss(pid));
+        max_rss = max_rss.max(rss_bytes(pid));
         std::thread::sleep(Duration::from_millis(200));
     }
     stop.store(true, Ordering::Relaxed);
@@ -291,7 +261,7 @@ request_route {{
             std::thread::sleep(Duration::from_millis(1));
         }
         if round % 100 == 99 {
-            samples.push(rss(pid));
+            samples.push(rss_bytes(pid));
         }
     }
     stop.store(true, Ordering::Relaxed);
@@ -351,26 +321,7 @@ fn options(to: SocketAddr, me: SocketAddr, i: u64) -> Vec<u8> {
 fn turn_cap_revisits_a_socket_without_a_new_event() {
     const BURST: u64 = 120;
     let d = Daemon::start("turn", &turn_cfg(TURN_CAP));
-    let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
-    let peer = Peer::new();
-    use nix::sys::signal::{Signal, kill};
-    kill(pid, Signal::SIGSTOP).unwrap();
-    for i in 0..BURST {
-        peer.send(d.addr(), &options(d.addr(), peer.addr(), i));
-    }
-    kill(pid, Signal::SIGCONT).unwrap();
-    let mut answered = 0;
-    while let Some(r) = peer.try_recv(Duration::from_secs(3)) {
-        assert!(
-            first_line(&r).starts_with("SIP/2.0 200"),
-            "{}",
-            first_line(&r)
-        );
-        answered += 1;
-        if answered == BURST {
-            break;
-        }
-    }
+    let answered = answers_to_a_stopped_burst(&d, &Peer::new(), BURST);
     assert_eq!(answered, BURST, "every datagram of the burst is answered");
     let (value, hits) = core_limits(&d)["udp_turn_datagrams"];
     assert_eq!(value, TURN_CAP as u64);
@@ -537,6 +488,12 @@ request_route {{
             setsockopt(&peer.sock, sockopt::RcvBuf, &want).unwrap();
         }
     }
+    answers_to_a_stopped_burst(&d, &peer, n)
+}
+
+/// `n` OPTIONS from `peer` queued while the daemon is stopped (SIGSTOP),
+/// then the daemon resumed: the 200s that come back.
+fn answers_to_a_stopped_burst(d: &Daemon, peer: &Peer, n: u64) -> u64 {
     let pid = nix::unistd::Pid::from_raw(d.pid() as i32);
     use nix::sys::signal::{Signal, kill};
     kill(pid, Signal::SIGSTOP).unwrap();
@@ -545,7 +502,7 @@ request_route {{
     }
     kill(pid, Signal::SIGCONT).unwrap();
     let mut answered = 0;
-    while let Some(r) = peer.try_recv(Duration::from_secs(2)) {
+    while let Some(r) = peer.try_recv(Duration::from_secs(3)) {
         assert!(
             first_line(&r).starts_with("SIP/2.0 200"),
             "{}",

@@ -443,32 +443,6 @@ fn a_message_without_content_length_is_answered_400_and_the_connection_closed() 
 
 // ---- bounds ----
 
-fn core_limits(d: &Daemon) -> HashMap<String, (u64, u64)> {
-    let name = unique_name("limits");
-    let req = format!(":core_limits:{name}\n\n");
-    let reply = d
-        .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
-        .expect("no reply to core_limits");
-    String::from_utf8_lossy(&reply)
-        .lines()
-        .filter_map(|l| {
-            let (name, rest) = l.split_once(":: ")?;
-            let (value, hits) = rest.split_once(" hits=")?;
-            Some((name.to_string(), (value.parse().ok()?, hits.parse().ok()?)))
-        })
-        .collect()
-}
-
-fn rss_bytes(pid: u32) -> u64 {
-    let s = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let kb: u64 = s
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS");
-    kb * 1024
-}
-
 #[test]
 fn idle_connections_and_a_slowloris_never_stall_udp_calls_and_stay_bounded() {
     const MAX: usize = 1000;

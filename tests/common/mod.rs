@@ -1653,3 +1653,32 @@ pub fn wait_sipp_ok(mut child: Child, what: &str) {
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// The daemon's resident set, from /proc/PID/status.
+pub fn rss_bytes(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS in /proc/PID/status");
+    kb * 1024
+}
+
+/// MI `core_limits`: bound name → (value, hits).
+pub fn core_limits(d: &Daemon) -> std::collections::HashMap<String, (u64, u64)> {
+    let name = unique_name("limits");
+    let req = format!(":core_limits:{name}\n\n");
+    let reply = d
+        .mi_raw(&name, req.as_bytes(), Duration::from_secs(5))
+        .expect("no reply to core_limits");
+    let text = String::from_utf8_lossy(&reply).into_owned();
+    assert!(text.starts_with("200 OK\n"), "{text}");
+    text.lines()
+        .filter_map(|l| {
+            let (name, rest) = l.split_once(":: ")?;
+            let (value, hits) = rest.split_once(" hits=")?;
+            Some((name.to_string(), (value.parse().ok()?, hits.parse().ok()?)))
+        })
+        .collect()
+}
