@@ -67,10 +67,9 @@ impl Insert {
         let st = self.stmt.as_ptr();
         let mut n = 0;
         let mut rc = ffi::SQLITE_OK;
-        for (i, v) in values.enumerate() {
-            n = i + 1;
+        for v in values {
+            n += 1;
             if n > self.params {
-                rc = ffi::SQLITE_RANGE;
                 break;
             }
             let idx = n as c_int;
@@ -95,11 +94,11 @@ impl Insert {
                 break;
             }
         }
-        if rc == ffi::SQLITE_OK && n != self.params {
-            rc = ffi::SQLITE_RANGE;
-        }
         let result = if rc != ffi::SQLITE_OK {
             Err(error(conn, rc))
+        } else if n != self.params {
+            // `n` counts values up to one past the statement's parameters.
+            Err(rusqlite::Error::InvalidParameterCount(n, self.params))
         } else {
             // SAFETY: every parameter is bound to memory alive here.
             match unsafe { ffi::sqlite3_step(st) } {
@@ -131,9 +130,6 @@ impl Drop for Insert {
 /// The connection's error for `rc`, as rusqlite reports errors, so that
 /// the engine classifies it the same way (busy, constraint, schema…).
 fn error(conn: &Connection, rc: c_int) -> rusqlite::Error {
-    if rc == ffi::SQLITE_RANGE {
-        return rusqlite::Error::InvalidParameterCount(0, 0);
-    }
     // SAFETY: the live connection's handle; SQLite returns a NUL-terminated
     // string it owns, valid until the next call on the connection, copied
     // at once.
@@ -207,10 +203,16 @@ mod tests {
             .unwrap();
         assert_eq!(n, 2);
         // Too few or too many values: refused before any step.
-        assert!(ins.row(&c, row(b"z")[..2].iter().copied()).is_err());
+        assert!(matches!(
+            ins.row(&c, row(b"z")[..2].iter().copied()),
+            Err(rusqlite::Error::InvalidParameterCount(2, 3))
+        ));
         let mut four = row(b"y").to_vec();
         four.push(Value::Int(9));
-        assert!(ins.row(&c, four.into_iter()).is_err());
+        assert!(matches!(
+            ins.row(&c, four.into_iter()),
+            Err(rusqlite::Error::InvalidParameterCount(4, 3))
+        ));
         let n: i64 = c
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .unwrap();

@@ -74,13 +74,6 @@ impl Listener {
         })
     }
 
-    /// The receive buffer the kernel gave this socket (bytes it may hold,
-    /// Linux's doubled figure halved back).
-    pub fn receive_buffer(&self) -> Option<usize> {
-        use nix::sys::socket::{getsockopt, sockopt};
-        getsockopt(&self.sock, sockopt::RcvBuf).ok().map(|n| n / 2)
-    }
-
     /// The host and port that name this socket in SIP headers.
     pub(crate) fn sip_hostport(&self) -> (String, u16) {
         match &self.advertise {
