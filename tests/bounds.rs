@@ -290,10 +290,12 @@ const TURN_CAP: usize = 4;
 /// that the burst outlasts the test's MI request.
 const SPIN: u32 = 20_000;
 
-fn turn_cfg(cap: usize) -> String {
+/// A daemon that answers every request 200 at once, with one more core
+/// parameter line.
+fn answering_cfg(global: &str) -> String {
     format!(
         r#"listen=udp:127.0.0.1:@PORT@
-udp_turn_datagrams={cap}
+{global}
 loadmodule "sl.so"
 loadmodule "mi_fifo.so"
 modparam("mi_fifo", "fifo_name", "@FIFO@")
@@ -320,7 +322,10 @@ fn options(to: SocketAddr, me: SocketAddr, i: u64) -> Vec<u8> {
 #[test]
 fn turn_cap_revisits_a_socket_without_a_new_event() {
     const BURST: u64 = 120;
-    let d = Daemon::start("turn", &turn_cfg(TURN_CAP));
+    let d = Daemon::start(
+        "turn",
+        &answering_cfg(&format!("udp_turn_datagrams={TURN_CAP}")),
+    );
     let answered = answers_to_a_stopped_burst(&d, &Peer::new(), BURST);
     assert_eq!(answered, BURST, "every datagram of the burst is answered");
     let (value, hits) = core_limits(&d)["udp_turn_datagrams"];
@@ -466,19 +471,7 @@ request_route {
 /// (SIGSTOP): what its socket's receive buffer held is answered once it
 /// runs again, what did not fit was dropped by the kernel.
 fn answered_after_a_stopped_burst(maxbuffer: usize, n: u64) -> u64 {
-    let cfg = format!(
-        r#"listen=udp:127.0.0.1:@PORT@
-maxbuffer={maxbuffer}
-loadmodule "sl.so"
-loadmodule "mi_fifo.so"
-modparam("mi_fifo", "fifo_name", "@FIFO@")
-request_route {{
-    sl_send_reply("200", "OK");
-    exit;
-}}
-"#
-    );
-    let d = Daemon::start("rcvbuf", &cfg);
+    let d = Daemon::start("rcvbuf", &answering_cfg(&format!("maxbuffer={maxbuffer}")));
     let peer = Peer::new();
     // The replies arrive faster than this test reads them: room for all.
     {

@@ -470,22 +470,31 @@ impl Core {
     pub(crate) fn on_unframed(&mut self, li: usize, src: SocketAddr, head: &[u8]) {
         self.s.stats_mut().received += 1;
         self.s.stats_mut().malformed += 1;
-        let Ok(mut m) = SipMsg::parse_to_answer(head) else {
+        let Ok(m) = SipMsg::parse_to_answer(head) else {
             return;
         };
-        if m.is_request() && m.method() != Some("ACK") {
-            let _ = m.force_via_rport();
-            let _ = m.set_via_received(src.ip(), src.port());
-            host::send_stateless_reply(
-                &mut self.s,
-                li,
-                &m,
-                400,
-                "Missing Content-Length",
-                &[],
-                false,
-            );
+        self.answer_malformed(li, src, m, true, (400, "Missing Content-Length"));
+    }
+
+    /// An error reply (400 and kin) to what could not be handled but can be
+    /// answered: a request other than ACK, answered statelessly to where it
+    /// came from (on a stream, to the connection's peer: received and rport).
+    fn answer_malformed(
+        &mut self,
+        li: usize,
+        src: SocketAddr,
+        mut m: SipMsg,
+        stream: bool,
+        (code, reason): (u16, &str),
+    ) {
+        if !m.is_request() || m.method() == Some("ACK") {
+            return;
         }
+        if stream {
+            let _ = m.force_via_rport();
+        }
+        let _ = m.set_via_received(src.ip(), src.port());
+        host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
     }
 
     fn on_message(
@@ -507,22 +516,8 @@ impl Core {
                 log::debug!("dropped {} bytes from {src}: not SIP ({e})", raw.len());
                 // A request cut short of its Content-Length still earns a
                 // 400 when it can be addressed (RFC 4475 §3.1.2.2).
-                if let Ok(mut m) = SipMsg::parse_to_answer(raw) {
-                    if m.is_request() && m.method() != Some("ACK") {
-                        if stream {
-                            let _ = m.force_via_rport();
-                        }
-                        let _ = m.set_via_received(src.ip(), src.port());
-                        host::send_stateless_reply(
-                            &mut self.s,
-                            li,
-                            &m,
-                            400,
-                            "Bad Request",
-                            &[],
-                            false,
-                        );
-                    }
+                if let Ok(m) = SipMsg::parse_to_answer(raw) {
+                    self.answer_malformed(li, src, m, stream, (400, "Bad Request"));
                 }
                 return;
             }
@@ -530,15 +525,7 @@ impl Core {
         if let Err(why) = msg.validate() {
             self.s.stats_mut().malformed += 1;
             log::debug!("malformed message from {src}: {why}");
-            if msg.is_request() && msg.method() != Some("ACK") {
-                let (code, reason) = why.status();
-                let mut m = msg;
-                if stream {
-                    let _ = m.force_via_rport();
-                }
-                let _ = m.set_via_received(src.ip(), src.port());
-                host::send_stateless_reply(&mut self.s, li, &m, code, reason, &[], false);
-            }
+            self.answer_malformed(li, src, msg, stream, why.status());
             return;
         }
         if self.s.traces_all() {

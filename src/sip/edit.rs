@@ -139,16 +139,9 @@ impl SipMsg {
         src_ip: IpAddr,
         src_port: u16,
     ) -> Result<bool, EditError> {
-        let h = self
-            .by_kind(HeaderKind::Via)
-            .next()
-            .copied()
-            .ok_or(EditError::NoVia)?;
-        let v = self.slice(h.value);
-        let first = lex::split_list(v).next().unwrap_or(0..0);
-        let base = h.value.start as usize + first.start;
-        let end = h.value.start as usize + first.end;
-        let via = Via::parse_bytes(&v[first]).map_err(EditError::BadVia)?;
+        let top = self.top_via_range()?;
+        let (base, end) = (top.start, top.end);
+        let via = Via::parse_bytes(&self.as_bytes()[top]).map_err(EditError::BadVia)?;
         let is_named = |p: &lex::Param, n: &str| {
             via.as_str()
                 .as_bytes()
@@ -196,20 +189,27 @@ impl SipMsg {
     /// (RFC 3261 §18.2.2), whose peer is exactly received:rport
     /// (docs/decisions.md §18). Returns whether the message changed.
     pub(crate) fn force_via_rport(&mut self) -> Result<bool, EditError> {
-        let h = self
-            .by_kind(HeaderKind::Via)
-            .next()
-            .copied()
-            .ok_or(EditError::NoVia)?;
-        let v = self.slice(h.value);
-        let first = lex::split_list(v).next().unwrap_or(0..0);
-        let end = h.value.start as usize + first.end;
-        let via = Via::parse_bytes(&v[first]).map_err(EditError::BadVia)?;
+        let top = self.top_via_range()?;
+        let end = top.end;
+        let via = Via::parse_bytes(&self.as_bytes()[top]).map_err(EditError::BadVia)?;
         if via.rport().is_some() {
             return Ok(false);
         }
         self.splice(vec![(end..end, b";rport".to_vec())])?;
         Ok(true)
+    }
+
+    /// Where the topmost Via value lies in the message (the first element
+    /// of the first Via line): what the two Via edits above change.
+    fn top_via_range(&self) -> Result<Range<usize>, EditError> {
+        let h = self
+            .by_kind(HeaderKind::Via)
+            .next()
+            .copied()
+            .ok_or(EditError::NoVia)?;
+        let first = lex::split_list(self.slice(h.value)).next().unwrap_or(0..0);
+        let at = h.value.start as usize;
+        Ok(at + first.start..at + first.end)
     }
 
     /// Replaces the first `name` header line, when its value is exactly
