@@ -238,7 +238,7 @@ impl Default for OpenOptions {
 }
 
 /// A row store. Implemented by each backend (through a shared router).
-pub trait Backend {
+pub trait Backend: Send {
     /// Write all rows in order in ONE transaction (or one multi-row INSERT
     /// per run of rows aimed at the same table). On `Err`, nothing of the
     /// batch is committed; if `is_connection()`, retry later.

@@ -29,6 +29,13 @@ pub(crate) struct Insert {
     params: usize,
 }
 
+// SAFETY: the statement moves only together with the connection that owns
+// it (both are fields of the one engine, which the trace writer thread
+// takes whole), and is never used from two threads at once. Bundled SQLite
+// is built thread-safe (SQLITE_THREADSAFE=1), so a handle may change
+// threads between calls, as rusqlite's `Connection: Send` already relies on.
+unsafe impl Send for Insert {}
+
 impl Insert {
     pub(crate) fn prepare(conn: &Connection, sql: &str) -> rusqlite::Result<Insert> {
         let len = c_int::try_from(sql.len()).map_err(|_| rusqlite::Error::InvalidQuery)?;

@@ -12,7 +12,7 @@
 //! marker's few statements.
 
 use std::collections::{HashMap, HashSet};
-use std::rc::Rc;
+use std::sync::Arc as Rc;
 use std::time::{Duration, Instant};
 
 use super::retention::{PurgeRule, PurgeTarget, TimeKind};
@@ -169,7 +169,7 @@ impl From<DbError> for Fault {
     }
 }
 
-pub(crate) trait Engine {
+pub(crate) trait Engine: Send {
     /// `sqlite`, `postgres`, `mysql`, `text`.
     fn backend(&self) -> &'static str;
     /// Where (redacted URL or path), for messages.

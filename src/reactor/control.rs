@@ -39,7 +39,7 @@ use crate::core::Core;
 use crate::mi::commands::{self, DbState, MiHost, Process, TraceStats, Uptime, VersionInfo};
 use crate::mi::jsonrpc::{Frame, JsonFramer};
 use crate::mi::text::{self, TextEvent, TextReader};
-use crate::spool::TraceSink;
+use crate::spool::TraceWriter;
 use nix::unistd::{Gid, Uid};
 use std::os::fd::RawFd;
 use std::path::PathBuf;
@@ -345,19 +345,24 @@ impl Control {
         d.into_iter().min()
     }
 
-    pub(crate) fn on_mi_readable(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
+    pub(crate) fn on_mi_readable(&mut self, core: &mut Core, sink: &mut TraceWriter, now: Instant) {
         let Some(m) = self.mi.as_mut() else { return };
         m.unread.get_or_insert(now);
         self.pump_mi(core, sink, now);
     }
 
-    pub(crate) fn on_rpc_readable(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
+    pub(crate) fn on_rpc_readable(
+        &mut self,
+        core: &mut Core,
+        sink: &mut TraceWriter,
+        now: Instant,
+    ) {
         let Some(r) = self.rpc.as_mut() else { return };
         r.unread.get_or_insert(now);
         self.pump_rpc(core, sink, now);
     }
 
-    pub(crate) fn on_timer(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
+    pub(crate) fn on_timer(&mut self, core: &mut Core, sink: &mut TraceWriter, now: Instant) {
         if let Some(r) = self.rpc.as_mut() {
             if r.framer.poll_timeout().is_some_and(|t| t <= now) {
                 r.framer.handle_timeout(now);
@@ -371,7 +376,7 @@ impl Control {
         self.pump_rpc(core, sink, now);
     }
 
-    fn pump_mi(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
+    fn pump_mi(&mut self, core: &mut Core, sink: &mut TraceWriter, now: Instant) {
         let other = self.rpc.as_ref().map_or((0, 0), |r| pending(&r.writing));
         let Some(m) = self.mi.as_mut() else { return };
         let mut budget = READ_PER_TURN;
@@ -421,7 +426,7 @@ impl Control {
                 }
                 Some(TextEvent::Request(req)) => {
                     // What the command reports counts every message before it.
-                    host.sink.write_held(now, host.now);
+                    host.sink.sync();
                     let indent = host.info.indent.clone();
                     let bytes = commands::handle_text(&mut host, &req, &indent);
                     match m.opened.take() {
@@ -439,7 +444,7 @@ impl Control {
         }
     }
 
-    fn pump_rpc(&mut self, core: &mut Core, sink: &mut TraceSink, now: Instant) {
+    fn pump_rpc(&mut self, core: &mut Core, sink: &mut TraceWriter, now: Instant) {
         let other = self.mi.as_ref().map_or((0, 0), |m| pending(&m.writing));
         let Some(r) = self.rpc.as_mut() else { return };
         let mut budget = READ_PER_TURN;
@@ -472,7 +477,7 @@ impl Control {
                         now: WallTime::now(),
                     };
                     let pretty = host.info.pretty;
-                    host.sink.write_held(now, host.now);
+                    host.sink.sync();
                     let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
                     if let Some(n) = &out.notice {
                         log::warn!("JSON-RPC: {n}");
@@ -615,7 +620,7 @@ fn step_all(list: &mut Vec<PendingReply>, now: Instant, what: &str) {
 /// The daemon as the MI/RPC command handlers see it.
 struct Host<'a> {
     core: &'a mut Core,
-    sink: &'a mut TraceSink,
+    sink: &'a mut TraceWriter,
     info: &'a mut Info,
     now: WallTime,
 }
@@ -693,7 +698,7 @@ impl MiHost for Host<'_> {
     }
 
     fn trace_purge(&mut self) -> Result<u64, String> {
-        self.sink.purge_now(Instant::now(), self.now)
+        self.sink.purge_now()
     }
 
     fn trace_stats(&self) -> TraceStats {

@@ -1,13 +1,14 @@
-//! The reactor: the one owner of `mio::Poll`, of the clock, of the FIFO
-//! descriptors and of the database write.
+//! The reactor: the one owner of `mio::Poll`, of the clock and of the FIFO
+//! descriptors.
 //!
 //! Each turn: wait for readiness or the nearest deadline, read the time
 //! once, turn every ready source into data for a pure core (`core::Core`
 //! for SIP, `mi` for control requests), perform the effects they return
 //! (datagrams, reply FIFOs), then hand the turn's trace rows to the trace
-//! sink (`spool::TraceSink`): written in batched transactions, or spooled
-//! while the database is down — the only blocking call, bounded by
-//! `db_batch_rows` per transaction and the backend's timeouts.
+//! writer thread (`spool::TraceWriter`), which writes them in batched
+//! transactions, or spools them while the database is down. The reactor
+//! waits for it only when its bounded queue is full, or for a command that
+//! must see every row (docs/decisions.md §21).
 //!
 //! Invariant: nothing a peer or a FIFO client sends can stop the loop; a
 //! bad packet, request or DB error is logged and counted.
@@ -40,7 +41,7 @@ use crate::clock::WallTime;
 use crate::config::DnsConfig;
 use crate::core::Core;
 use crate::sip::Transport;
-use crate::spool::TraceSink;
+use crate::spool::{TraceSink, TraceWriter};
 use crate::trace::mirror::CopyVia;
 use crate::trace::stream::StreamConfig;
 use crate::transport::dns::{DnsError, DnsThread};
@@ -82,10 +83,6 @@ const DNS_LOG_EVERY: Duration = Duration::from_secs(10);
 /// Counters of the DB edge, reported by `sip_trace_stats`; kept by the sink.
 pub use crate::spool::DbCounters;
 
-/// At exit, how long replay may go on while the database is up: rows left
-/// after it stay in the spool for the next start.
-const EXIT_DRAIN: Duration = Duration::from_secs(5);
-
 pub struct Reactor {
     poll: Poll,
     pub listeners: Vec<Listener>,
@@ -95,7 +92,8 @@ pub struct Reactor {
     streams: Streams,
     /// SIP over TCP: listeners and connections (transport/tcp.rs).
     sip_tcp: SipStreams,
-    sink: TraceSink,
+    /// The writer thread that owns the trace sink (spool/writer.rs).
+    sink: TraceWriter,
     /// Read ends of the signal pipes: SIGTERM/SIGINT on one, SIGHUP on the
     /// other, so which one woke us needs no global flag.
     term_pipe: UnixStream,
@@ -149,6 +147,7 @@ impl Reactor {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let term_pipe = signal_pipe(&poll, &[SIGTERM, SIGINT], TOKEN_TERM)?;
         let hup_pipe = signal_pipe(&poll, &[SIGHUP], TOKEN_HUP)?;
+        let sink = TraceWriter::spawn(sink).map_err(ReactorError::Poll)?;
         let mut r = Reactor {
             poll,
             listeners,
@@ -393,7 +392,7 @@ impl Reactor {
             self.flush_sends();
             self.log_dns(now);
             marks.mark(slow::Step::Sends, Instant::now());
-            marks.rows = self.flush_rows(now, wall);
+            marks.rows = self.flush_rows();
             marks.mark(slow::Step::Rows, Instant::now());
             self.core.limits_mut().log_summary(now, false);
             self.serve_metrics();
@@ -445,7 +444,6 @@ impl Reactor {
             self.control.next_deadline(),
             self.streams.next_deadline(),
             self.sip_tcp.next_deadline(),
-            self.sink.next_deadline(),
             self.metrics.as_ref().and_then(|m| m.next_deadline()),
             Some(self.next_fifo_check),
             Some(self.next_dns_log),
@@ -756,30 +754,19 @@ impl Reactor {
         }
     }
 
-    /// The turn's one blocking step: the rows, in order, to the database
-    /// (or the spool), plus one bounded batch of replay when due.
-    /// Hands the turn's rows to the sink; returns how many there were.
-    fn flush_rows(&mut self, now: Instant, wall: WallTime) -> usize {
+    /// Hands the turn's rows, in order, to the writer thread (which writes
+    /// or spools them); returns how many there were.
+    fn flush_rows(&mut self) -> usize {
         let rows = self.core.take_rows();
         let n = rows.len();
-        self.sink.flush(rows, now, wall);
+        self.sink.flush(rows);
         n
     }
 
     /// At exit: the last rows are written or spooled, then replay goes on
-    /// for at most [`EXIT_DRAIN`] while the database is up.
+    /// for a bounded time while the database is up (spool/writer.rs).
     fn finish_rows(&mut self) {
-        let now = Instant::now();
-        self.sink
-            .finish(self.core.take_rows(), now, WallTime::now());
-        let deadline = now + EXIT_DRAIN;
-        loop {
-            let now = Instant::now();
-            if now >= deadline || !self.sink.drain_step(now, WallTime::now()) {
-                break;
-            }
-        }
-        self.sink.close(Instant::now());
+        self.sink.finish(self.core.take_rows());
     }
 }
 

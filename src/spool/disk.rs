@@ -130,7 +130,7 @@ struct Head {
 
 /// The two durability calls, behind a seam so that tests can make them fail
 /// (a full or failing disk) without one.
-pub(crate) trait Durability {
+pub(crate) trait Durability: Send {
     /// Make the directory's entries (a new segment's name) durable.
     fn sync_dir(&mut self, dir: &Path) -> std::io::Result<()>;
     /// Make a file's appended data durable.
@@ -918,6 +918,7 @@ fn buf_records(buf: &[u8]) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
     use std::sync::atomic::{AtomicU32, Ordering};
 
     struct Dir(PathBuf);
@@ -1189,20 +1190,20 @@ mod tests {
 
     /// Fails the next `dir`/`data` calls, as many as the counters say.
     struct Failing {
-        dir: std::rc::Rc<std::cell::Cell<u32>>,
-        data: std::rc::Rc<std::cell::Cell<u32>>,
+        dir: Arc<AtomicU32>,
+        data: Arc<AtomicU32>,
     }
     impl Durability for Failing {
         fn sync_dir(&mut self, dir: &Path) -> std::io::Result<()> {
-            if self.dir.get() > 0 {
-                self.dir.set(self.dir.get() - 1);
+            if self.dir.load(Ordering::SeqCst) > 0 {
+                self.dir.fetch_sub(1, Ordering::SeqCst);
                 return Err(std::io::Error::from_raw_os_error(libc::EIO));
             }
             Fsync.sync_dir(dir)
         }
         fn sync_data(&mut self, file: &File) -> std::io::Result<()> {
-            if self.data.get() > 0 {
-                self.data.set(self.data.get() - 1);
+            if self.data.load(Ordering::SeqCst) > 0 {
+                self.data.fetch_sub(1, Ordering::SeqCst);
                 return Err(std::io::Error::from_raw_os_error(libc::EIO));
             }
             file.sync_data()
@@ -1212,8 +1213,8 @@ mod tests {
     #[test]
     fn fsync_failures_are_reported_retried_and_never_wedge_new_segments() {
         let d = tmp();
-        let dir_fails = std::rc::Rc::new(std::cell::Cell::new(0));
-        let data_fails = std::rc::Rc::new(std::cell::Cell::new(0));
+        let dir_fails = Arc::new(AtomicU32::new(0));
+        let data_fails = Arc::new(AtomicU32::new(0));
         let sync = Failing {
             dir: dir_fails.clone(),
             data: data_fails.clone(),
@@ -1224,7 +1225,7 @@ mod tests {
         };
         let (mut s, _) = Spool::open_with(&o, Box::new(sync)).unwrap();
         // The first segment's directory sync fails: reported, rows kept.
-        dir_fails.set(1);
+        dir_fails.store(1, Ordering::SeqCst);
         let e = try_append(&mut s, 0..1, 100).unwrap_err();
         assert!(
             e.to_string().contains("cannot fsync the spool directory"),
@@ -1233,14 +1234,14 @@ mod tests {
         assert_eq!(s.pending(), 1);
         // Retried at the next append, which succeeds.
         assert_eq!(try_append(&mut s, 1..2, 100).unwrap().written, 1);
-        assert_eq!(dir_fails.get(), 0);
+        assert_eq!(dir_fails.load(Ordering::SeqCst), 0);
         // A failed data sync: reported, then fine again.
-        data_fails.set(1);
+        data_fails.store(1, Ordering::SeqCst);
         assert!(try_append(&mut s, 2..3, 100).is_err());
         // Many more segments (64 KiB each) are created, each directory
         // sync failing once more and then retried.
         for n in 3..40 {
-            dir_fails.set(u32::from(n % 3 == 0));
+            dir_fails.store(u32::from(n % 3 == 0), Ordering::SeqCst);
             let _ = try_append(&mut s, n..n + 1, 20_000);
         }
         assert!(try_append(&mut s, 40..41, 100).is_ok());

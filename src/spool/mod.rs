@@ -7,13 +7,16 @@
 //! - `disk`: the spool directory: lock, identity and run number, segments,
 //!   append / peek / consume, repair at open.
 //! - `backoff`: when to try the database again (pure, handed the time).
-//! - `sink`: the DB edge the reactor calls once per turn: writes live rows,
+//! - `sink`: the DB edge, called once per step of the writer thread: writes live rows,
 //!   spools them when the database fails, replays in bounded batches, keeps
 //!   the counters `sip_trace_stats` shows.
 //! - `location`: which directory holds the spool (pure choice, docs/decisions.md §9).
+//! - `writer`: the thread that owns the sink, so that no database wait
+//!   happens on the reactor's thread (docs/decisions.md §21).
 //!
 //! Depends on db (rows, the Backend trait), config (policy), std, nix, log.
-//! Never reads the clock: the reactor passes `now` in.
+//! Never reads the clock, except the writer thread's loop (an edge, like the
+//! reactor) and the purge's own budget: `now` is passed in.
 
 pub mod backoff;
 pub mod disk;
@@ -21,9 +24,11 @@ pub mod location;
 mod purge;
 pub mod record;
 pub mod sink;
+pub mod writer;
 
 pub use disk::{OpenReport, Spool, SpoolOptions};
 pub use sink::{DbCounters, DbTarget, SinkSettings, TraceSink};
+pub use writer::TraceWriter;
 
 use std::fmt;
 use std::path::PathBuf;

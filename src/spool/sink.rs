@@ -15,13 +15,15 @@
 //! is recognised on replay and not written twice. ARCHITECTURE.md, "Spool",
 //! has the whole argument.
 //!
-//! Blocking: one DB call per turn at most for replay plus the live rows'
-//! batches, each bounded by the backend's timeouts; a reconnect try costs at
-//! most the connect timeout and happens at most once per backoff step.
-//! Never reads the clock (`now` is passed in) and never blocks on the spool
-//! beyond one append (+ fsync) per turn — except the retention purge
-//! (purge.rs), which measures its own batches to stay within a few ms per
-//! tick, and runs only in turns without replay, while nothing is spooled.
+//! It runs on the trace writer thread (writer.rs, docs/decisions.md §21),
+//! never on the reactor's: each step makes one DB call at most for replay
+//! plus the live rows' batches, each bounded by the backend's timeouts; a
+//! reconnect try costs at most the connect timeout and happens at most once
+//! per backoff step. Never reads the clock (`now` is passed in) and never
+//! blocks on the spool beyond one append (+ fsync) per step — except the
+//! retention purge (purge.rs), which measures its own batches to stay
+//! within a few ms per tick, and runs only in steps without replay, while
+//! nothing is spooled.
 
 use super::backoff::{self, Backoff};
 use super::disk::{Batch, FitMode};
@@ -81,6 +83,9 @@ pub struct DbCounters {
     pub rows_purged: u64,
     /// Database time of the last completed retention pass, in ms.
     pub last_purge_ms: u64,
+    /// Times the reactor waited because the rows queued for the writer
+    /// thread reached their bound (writer.rs, `QUEUE_MAX_BYTES`).
+    pub queue_waits: u64,
 }
 
 impl DbCounters {
@@ -322,6 +327,11 @@ impl TraceSink {
                 Err(text)
             }
         }
+    }
+
+    /// Whether rows go anywhere (a database is configured).
+    pub(crate) fn is_enabled(&self) -> bool {
+        self.target.is_some()
     }
 
     /// The spool's directory, when there is a spool.
@@ -942,14 +952,13 @@ fn next_replay_rows(current: usize, rows: usize, took: Duration, max: usize) -> 
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     //! The sink against an in-memory database that keeps the marker
     //! contract of `Backend::write_batch_marked`, and a real spool in a
     //! temp directory; time is moved by hand.
     use super::*;
     use crate::spool::SpoolOptions;
-    use std::cell::RefCell;
-    use std::rc::Rc;
+    use std::sync::{Arc, Mutex};
 
     #[test]
     fn replay_batches_follow_the_database_time_they_take() {
@@ -980,8 +989,10 @@ mod tests {
     }
 
     #[derive(Default)]
-    struct State {
-        table: Vec<String>,
+    pub(crate) struct State {
+        pub(crate) table: Vec<String>,
+        /// How long each marked write takes (a slow server).
+        pub(crate) delay: Duration,
         marker: Option<u64>,
         mode: Option<Mode>,
         writes: usize,
@@ -989,7 +1000,7 @@ mod tests {
         no_marker: bool,
     }
 
-    struct FakeDb(Rc<RefCell<State>>);
+    struct FakeDb(Arc<Mutex<State>>);
 
     fn refused() -> DbError {
         DbError::Connection {
@@ -1001,7 +1012,7 @@ mod tests {
 
     impl Backend for FakeDb {
         fn write_batch(&mut self, rows: &[Row]) -> Result<WriteReport, DbError> {
-            let mut s = self.0.borrow_mut();
+            let mut s = self.0.lock().unwrap();
             if s.mode == Some(Mode::Down) {
                 return Err(refused());
             }
@@ -1012,7 +1023,7 @@ mod tests {
             })
         }
         fn open_marker(&mut self, _id: &str) -> Result<MarkerOpen, DbError> {
-            let mut s = self.0.borrow_mut();
+            let mut s = self.0.lock().unwrap();
             if s.no_marker {
                 return Ok(MarkerOpen::NoTransactions("fake".into()));
             }
@@ -1027,7 +1038,9 @@ mod tests {
             seqs: &[u64],
             m: &mut Marker,
         ) -> Result<WriteReport, DbError> {
-            let mut s = self.0.borrow_mut();
+            let delay = self.0.lock().unwrap().delay;
+            std::thread::sleep(delay);
+            let mut s = self.0.lock().unwrap();
             s.writes += 1;
             if s.mode == Some(Mode::Down) {
                 return Err(refused());
@@ -1071,7 +1084,7 @@ mod tests {
         }
     }
 
-    fn row(n: usize) -> Row {
+    pub(crate) fn row(n: usize) -> Row {
         Row {
             table: None,
             msg: b"OPTIONS sip:x SIP/2.0\r\n\r\n".to_vec().into(),
@@ -1090,17 +1103,17 @@ mod tests {
         }
     }
 
-    fn rows(r: std::ops::Range<usize>) -> Vec<Row> {
+    pub(crate) fn rows(r: std::ops::Range<usize>) -> Vec<Row> {
         r.map(row).collect()
     }
 
-    fn names(r: std::ops::Range<usize>) -> Vec<String> {
+    pub(crate) fn names(r: std::ops::Range<usize>) -> Vec<String> {
         r.map(|n| format!("c{n}")).collect()
     }
 
-    struct Rig {
-        sink: TraceSink,
-        db: Rc<RefCell<State>>,
+    pub(crate) struct Rig {
+        pub(crate) sink: TraceSink,
+        pub(crate) db: Arc<Mutex<State>>,
         now: Instant,
         ms: u64,
         _dir: Dir,
@@ -1110,7 +1123,7 @@ mod tests {
         fn new(tag: &str, batch_rows: usize, max_bytes: u64, policy: SpoolFullPolicy) -> Rig {
             Self::with_delay(tag, batch_rows, max_bytes, policy, Duration::ZERO)
         }
-        fn with_delay(
+        pub(crate) fn with_delay(
             tag: &str,
             batch_rows: usize,
             max_bytes: u64,
@@ -1126,7 +1139,7 @@ mod tests {
                 owner: (None, None),
             })
             .unwrap();
-            let db = Rc::new(RefCell::new(State::default()));
+            let db = Arc::new(Mutex::new(State::default()));
             let now = Instant::now();
             let sink = TraceSink::new(
                 DbTarget {
@@ -1153,7 +1166,7 @@ mod tests {
             }
         }
         fn mode(&self, m: Mode) {
-            self.db.borrow_mut().mode = Some(m);
+            self.db.lock().unwrap().mode = Some(m);
         }
         /// One turn `ms` after the previous one (the wall clock moves too).
         fn turn(&mut self, ms: u64, rows: Vec<Row>) {
@@ -1165,8 +1178,8 @@ mod tests {
             };
             self.sink.flush(rows, self.now, wall);
         }
-        fn table(&self) -> Vec<String> {
-            self.db.borrow().table.clone()
+        pub(crate) fn table(&self) -> Vec<String> {
+            self.db.lock().unwrap().table.clone()
         }
     }
 
@@ -1181,11 +1194,11 @@ mod tests {
         r.turn(2, rows(2..4));
         r.turn(2, Vec::new());
         assert!(r.table().is_empty());
-        assert_eq!(r.db.borrow().writes, 0);
+        assert_eq!(r.db.lock().unwrap().writes, 0);
         // The first rows have waited 5 ms: all four go in one write.
         r.turn(1, Vec::new());
         assert_eq!(r.table(), names(0..4));
-        assert_eq!(r.db.borrow().writes, 1);
+        assert_eq!(r.db.lock().unwrap().writes, 1);
         assert_eq!(r.sink.next_deadline(), None);
         // A full batch does not wait.
         r.turn(1, rows(4..14));
@@ -1216,9 +1229,9 @@ mod tests {
         r.turn(1, rows(3..6));
         assert!(r.sink.counters().down_since.is_some());
         // Not due yet: spooled without a try.
-        let writes = r.db.borrow().writes;
+        let writes = r.db.lock().unwrap().writes;
         r.turn(100, rows(6..10));
-        assert_eq!(r.db.borrow().writes, writes);
+        assert_eq!(r.db.lock().unwrap().writes, writes);
         assert_eq!(r.sink.pending(), 7);
         assert!(r.sink.next_deadline().unwrap() > r.now);
         // Due, still down: the wait doubles.
@@ -1277,7 +1290,7 @@ mod tests {
     #[test]
     fn without_a_marker_the_database_is_back_only_when_a_batch_goes_in() {
         let mut r = Rig::new("nomarker", 100, 1 << 20, SpoolFullPolicy::Drop);
-        r.db.borrow_mut().no_marker = true;
+        r.db.lock().unwrap().no_marker = true;
         r.turn(1, rows(0..2));
         r.mode(Mode::Down);
         r.turn(1, rows(2..4));
