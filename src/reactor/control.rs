@@ -38,7 +38,7 @@ use crate::config::{Config, MiFifoParams, level_of_debug};
 use crate::core::Core;
 use crate::mi::commands::{self, DbState, MiHost, Process, TraceStats, Uptime, VersionInfo};
 use crate::mi::jsonrpc::{Frame, JsonFramer};
-use crate::mi::text::{self, TextEvent, TextReader};
+use crate::mi::text::{self, TextEvent, TextReader, TextRequest};
 use crate::spool::TraceWriter;
 use nix::unistd::{Gid, Uid};
 use std::os::fd::RawFd;
@@ -201,6 +201,8 @@ struct MiEnd {
     opening: Option<PendingReply>,
     /// Opened, waiting for the request's reply bytes.
     opened: Option<PendingReply>,
+    /// A request waiting for its sync ticket (the rows before it written).
+    held: Option<(TextRequest, u64)>,
     writing: Vec<PendingReply>,
 }
 
@@ -211,6 +213,8 @@ struct RpcEnd {
     settings: FifoSettings,
     owner: (Option<Uid>, Option<Gid>),
     framer: JsonFramer,
+    /// A document waiting for its sync ticket, as [`MiEnd::held`].
+    held: Option<(Vec<u8>, u64)>,
     writing: Vec<PendingReply>,
 }
 
@@ -274,6 +278,7 @@ impl Control {
                     reader: TextReader::new(&f.reply_dir),
                     opening: None,
                     opened: None,
+                    held: None,
                     writing: Vec::new(),
                 })
             }
@@ -294,6 +299,7 @@ impl Control {
                     settings: f.clone(),
                     owner: own,
                     framer: JsonFramer::new(),
+                    held: None,
                     writing: Vec::new(),
                 })
             }
@@ -362,6 +368,17 @@ impl Control {
         self.pump_rpc(core, sink, now);
     }
 
+    /// The trace writer finished a sync: a held request may run.
+    pub(crate) fn on_writer_synced(
+        &mut self,
+        core: &mut Core,
+        sink: &mut TraceWriter,
+        now: Instant,
+    ) {
+        self.pump_mi(core, sink, now);
+        self.pump_rpc(core, sink, now);
+    }
+
     pub(crate) fn on_timer(&mut self, core: &mut Core, sink: &mut TraceWriter, now: Instant) {
         if let Some(r) = self.rpc.as_mut() {
             if r.framer.poll_timeout().is_some_and(|t| t <= now) {
@@ -381,6 +398,33 @@ impl Control {
         let Some(m) = self.mi.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
+            if let Some((_, ticket)) = &m.held {
+                if !sink.synced(*ticket) {
+                    // The writer thread wakes the reactor when it is.
+                    return;
+                }
+                let Some((req, _)) = m.held.take() else {
+                    return;
+                };
+                let mut host = Host {
+                    core: &mut *core,
+                    sink: &mut *sink,
+                    info: &mut self.info,
+                    now: WallTime::now(),
+                };
+                let indent = host.info.indent.clone();
+                let bytes = commands::handle_text(&mut host, &req, &indent);
+                match m.opened.take() {
+                    Some(mut w) => {
+                        w.set_bytes(bytes, now);
+                        if let Some(w) = step_one(w, now, "MI") {
+                            keep_pending(&mut m.writing, w, other, core, "MI");
+                        }
+                    }
+                    None => log::debug!("MI request without an open reply FIFO"),
+                }
+                continue;
+            }
             if let Some(op) = m.opening.as_mut() {
                 if op.next_try > now {
                     return;
@@ -401,7 +445,7 @@ impl Control {
                     }
                 }
             }
-            let mut host = Host {
+            let host = Host {
                 core: &mut *core,
                 sink: &mut *sink,
                 info: &mut self.info,
@@ -425,19 +469,10 @@ impl Control {
                     m.opening = Some(PendingReply::open(path, now))
                 }
                 Some(TextEvent::Request(req)) => {
-                    // What the command reports counts every message before it.
-                    host.sink.sync();
-                    let indent = host.info.indent.clone();
-                    let bytes = commands::handle_text(&mut host, &req, &indent);
-                    match m.opened.take() {
-                        Some(mut w) => {
-                            w.set_bytes(bytes, now);
-                            if let Some(w) = step_one(w, now, "MI") {
-                                keep_pending(&mut m.writing, w, other, core, "MI");
-                            }
-                        }
-                        None => log::debug!("MI request without an open reply FIFO"),
-                    }
+                    // What the command reports counts every message before
+                    // it: it runs once the writer thread has written them.
+                    let ticket = host.sink.request_sync();
+                    m.held = Some((req, ticket));
                 }
                 Some(TextEvent::Rejected(r)) => log::warn!("MI FIFO: {r}"),
             }
@@ -449,6 +484,42 @@ impl Control {
         let Some(r) = self.rpc.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
+            if let Some((_, ticket)) = &r.held {
+                if !sink.synced(*ticket) {
+                    return;
+                }
+                let Some((doc, _)) = r.held.take() else {
+                    return;
+                };
+                let mut host = Host {
+                    core: &mut *core,
+                    sink: &mut *sink,
+                    info: &mut self.info,
+                    now: WallTime::now(),
+                };
+                let pretty = host.info.pretty;
+                let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
+                if let Some(n) = &out.notice {
+                    log::warn!("JSON-RPC: {n}");
+                }
+                let (Some(name), Some(reply)) = (out.reply_name, out.reply) else {
+                    continue;
+                };
+                match text::reply_path(&r.settings.reply_dir, &name) {
+                    Ok(path) => {
+                        if let Some(w) =
+                            step_one(PendingReply::new(path, reply, now), now, "JSON-RPC")
+                        {
+                            keep_pending(&mut r.writing, w, other, core, "JSON-RPC");
+                        }
+                    }
+                    Err(e) => log::warn!(
+                        "JSON-RPC reply name {}: {e}",
+                        String::from_utf8_lossy(&name)
+                    ),
+                }
+                continue;
+            }
             let Some(frame) = r.framer.next_frame() else {
                 if r.unread.is_none() || budget == 0 {
                     return;
@@ -470,34 +541,9 @@ impl Control {
             match frame {
                 Frame::Dropped(why) => log::warn!("JSON-RPC FIFO: {why}"),
                 Frame::Document(doc) => {
-                    let mut host = Host {
-                        core: &mut *core,
-                        sink: &mut *sink,
-                        info: &mut self.info,
-                        now: WallTime::now(),
-                    };
-                    let pretty = host.info.pretty;
-                    host.sink.sync();
-                    let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
-                    if let Some(n) = &out.notice {
-                        log::warn!("JSON-RPC: {n}");
-                    }
-                    let (Some(name), Some(reply)) = (out.reply_name, out.reply) else {
-                        continue;
-                    };
-                    match text::reply_path(&r.settings.reply_dir, &name) {
-                        Ok(path) => {
-                            if let Some(w) =
-                                step_one(PendingReply::new(path, reply, now), now, "JSON-RPC")
-                            {
-                                keep_pending(&mut r.writing, w, other, core, "JSON-RPC");
-                            }
-                        }
-                        Err(e) => log::warn!(
-                            "JSON-RPC reply name {}: {e}",
-                            String::from_utf8_lossy(&name)
-                        ),
-                    }
+                    // Run once the rows before it are written (as MI's).
+                    let ticket = sink.request_sync();
+                    r.held = Some((doc, ticket));
                 }
             }
         }

@@ -60,8 +60,10 @@ const TOKEN_TERM: Token = Token(0);
 const TOKEN_HUP: Token = Token(3);
 const TOKEN_MI: Token = Token(1);
 const TOKEN_RPC: Token = Token(2);
-/// The resolver thread's waker: answers are waiting (transport/dns.rs).
-const TOKEN_DNS: Token = Token(4);
+/// The helper threads' one waker (mio allows one per Poll): the resolver
+/// thread has answers (transport/dns.rs), or the trace writer finished a
+/// sync (spool/writer.rs).
+const TOKEN_WAKE: Token = Token(4);
 /// The `/metrics` listener (reactor/metrics.rs).
 const TOKEN_METRICS: Token = Token(5);
 const TOKEN_LISTENER_BASE: usize = 16;
@@ -94,6 +96,8 @@ pub struct Reactor {
     sip_tcp: SipStreams,
     /// The writer thread that owns the trace sink (spool/writer.rs).
     sink: TraceWriter,
+    /// Shared by the helper threads that wake the reactor ([`TOKEN_WAKE`]).
+    waker: std::sync::Arc<mio::Waker>,
     /// Read ends of the signal pipes: SIGTERM/SIGINT on one, SIGHUP on the
     /// other, so which one woke us needs no global flag.
     term_pipe: UnixStream,
@@ -147,7 +151,16 @@ impl Reactor {
         use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
         let term_pipe = signal_pipe(&poll, &[SIGTERM, SIGINT], TOKEN_TERM)?;
         let hup_pipe = signal_pipe(&poll, &[SIGHUP], TOKEN_HUP)?;
-        let sink = TraceWriter::spawn(sink).map_err(ReactorError::Poll)?;
+        let waker = std::sync::Arc::new(
+            mio::Waker::new(poll.registry(), TOKEN_WAKE).map_err(ReactorError::Poll)?,
+        );
+        let w = std::sync::Arc::clone(&waker);
+        let wake = Box::new(move || {
+            if let Err(e) = w.wake() {
+                log::error!("cannot wake the reactor for the trace writer: {e}");
+            }
+        });
+        let sink = TraceWriter::spawn(sink, wake).map_err(ReactorError::Poll)?;
         let mut r = Reactor {
             poll,
             listeners,
@@ -161,6 +174,7 @@ impl Reactor {
                 TOKEN_SIP_TCP_CONN_BASE,
             ),
             sink,
+            waker,
             term_pipe,
             hup_pipe,
             stop: false,
@@ -241,8 +255,7 @@ impl Reactor {
 
     /// Starts the resolver thread, which wakes this poll when answers wait.
     pub(crate) fn start_dns(&mut self, cfg: &DnsConfig) -> Result<(), DnsError> {
-        let waker = mio::Waker::new(self.poll.registry(), TOKEN_DNS).map_err(DnsError::Thread)?;
-        self.dns = Some(DnsThread::start(cfg, std::sync::Arc::new(waker))?);
+        self.dns = Some(DnsThread::start(cfg, std::sync::Arc::clone(&self.waker))?);
         Ok(())
     }
 
@@ -346,7 +359,12 @@ impl Reactor {
                     TOKEN_RPC => self
                         .control
                         .on_rpc_readable(&mut self.core, &mut self.sink, now),
-                    TOKEN_DNS => self.on_dns(now, wall),
+                    TOKEN_WAKE => {
+                        self.on_dns(now, wall);
+                        // Held MI/JSON-RPC commands may run now.
+                        self.control
+                            .on_writer_synced(&mut self.core, &mut self.sink, now);
+                    }
                     t if self.metrics.as_ref().is_some_and(|m| m.owns(t)) => {
                         if let Some(m) = &mut self.metrics {
                             m.on_event(self.poll.registry(), t, now);

@@ -15,8 +15,11 @@
 //! the reactor waits for the thread to catch up, which is the back-pressure
 //! the synchronous write gave before, and each such wait is counted
 //! (`queue_waits` in the counters). Commands that must see every row
-//! handed in before them (`sip_trace_stats`, `sip_trace_purge`, exit) ask
-//! the thread and wait for its answer.
+//! handed in before them (MI and JSON-RPC) ask for a sync ticket and run
+//! once the thread has written its held rows and published the counters:
+//! the thread wakes the reactor then (a `wake` callback, the reactor's mio
+//! Waker), so the reactor never waits on it for a command. `sip_trace_purge`
+//! and exit are jobs on the thread.
 //!
 //! Depends on the sink, db rows and the clock (this is an edge: the thread
 //! reads `Instant::now` and the wall clock for the sink, as the reactor
@@ -43,8 +46,9 @@ const EXIT_DRAIN: Duration = Duration::from_secs(5);
 
 enum Job {
     Rows(Vec<Row>, usize),
-    /// Write the held rows, then answer.
-    Sync(mpsc::SyncSender<()>),
+    /// Write the held rows, publish the ticket as synced, wake the reactor
+    /// (and answer, for a caller that waits).
+    Sync(u64, Option<mpsc::SyncSender<()>>),
     Purge(mpsc::SyncSender<Result<u64, String>>),
     /// The last rows; then drain, close and end the thread.
     Finish(Vec<Row>),
@@ -53,6 +57,8 @@ enum Job {
 /// What the thread publishes after each step.
 struct Published {
     counters: DbCounters,
+    /// The last sync ticket done.
+    synced: u64,
 }
 
 struct Shared {
@@ -68,7 +74,14 @@ pub struct TraceWriter {
     thread: Option<JoinHandle<()>>,
     spool_dir: Option<PathBuf>,
     queue_waits: u64,
+    /// The last sync ticket given out, and whether rows were handed in
+    /// since (if not, that ticket still covers every row).
+    ticket: u64,
+    rows_since_ticket: bool,
 }
+
+/// Called by the writer thread after a sync: the reactor's Waker.
+pub type Wake = Box<dyn Fn() + Send>;
 
 fn row_bytes(rows: &[Row]) -> usize {
     rows.iter()
@@ -77,11 +90,13 @@ fn row_bytes(rows: &[Row]) -> usize {
 }
 
 impl TraceWriter {
-    /// Starts the thread with `sink` (none when the sink has no database).
-    pub fn spawn(sink: TraceSink) -> std::io::Result<TraceWriter> {
+    /// Starts the thread with `sink` (none when the sink has no database);
+    /// `wake` tells the reactor that a sync ticket is done.
+    pub fn spawn(sink: TraceSink, wake: Wake) -> std::io::Result<TraceWriter> {
         let shared = Arc::new(Shared {
             published: Mutex::new(Published {
                 counters: sink.counters().clone(),
+                synced: 0,
             }),
             queued: AtomicUsize::new(0),
         });
@@ -93,19 +108,23 @@ impl TraceWriter {
                 thread: None,
                 spool_dir,
                 queue_waits: 0,
+                ticket: 0,
+                rows_since_ticket: false,
             });
         }
         let (tx, rx) = mpsc::channel();
         let sh = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("trace-writer".into())
-            .spawn(move || run(sink, rx, &sh))?;
+            .spawn(move || run(sink, rx, &sh, &wake))?;
         Ok(TraceWriter {
             tx: Some(tx),
             shared,
             thread: Some(thread),
             spool_dir,
             queue_waits: 0,
+            ticket: 0,
+            rows_since_ticket: false,
         })
     }
 
@@ -116,6 +135,7 @@ impl TraceWriter {
         if rows.is_empty() {
             return;
         }
+        self.rows_since_ticket = true;
         let bytes = row_bytes(&rows);
         let queued = self.shared.queued.fetch_add(bytes, Ordering::AcqRel) + bytes;
         if tx.send(Job::Rows(rows, bytes)).is_err() {
@@ -139,10 +159,41 @@ impl TraceWriter {
     /// too), so that the counters account for them.
     pub fn sync(&mut self) {
         let Some(tx) = &self.tx else { return };
+        self.ticket += 1;
+        self.rows_since_ticket = false;
         let (ack_tx, ack_rx) = mpsc::sync_channel(1);
-        if tx.send(Job::Sync(ack_tx)).is_err() || ack_rx.recv().is_err() {
+        if tx.send(Job::Sync(self.ticket, Some(ack_tx))).is_err() || ack_rx.recv().is_err() {
             self.thread_gone();
         }
+    }
+
+    /// Asks for every row handed in so far to be written or spooled,
+    /// without waiting: [`TraceWriter::synced`] says when it is done, and
+    /// the thread calls `wake` then.
+    pub fn request_sync(&mut self) -> u64 {
+        let Some(tx) = &self.tx else { return 0 };
+        if !self.rows_since_ticket && self.ticket > 0 {
+            return self.ticket;
+        }
+        self.ticket += 1;
+        self.rows_since_ticket = false;
+        if tx.send(Job::Sync(self.ticket, None)).is_err() {
+            self.thread_gone();
+        }
+        self.ticket
+    }
+
+    /// Whether the sync `ticket` asked for is done (or can never be: with
+    /// the thread gone, a command must not wait for ever).
+    pub fn synced(&self, ticket: u64) -> bool {
+        if self.tx.is_none() || self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            return true;
+        }
+        let done = match self.shared.published.lock() {
+            Ok(p) => p.synced,
+            Err(p) => p.into_inner().synced,
+        };
+        done >= ticket
     }
 
     /// `sip_trace_purge`: one whole retention pass, on the thread.
@@ -205,15 +256,18 @@ impl Drop for TraceWriter {
     }
 }
 
-fn publish(sink: &TraceSink, shared: &Shared) {
+fn publish(sink: &TraceSink, shared: &Shared, synced: Option<u64>) {
     let mut p = match shared.published.lock() {
         Ok(p) => p,
         Err(p) => p.into_inner(),
     };
     p.counters.clone_from(sink.counters());
+    if let Some(t) = synced {
+        p.synced = p.synced.max(t);
+    }
 }
 
-fn run(mut sink: TraceSink, rx: Receiver<Job>, shared: &Shared) {
+fn run(mut sink: TraceSink, rx: Receiver<Job>, shared: &Shared, wake: &Wake) {
     let mut next: Option<Job> = None;
     loop {
         let job = match next.take() {
@@ -242,21 +296,26 @@ fn run(mut sink: TraceSink, rx: Receiver<Job>, shared: &Shared) {
                 sink.flush(rows, Instant::now(), WallTime::now());
                 shared.queued.fetch_sub(bytes, Ordering::AcqRel);
             }
-            Ok(Job::Sync(ack)) => {
+            Ok(Job::Sync(ticket, ack)) => {
                 sink.write_held(Instant::now(), WallTime::now());
-                publish(&sink, shared);
-                let _ = ack.send(());
+                publish(&sink, shared, Some(ticket));
+                match ack {
+                    Some(ack) => {
+                        let _ = ack.send(());
+                    }
+                    None => wake(),
+                }
                 continue;
             }
             Ok(Job::Purge(ack)) => {
                 let r = sink.purge_now(Instant::now(), WallTime::now());
-                publish(&sink, shared);
+                publish(&sink, shared, None);
                 let _ = ack.send(r);
                 continue;
             }
             Ok(Job::Finish(rows)) => {
                 finish(&mut sink, rows);
-                publish(&sink, shared);
+                publish(&sink, shared, None);
                 return;
             }
             Err(RecvTimeoutError::Timeout) => {
@@ -264,11 +323,11 @@ fn run(mut sink: TraceSink, rx: Receiver<Job>, shared: &Shared) {
             }
             Err(RecvTimeoutError::Disconnected) => {
                 finish(&mut sink, Vec::new());
-                publish(&sink, shared);
+                publish(&sink, shared, None);
                 return;
             }
         }
-        publish(&sink, shared);
+        publish(&sink, shared, None);
     }
 }
 
@@ -296,7 +355,7 @@ mod tests {
     fn writer(tag: &str, flush_delay: Duration) -> (TraceWriter, Rig) {
         let mut rig = Rig::with_delay(tag, 1000, 64 << 20, SpoolFullPolicy::Drop, flush_delay);
         let sink = std::mem::replace(&mut rig.sink, TraceSink::disabled(Instant::now()));
-        (TraceWriter::spawn(sink).unwrap(), rig)
+        (TraceWriter::spawn(sink, Box::new(|| {})).unwrap(), rig)
     }
 
     #[test]
@@ -310,6 +369,40 @@ mod tests {
         assert_eq!(w.counters().rows_written, 20);
         w.finish(rows(20..25));
         assert_eq!(rig.table(), names(0..25));
+    }
+
+    #[test]
+    fn a_sync_ticket_is_done_without_waiting_and_wakes_the_caller() {
+        let mut rig = Rig::with_delay(
+            "w-ticket",
+            1000,
+            64 << 20,
+            SpoolFullPolicy::Drop,
+            Duration::from_secs(3600),
+        );
+        let sink = std::mem::replace(&mut rig.sink, TraceSink::disabled(Instant::now()));
+        let (wake_tx, wake_rx) = mpsc::channel();
+        let mut w = TraceWriter::spawn(
+            sink,
+            Box::new(move || {
+                let _ = wake_tx.send(());
+            }),
+        )
+        .unwrap();
+        w.flush(rows(0..3));
+        let t = w.request_sync();
+        wake_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(w.synced(t));
+        assert_eq!(rig.table(), names(0..3));
+        assert_eq!(w.counters().rows_written, 3);
+        // Nothing handed in since: the same ticket covers it, done already.
+        assert_eq!(w.request_sync(), t);
+        w.flush(rows(3..4));
+        let t2 = w.request_sync();
+        assert!(t2 > t);
+        wake_rx.recv_timeout(Duration::from_secs(10)).unwrap();
+        assert!(w.synced(t2));
+        assert_eq!(rig.table(), names(0..4));
     }
 
     #[test]

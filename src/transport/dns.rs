@@ -4,7 +4,7 @@
 //! each query the core asked for (`core::Query`) becomes a task, so a
 //! name server that never answers holds up only its own lookups. Answers
 //! go back through a channel and wake the reactor with a `mio::Waker`
-//! (`TOKEN_DNS`); the reactor hands them to `Core::on_resolved`.
+//! (`TOKEN_WAKE`, shared with the trace writer); the reactor hands them to `Core::on_resolved`.
 //!
 //! RFC 3263 for a `sip:` host without port (`Query::srv`): NAPTR first
 //! when `dns_try_naptr` (the `SIP+D2U` records, lowest order/preference,
