@@ -791,23 +791,41 @@ fn stat_lines(stats: &TraceStats, selector: &[u8], qualified: bool) -> Vec<Strin
     lines
 }
 
+/// [`stat_lines`] for each selector in order, each distinct one worked
+/// out once: a request may repeat `all` as often as its 8 KiB of
+/// arguments allow, and formatting and sorting every copy anew cost
+/// milliseconds of the reactor's turn.
+fn stat_lines_each<'a>(
+    stats: &TraceStats,
+    selectors: impl Iterator<Item = &'a [u8]>,
+    qualified: bool,
+) -> Vec<String> {
+    let mut memo: std::collections::HashMap<&'a [u8], Vec<String>> =
+        std::collections::HashMap::new();
+    let mut out = Vec::new();
+    for sel in selectors {
+        let lines = memo
+            .entry(sel)
+            .or_insert_with(|| stat_lines(stats, sel, qualified));
+        out.extend(lines.iter().cloned());
+    }
+    out
+}
+
 fn mi_get_statistics(host: &mut dyn MiHost, args: &[Arg]) -> Option<MiReply> {
     if args.is_empty() {
         return Some(MiReply::status(400, "Too few or too many arguments"));
     }
     let stats = host.trace_stats();
-    let mut nodes = Vec::new();
-    for value in args.iter().filter_map(|a| a.value.as_deref()) {
-        // Empty values are skipped; a group needs a name before its ':'.
-        if value.is_empty() || value == b":" {
-            continue;
-        }
-        nodes.extend(
-            stat_lines(&stats, value, false)
-                .into_iter()
-                .map(Node::value),
-        );
-    }
+    // Empty values are skipped; a group needs a name before its ':'.
+    let selectors = args
+        .iter()
+        .filter_map(|a| a.value.as_deref())
+        .filter(|v| !v.is_empty() && *v != b":");
+    let nodes: Vec<Node> = stat_lines_each(&stats, selectors, false)
+        .into_iter()
+        .map(Node::value)
+        .collect();
     if nodes.is_empty() {
         return Some(MiReply::status(404, "Statistics Not Found"));
     }
@@ -869,10 +887,9 @@ fn rpc_get_statistics(host: &mut dyn MiHost, params: &Params<'_>) -> RpcResult {
         return RpcResult::fault(400, "Please provide which stats to retrieve");
     }
     let stats = host.trace_stats();
-    let lines = selectors
+    let lines = stat_lines_each(&stats, selectors.iter().copied(), true)
         .iter()
-        .flat_map(|s| stat_lines(&stats, s, true))
-        .map(|l| Json::str(&l))
+        .map(|l| Json::str(l))
         .collect();
     RpcResult::Ok(Json::Arr(lines))
 }
