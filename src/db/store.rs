@@ -12,7 +12,7 @@
 //! marker's few statements.
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Arc as Rc;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::retention::{PurgeRule, PurgeTarget, TimeKind};
@@ -58,7 +58,7 @@ pub(crate) struct MarkCas<'a> {
 
 /// Rows of one batch aimed at the same table, consecutive in batch order.
 pub(crate) struct Run<'a> {
-    pub layout: Rc<Layout>,
+    pub layout: Arc<Layout>,
     pub rows: Vec<&'a Row>,
 }
 
@@ -233,8 +233,8 @@ pub(crate) trait Engine: Send {
 pub(crate) struct Store<E: Engine> {
     engine: E,
     default: String,
-    default_layout: Option<Rc<Layout>>,
-    layouts: HashMap<String, Rc<Layout>>,
+    default_layout: Option<Arc<Layout>>,
+    layouts: HashMap<String, Arc<Layout>>,
     /// Tables refused, with when; re-checked after [`REFUSED_RECHECK`].
     refused: HashMap<String, Instant>,
     warned: HashSet<String>,
@@ -261,7 +261,7 @@ impl<E: Engine> Store<E> {
         Ok(s)
     }
 
-    fn default_layout(&mut self) -> Result<Rc<Layout>, DbError> {
+    fn default_layout(&mut self) -> Result<Arc<Layout>, DbError> {
         if let Some(l) = &self.default_layout {
             return Ok(l.clone());
         }
@@ -274,13 +274,13 @@ impl<E: Engine> Store<E> {
         };
         let layout = Layout::detect(&table, &cols)
             .map_err(|problem| DbError::BadLayout { table, problem })?;
-        let layout = Rc::new(layout);
+        let layout = Arc::new(layout);
         self.default_layout = Some(layout.clone());
         Ok(layout)
     }
 
     /// The layout for a `trace_table_avp` table, `None` = reroute.
-    fn resolve(&mut self, table: &str) -> Result<Option<Rc<Layout>>, DbError> {
+    fn resolve(&mut self, table: &str) -> Result<Option<Arc<Layout>>, DbError> {
         if let Some(l) = self.layouts.get(table) {
             return Ok(Some(l.clone()));
         }
@@ -304,7 +304,7 @@ impl<E: Engine> Store<E> {
                     if self.layouts.len() >= LAYOUT_CACHE_MAX {
                         self.layouts.clear();
                     }
-                    let l = Rc::new(l);
+                    let l = Arc::new(l);
                     self.layouts.insert(table.to_string(), l.clone());
                     return Ok(Some(l));
                 }
@@ -347,7 +347,7 @@ impl<E: Engine> Store<E> {
                 },
             };
             match runs.last_mut() {
-                Some(run) if Rc::ptr_eq(&run.layout, &layout) => run.rows.push(row),
+                Some(run) if Arc::ptr_eq(&run.layout, &layout) => run.rows.push(row),
                 _ => runs.push(Run {
                     layout,
                     rows: vec![row],

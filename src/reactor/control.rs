@@ -398,20 +398,12 @@ impl Control {
         let Some(m) = self.mi.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
-            if let Some((_, ticket)) = &m.held {
-                if !sink.synced(*ticket) {
-                    // The writer thread wakes the reactor when it is.
-                    return;
-                }
-                let Some((req, _)) = m.held.take() else {
+            if m.held.is_some() {
+                // Not synced yet: the writer thread wakes the reactor.
+                let Some(req) = take_synced(&mut m.held, sink) else {
                     return;
                 };
-                let mut host = Host {
-                    core: &mut *core,
-                    sink: &mut *sink,
-                    info: &mut self.info,
-                    now: WallTime::now(),
-                };
+                let mut host = Host::new(core, sink, &mut self.info);
                 let indent = host.info.indent.clone();
                 let bytes = commands::handle_text(&mut host, &req, &indent);
                 match m.opened.take() {
@@ -445,12 +437,7 @@ impl Control {
                     }
                 }
             }
-            let host = Host {
-                core: &mut *core,
-                sink: &mut *sink,
-                info: &mut self.info,
-                now: WallTime::now(),
-            };
+            let host = Host::new(core, sink, &mut self.info);
             let ev = m.reader.next(&|c| commands::text_kind(&host, c));
             match ev {
                 // The reader needs bytes, unless it waits for a reply FIFO.
@@ -484,19 +471,11 @@ impl Control {
         let Some(r) = self.rpc.as_mut() else { return };
         let mut budget = READ_PER_TURN;
         loop {
-            if let Some((_, ticket)) = &r.held {
-                if !sink.synced(*ticket) {
-                    return;
-                }
-                let Some((doc, _)) = r.held.take() else {
+            if r.held.is_some() {
+                let Some(doc) = take_synced(&mut r.held, sink) else {
                     return;
                 };
-                let mut host = Host {
-                    core: &mut *core,
-                    sink: &mut *sink,
-                    info: &mut self.info,
-                    now: WallTime::now(),
-                };
+                let mut host = Host::new(core, sink, &mut self.info);
                 let pretty = host.info.pretty;
                 let out = commands::handle_jsonrpc(&mut host, &doc, pretty);
                 if let Some(n) = &out.notice {
@@ -663,12 +642,32 @@ fn step_all(list: &mut Vec<PendingReply>, now: Instant, what: &str) {
     *list = keep;
 }
 
+/// A request held for its sync ticket (`MiEnd::held`, `RpcEnd::held`),
+/// taken once the writer thread has written every row handed in before it.
+fn take_synced<T>(held: &mut Option<(T, u64)>, sink: &TraceWriter) -> Option<T> {
+    match held {
+        Some((_, ticket)) if sink.synced(*ticket) => held.take().map(|(x, _)| x),
+        _ => None,
+    }
+}
+
 /// The daemon as the MI/RPC command handlers see it.
 struct Host<'a> {
     core: &'a mut Core,
     sink: &'a mut TraceWriter,
     info: &'a mut Info,
     now: WallTime,
+}
+
+impl<'a> Host<'a> {
+    fn new(core: &'a mut Core, sink: &'a mut TraceWriter, info: &'a mut Info) -> Host<'a> {
+        Host {
+            core,
+            sink,
+            info,
+            now: WallTime::now(),
+        }
+    }
 }
 
 impl MiHost for Host<'_> {
